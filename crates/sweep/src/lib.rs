@@ -1,0 +1,16 @@
+//! Orchestration for lrscape: experiment configs, backend selection, the
+//! population trainer and the jobs the `lrscape` binary runs.
+//!
+//! This is the top floor: it depends on `synth-data`, `tinyformer` and
+//! `records`, and nothing depends on it. Only [`device`] names backends.
+
+pub mod config;
+pub mod device;
+pub mod optim;
+pub mod pretrain;
+pub mod train;
+
+pub use config::{ExperimentConfig, PretrainConfig, TaskConfig};
+pub use device::{SelectedDevice, select_device};
+pub use optim::{AdamWConfig, PopulationAdamW};
+pub use train::{Evaluation, Member, Schedule, TrainOutcome, evaluate, train_population};

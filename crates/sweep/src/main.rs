@@ -1,0 +1,132 @@
+//! `lrscape`: learning-rate × rank studies of LoRA-family adapters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sweep::{ExperimentConfig, device};
+
+#[derive(Parser)]
+#[command(name = "lrscape", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Experiment config (TOML); the embedded configs/default.toml if omitted.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output directory; results/<experiment name> if omitted.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Backend and device: flex, ndarray, wgpu[:cpu|:N], vulkan, metal, cuda[:N], tch
+    /// (only those compiled in; see `--features`).
+    #[arg(long, default_value_t = device::default_device_name().to_string())]
+    device: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pre-train the base model of an experiment and cache it by config hash.
+    Pretrain {
+        #[command(flatten)]
+        common: Common,
+        /// Override pretrain.epochs.
+        #[arg(long)]
+        pretrain_epochs: Option<usize>,
+        /// Train again even if a base for this config exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn load_config(common: &Common) -> anyhow::Result<(ExperimentConfig, PathBuf)> {
+    let config = match &common.config {
+        Some(path) => ExperimentConfig::from_toml_file(path)?,
+        None => ExperimentConfig::embedded_default(),
+    };
+    let out = common
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&config.name));
+    Ok((config, out))
+}
+
+fn bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:32}] {pos}/{len} steps {per_sec} eta {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Pretrain {
+            common,
+            pretrain_epochs,
+            force,
+        } => {
+            let (mut config, out) = load_config(&common)?;
+            if let Some(epochs) = pretrain_epochs {
+                config.pretrain.epochs = epochs;
+                config
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("--pretrain-epochs: {e}"))?;
+            }
+            let selected = device::select_device(&common.device)?;
+            let dir = sweep::pretrain::base_dir(&out, &config);
+            if !force && dir.join("base.json").exists() {
+                let (_, record) = sweep::pretrain::load_base(&config, &out, &selected.device)?;
+                println!(
+                    "base for {} already at {} (val_acc {:.4}); --force retrains",
+                    config.name,
+                    dir.display(),
+                    record.val_accuracy
+                );
+                return Ok(());
+            }
+            eprintln!(
+                "pre-training {} on {} ({} epochs, {} examples) -> {}",
+                config.name,
+                selected.name,
+                config.pretrain.epochs,
+                config.task.n_pretrain_train,
+                dir.display()
+            );
+            let progress = bar("pretrain");
+            let (_, record) = sweep::pretrain::pretrain(&config, &out, &selected, &progress)?;
+            progress.finish_and_clear();
+            println!(
+                "pretrained {}: val_acc {:.4}, val_loss {:.4}, {} steps in {:.1}s on {}{} -> {}",
+                config.name,
+                record.val_accuracy,
+                record.val_loss,
+                record.steps,
+                record.seconds,
+                record.provenance.backend,
+                if record.diverged { " (DIVERGED)" } else { "" },
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

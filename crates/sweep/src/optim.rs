@@ -1,0 +1,162 @@
+//! AdamW with one learning rate per population member.
+//!
+//! Burn's optimizers take one scalar learning rate per step; a population
+//! needs a vector of them (one per member, along each parameter's leading
+//! axis) and a way to stop a diverged member without touching the others.
+//! This is PyTorch's `torch.optim.AdamW` (decoupled weight decay, bias
+//! correction, β = (0.9, 0.999), ε = 1e-8 by default), applied per member.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+
+/// AdamW hyper-parameters shared by all members.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    /// PyTorch's defaults, weight decay 0.
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// First and second moments of one parameter, flattened to `[C, n]`.
+struct Moments {
+    m: Tensor<2>,
+    v: Tensor<2>,
+}
+
+/// AdamW over a population of `C` members.
+pub struct PopulationAdamW {
+    config: AdamWConfig,
+    /// `[C, 1]` learning rates.
+    lrs: Tensor<2>,
+    /// `[C, 1]`, true for members that stopped (diverged): never updated again.
+    stopped: Tensor<2, Bool>,
+    members: usize,
+    step: i32,
+    moments: HashMap<ParamId, Moments>,
+}
+
+impl PopulationAdamW {
+    /// One learning rate per member; `device` is the training device (its
+    /// non-autodiff side holds the optimizer state).
+    pub fn new(config: AdamWConfig, lrs: &[f64], device: &Device) -> Self {
+        let device = device.clone().inner();
+        let members = lrs.len();
+        let lrs = Tensor::from_data(
+            TensorData::new(lrs.iter().map(|&lr| lr as f32).collect(), [members, 1]),
+            &device,
+        );
+        let stopped = Tensor::<2>::zeros([members, 1], &device).equal_elem(1.0);
+        Self {
+            config,
+            lrs,
+            stopped,
+            members,
+            step: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// Stops every member whose flag in `stop: [C]` is true (on top of those
+    /// already stopped). Stopped members keep their parameters as they are.
+    pub fn stop_members(&mut self, stop: Tensor<1, Bool>) {
+        let stop = stop.inner().reshape([self.members, 1]);
+        self.stopped = self.stopped.clone().bool_or(stop);
+    }
+
+    /// `[C]`, true where a member has been stopped.
+    pub fn stopped(&self) -> Tensor<1, Bool> {
+        self.stopped.clone().reshape([self.members])
+    }
+
+    /// One AdamW step for every parameter that has a gradient in `grads`.
+    /// Trainable parameters must carry the member axis (`C` copies).
+    pub fn step<M: Module>(&mut self, module: M, mut grads: GradientsParams) -> M {
+        self.step += 1;
+        let mut mapper = StepMapper {
+            optim: self,
+            grads: &mut grads,
+        };
+        module.map(&mut mapper)
+    }
+}
+
+struct StepMapper<'a> {
+    optim: &'a mut PopulationAdamW,
+    grads: &'a mut GradientsParams,
+}
+
+impl ModuleMapper for StepMapper<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(grad) = self.grads.remove::<D>(param.id) else {
+            return param;
+        };
+        let id = param.id;
+        let optim = &mut *self.optim;
+        param.map(|tensor| {
+            let shape = tensor.dims();
+            let members = shape[0];
+            assert_eq!(
+                members, optim.members,
+                "trainable parameter {id} has {members} members, the optimizer {}",
+                optim.members
+            );
+            let n = tensor.shape().num_elements() / members;
+            let theta = tensor.inner().reshape([members, n]);
+            let grad = grad.inner().reshape([members, n]);
+            let updated = optim.update(id, theta, grad);
+            Tensor::from_inner(updated.reshape(shape)).require_grad()
+        })
+    }
+}
+
+impl PopulationAdamW {
+    /// PyTorch's AdamW step on one flattened parameter `[C, n]`.
+    fn update(&mut self, id: ParamId, theta: Tensor<2>, grad: Tensor<2>) -> Tensor<2> {
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.config;
+        let (m, v) = match self.moments.remove(&id) {
+            Some(Moments { m, v }) => (
+                m.mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1),
+                v.mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2),
+            ),
+            None => (
+                grad.clone().mul_scalar(1.0 - beta1),
+                grad.square().mul_scalar(1.0 - beta2),
+            ),
+        };
+        let bias1 = 1.0 - beta1.powi(self.step);
+        let bias2 = 1.0 - beta2.powi(self.step);
+        let lr = self.lrs.clone();
+        let decayed = theta.clone() - theta.clone().mul(lr.clone()).mul_scalar(weight_decay);
+        let denom = v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(eps);
+        let updated = decayed - m.clone().div(denom).mul(lr).div_scalar(bias1);
+        let shape = updated.dims();
+        let updated = updated.mask_where(self.stopped.clone().expand(shape), theta);
+        self.moments.insert(id, Moments { m, v });
+        updated
+    }
+}

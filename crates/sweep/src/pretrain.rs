@@ -1,0 +1,166 @@
+//! Pre-training the base model and caching it by config hash.
+//!
+//! A base lives in `<out>/base/<hash>/` as `model.bpk` (Burn record) and
+//! `base.json` ([`PretrainRecord`]). Loading checks the hash and the shapes,
+//! and re-evaluating a loaded base gives the recorded accuracy.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::module::Module;
+use indicatif::ProgressBar;
+use records::{PretrainRecord, Provenance};
+use synth_data::{Dataset, RetrievalDataset, retrieve_at_k};
+use tinyformer::Tinyformer;
+
+use crate::config::ExperimentConfig;
+use crate::device::SelectedDevice;
+use crate::optim::AdamWConfig;
+use crate::train::{Member, Schedule, evaluate, train_population};
+
+/// The pre-training splits (train, val) of an experiment.
+pub fn pretrain_data(
+    config: &ExperimentConfig,
+) -> anyhow::Result<(RetrievalDataset, RetrievalDataset)> {
+    let t = &config.task;
+    let (seq, vocab) = (config.model.seq_len, config.model.vocab);
+    let train = retrieve_at_k(t.n_pretrain_train, seq, vocab, t.k_pretrain, t.data_seed)?;
+    let val = retrieve_at_k(t.n_pretrain_val, seq, vocab, t.k_pretrain, t.data_seed + 1)?;
+    Ok((train, val))
+}
+
+/// Directory of the base for `config` under the experiment output `out`.
+pub fn base_dir(out: &Path, config: &ExperimentConfig) -> PathBuf {
+    out.join("base").join(config.pretrain_hash())
+}
+
+/// Provenance of results computed now on `device`.
+pub fn provenance(device: &SelectedDevice) -> Provenance {
+    let git_revision = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    Provenance {
+        backend: device.backend.to_string(),
+        device: format!("{:?}", device.device),
+        git_revision,
+        lrscape_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// Trains the base as the seed notebook does (full model, AdamW, one run),
+/// evaluates it and writes it to [`base_dir`]. Returns the model (on the
+/// training device) and its record.
+pub fn pretrain(
+    config: &ExperimentConfig,
+    out: &Path,
+    device: &SelectedDevice,
+    progress: &ProgressBar,
+) -> anyhow::Result<(Tinyformer, PretrainRecord)> {
+    let started = std::time::Instant::now();
+    let (train, val) = pretrain_data(config)?;
+    let p = &config.pretrain;
+    let train_device = device.device.clone().autodiff();
+    let model = Tinyformer::init(&config.model, p.seed, &train_device)?;
+    let schedule = Schedule {
+        epochs: p.epochs,
+        batch_size: p.batch_size,
+    };
+    progress.set_length((p.epochs * train.len().div_ceil(p.batch_size)) as u64);
+    let member = Member {
+        lr: p.lr,
+        data_seed: config.task.data_seed,
+    };
+    let adamw = AdamWConfig {
+        weight_decay: p.weight_decay,
+        ..AdamWConfig::default()
+    };
+    let outcome = train_population(
+        model,
+        &train,
+        &[member],
+        schedule,
+        adamw,
+        &train_device,
+        progress,
+    );
+    let eval = evaluate(&outcome.model, &val, p.batch_size.max(256), &train_device);
+    let record = PretrainRecord {
+        experiment: config.name.clone(),
+        config_hash: config.pretrain_hash(),
+        val_accuracy: eval.accuracy[0],
+        val_loss: eval.loss[0],
+        train_loss: outcome.epoch_loss[0].clone(),
+        diverged: outcome.diverged[0],
+        steps: outcome.steps,
+        seconds: started.elapsed().as_secs_f64(),
+        provenance: provenance(device),
+    };
+    save_base(&outcome.model, &record, &base_dir(out, config))?;
+    Ok((outcome.model, record))
+}
+
+/// Writes `model.bpk` and `base.json` into `dir`, each through a temporary
+/// file and a rename so an interrupted write never leaves a half checkpoint.
+pub fn save_base(model: &Tinyformer, record: &PretrainRecord, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let model_tmp = dir.join("model.bpk.tmp");
+    model
+        .clone()
+        .save_file(&model_tmp)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", model_tmp.display()))?;
+    let saved = if model_tmp.exists() {
+        model_tmp.clone()
+    } else {
+        // Some Burn stores append their own extension.
+        model_tmp.with_extension("tmp.bpk")
+    };
+    std::fs::rename(&saved, dir.join("model.bpk"))
+        .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
+    let meta_tmp = dir.join("base.json.tmp");
+    std::fs::write(&meta_tmp, serde_json::to_string_pretty(record)? + "\n")
+        .with_context(|| format!("cannot write {}", meta_tmp.display()))?;
+    std::fs::rename(&meta_tmp, dir.join("base.json"))?;
+    Ok(())
+}
+
+/// Loads the base for `config` from [`base_dir`]: fails with a message
+/// naming the file when it is missing, belongs to another config, or does
+/// not fit the model's shapes.
+pub fn load_base(
+    config: &ExperimentConfig,
+    out: &Path,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<(Tinyformer, PretrainRecord)> {
+    let dir = base_dir(out, config);
+    let meta_path = dir.join("base.json");
+    let text = std::fs::read_to_string(&meta_path).with_context(|| {
+        format!(
+            "no pre-trained base at {} (run `lrscape pretrain --config <file> --out {}`)",
+            meta_path.display(),
+            out.display()
+        )
+    })?;
+    let record: PretrainRecord = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid base record", meta_path.display()))?;
+    let expected = config.pretrain_hash();
+    if record.config_hash != expected {
+        anyhow::bail!(
+            "{} belongs to config hash {}, this config's is {expected}; re-run `lrscape pretrain`",
+            meta_path.display(),
+            record.config_hash
+        );
+    }
+    let model_path = dir.join("model.bpk");
+    let skeleton = Tinyformer::init(&config.model, 0, device)?;
+    let model = skeleton.try_load_file(&model_path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot load {} for this config's model ({e:?}); delete it and re-run `lrscape pretrain`",
+            model_path.display()
+        )
+    })?;
+    Ok((model, record))
+}

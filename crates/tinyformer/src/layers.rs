@@ -1,0 +1,96 @@
+//! Population-aware building blocks: a linear layer and RMSNorm whose
+//! parameters carry a leading member axis `M` (1 for a shared frozen weight,
+//! `C` when every member trains its own copy).
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+
+use crate::init::{ParamRng, linear_bound, tensor_from};
+
+/// `y = x W + b` with `W: [M, in, out]` and `b: [M, out]`.
+///
+/// Inputs are `[C, N, in]` (or any rank ≥ 3 via [`PopLinear::forward`]) with
+/// `C` = `M`, or either of them 1; the size-1 side broadcasts.
+#[derive(Module, Debug)]
+pub struct PopLinear {
+    pub weight: Param<Tensor<3>>,
+    pub bias: Option<Param<Tensor<2>>>,
+}
+
+impl PopLinear {
+    /// PyTorch's `nn.Linear` initialisation for one shared copy (`M = 1`).
+    pub fn init(
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        rng: &mut ParamRng,
+        device: &Device,
+    ) -> Self {
+        let bound = linear_bound(d_in);
+        // Drawn in PyTorch's [out, in] order, then stored as [in, out].
+        let w_out_in = tensor_from(rng.uniform(d_out * d_in, bound), [d_out, d_in], device);
+        let weight = Param::from_tensor(w_out_in.transpose().unsqueeze_dim::<3>(0));
+        let bias = bias.then(|| {
+            Param::from_tensor(tensor_from(rng.uniform(d_out, bound), [1, d_out], device))
+        });
+        Self { weight, bias }
+    }
+
+    pub fn d_in(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    pub fn d_out(&self) -> usize {
+        self.weight.dims()[2]
+    }
+
+    pub fn members(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// `x: [C, N, in] -> [C', N, out]`, `C'` = max(C, M).
+    pub fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
+        let y = x.matmul(self.weight.val());
+        match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze_dim::<3>(1),
+            None => y,
+        }
+    }
+
+    /// `x: [C, ..., in] -> [C', ..., out]` for any rank `D ≥ 3`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dims = x.dims();
+        let c = dims[0];
+        let n: usize = dims[1..D - 1].iter().product();
+        let y = self.forward3(x.reshape([c, n, dims[D - 1]]));
+        let mut out = dims;
+        out[0] = y.dims()[0];
+        out[D - 1] = self.d_out();
+        y.reshape(out)
+    }
+}
+
+/// `x · scale / sqrt(mean(x²) + eps)` over the last axis, `scale: [M, d]`.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub scale: Param<Tensor<2>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Scale 1, eps 1e-6 as in the seed notebook.
+    pub fn init(d: usize, device: &Device) -> Self {
+        Self {
+            scale: Param::from_tensor(Tensor::ones([1, d], device)),
+            eps: 1e-6,
+        }
+    }
+
+    /// `x: [C, B, T, d]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let rms = x.clone().square().mean_dim(3).add_scalar(self.eps).sqrt();
+        let scale = self.scale.val().unsqueeze_dim::<3>(1).unsqueeze_dim::<4>(1);
+        x.mul(scale).div(rms)
+    }
+}

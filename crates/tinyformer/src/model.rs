@@ -1,0 +1,219 @@
+//! The seed notebook's `TinyTransformer` with a member axis.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::{ConfigError, PosInit, TinyformerConfig};
+use crate::hook::{LinearHook, LinearKind, LinearSite, NoAdapter};
+use crate::init::{ParamRng, tensor_from};
+use crate::layers::{PopLinear, RmsNorm};
+
+/// Multi-head self-attention without a mask; q, k, v, o bias-free.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q: PopLinear,
+    pub k: PopLinear,
+    pub v: PopLinear,
+    pub o: PopLinear,
+    #[module(skip)]
+    pub n_heads: usize,
+}
+
+/// `Linear(d, d_ff) -> GELU (erf) -> Linear(d_ff, d)`, with biases.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub up: PopLinear,
+    pub down: PopLinear,
+}
+
+/// Pre-norm block: `x + attn(n1(x))`, then `x + mlp(n2(x))`.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub n1: RmsNorm,
+    pub attn: Attention,
+    pub n2: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// Token embedding, learned positions, blocks, final norm, and a linear head
+/// on the last position. Every parameter has a leading member axis `M`.
+#[derive(Module, Debug)]
+pub struct Tinyformer {
+    /// `[M, vocab, d]`.
+    pub embedding: Param<Tensor<3>>,
+    /// `[M, seq_len, d]`.
+    pub position: Param<Tensor<3>>,
+    pub blocks: Vec<Block>,
+    pub norm: RmsNorm,
+    /// `[M, d, vocab]` plus bias.
+    pub head: PopLinear,
+}
+
+impl Attention {
+    fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
+        let [_, b, t, d] = x.dims();
+        let h = self.n_heads;
+        let dh = d / h;
+        let site = |kind| LinearSite { layer, kind };
+        // [C, B, T, d] -> [C, B, H, T, dh]. q, k and v may differ in member
+        // count (1 or C) when only some are adapted; matmul broadcasts.
+        let split = |y: Tensor<4>| {
+            let c = y.dims()[0];
+            y.reshape([c, b, t, h, dh]).swap_dims(2, 3)
+        };
+        let q = split(hook.linear(site(LinearKind::Q), &self.q, x.clone()));
+        let k = split(hook.linear(site(LinearKind::K), &self.k, x.clone()));
+        let v = split(hook.linear(site(LinearKind::V), &self.v, x));
+        let scores = q.matmul(k.swap_dims(3, 4)).div_scalar((dh as f64).sqrt());
+        let mixed = softmax(scores, 4).matmul(v);
+        let c = mixed.dims()[0];
+        let merged = mixed.swap_dims(2, 3).reshape([c, b, t, d]);
+        hook.linear(site(LinearKind::O), &self.o, merged)
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
+        let site = |kind| LinearSite { layer, kind };
+        let up = hook.linear(site(LinearKind::MlpUp), &self.up, x);
+        hook.linear(site(LinearKind::MlpDown), &self.down, gelu(up))
+    }
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
+        // Residual sums broadcast a 1-member stream against C members.
+        let x = x.clone() + self.attn.forward(self.n1.forward(x), layer, hook);
+        x.clone() + self.mlp.forward(self.n2.forward(x), layer, hook)
+    }
+}
+
+impl Tinyformer {
+    /// A fresh model (`M = 1`) drawn from `seed`: embedding N(0, 1), linears
+    /// as PyTorch's `nn.Linear`, norms at scale 1, positions per
+    /// [`PosInit`]. Fails on an invalid config.
+    pub fn init(
+        config: &TinyformerConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let TinyformerConfig {
+            vocab,
+            seq_len,
+            d_model: d,
+            n_layers,
+            n_heads,
+            d_ff,
+            pos_init,
+        } = *config;
+        let mut rng = ParamRng::new(seed);
+        let embedding = tensor_from(rng.normal(vocab * d, 1.0), [1, vocab, d], device);
+        let position = match pos_init {
+            PosInit::Zeros => Tensor::zeros([1, seq_len, d], device),
+            PosInit::Normal { std } => {
+                tensor_from(rng.normal(seq_len * d, std), [1, seq_len, d], device)
+            }
+        };
+        let blocks = (0..n_layers)
+            .map(|_| Block {
+                attn: Attention {
+                    q: PopLinear::init(d, d, false, &mut rng, device),
+                    k: PopLinear::init(d, d, false, &mut rng, device),
+                    v: PopLinear::init(d, d, false, &mut rng, device),
+                    o: PopLinear::init(d, d, false, &mut rng, device),
+                    n_heads,
+                },
+                mlp: Mlp {
+                    up: PopLinear::init(d, d_ff, true, &mut rng, device),
+                    down: PopLinear::init(d_ff, d, true, &mut rng, device),
+                },
+                n1: RmsNorm::init(d, device),
+                n2: RmsNorm::init(d, device),
+            })
+            .collect();
+        Ok(Self {
+            embedding: Param::from_tensor(embedding),
+            position: Param::from_tensor(position),
+            blocks,
+            norm: RmsNorm::init(d, device),
+            head: PopLinear::init(d, vocab, true, &mut rng, device),
+        })
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.embedding.dims()[1]
+    }
+
+    pub fn seq_len(&self) -> usize {
+        self.position.dims()[1]
+    }
+
+    pub fn d_model(&self) -> usize {
+        self.embedding.dims()[2]
+    }
+
+    /// Logits `[C, B, vocab]` of the plain model.
+    pub fn forward(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
+        self.forward_with(tokens, &NoAdapter)
+    }
+
+    /// Logits `[C, B, vocab]` for `tokens: [G, B, T]` with every block linear
+    /// evaluated through `hook`. `C` is the largest member count among the
+    /// streams `G`, the parameters and what the hook adds.
+    pub fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
+        let mut h = self.embed(tokens);
+        for (layer, block) in self.blocks.iter().enumerate() {
+            h = block.forward(h, layer, hook);
+        }
+        let h = self.norm.forward(h);
+        let [c, b, t, d] = h.dims();
+        let last = h.narrow(2, t - 1, 1).reshape([c, b, d]);
+        self.head.forward3(last)
+    }
+
+    /// Token embedding plus position table: `[G, B, T] -> [max(G, M), B, T, d]`.
+    fn embed(&self, tokens: Tensor<3, Int>) -> Tensor<4> {
+        let [g, b, t] = tokens.dims();
+        let [m, vocab, d] = self.embedding.dims();
+        let members = g.max(m);
+        let tokens = if g < members {
+            tokens.repeat_dim(0, members)
+        } else {
+            tokens
+        };
+        // Member c's rows live at c*vocab.. in the flattened table.
+        let table = if m < members {
+            self.embedding.val().repeat_dim(0, members)
+        } else {
+            self.embedding.val()
+        };
+        let offsets = if members > 1 {
+            Tensor::<1, Int>::arange(0..members as i64, &tokens.device())
+                .mul_scalar(vocab as i64)
+                .reshape([members, 1, 1])
+        } else {
+            Tensor::<3, Int>::zeros([1, 1, 1], &tokens.device())
+        };
+        let flat = (tokens + offsets).reshape([members * b * t]);
+        let embedded = table
+            .reshape([members * vocab, d])
+            .select(0, flat)
+            .reshape([members, b, t, d]);
+        let position = self.position.val().narrow(1, 0, t).unsqueeze_dim::<4>(1);
+        embedded + position
+    }
+}
+
+/// What a trainer needs of a model: logits `[C, B, vocab]` for token streams
+/// `[G, B, T]`. Implemented by [`Tinyformer`] and by adapted models built on it.
+pub trait Classifier: Module + Clone {
+    fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3>;
+}
+
+impl Classifier for Tinyformer {
+    fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
+        self.forward(tokens)
+    }
+}

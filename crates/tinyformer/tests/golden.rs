@@ -1,0 +1,114 @@
+//! The model against PyTorch: fixture from `tools/golden/tinyformer_golden.py`.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+use tinyformer::{Tinyformer, TinyformerConfig, TorchState, TorchStateError, member_cross_entropy};
+
+#[derive(Deserialize)]
+struct Golden {
+    config: GoldenConfig,
+    state: TorchState,
+    tokens: Vec<Vec<i64>>,
+    labels: Vec<i64>,
+    logits: Vec<Vec<f32>>,
+    loss: f32,
+}
+
+#[derive(Deserialize)]
+struct GoldenConfig {
+    vocab: usize,
+    seq_len: usize,
+    d_model: usize,
+    n_layers: usize,
+    n_heads: usize,
+    d_ff: usize,
+}
+
+fn golden() -> (Golden, TinyformerConfig) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/tinyformer_golden.json"
+    );
+    let text = std::fs::read_to_string(path).expect("golden fixture present");
+    let golden: Golden = serde_json::from_str(&text).expect("golden fixture parses");
+    let c = &golden.config;
+    let config = TinyformerConfig {
+        vocab: c.vocab,
+        seq_len: c.seq_len,
+        d_model: c.d_model,
+        n_layers: c.n_layers,
+        n_heads: c.n_heads,
+        d_ff: c.d_ff,
+        ..TinyformerConfig::default()
+    };
+    (golden, config)
+}
+
+fn batch(golden: &Golden, device: &Device) -> (Tensor<3, Int>, Tensor<2, Int>) {
+    let b = golden.tokens.len();
+    let t = golden.tokens[0].len();
+    let tokens = Tensor::from_data(TensorData::new(golden.tokens.concat(), [1, b, t]), device);
+    let labels = Tensor::from_data(TensorData::new(golden.labels.clone(), [1, b]), device);
+    (tokens, labels)
+}
+
+#[test]
+fn logits_and_loss_match_pytorch() {
+    let device = Device::flex();
+    let (golden, config) = golden();
+    let model = Tinyformer::from_torch_state(&config, &golden.state, &device).unwrap();
+    let (tokens, labels) = batch(&golden, &device);
+    let logits = model.forward(tokens);
+    let loss = member_cross_entropy(logits.clone(), labels);
+    let got: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec().unwrap();
+    let want: Vec<f32> = golden.logits.concat();
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-5, "logit {i}: lrscape {g} vs torch {w}");
+    }
+    let loss: Vec<f32> = loss.into_data().convert::<f32>().try_into_vec().unwrap();
+    assert!(
+        (loss[0] - golden.loss).abs() <= 1e-5,
+        "loss {} vs {}",
+        loss[0],
+        golden.loss
+    );
+}
+
+#[test]
+fn state_dict_round_trips() {
+    let device = Device::flex();
+    let (golden, config) = golden();
+    let model = Tinyformer::from_torch_state(&config, &golden.state, &device).unwrap();
+    let back = model.to_torch_state().unwrap();
+    assert_eq!(
+        back.keys().collect::<Vec<_>>(),
+        golden.state.keys().collect::<Vec<_>>()
+    );
+    for (name, tensor) in &golden.state {
+        assert_eq!(back[name].shape, tensor.shape, "{name}");
+        assert_eq!(back[name].data, tensor.data, "{name}");
+    }
+}
+
+#[test]
+fn broken_state_dicts_are_named() {
+    let device = Device::flex();
+    let (golden, config) = golden();
+    let mut missing = golden.state.clone();
+    missing.remove("blocks.1.attn.v.weight");
+    let err = Tinyformer::from_torch_state(&config, &missing, &device).unwrap_err();
+    assert_eq!(
+        err,
+        TorchStateError::Missing("blocks.1.attn.v.weight".into())
+    );
+
+    let mut reshaped = golden.state.clone();
+    reshaped.get_mut("head.weight").unwrap().shape = vec![8, 12];
+    let err = Tinyformer::from_torch_state(&config, &reshaped, &device).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`head.weight` has shape [8, 12], expected [12, 8]"),
+        "{err}"
+    );
+}
