@@ -7,6 +7,25 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 
+/// `f(tensor)` as a new graph leaf that requires gradients iff `tensor` did.
+/// Computed off the autodiff graph, so the result is a fresh parameter and
+/// not a view whose gradient would flow back into the old one.
+fn leaf_from<const D: usize>(
+    tensor: Tensor<D>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    if !tensor.is_autodiff() {
+        return f(tensor);
+    }
+    let trainable = tensor.is_require_grad();
+    let fresh = Tensor::from_inner(f(tensor.inner()));
+    if trainable {
+        fresh.require_grad()
+    } else {
+        fresh
+    }
+}
+
 /// Gives every 1-member parameter `count` identical copies, keeping whether
 /// it requires gradients (each copy is then trained independently).
 pub fn expand_members<M: Module>(module: M, count: usize) -> M {
@@ -18,13 +37,7 @@ pub fn expand_members<M: Module>(module: M, count: usize) -> M {
                 if tensor.dims()[0] != 1 || count == 1 {
                     return tensor;
                 }
-                let trainable = tensor.is_require_grad();
-                let copies = tensor.detach().repeat_dim(0, count);
-                if trainable {
-                    copies.require_grad()
-                } else {
-                    copies
-                }
+                leaf_from(tensor, |t| t.repeat_dim(0, count))
             })
         }
     }
@@ -42,9 +55,7 @@ pub fn select_member<M: Module>(module: M, index: usize) -> M {
                 if tensor.dims()[0] == 1 {
                     return tensor;
                 }
-                let trainable = tensor.is_require_grad();
-                let one = tensor.detach().narrow(0, index, 1);
-                if trainable { one.require_grad() } else { one }
+                leaf_from(tensor, |t| t.narrow(0, index, 1))
             })
         }
     }

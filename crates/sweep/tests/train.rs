@@ -1,0 +1,192 @@
+//! The population trainer: members are independent runs, done together.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use indicatif::ProgressBar;
+use sweep::{AdamWConfig, Member, Schedule, TrainOutcome, evaluate, train_population};
+use synth_data::retrieve_at_k;
+use tinyformer::{PosInit, Tinyformer, TinyformerConfig, expand_members, select_member};
+
+fn config() -> TinyformerConfig {
+    TinyformerConfig {
+        vocab: 16,
+        seq_len: 8,
+        d_model: 16,
+        n_layers: 2,
+        n_heads: 2,
+        d_ff: 32,
+        pos_init: PosInit::Normal { std: 0.5 },
+    }
+}
+
+/// 20 steps: 320 examples in batches of 16, one epoch.
+const SCHEDULE: Schedule = Schedule {
+    epochs: 1,
+    batch_size: 16,
+};
+
+fn run(members: &[Member], device: &Device) -> TrainOutcome<Tinyformer> {
+    let data = retrieve_at_k(320, 8, 16, 2, 42).unwrap();
+    let model = Tinyformer::init(&config(), 9, device).unwrap();
+    let model = expand_members(model, members.len());
+    let adamw = AdamWConfig {
+        weight_decay: 0.01,
+        ..AdamWConfig::default()
+    };
+    train_population(
+        model,
+        &data,
+        members,
+        SCHEDULE,
+        adamw,
+        device,
+        &ProgressBar::hidden(),
+    )
+}
+
+fn flat_params(model: &Tinyformer) -> Vec<f32> {
+    let state = model.valid().to_torch_state().unwrap();
+    state
+        .values()
+        .flat_map(|t| t.data.iter().copied())
+        .collect()
+}
+
+fn member(lr: f64) -> Member {
+    Member { lr, data_seed: 5 }
+}
+
+#[test]
+fn population_equals_separate_runs() {
+    let device = Device::flex().autodiff();
+    let lrs = [1e-3, 3e-3, 1e-2, 3e-2];
+    let members: Vec<Member> = lrs.iter().map(|&lr| member(lr)).collect();
+    let together = run(&members, &device);
+    assert_eq!(together.steps, 20);
+    let mut spread = 0.0f32;
+    for (c, &lr) in lrs.iter().enumerate() {
+        let alone = run(&[member(lr)], &device);
+        let a = flat_params(&select_member(together.model.clone(), c));
+        let b = flat_params(&alone.model);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst <= 1e-4,
+            "member {c} (lr {lr}): params differ by {worst}"
+        );
+        for (s, (x, y)) in together.step_loss[c]
+            .iter()
+            .zip(&alone.step_loss[0])
+            .enumerate()
+        {
+            assert!(
+                (x - y).abs() <= 1e-5,
+                "member {c} step {s}: loss {x} vs {y}"
+            );
+        }
+        if c > 0 {
+            let previous = flat_params(&select_member(together.model.clone(), c - 1));
+            spread = spread.max(
+                a.iter()
+                    .zip(&previous)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f32::max),
+            );
+        }
+    }
+    // The members really differ, so the comparison above means something.
+    assert!(spread > 1e-2, "members ended too close: {spread}");
+}
+
+#[test]
+fn same_seeds_give_bit_identical_losses() {
+    let device = Device::flex().autodiff();
+    let members = [member(3e-3), member(1e-2)];
+    let a = run(&members, &device);
+    let b = run(&members, &device);
+    assert_eq!(a.step_loss, b.step_loss);
+    assert_eq!(
+        flat_params(&select_member(a.model, 1)),
+        flat_params(&select_member(b.model, 1))
+    );
+}
+
+#[test]
+fn own_data_orders_per_member() {
+    let device = Device::flex().autodiff();
+    let members = [
+        Member {
+            lr: 3e-3,
+            data_seed: 1,
+        },
+        Member {
+            lr: 3e-3,
+            data_seed: 2,
+        },
+    ];
+    let both = run(&members, &device);
+    let first = run(&members[..1], &device);
+    let second = run(&members[1..], &device);
+    assert_eq!(both.step_loss[0].len(), 20);
+    for s in 0..20 {
+        assert!((both.step_loss[0][s] - first.step_loss[0][s]).abs() <= 1e-5);
+        assert!((both.step_loss[1][s] - second.step_loss[0][s]).abs() <= 1e-5);
+    }
+    assert_ne!(
+        both.step_loss[0], both.step_loss[1],
+        "different orders, different losses"
+    );
+}
+
+#[test]
+fn a_diverging_member_is_stopped_and_the_others_are_untouched() {
+    let device = Device::flex().autodiff();
+    // lr 1e30 overflows the weights on the first step: every later loss is non-finite.
+    let members = [member(3e-3), member(1e30), member(1e-2)];
+    let together = run(&members, &device);
+    assert_eq!(together.diverged, vec![false, true, false]);
+    assert!(together.step_loss[1].iter().any(|l| !l.is_finite()));
+    for (c, lr) in [(0, 3e-3), (2, 1e-2)] {
+        let alone = run(&[member(lr)], &device);
+        assert_eq!(together.step_loss[c].len(), alone.step_loss[0].len());
+        for (x, y) in together.step_loss[c].iter().zip(&alone.step_loss[0]) {
+            assert!((x - y).abs() <= 1e-5, "member {c}: {x} vs {y}");
+        }
+    }
+    // The stopped member's weights stay what they were when it diverged: finite
+    // or not, evaluation still runs and reports a number for everyone.
+    let data = retrieve_at_k(64, 8, 16, 2, 7).unwrap();
+    let eval = evaluate(&together.model, &data, 32, &device);
+    assert_eq!(eval.accuracy.len(), 3);
+    assert!(eval.accuracy.iter().all(|a| (0.0..=1.0).contains(a)));
+}
+
+#[test]
+fn evaluation_counts_correct_predictions() {
+    let device = Device::flex().autodiff();
+    let outcome = run(&[member(1e-2)], &device);
+    let data = retrieve_at_k(100, 8, 16, 2, 8).unwrap();
+    let eval = evaluate(&outcome.model, &data, 30, &device);
+    // Recount by hand with argmax over the logits of the whole set at once.
+    let model = outcome.model.valid();
+    let inner = device.clone().inner();
+    let all: Vec<usize> = (0..100).collect();
+    let batch = synth_data::RetrievalBatch::gather(&data, &[&all], &inner);
+    let predicted: Vec<i64> = model
+        .forward(batch.tokens)
+        .argmax(2)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec()
+        .unwrap();
+    let right = predicted
+        .iter()
+        .enumerate()
+        .filter(|&(i, &p)| p == i64::from(data.label_of(i)))
+        .count();
+    assert!((eval.accuracy[0] - right as f64 / 100.0).abs() < 1e-12);
+    assert!(eval.loss[0].is_finite() && eval.loss[0] > 0.0);
+}
