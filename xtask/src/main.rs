@@ -1,1 +1,101 @@
-fn main() {}
+//! `cargo xtask`: the project's own commands. Shells out to cargo and the
+//! `lrscape` binary only.
+//!
+//! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite).
+//! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
+//!   a config (default: the embedded configs/default.toml) and a backend
+//!   (default: flex, the fastest CPU backend measured here).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Format check, clippy with warnings denied, and the workspace tests.
+    Ci,
+    /// Run the experiment of a config end to end into results/<name>/.
+    Reproduce {
+        /// Experiment config; the embedded configs/default.toml if omitted.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Backend feature to build and device to run on (flex, ndarray, wgpu, vulkan, metal, cuda, tch).
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Output directory (default results/<experiment name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(mut command: Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    eprintln!("xtask: {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+const BACKENDS: [&str; 7] = ["flex", "ndarray", "wgpu", "vulkan", "metal", "cuda", "tch"];
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Ci => {
+            let mut fmt = cargo();
+            fmt.args(["fmt", "--all", "--check"]);
+            run(fmt)?;
+            let mut clippy = cargo();
+            clippy.args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]);
+            run(clippy)?;
+            let mut test = cargo();
+            test.args(["test", "--workspace"]);
+            run(test)
+        }
+        Task::Reproduce {
+            config,
+            backend,
+            out,
+        } => {
+            if !BACKENDS.contains(&backend.as_str()) {
+                bail!("--backend {backend:?}: one of {}", BACKENDS.join(", "));
+            }
+            let mut pretrain = cargo();
+            pretrain.args(["run", "--release", "--package", "sweep", "--bin", "lrscape"]);
+            if backend != "flex" {
+                pretrain.args(["--features", &backend]);
+            }
+            pretrain.args(["--", "pretrain", "--device", &backend]);
+            if let Some(config) = &config {
+                pretrain.arg("--config").arg(config);
+            }
+            if let Some(out) = &out {
+                pretrain.arg("--out").arg(out);
+            }
+            run(pretrain)
+        }
+    }
+}

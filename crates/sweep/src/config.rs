@@ -209,7 +209,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let cases: Vec<(Box<dyn Fn(&mut ExperimentConfig)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut ExperimentConfig)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|c| c.task.k_pretrain = c.model.seq_len),
                 "task.k_pretrain",

@@ -103,7 +103,9 @@ fn make_device(
     match backend {
         #[cfg(feature = "flex")]
         "flex" => no_arg(arg).map(|()| Device::flex()),
+        // Deprecated upstream, still supported: kept for comparison runs.
         #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
         "ndarray" => no_arg(arg).map(|()| Device::ndarray()),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(wgpu_kind(arg, index)?)),

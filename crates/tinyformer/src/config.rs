@@ -114,7 +114,7 @@ impl TinyformerConfig {
         if self.n_heads == 0 {
             return Err(ConfigError::new("n_heads", self.n_heads, "at least 1"));
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::new(
                 "n_heads",
                 self.n_heads,
