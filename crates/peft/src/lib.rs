@@ -1,0 +1,57 @@
+//! Parameter-efficient adapters for a frozen [`tinyformer::Tinyformer`].
+//!
+//! Kept apart as HF PEFT's `tuners/lora/` does: [`config`] (the
+//! `LoraConfig` vocabulary: method, `r`, `lora_alpha`, `target_modules`,
+//! init), [`layer`] (one adapted linear), [`model`] (adapting, merging and
+//! counting a whole model), [`init`] (random and SVD initial factors).
+//!
+//! Every adapter tensor carries the member axis: `A: [C, in, r]`,
+//! `B: [C, r, out]`, DoRA's magnitude `[C, out]`. The frozen base is stored
+//! once. Adapters reach the model only through tinyformer's `LinearHook`.
+//!
+//! **Why not Burn's `apply_lora`.** Burn 0.22's built-in LoRA reparameterises
+//! every matching 2-D weight as `W + s·a b` in weight space. It has no member
+//! axis (its factors are `[in, r]`, one copy), forms the dense update on every
+//! read, and needs the dense weight gradient; its init is fixed
+//! (`a ~ N(0, 1/r)`). The study needs per-member factors, PEFT's inits,
+//! DoRA's detached norm and PiSSA's residual base, so adapters here are
+//! their own modules evaluated through the hook, with the low-rank path in
+//! activation space (`(x A) B`).
+
+pub mod config;
+pub mod init;
+pub mod layer;
+pub mod model;
+
+pub use config::{LoraConfig, LoraInit, Method, TargetModules, linear_shape};
+pub use layer::{LayerKind, LoraLayer};
+pub use model::{BlockAdapters, MergedModel, PeftModel, base_linear};
+
+use tinyformer::LinearSite;
+
+/// An adapter setting that cannot be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PeftError {
+    #[error("{field} = {value}: {allowed}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+    #[error(
+        "the base weight of block {} linear {} holds NaN or infinite values; an SVD init needs a finite weight",
+        .0.layer,
+        .0.kind.name()
+    )]
+    NonFiniteWeight(LinearSite),
+}
+
+impl PeftError {
+    pub fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
+        PeftError::Invalid {
+            field,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Adapters against HF PEFT: fixture from `tools/golden/peft_golden.py`.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use peft::{LoraConfig, Method, PeftModel};
+use serde::Deserialize;
+use tinyformer::{
+    Classifier, LinearKind, NamedTensor, Tinyformer, TinyformerConfig, TorchState,
+    member_cross_entropy,
+};
+
+#[derive(Deserialize)]
+struct Golden {
+    config: GoldenConfig,
+    r: usize,
+    lora_alpha: f64,
+    lr: f64,
+    base_state: TorchState,
+    tokens: Vec<Vec<i64>>,
+    labels: Vec<i64>,
+    methods: BTreeMap<String, GoldenMethod>,
+}
+
+#[derive(Deserialize)]
+struct GoldenConfig {
+    vocab: usize,
+    seq_len: usize,
+    d_model: usize,
+    n_layers: usize,
+    n_heads: usize,
+    d_ff: usize,
+}
+
+#[derive(Deserialize)]
+struct GoldenMethod {
+    scaling: f64,
+    factors: BTreeMap<String, Factors>,
+    logits: Vec<Vec<f32>>,
+    loss: f32,
+    after_step: BTreeMap<String, Factors>,
+    trainable: usize,
+}
+
+#[derive(Deserialize)]
+struct Factors {
+    #[serde(rename = "A")]
+    a: NamedTensor,
+    #[serde(rename = "B")]
+    b: NamedTensor,
+    m: Option<NamedTensor>,
+    base: Option<NamedTensor>,
+}
+
+fn golden() -> (Golden, TinyformerConfig) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/peft_golden.json"
+    );
+    let golden: Golden = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let c = &golden.config;
+    let config = TinyformerConfig {
+        vocab: c.vocab,
+        seq_len: c.seq_len,
+        d_model: c.d_model,
+        n_layers: c.n_layers,
+        n_heads: c.n_heads,
+        d_ff: c.d_ff,
+        ..TinyformerConfig::default()
+    };
+    (golden, config)
+}
+
+/// `blocks.1.mlp.2` -> (1, MlpDown).
+fn site(name: &str) -> (usize, LinearKind) {
+    let parts: Vec<&str> = name.split('.').collect();
+    let layer = parts[1].parse().unwrap();
+    let kind = match (parts[2], parts[3]) {
+        ("attn", "q") => LinearKind::Q,
+        ("attn", "k") => LinearKind::K,
+        ("attn", "v") => LinearKind::V,
+        ("attn", "o") => LinearKind::O,
+        ("mlp", "0") => LinearKind::MlpUp,
+        ("mlp", "2") => LinearKind::MlpDown,
+        other => panic!("unexpected module {other:?}"),
+    };
+    (layer, kind)
+}
+
+fn tensor2(t: &NamedTensor, device: &Device) -> Tensor<2> {
+    Tensor::from_data(
+        TensorData::new(t.data.clone(), [t.shape[0], t.shape[1]]),
+        device,
+    )
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec().unwrap()
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= tol, "{what}: max abs diff {worst} > {tol}");
+}
+
+fn layer_mut(model: &mut PeftModel, layer: usize, kind: LinearKind) -> &mut peft::LoraLayer {
+    let block = &mut model.blocks[layer];
+    match kind {
+        LinearKind::Q => block.q.as_mut(),
+        LinearKind::K => block.k.as_mut(),
+        LinearKind::V => block.v.as_mut(),
+        LinearKind::O => block.o.as_mut(),
+        LinearKind::MlpUp => block.mlp_up.as_mut(),
+        LinearKind::MlpDown => block.mlp_down.as_mut(),
+    }
+    .expect("every block linear is adapted")
+}
+
+fn check(method_name: &str, method: Method) {
+    let device = Device::flex().autodiff();
+    let (golden, config) = golden();
+    let g = &golden.methods[method_name];
+    let base = Tinyformer::from_torch_state(&config, &golden.base_state, &device).unwrap();
+    let mut lora = LoraConfig::new(method, golden.r);
+    lora.lora_alpha = golden.lora_alpha;
+    lora.train_head = false;
+    assert!((lora.scaling() - g.scaling).abs() < 1e-12, "scaling");
+    let mut model = PeftModel::new(base, &config, &lora, &[0]).unwrap();
+    assert_eq!(
+        model.trainable_per_member(),
+        g.trainable,
+        "trainable parameters"
+    );
+
+    for (name, f) in &g.factors {
+        let (layer, kind) = site(name);
+        let l = layer_mut(&mut model, layer, kind);
+        if let Some(m) = &f.m {
+            // DoRA's magnitude starts at the weight's row norms, as PEFT's.
+            let ours = host(l.magnitude.as_ref().unwrap().val());
+            assert_close(&ours, &m.data, 1e-5, &format!("{name} magnitude"));
+        }
+        match method {
+            Method::Pissa => {
+                // Factors are defined up to the sign of each singular pair:
+                // compare the update s·BA and the residual base.
+                let ours = host(
+                    l.delta_weight()
+                        .reshape([f.a.shape[1], f.b.shape[0]])
+                        .transpose(),
+                );
+                let want = host(
+                    tensor2(&f.b, &device)
+                        .matmul(tensor2(&f.a, &device))
+                        .mul_scalar(g.scaling),
+                );
+                assert_close(&ours, &want, 1e-5, &format!("{name} s·BA"));
+            }
+            _ => {
+                let a = tensor2(&f.a, &device).transpose().unsqueeze_dim::<3>(0);
+                let b = tensor2(&f.b, &device).transpose().unsqueeze_dim::<3>(0);
+                l.a = Param::from_tensor(a.require_grad());
+                l.b = Param::from_tensor(b.require_grad());
+            }
+        }
+    }
+    if method == Method::Pissa {
+        for (name, f) in &g.factors {
+            let (layer, kind) = site(name);
+            let residual = peft::base_linear(&model.base, tinyformer::LinearSite { layer, kind });
+            let ours = host(
+                residual
+                    .weight
+                    .val()
+                    .reshape([f.a.shape[1], f.b.shape[0]])
+                    .transpose(),
+            );
+            assert_close(
+                &ours,
+                &f.base.as_ref().unwrap().data,
+                1e-5,
+                &format!("{name} residual"),
+            );
+        }
+    }
+
+    let (b, t) = (golden.tokens.len(), golden.tokens[0].len());
+    let tokens: Tensor<3, Int> =
+        Tensor::from_data(TensorData::new(golden.tokens.concat(), [1, b, t]), &device);
+    let labels: Tensor<2, Int> =
+        Tensor::from_data(TensorData::new(golden.labels.clone(), [1, b]), &device);
+    let logits = model.logits(tokens.clone());
+    assert_close(&host(logits.clone()), &g.logits.concat(), 1e-5, "logits");
+    let loss = member_cross_entropy(logits, labels).sum();
+    assert!((host(loss.clone())[0] - g.loss).abs() < 1e-5, "loss");
+
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let adamw = sweep_free_adamw(golden.lr);
+    let model = adamw(model, grads, &device);
+    for (name, f) in &g.after_step {
+        let (layer, kind) = site(name);
+        let block = &model.blocks[layer];
+        let l = block_layer(block, kind);
+        if method == Method::Pissa {
+            let ours = host(
+                l.delta_weight()
+                    .reshape([f.a.shape[1], f.b.shape[0]])
+                    .transpose(),
+            );
+            let want = host(
+                tensor2(&f.b, &device)
+                    .matmul(tensor2(&f.a, &device))
+                    .mul_scalar(g.scaling),
+            );
+            assert_close(&ours, &want, 1e-5, &format!("{name} s·BA after a step"));
+        } else {
+            assert_close(
+                &host(l.a.val().reshape([f.a.shape[1], f.a.shape[0]]).transpose()),
+                &f.a.data,
+                1e-5,
+                &format!("{name} A after a step"),
+            );
+            assert_close(
+                &host(l.b.val().reshape([f.b.shape[1], f.b.shape[0]]).transpose()),
+                &f.b.data,
+                1e-5,
+                &format!("{name} B after a step"),
+            );
+        }
+        if let (Some(m), Some(ours)) = (&f.m, &l.magnitude) {
+            assert_close(
+                &host(ours.val()),
+                &m.data,
+                1e-5,
+                &format!("{name} magnitude after a step"),
+            );
+        }
+    }
+}
+
+fn block_layer(block: &peft::BlockAdapters, kind: LinearKind) -> &peft::LoraLayer {
+    block.get(kind).expect("adapted")
+}
+
+/// One AdamW step (PyTorch's defaults, no weight decay). Written out here so
+/// that this crate's tests do not depend on the trainer crate above it.
+fn sweep_free_adamw(lr: f64) -> impl Fn(PeftModel, GradientsParams, &Device) -> PeftModel {
+    move |model, grads, _device| {
+        use burn::module::ModuleMapper;
+        struct Step<'a> {
+            grads: &'a mut GradientsParams,
+            lr: f64,
+        }
+        impl ModuleMapper for Step<'_> {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let Some(g) = self.grads.remove::<D>(param.id) else {
+                    return param;
+                };
+                let lr = self.lr;
+                param.map(|theta| {
+                    // First step: m̂ = g, v̂ = g², update = lr·g/(|g| + eps).
+                    let g = g.inner();
+                    let step = g.clone().div(g.abs().add_scalar(1e-8)).mul_scalar(lr);
+                    Tensor::from_inner(theta.inner() - step).require_grad()
+                })
+            }
+        }
+        let mut grads = grads;
+        model.map(&mut Step {
+            grads: &mut grads,
+            lr,
+        })
+    }
+}
+
+#[test]
+fn lora_matches_peft() {
+    check("lora", Method::Lora);
+}
+
+#[test]
+fn rslora_matches_peft() {
+    check("rslora", Method::Rslora);
+}
+
+#[test]
+fn dora_matches_peft() {
+    check("dora", Method::Dora);
+}
+
+#[test]
+fn pissa_matches_peft() {
+    check("pissa", Method::Pissa);
+}
