@@ -7,7 +7,7 @@ method: the base state dict, the adapter factors (PEFT layout:
 A `[r, in]`, B `[out, r]`, DoRA magnitude `[out]`), the residual base
 weights (PiSSA), the logits on a fixed batch, and the factors after one
 `torch.optim.AdamW` step (lr 1e-2, no weight decay) on the mean
-cross-entropy.
+cross-entropy, with the gradients of that step.
 
 For LoRA, rsLoRA and DoRA, B is set to random values (PEFT initialises it
 to 0, which would hide the scaling); A and B are the same for the three.
@@ -100,12 +100,20 @@ def run(kind, given, tokens, labels):
     opt.zero_grad()
     loss = F.cross_entropy(peft_model(tokens), labels)
     loss.backward()
+    grads = {}
+    for name in module_names(peft_model):
+        m = peft_model.get_submodule(name)
+        entry = {"A": flat(m.lora_A["default"].weight.grad), "B": flat(m.lora_B["default"].weight.grad)}
+        if getattr(m, "lora_magnitude_vector", None) and "default" in m.lora_magnitude_vector:
+            entry["m"] = flat(m.lora_magnitude_vector["default"].weight.grad)
+        grads[short(name)] = entry
     opt.step()
     return {
         "scaling": ALPHA / (R**0.5) if kind == "rslora" else ALPHA / R,
         "factors": initial,
         "logits": [[float(v) for v in row] for row in logits.detach()],
         "loss": float(loss.detach()),
+        "grads": grads,
         "after_step": factors(peft_model, False),
         "trainable": sum(p.numel() for p in params),
     }

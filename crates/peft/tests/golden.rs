@@ -40,6 +40,7 @@ struct GoldenMethod {
     factors: BTreeMap<String, Factors>,
     logits: Vec<Vec<f32>>,
     loss: f32,
+    grads: BTreeMap<String, Factors>,
     after_step: BTreeMap<String, Factors>,
     trainable: usize,
 }
@@ -202,6 +203,23 @@ fn check(method_name: &str, method: Method) {
     assert!((host(loss.clone())[0] - g.loss).abs() < 1e-5, "loss");
 
     let grads = GradientsParams::from_grads(loss.backward(), &model);
+    // Gradients themselves (DoRA: with the column norm detached, as PEFT).
+    if method != Method::Pissa {
+        for (name, f) in &g.grads {
+            let (layer, kind) = site(name);
+            let l = block_layer(&model.blocks[layer], kind);
+            let ga: Tensor<3> = grads.get(l.a.id).expect("A has a gradient");
+            let gb: Tensor<3> = grads.get(l.b.id).expect("B has a gradient");
+            let ga = host(ga.reshape([f.a.shape[1], f.a.shape[0]]).transpose());
+            let gb = host(gb.reshape([f.b.shape[1], f.b.shape[0]]).transpose());
+            assert_close(&ga, &f.a.data, 1e-5, &format!("{name} dL/dA"));
+            assert_close(&gb, &f.b.data, 1e-5, &format!("{name} dL/dB"));
+            if let (Some(m), Some(ours)) = (&f.m, &l.magnitude) {
+                let gm: Tensor<2> = grads.get(ours.id).expect("m has a gradient");
+                assert_close(&host(gm), &m.data, 1e-5, &format!("{name} dL/dm"));
+            }
+        }
+    }
     let adamw = sweep_free_adamw(golden.lr);
     let model = adamw(model, grads, &device);
     for (name, f) in &g.after_step {

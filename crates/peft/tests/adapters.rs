@@ -1,0 +1,324 @@
+//! Properties of every method: identity at init, SVD inits, merge/unmerge,
+//! parameter counts, the member axis and errors.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use peft::{LoraConfig, LoraInit, Method, PeftError, PeftModel, TargetModules, base_linear};
+use tinyformer::{
+    Classifier, LinearKind, LinearSite, PosInit, Tinyformer, TinyformerConfig, select_member,
+};
+
+fn config() -> TinyformerConfig {
+    TinyformerConfig {
+        vocab: 12,
+        seq_len: 6,
+        d_model: 8,
+        n_layers: 2,
+        n_heads: 2,
+        d_ff: 16,
+        pos_init: PosInit::Normal { std: 0.5 },
+    }
+}
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn base(device: &Device) -> Tinyformer {
+    Tinyformer::init(&config(), 3, device).unwrap()
+}
+
+fn tokens(device: &Device) -> Tensor<3, Int> {
+    let values: Vec<i64> = (0..4 * 6).map(|i| ((i * 5 + 1) % 12) as i64).collect();
+    Tensor::from_data(TensorData::new(values, [1, 4, 6]), device)
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn adapted(method: Method, r: usize, seeds: &[u64], device: &Device) -> PeftModel {
+    PeftModel::new(base(device), &config(), &LoraConfig::new(method, r), seeds).unwrap()
+}
+
+/// Gives every factor (and magnitude) a random nudge, as training would.
+fn perturb(model: PeftModel, device: &Device) -> PeftModel {
+    use burn::module::ModuleMapper;
+    struct Nudge(u64, Device);
+    impl ModuleMapper for Nudge {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if !param.is_require_grad() {
+                return param;
+            }
+            self.0 += 1;
+            let mut rng = tinyformer::init::ParamRng::new(self.0);
+            let shape = param.dims();
+            let n = shape.iter().product();
+            let noise = Tensor::<1>::from_data(TensorData::new(rng.normal(n, 0.2), [n]), &self.1);
+            param.map(|t| {
+                (t.inner() + noise.inner().reshape(shape))
+                    .autodiff()
+                    .require_grad()
+            })
+        }
+    }
+    model.map(&mut Nudge(0, device.clone()))
+}
+
+#[test]
+fn output_is_unchanged_at_init_for_the_exact_methods() {
+    let device = device();
+    let plain = host(base(&device).forward(tokens(&device)));
+    for method in [
+        Method::Lora,
+        Method::Rslora,
+        Method::Dora,
+        Method::Pissa,
+        Method::Milora,
+        Method::Full,
+    ] {
+        for r in [1, 4, 8] {
+            let model = adapted(method, r, &[0, 1], &device);
+            let out = host(model.logits(tokens(&device)));
+            // Two members, both equal to the base.
+            let worst =
+                max_diff(&out[..plain.len()], &plain).max(max_diff(&out[plain.len()..], &plain));
+            assert!(
+                worst <= 1e-5,
+                "{method:?} r={r}: output moved by {worst} at init"
+            );
+        }
+    }
+    // The seed notebook's PiSSA/MiLoRA and Init[AB] do change the output at init.
+    for method in [Method::PissaSeed, Method::InitAb] {
+        let out = host(adapted(method, 4, &[0], &device).logits(tokens(&device)));
+        assert!(
+            max_diff(&out, &plain) > 1e-3,
+            "{method:?} should change the output at init"
+        );
+    }
+}
+
+fn singular_values(w: Tensor<2>) -> Vec<f32> {
+    let (_, s, _) = burn::linalg::svd::<2, 1>(w.inner(), 200);
+    host(s)
+}
+
+/// PiSSA's update is the top-r part of W and MiLoRA's the bottom-r part:
+/// its singular values are W's largest (smallest) r, it is orthogonal to the
+/// residual, and residual + update = W.
+#[test]
+fn svd_inits_split_the_weight_into_components() {
+    let device = device();
+    let reference = base(&device);
+    for (method, top) in [(Method::Pissa, true), (Method::Milora, false)] {
+        let r = 3;
+        let model = adapted(method, r, &[0], &device);
+        for layer in 0..2 {
+            for kind in LinearKind::ALL {
+                let site = LinearSite { layer, kind };
+                let w = base_linear(&reference, site).weight.val();
+                let [_, d_in, d_out] = w.dims();
+                let w = w.reshape([d_in, d_out]);
+                let adapter = model.blocks[layer].get(kind).unwrap();
+                let update = adapter.delta_weight().reshape([d_in, d_out]);
+                let residual = base_linear(&model.base, site)
+                    .weight
+                    .val()
+                    .reshape([d_in, d_out]);
+                let sum = host(residual.clone() + update.clone());
+                assert!(
+                    max_diff(&sum, &host(w.clone())) <= 1e-5,
+                    "{method:?} {site:?}: W_res + s·BA != W"
+                );
+                let all = singular_values(w);
+                let mine = singular_values(update.clone());
+                let expected: Vec<f32> = if top {
+                    all[..r].to_vec()
+                } else {
+                    all[all.len() - r..].to_vec()
+                };
+                assert!(
+                    max_diff(&mine[..r], &expected) <= 1e-4,
+                    "{method:?} {site:?}: {mine:?} vs {expected:?}"
+                );
+                assert!(
+                    mine[r..].iter().all(|s| s.abs() < 1e-4),
+                    "{method:?}: update has rank > r"
+                );
+                let cross = host(residual.transpose().matmul(update));
+                assert!(
+                    cross.iter().all(|v| v.abs() < 1e-4),
+                    "{method:?} {site:?}: residual not orthogonal to the update"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn merge_then_forward_equals_adapted_forward_and_unmerge_restores_w() {
+    let device = device();
+    for method in [
+        Method::Lora,
+        Method::Rslora,
+        Method::InitAb,
+        Method::Dora,
+        Method::DoraSeed,
+        Method::Pissa,
+        Method::Milora,
+    ] {
+        let model = perturb(adapted(method, 2, &[0, 1, 2], &device), &device);
+        let adapted_out = host(model.logits(tokens(&device)));
+        let merged = model.merge();
+        let merged_out = host(merged.model.forward(tokens(&device)));
+        assert!(
+            max_diff(&adapted_out, &merged_out) <= 1e-5,
+            "{method:?}: merged forward differs"
+        );
+
+        let restored = model.unmerge(&merged);
+        for layer in 0..2 {
+            for kind in LinearKind::ALL {
+                let site = LinearSite { layer, kind };
+                let got = base_linear(&restored, site).weight.val();
+                let want = base_linear(&model.base, site).weight.val().repeat_dim(0, 3);
+                assert!(
+                    max_diff(&host(got), &host(want)) <= 1e-5,
+                    "{method:?} {site:?}: unmerge"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_merged_member_saves_and_loads_as_a_plain_tinyformer() {
+    let device = device();
+    let model = perturb(adapted(Method::Dora, 2, &[0, 1], &device), &device);
+    let want = host(model.logits(tokens(&device)));
+    let member1 = select_member(model.merge().model, 1);
+    let dir = std::env::temp_dir().join(format!("lrscape-merged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("merged.bpk");
+    member1.save_file(&path).unwrap();
+    let loaded = Tinyformer::init(&config(), 0, &Device::flex())
+        .unwrap()
+        .try_load_file(&path)
+        .unwrap();
+    let got = host(loaded.forward(tokens(&Device::flex())));
+    let per_member = want.len() / 2;
+    assert!(max_diff(&got, &want[per_member..]) <= 1e-5);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn parameter_counts_follow_the_closed_form_at_every_rank() {
+    let device = device();
+    let c = config();
+    let (d, ff, vocab) = (c.d_model, c.d_ff, c.vocab);
+    let head = d * vocab + vocab;
+    let per_block_io = [(d, d), (d, d), (d, d), (d, d), (d, ff), (ff, d)];
+    let base_total = base(&device).num_params();
+    for r in 1..=d {
+        let lora: usize = per_block_io.iter().map(|(i, o)| r * (i + o)).sum::<usize>() * c.n_layers;
+        let dora_m: usize = per_block_io.iter().map(|(_, o)| o).sum::<usize>() * c.n_layers;
+        for (method, expected) in [
+            (Method::Lora, lora + head),
+            (Method::Pissa, lora + head),
+            (Method::Dora, lora + dora_m + head),
+        ] {
+            let model = adapted(method, r, &[0, 1], &device);
+            assert_eq!(model.trainable_per_member(), expected, "{method:?} r={r}");
+            assert_eq!(
+                model.total_per_member(),
+                base_total + expected - head,
+                "{method:?} r={r} total"
+            );
+        }
+    }
+    let full = adapted(Method::Full, 1, &[0, 1, 2], &device);
+    assert_eq!(full.trainable_per_member(), base_total);
+    let mut qv = LoraConfig::new(Method::Lora, 2);
+    qv.target_modules = TargetModules::Preset("qv".into());
+    qv.train_head = false;
+    let model = PeftModel::new(base(&device), &config(), &qv, &[0]).unwrap();
+    assert_eq!(model.trainable_per_member(), 2 * 2 * 2 * (d + d));
+}
+
+/// Members with equal seeds start identical; each member equals a 1-member
+/// model built with its seed.
+#[test]
+fn adapters_with_c_members_are_c_independent_adapters() {
+    let device = device();
+    let mut config_ab = LoraConfig::new(Method::InitAb, 2);
+    config_ab.init = LoraInit::Gaussian { std: 0.3 };
+    let seeds = [4, 9, 4];
+    let together = PeftModel::new(base(&device), &config(), &config_ab, &seeds).unwrap();
+    let out = host(together.logits(tokens(&device)));
+    let n = out.len() / 3;
+    for (c, &seed) in seeds.iter().enumerate() {
+        let alone = PeftModel::new(base(&device), &config(), &config_ab, &[seed]).unwrap();
+        let own = host(alone.logits(tokens(&device)));
+        assert!(
+            max_diff(&out[c * n..(c + 1) * n], &own) <= 1e-6,
+            "member {c}"
+        );
+    }
+    assert!(
+        max_diff(&out[..n], &out[n..2 * n]) > 1e-4,
+        "different seeds differ"
+    );
+    assert_eq!(&out[..n], &out[2 * n..], "equal seeds start equal");
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    let device = device();
+    let err = PeftModel::new(
+        base(&device),
+        &config(),
+        &LoraConfig::new(Method::Lora, 9),
+        &[0],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("r = 9: at most min(in, out) = 8"),
+        "{err}"
+    );
+    let err = PeftModel::new(
+        base(&device),
+        &config(),
+        &LoraConfig::new(Method::Lora, 2),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("members = 0"), "{err}");
+
+    let mut broken = base(&device);
+    broken.blocks[1].attn.k.weight = broken.blocks[1]
+        .attn
+        .k
+        .weight
+        .clone()
+        .map(|w| w.clone() / w.zeros_like());
+    let err =
+        PeftModel::new(broken, &config(), &LoraConfig::new(Method::Pissa, 2), &[0]).unwrap_err();
+    assert_eq!(
+        err,
+        PeftError::NonFiniteWeight(LinearSite {
+            layer: 1,
+            kind: LinearKind::K
+        })
+    );
+    assert!(err.to_string().contains("block 1 linear k"), "{err}");
+}
