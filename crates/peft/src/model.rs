@@ -114,8 +114,9 @@ impl Classifier for PeftModel {
     }
 }
 
-fn trainable(t: Tensor<3>) -> Param<Tensor<3>> {
-    Param::from_tensor(t.detach().require_grad())
+/// A new trainable parameter (gradients activate on an autodiff device).
+fn trainable<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t.detach())
 }
 
 impl PeftModel {
@@ -316,7 +317,7 @@ fn build_adapters(
             *adapters.slot(kind) = Some(LoraLayer {
                 a: trainable(a),
                 b: trainable(b),
-                magnitude: magnitude.map(|m| Param::from_tensor(m.detach().require_grad())),
+                magnitude: magnitude.map(trainable),
                 scale,
                 kind: kind_of_layer,
             });

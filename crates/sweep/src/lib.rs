@@ -7,6 +7,7 @@
 pub mod config;
 pub mod device;
 pub mod optim;
+pub mod params;
 pub mod pretrain;
 pub mod train;
 

@@ -30,6 +30,24 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print trainable / total parameter counts, one JSON line per (method, rank).
+    Params {
+        #[command(flatten)]
+        common: Common,
+        /// Methods (lora, rslora, init_ab, dora, pissa, milora, full, dora_seed, pissa_seed, milora_seed).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "lora,dora,pissa,milora,full"
+        )]
+        methods: Vec<String>,
+        /// Ranks.
+        #[arg(long, value_delimiter = ',', default_value = "2,4,8,16,32")]
+        ranks: Vec<usize>,
+        /// Target modules: a preset (qv, attn, all) or one module name.
+        #[arg(long, default_value = "all")]
+        targets: String,
+    },
     /// Pre-train the base model of an experiment and cache it by config hash.
     Pretrain {
         #[command(flatten)]
@@ -68,8 +86,51 @@ fn bar(label: &str) -> ProgressBar {
     bar
 }
 
+/// Parses `--methods` names, naming the bad one and the allowed ones.
+fn parse_methods(names: &[String]) -> anyhow::Result<Vec<peft::Method>> {
+    names
+        .iter()
+        .map(|name| {
+            peft::Method::ALL
+                .into_iter()
+                .find(|m| m.name() == name.trim())
+                .ok_or_else(|| {
+                    let allowed: Vec<&str> = peft::Method::ALL.iter().map(|m| m.name()).collect();
+                    anyhow::anyhow!(
+                        "--methods: unknown method {name:?}; one of {}",
+                        allowed.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Params {
+            common,
+            methods,
+            ranks,
+            targets,
+        } => {
+            let (config, _) = load_config(&common)?;
+            let methods = parse_methods(&methods)?;
+            if ranks.is_empty() || ranks.contains(&0) {
+                anyhow::bail!("--ranks {ranks:?}: ranks must be at least 1");
+            }
+            let selected = device::select_device(&common.device)?;
+            let counts = sweep::params::param_counts(
+                &config.model,
+                &methods,
+                &ranks,
+                &targets,
+                &selected.device,
+            )?;
+            for count in counts {
+                println!("{}", serde_json::to_string(&count)?);
+            }
+            Ok(())
+        }
         Command::Pretrain {
             common,
             pretrain_epochs,

@@ -1,0 +1,57 @@
+//! Parameter counts of adapter settings (`lrscape params`).
+
+use burn::tensor::Device;
+use peft::{LoraConfig, Method, PeftModel, TargetModules};
+use serde::Serialize;
+use tinyformer::{Tinyformer, TinyformerConfig};
+
+/// One line of `lrscape params`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParamCount {
+    pub method: Method,
+    pub rank: usize,
+    pub targets: String,
+    /// Trainable parameters of one member (adapters, magnitudes, head).
+    pub trainable: usize,
+    /// All parameters of one member's model (frozen base included).
+    pub total: usize,
+    /// `100 · trainable / total`.
+    pub percent: f64,
+}
+
+/// Counts for every (method, rank) on a freshly initialised base of `model`
+/// (counts do not depend on the weights).
+pub fn param_counts(
+    model: &TinyformerConfig,
+    methods: &[Method],
+    ranks: &[usize],
+    targets: &str,
+    device: &Device,
+) -> anyhow::Result<Vec<ParamCount>> {
+    let mut out = Vec::new();
+    // Trainability is only visible on an autodiff device.
+    let base = Tinyformer::init(model, 0, &device.clone().autodiff())?;
+    for &method in methods {
+        let ranks: &[usize] = if method.has_adapters() {
+            ranks
+        } else {
+            &ranks[..1]
+        };
+        for &rank in ranks {
+            let mut config = LoraConfig::new(method, rank);
+            config.target_modules = TargetModules::Preset(targets.to_string());
+            let adapted = PeftModel::new(base.clone(), model, &config, &[0])
+                .map_err(|e| anyhow::anyhow!("{} at rank {rank}: {e}", method.name()))?;
+            let (trainable, total) = (adapted.trainable_per_member(), adapted.total_per_member());
+            out.push(ParamCount {
+                method,
+                rank: if method.has_adapters() { rank } else { 0 },
+                targets: targets.to_string(),
+                trainable,
+                total,
+                percent: 100.0 * trainable as f64 / total as f64,
+            });
+        }
+    }
+    Ok(out)
+}
