@@ -169,6 +169,9 @@ pub struct LoraConfig {
     /// Train the classification head too (the seed notebook does).
     #[serde(default = "yes")]
     pub train_head: bool,
+    /// Scale by α/√r instead of α/r for any method (HF PEFT `use_rslora`).
+    #[serde(default)]
+    pub use_rslora: bool,
 }
 
 fn yes() -> bool {
@@ -186,14 +189,16 @@ impl LoraConfig {
             target_modules: TargetModules::default(),
             init: LoraInit::default(),
             train_head: true,
+            use_rslora: false,
         }
     }
 
-    /// The factor on `B A`: α/√r for rsLoRA, α/r otherwise.
+    /// The factor on `B A`: α/√r for rsLoRA (or `use_rslora`), α/r otherwise.
     pub fn scaling(&self) -> f64 {
-        match self.method {
-            Method::Rslora => self.lora_alpha / (self.r as f64).sqrt(),
-            _ => self.lora_alpha / self.r as f64,
+        if self.use_rslora || self.method == Method::Rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
         }
     }
 

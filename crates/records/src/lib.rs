@@ -3,7 +3,15 @@
 //! Plain serde types, no Burn: anything that reads results (plots, reports,
 //! a notebook) depends on this crate alone.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+mod derived;
+pub use derived::{
+    CellCurve, LrSweepEntry, RankEntry, RankLrEntry, best_of_lr, cell_curves, lr_sweep_results,
+    rank_x_lr_results, trials_csv,
+};
 
 /// Where and how a result was computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +43,88 @@ pub struct PretrainRecord {
     /// Wall time of training and evaluation.
     pub seconds: f64,
     pub provenance: Provenance,
+}
+
+/// One fine-tuning run: one member of one grid cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialRecord {
+    pub experiment: String,
+    /// Method name as in configs (`lora`, `dora`, `pissa_seed`, ...).
+    pub method: String,
+    /// Adapter rank; 0 for full fine-tuning.
+    pub rank: usize,
+    /// The alpha rule (`alpha_eq_r`, `constant:32`, `rslora:16`).
+    pub alpha_rule: String,
+    pub lora_alpha: f64,
+    /// Scale on `B A` (α/r, or α/√r for rsLoRA).
+    pub scaling: f64,
+    /// Init of `A` (`kaiming_uniform`, `gaussian:0.02`).
+    pub init: String,
+    /// Target modules (`all`, `qv`, ...).
+    pub targets: String,
+    pub lr: f64,
+    pub seed: u64,
+    /// Mean training loss of each epoch.
+    pub train_loss: Vec<f64>,
+    pub val_accuracy: f64,
+    pub val_loss: f64,
+    pub steps: usize,
+    /// Wall time of the population this trial trained in, divided by its size.
+    pub seconds: f64,
+    pub diverged: bool,
+    /// Hash of the whole experiment config.
+    pub config_hash: String,
+    pub provenance: Provenance,
+}
+
+impl TrialRecord {
+    /// Identifies a trial within an experiment: a rerun skips trials whose
+    /// key is already recorded.
+    pub fn key(&self) -> TrialKey {
+        TrialKey {
+            method: self.method.clone(),
+            rank: self.rank,
+            alpha_rule: self.alpha_rule.clone(),
+            init: self.init.clone(),
+            targets: self.targets.clone(),
+            lr_bits: self.lr.to_bits(),
+            seed: self.seed,
+        }
+    }
+}
+
+/// The grid coordinates of a trial.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrialKey {
+    pub method: String,
+    pub rank: usize,
+    pub alpha_rule: String,
+    pub init: String,
+    pub targets: String,
+    pub lr_bits: u64,
+    pub seed: u64,
+}
+
+/// Labels for method names as the paper writes them.
+pub fn method_label(method: &str) -> String {
+    let known: BTreeMap<&str, &str> = [
+        ("lora", "LoRA"),
+        ("rslora", "rsLoRA"),
+        ("init_ab", "Init[AB]"),
+        ("dora", "DoRA"),
+        ("pissa", "PiSSA"),
+        ("milora", "MiLoRA"),
+        ("full", "Full FT"),
+        ("dora_seed", "DoRA (seed)"),
+        ("pissa_seed", "PiSSA-like (seed)"),
+        ("milora_seed", "MiLoRA-like (seed)"),
+    ]
+    .into_iter()
+    .collect();
+    known
+        .get(method)
+        .map_or_else(|| method.to_string(), |l| l.to_string())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use peft::{LoraConfig, LoraInit, Method, TargetModules};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tinyformer::TinyformerConfig;
@@ -21,6 +22,169 @@ pub struct ExperimentConfig {
     #[serde(default)]
     pub model: TinyformerConfig,
     pub pretrain: PretrainConfig,
+    pub finetune: FinetuneConfig,
+    pub grid: GridConfig,
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// Fine-tuning of every grid cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// `"paper16"` or a list of learning rates.
+    pub lrs: LrGrid,
+}
+
+/// The learning-rate axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LrGrid {
+    /// `paper16`: {1.1247, 2, 3.5566, 6.3246} × {1e-3, 1e-4, 1e-5, 1e-6}
+    /// (the paper's and the seed notebook's 16 points, ≈ 4 per decade).
+    Named(String),
+    List(Vec<f64>),
+}
+
+impl LrGrid {
+    /// The learning rates, largest first.
+    pub fn values(&self) -> Result<Vec<f64>, ConfigError> {
+        let mut lrs = match self {
+            LrGrid::Named(name) if name == "paper16" => {
+                let mut v = Vec::new();
+                for decade in [1e-3, 1e-4, 1e-5, 1e-6] {
+                    for m in [1.1247, 2.0, 3.5566, 6.3246] {
+                        v.push(m * decade);
+                    }
+                }
+                v
+            }
+            LrGrid::Named(name) => {
+                return Err(bad(
+                    "finetune.lrs",
+                    format!("{name:?}"),
+                    "\"paper16\" or a list of learning rates",
+                ));
+            }
+            LrGrid::List(list) => list.clone(),
+        };
+        if lrs.is_empty() {
+            return Err(bad("finetune.lrs", "[]", "at least one learning rate"));
+        }
+        if let Some(lr) = lrs.iter().find(|lr| !(lr.is_finite() && **lr > 0.0)) {
+            return Err(bad("finetune.lrs", lr, "finite learning rates > 0"));
+        }
+        lrs.sort_by(|a, b| b.total_cmp(a));
+        lrs.dedup();
+        Ok(lrs)
+    }
+}
+
+/// How `lora_alpha` follows the rank.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AlphaRule {
+    /// α = r, so the scale α/r is 1 (the seed notebook).
+    #[default]
+    AlphaEqR,
+    /// A fixed α: scale α/r shrinks with the rank (HF PEFT's usual setting).
+    Constant { alpha: f64 },
+    /// A fixed α with rsLoRA's scale α/√r.
+    Rslora { alpha: f64 },
+}
+
+impl AlphaRule {
+    pub fn alpha(self, r: usize) -> f64 {
+        match self {
+            AlphaRule::AlphaEqR => r as f64,
+            AlphaRule::Constant { alpha } | AlphaRule::Rslora { alpha } => alpha,
+        }
+    }
+
+    /// The spelling in records (`alpha_eq_r`, `constant:32`, `rslora:16`).
+    pub fn label(self) -> String {
+        match self {
+            AlphaRule::AlphaEqR => "alpha_eq_r".into(),
+            AlphaRule::Constant { alpha } => format!("constant:{alpha}"),
+            AlphaRule::Rslora { alpha } => format!("rslora:{alpha}"),
+        }
+    }
+}
+
+/// The axes of the study; one cell per (method, rank), each cell training
+/// every (learning rate, seed) as one population.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    pub methods: Vec<Method>,
+    pub ranks: Vec<usize>,
+    #[serde(default)]
+    pub alpha: AlphaRule,
+    #[serde(default)]
+    pub init: LoraInit,
+    #[serde(default)]
+    pub targets: TargetModules,
+    /// Seeds of adapter init and data order; one member per (lr, seed).
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default = "yes")]
+    pub train_head: bool,
+    /// The rank of `lr_sweep_results.json` (the seed notebook's r = 16).
+    #[serde(default = "default_parity_rank")]
+    pub parity_rank: usize,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_parity_rank() -> usize {
+    16
+}
+
+/// Execution settings; they do not change results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Most members trained at once (larger cells are split).
+    #[serde(default = "default_max_population")]
+    pub max_population: usize,
+}
+
+fn default_max_population() -> usize {
+    64
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            max_population: default_max_population(),
+        }
+    }
+}
+
+/// Record spelling of an init.
+pub fn init_label(init: LoraInit) -> String {
+    match init {
+        LoraInit::KaimingUniform => "kaiming_uniform".into(),
+        LoraInit::Gaussian { std } => format!("gaussian:{std}"),
+    }
+}
+
+/// Record spelling of the target modules.
+pub fn targets_label(targets: &TargetModules) -> String {
+    match targets {
+        TargetModules::Preset(p) => p.clone(),
+        TargetModules::List(list) => list.join("+"),
+    }
 }
 
 /// Retrieve-at-k with a pre-train -> fine-tune shift of the position `k`.
@@ -52,6 +216,14 @@ pub struct PretrainConfig {
     /// Seed of the initial weights.
     #[serde(default)]
     pub seed: u64,
+}
+
+/// One grid cell: a method at a rank (full fine-tuning: rank 0, no adapter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub method: Method,
+    pub rank: usize,
+    pub lora: Option<LoraConfig>,
 }
 
 /// A config value that is out of range, named by its TOML path.
@@ -151,7 +323,124 @@ impl ExperimentConfig {
                 "a finite number >= 0",
             ));
         }
+        let f = &self.finetune;
+        if f.epochs == 0 {
+            return Err(bad("finetune.epochs", f.epochs, "at least 1"));
+        }
+        if f.batch_size == 0 {
+            return Err(bad("finetune.batch_size", f.batch_size, "at least 1"));
+        }
+        if !(f.weight_decay.is_finite() && f.weight_decay >= 0.0) {
+            return Err(bad(
+                "finetune.weight_decay",
+                f.weight_decay,
+                "a finite number >= 0",
+            ));
+        }
+        f.lrs.values()?;
+        let g = &self.grid;
+        if g.methods.is_empty() {
+            return Err(bad("grid.methods", "[]", "at least one method"));
+        }
+        if g.ranks.is_empty() {
+            return Err(bad("grid.ranks", "[]", "at least one rank"));
+        }
+        if g.seeds.is_empty() {
+            return Err(bad("grid.seeds", "[]", "at least one seed"));
+        }
+        if let AlphaRule::Constant { alpha } | AlphaRule::Rslora { alpha } = g.alpha
+            && !(alpha.is_finite() && alpha > 0.0)
+        {
+            return Err(bad("grid.alpha.alpha", alpha, "a finite number > 0"));
+        }
+        for cell in self.cells() {
+            if let Some(lora) = &cell.lora {
+                lora.validate(&self.model).map_err(|e| match e {
+                    peft::PeftError::Invalid {
+                        field,
+                        value,
+                        allowed,
+                    } => {
+                        let field = match field {
+                            "r" => "grid.ranks",
+                            "target_modules" => "grid.targets",
+                            "init.std" => "grid.init.std",
+                            other => other,
+                        };
+                        bad(field, value, allowed)
+                    }
+                    other => bad("grid", cell.method.name(), other.to_string()),
+                })?;
+            }
+        }
+        if self.run.max_population == 0 {
+            return Err(bad("run.max_population", 0, "at least 1"));
+        }
         Ok(())
+    }
+
+    /// The grid's cells in run order: methods as listed, ranks ascending;
+    /// full fine-tuning (no rank) is one cell.
+    pub fn cells(&self) -> Vec<Cell> {
+        let g = &self.grid;
+        let mut ranks = g.ranks.clone();
+        ranks.sort_unstable();
+        ranks.dedup();
+        let mut cells = Vec::new();
+        for &method in &g.methods {
+            if !method.has_adapters() {
+                cells.push(Cell {
+                    method,
+                    rank: 0,
+                    lora: None,
+                });
+                continue;
+            }
+            for &r in &ranks {
+                let lora = LoraConfig {
+                    method,
+                    r,
+                    lora_alpha: g.alpha.alpha(r),
+                    target_modules: g.targets.clone(),
+                    init: g.init,
+                    train_head: g.train_head,
+                    use_rslora: matches!(g.alpha, AlphaRule::Rslora { .. }),
+                };
+                cells.push(Cell {
+                    method,
+                    rank: r,
+                    lora: Some(lora),
+                });
+            }
+        }
+        cells
+    }
+
+    /// Hash of everything that changes a trial's result besides its grid
+    /// coordinates (method, rank, alpha, init, targets, lr, seed are in the
+    /// record itself): the grid can grow and a rerun still resumes.
+    pub fn results_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Key<'a> {
+            task: &'a TaskConfig,
+            model: &'a TinyformerConfig,
+            pretrain: &'a PretrainConfig,
+            epochs: usize,
+            batch_size: usize,
+            weight_decay: f64,
+            train_head: bool,
+        }
+        let key = Key {
+            task: &self.task,
+            model: &self.model,
+            pretrain: &self.pretrain,
+            epochs: self.finetune.epochs,
+            batch_size: self.finetune.batch_size,
+            weight_decay: self.finetune.weight_decay,
+            train_head: self.grid.train_head,
+        };
+        let json = serde_json::to_string(&key).expect("plain structs serialize");
+        hex::encode(&Sha256::digest(json.as_bytes())[..8])
     }
 
     /// Identifies the pre-trained base: a hash of everything it depends on

@@ -9,6 +9,8 @@ pub mod device;
 pub mod optim;
 pub mod params;
 pub mod pretrain;
+pub mod runner;
+pub mod store;
 pub mod train;
 
 pub use config::{ExperimentConfig, PretrainConfig, TaskConfig};

@@ -28,8 +28,78 @@ struct Common {
     device: String,
 }
 
+/// Command-line overrides of config values.
+#[derive(clap::Args)]
+struct Overrides {
+    /// Override grid.methods (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
+    /// Override grid.ranks.
+    #[arg(long, value_delimiter = ',')]
+    ranks: Option<Vec<usize>>,
+    /// Override finetune.lrs (comma-separated numbers, or paper16).
+    #[arg(long, value_delimiter = ',')]
+    lrs: Option<Vec<String>>,
+    /// Override grid.seeds.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Override finetune.epochs.
+    #[arg(long)]
+    finetune_epochs: Option<usize>,
+    /// Override pretrain.epochs.
+    #[arg(long)]
+    pretrain_epochs: Option<usize>,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut ExperimentConfig) -> anyhow::Result<()> {
+        if let Some(methods) = &self.methods {
+            config.grid.methods = parse_methods(methods)?;
+        }
+        if let Some(ranks) = &self.ranks {
+            config.grid.ranks = ranks.clone();
+        }
+        if let Some(lrs) = &self.lrs {
+            config.finetune.lrs = if lrs.len() == 1 && lrs[0] == "paper16" {
+                sweep::config::LrGrid::Named("paper16".into())
+            } else {
+                sweep::config::LrGrid::List(
+                    lrs.iter()
+                        .map(|lr| {
+                            lr.trim().parse::<f64>().map_err(|_| {
+                                anyhow::anyhow!(
+                                    "--lrs: {lr:?} is not a number (give e.g. 1e-3,3e-4 or paper16)"
+                                )
+                            })
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                )
+            };
+        }
+        if let Some(seeds) = &self.seeds {
+            config.grid.seeds = seeds.clone();
+        }
+        if let Some(epochs) = self.finetune_epochs {
+            config.finetune.epochs = epochs;
+        }
+        if let Some(epochs) = self.pretrain_epochs {
+            config.pretrain.epochs = epochs;
+        }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run (or resume) the study of a config: pre-train, sweep, derived files.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Print trainable / total parameter counts, one JSON line per (method, rank).
     Params {
         #[command(flatten)]
@@ -107,6 +177,36 @@ fn parse_methods(names: &[String]) -> anyhow::Result<Vec<peft::Method>> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { common, overrides } => {
+            let (mut config, out) = load_config(&common)?;
+            overrides.apply(&mut config)?;
+            let selected = device::select_device(&common.device)?;
+            let cells = config.cells().len();
+            let members = config.finetune.lrs.values()?.len() * config.grid.seeds.len();
+            eprintln!(
+                "{}: {cells} cells × {members} members on {} -> {}",
+                config.name,
+                selected.name,
+                out.display()
+            );
+            let options = sweep::runner::RunOptions {
+                out: out.clone(),
+                device: selected,
+                max_chunks: None,
+                progress: true,
+            };
+            let summary = sweep::runner::run_experiment(&config, &options)?;
+            let (store, _) = sweep::store::TrialStore::open(&out.join("trials.jsonl"))?;
+            print!("{}", sweep::runner::summary_table(store.trials()));
+            println!(
+                "{} trials trained, {} already recorded, {:.0}s -> {}",
+                summary.trained,
+                summary.skipped,
+                summary.seconds,
+                out.display()
+            );
+            Ok(())
+        }
         Command::Params {
             common,
             methods,

@@ -1,0 +1,363 @@
+//! `lrscape run`: the whole study of a config, resumable.
+//!
+//! Pre-train (or load) the base, then for each grid cell train the members
+//! not yet recorded as populations of at most `run.max_population`, append
+//! their records to `trials.jsonl`, and rewrite the derived files.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use peft::{Method, PeftModel};
+use records::{
+    TrialRecord, best_of_lr, cell_curves, lr_sweep_results, rank_x_lr_results, trials_csv,
+};
+use synth_data::{Dataset, RetrievalDataset, retrieve_at_k};
+use tinyformer::Tinyformer;
+
+use crate::config::{Cell, ExperimentConfig, init_label, targets_label};
+use crate::device::SelectedDevice;
+use crate::optim::AdamWConfig;
+use crate::pretrain::{load_base, pretrain, provenance};
+use crate::store::{TrialStore, write_atomic};
+use crate::train::{Member, Schedule, evaluate, train_population};
+
+/// Where a run writes and how far it goes.
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub device: SelectedDevice,
+    /// Stop after this many trained populations (tests of resume).
+    pub max_chunks: Option<usize>,
+    /// Show progress bars (off in tests).
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub trained: usize,
+    pub skipped: usize,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+}
+
+/// The fine-tuning splits (train, val).
+pub fn finetune_data(
+    config: &ExperimentConfig,
+) -> anyhow::Result<(RetrievalDataset, RetrievalDataset)> {
+    let t = &config.task;
+    let (seq, vocab) = (config.model.seq_len, config.model.vocab);
+    let train = retrieve_at_k(
+        t.n_finetune_train,
+        seq,
+        vocab,
+        t.k_finetune,
+        t.data_seed + 2,
+    )?;
+    let val = retrieve_at_k(t.n_finetune_val, seq, vocab, t.k_finetune, t.data_seed + 3)?;
+    Ok((train, val))
+}
+
+/// Pre-trained base for `config`, trained now if missing or unusable.
+fn base_for(
+    config: &ExperimentConfig,
+    opts: &RunOptions,
+    bars: &MultiProgress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Tinyformer> {
+    let train_device = opts.device.device.clone().autodiff();
+    match load_base(config, &opts.out, &train_device) {
+        Ok((model, _)) => return Ok(model),
+        Err(e) if crate::pretrain::base_dir(&opts.out, config).exists() => {
+            let message = format!("{e:#}; pre-training it again");
+            eprintln!("warning: {message}");
+            warnings.push(message);
+        }
+        Err(_) => {}
+    }
+    let bar = bars.add(steps_bar("pretrain", opts.progress));
+    let (model, record) = pretrain(config, &opts.out, &opts.device, &bar)?;
+    bar.finish_and_clear();
+    eprintln!(
+        "pre-trained base: val_acc {:.4} in {:.0}s",
+        record.val_accuracy, record.seconds
+    );
+    Ok(model)
+}
+
+fn steps_bar(label: &str, visible: bool) -> ProgressBar {
+    let bar = if visible {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// The data-order seed of a trial seed: distinct per seed, fixed per experiment.
+fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
+    config
+        .task
+        .data_seed
+        .wrapping_mul(1_000_003)
+        .wrapping_add(seed)
+}
+
+/// Runs (or resumes) the experiment.
+pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let store_path = opts.out.join("trials.jsonl");
+    let (mut store, mut warnings) = TrialStore::open(&store_path)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let results_hash = config.results_hash();
+    if let Some(other) = store
+        .trials()
+        .iter()
+        .find(|t| t.config_hash != results_hash)
+    {
+        anyhow::bail!(
+            "{} holds trials of another setup (hash {}, this config's is {results_hash}): \
+             task, model, pre-training or fine-tuning settings changed; use another --out",
+            store_path.display(),
+            other.config_hash
+        );
+    }
+    let bars = if opts.progress {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    };
+    let base = base_for(config, opts, &bars, &mut warnings)?;
+    let (train, val) = finetune_data(config)?;
+    let lrs = config.finetune.lrs.values()?;
+    let cells = config.cells();
+    let schedule = Schedule {
+        epochs: config.finetune.epochs,
+        batch_size: config.finetune.batch_size,
+    };
+    let steps_per_member = schedule.epochs * train.len().div_ceil(schedule.batch_size);
+    let cell_bar = bars.add(steps_bar("cells", opts.progress));
+    cell_bar.set_length(cells.len() as u64);
+    let step_bar = bars.add(steps_bar("steps", opts.progress));
+    let provenance = provenance(&opts.device);
+    let mut summary = RunSummary::default();
+    let mut chunks_run = 0;
+    write_derived(config, &opts.out, store.trials())?;
+    for cell in &cells {
+        let done = store.done();
+        let wanted: Vec<(f64, u64)> = lrs
+            .iter()
+            .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
+            .collect();
+        let todo: Vec<(f64, u64)> = wanted
+            .iter()
+            .copied()
+            .filter(|&(lr, seed)| !done.contains(&trial_stub(config, cell, lr, seed).key()))
+            .collect();
+        summary.skipped += wanted.len() - todo.len();
+        for chunk in todo.chunks(config.run.max_population) {
+            if opts.max_chunks.is_some_and(|max| chunks_run >= max) {
+                summary.seconds = started.elapsed().as_secs_f64();
+                summary.warnings = warnings;
+                return Ok(summary);
+            }
+            step_bar.set_length(steps_per_member as u64);
+            step_bar.set_position(0);
+            step_bar.set_prefix(format!(
+                "{} r{} ×{}",
+                cell.method.name(),
+                cell.rank,
+                chunk.len()
+            ));
+            let records = train_chunk(
+                config, cell, chunk, &base, &train, &val, schedule, opts, &step_bar,
+            )?;
+            let records: Vec<TrialRecord> = records
+                .into_iter()
+                .map(|mut r| {
+                    r.provenance = provenance.clone();
+                    r
+                })
+                .collect();
+            store.append(records)?;
+            summary.trained += chunk.len();
+            chunks_run += 1;
+            write_derived(config, &opts.out, store.trials())?;
+        }
+        cell_bar.inc(1);
+        report_cell(config, cell, store.trials());
+    }
+    cell_bar.finish_and_clear();
+    step_bar.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.warnings = warnings;
+    Ok(summary)
+}
+
+/// A record carrying only a trial's grid coordinates (for its key).
+fn trial_stub(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialRecord {
+    let (lora_alpha, scaling) = cell
+        .lora
+        .as_ref()
+        .map_or((0.0, 0.0), |l| (l.lora_alpha, l.scaling()));
+    TrialRecord {
+        experiment: config.name.clone(),
+        method: cell.method.name().to_string(),
+        rank: cell.rank,
+        alpha_rule: if cell.lora.is_some() {
+            config.grid.alpha.label()
+        } else {
+            "none".into()
+        },
+        lora_alpha,
+        scaling,
+        init: if cell.lora.is_some() {
+            init_label(config.grid.init)
+        } else {
+            "none".into()
+        },
+        targets: if cell.lora.is_some() {
+            targets_label(&config.grid.targets)
+        } else {
+            "all".into()
+        },
+        lr,
+        seed,
+        train_loss: Vec::new(),
+        val_accuracy: f64::NAN,
+        val_loss: f64::NAN,
+        steps: 0,
+        seconds: 0.0,
+        diverged: false,
+        config_hash: config.results_hash(),
+        provenance: records::Provenance {
+            backend: String::new(),
+            device: String::new(),
+            git_revision: String::new(),
+            lrscape_version: String::new(),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_chunk(
+    config: &ExperimentConfig,
+    cell: &Cell,
+    chunk: &[(f64, u64)],
+    base: &Tinyformer,
+    train: &RetrievalDataset,
+    val: &RetrievalDataset,
+    schedule: Schedule,
+    opts: &RunOptions,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<TrialRecord>> {
+    let started = Instant::now();
+    let device = opts.device.device.clone().autodiff();
+    let seeds: Vec<u64> = chunk.iter().map(|&(_, seed)| seed).collect();
+    let lora = cell
+        .lora
+        .clone()
+        .unwrap_or_else(|| peft::LoraConfig::new(Method::Full, 1));
+    let model = PeftModel::new(base.clone(), &config.model, &lora, &seeds)
+        .map_err(|e| anyhow::anyhow!("cell {} r={}: {e}", cell.method.name(), cell.rank))?;
+    let members: Vec<Member> = chunk
+        .iter()
+        .map(|&(lr, seed)| Member {
+            lr,
+            data_seed: data_order_seed(config, seed),
+        })
+        .collect();
+    let adamw = AdamWConfig {
+        weight_decay: config.finetune.weight_decay,
+        ..AdamWConfig::default()
+    };
+    let outcome = train_population(model, train, &members, schedule, adamw, &device, bar);
+    let eval = evaluate(&outcome.model, val, 512.min(val.len()).max(1), &device);
+    let per_member = started.elapsed().as_secs_f64() / chunk.len() as f64;
+    Ok(chunk
+        .iter()
+        .enumerate()
+        .map(|(i, &(lr, seed))| {
+            let mut record = trial_stub(config, cell, lr, seed);
+            record.train_loss = outcome.epoch_loss[i].clone();
+            record.val_accuracy = eval.accuracy[i];
+            record.val_loss = if eval.loss[i].is_finite() {
+                eval.loss[i]
+            } else {
+                f64::MAX
+            };
+            record.steps = outcome.steps;
+            record.seconds = per_member;
+            record.diverged = outcome.diverged[i];
+            record
+        })
+        .collect())
+}
+
+fn report_cell(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) {
+    let own: Vec<TrialRecord> = trials
+        .iter()
+        .filter(|t| t.method == cell.method.name() && t.rank == cell.rank)
+        .cloned()
+        .collect();
+    if let Some(curve) = cell_curves(&own).first()
+        && let Some((best, lr)) = best_of_lr(curve)
+    {
+        eprintln!(
+            "{}: {} r={}: best val_acc {best:.4} at lr {lr:.3e}",
+            config.name,
+            cell.method.name(),
+            cell.rank
+        );
+    }
+}
+
+/// Rewrites `rank_x_lr_results.json`, `lr_sweep_results.json` and
+/// `trials.csv` from the records.
+pub fn write_derived(
+    config: &ExperimentConfig,
+    out: &Path,
+    trials: &[TrialRecord],
+) -> anyhow::Result<()> {
+    let curves = cell_curves(trials);
+    write_atomic(
+        &out.join("rank_x_lr_results.json"),
+        &(serde_json::to_string_pretty(&rank_x_lr_results(&curves))? + "\n"),
+    )?;
+    write_atomic(
+        &out.join("lr_sweep_results.json"),
+        &(serde_json::to_string_pretty(&lr_sweep_results(&curves, config.grid.parity_rank))?
+            + "\n"),
+    )?;
+    write_atomic(&out.join("trials.csv"), &trials_csv(trials))?;
+    Ok(())
+}
+
+/// The end-of-run table: best accuracy and its learning rate per method × rank.
+pub fn summary_table(trials: &[TrialRecord]) -> String {
+    let mut out = format!(
+        "{:<24} {:>5} {:>9} {:>10} {:>6}\n",
+        "method", "rank", "best_acc", "best_lr", "seeds"
+    );
+    for curve in cell_curves(trials) {
+        if let Some((best, lr)) = best_of_lr(&curve) {
+            let seeds = curve.seeds.iter().max().copied().unwrap_or(0);
+            out.push_str(&format!(
+                "{:<24} {:>5} {:>9.4} {:>10.3e} {:>6}\n",
+                curve.kind, curve.rank, best, lr, seeds
+            ));
+        }
+    }
+    out
+}
