@@ -157,6 +157,21 @@ pub struct RunConfig {
     /// Most members trained at once (larger cells are split).
     #[serde(default = "default_max_population")]
     pub max_population: usize,
+    /// Populations trained side by side, one per thread (0: one per core).
+    /// Burn's CPU kernels keep about one core busy, so two populations on
+    /// two cores nearly double throughput.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+impl RunConfig {
+    /// `threads`, with 0 resolved to the machine's core count.
+    pub fn workers(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 fn default_max_population() -> usize {
@@ -167,6 +182,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             max_population: default_max_population(),
+            threads: 0,
         }
     }
 }

@@ -166,33 +166,62 @@ pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::R
             .filter(|&(lr, seed)| !done.contains(&trial_stub(config, cell, lr, seed).key()))
             .collect();
         summary.skipped += wanted.len() - todo.len();
-        for chunk in todo.chunks(config.run.max_population) {
+        // Split the cell into populations: at most max_population members
+        // each, and at least one per worker thread when there are enough.
+        let workers = config.run.workers().max(1);
+        let parts = todo
+            .len()
+            .div_ceil(config.run.max_population)
+            .max(workers.min(todo.len()));
+        let chunks: Vec<&[(f64, u64)]> = if todo.is_empty() {
+            Vec::new()
+        } else {
+            todo.chunks(todo.len().div_ceil(parts)).collect()
+        };
+        for group in chunks.chunks(workers) {
             if opts.max_chunks.is_some_and(|max| chunks_run >= max) {
                 summary.seconds = started.elapsed().as_secs_f64();
                 summary.warnings = warnings;
                 return Ok(summary);
             }
-            step_bar.set_length(steps_per_member as u64);
+            step_bar.set_length((steps_per_member * group.len()) as u64);
             step_bar.set_position(0);
             step_bar.set_prefix(format!(
                 "{} r{} ×{}",
                 cell.method.name(),
                 cell.rank,
-                chunk.len()
+                group.iter().map(|c| c.len()).sum::<usize>()
             ));
-            let records = train_chunk(
-                config, cell, chunk, &base, &train, &val, schedule, opts, &step_bar,
-            )?;
-            let records: Vec<TrialRecord> = records
-                .into_iter()
-                .map(|mut r| {
-                    r.provenance = provenance.clone();
-                    r
-                })
-                .collect();
-            store.append(records)?;
-            summary.trained += chunk.len();
-            chunks_run += 1;
+            let results: Vec<anyhow::Result<Vec<TrialRecord>>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = group
+                    .iter()
+                    .map(|chunk| {
+                        let (base, train, val, bar) = (&base, &train, &val, &step_bar);
+                        scope.spawn(move || {
+                            train_chunk(config, cell, chunk, base, train, val, schedule, opts, bar)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+                    })
+                    .collect()
+            });
+            for (chunk, records) in group.iter().zip(results) {
+                let records: Vec<TrialRecord> = records?
+                    .into_iter()
+                    .map(|mut r| {
+                        r.provenance = provenance.clone();
+                        r
+                    })
+                    .collect();
+                store.append(records)?;
+                summary.trained += chunk.len();
+                chunks_run += 1;
+            }
             write_derived(config, &opts.out, store.trials())?;
         }
         cell_bar.inc(1);

@@ -50,7 +50,16 @@ impl PopLinear {
 
     /// `x: [C, N, in] -> [C', N, out]`, `C'` = max(C, M).
     pub fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = x.matmul(self.weight.val());
+        let [c, n, d_in] = x.dims();
+        let y = if self.members() == 1 && c > 1 {
+            // One shared weight: one [C·N, in] × [in, out] product instead of
+            // C products against a broadcast weight.
+            x.reshape([1, c * n, d_in])
+                .matmul(self.weight.val())
+                .reshape([c, n, self.d_out()])
+        } else {
+            x.matmul(self.weight.val())
+        };
         match &self.bias {
             Some(bias) => y + bias.val().unsqueeze_dim::<3>(1),
             None => y,
