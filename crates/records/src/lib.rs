@@ -65,9 +65,12 @@ pub struct TrialRecord {
     pub targets: String,
     pub lr: f64,
     pub seed: u64,
-    /// Mean training loss of each epoch.
+    /// Mean training loss of each epoch (`null` in JSON where it was not
+    /// finite: a diverged trial).
+    #[serde(with = "nullable::vec")]
     pub train_loss: Vec<f64>,
     pub val_accuracy: f64,
+    #[serde(with = "nullable::one")]
     pub val_loss: f64,
     pub steps: usize,
     /// Wall time of the population this trial trained in, divided by its size.
@@ -90,6 +93,39 @@ impl TrialRecord {
             targets: self.targets.clone(),
             lr_bits: self.lr.to_bits(),
             seed: self.seed,
+        }
+    }
+}
+
+/// JSON has no NaN or infinity: such values are written as `null` and read
+/// back as NaN.
+mod nullable {
+    pub mod one {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+            if value.is_finite() {
+                s.serialize_f64(*value)
+            } else {
+                s.serialize_none()
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+            Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+        }
+    }
+
+    pub mod vec {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(values: &[f64], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(values.iter().map(|v| v.is_finite().then_some(*v)))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+            let values = Vec::<Option<f64>>::deserialize(d)?;
+            Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
         }
     }
 }

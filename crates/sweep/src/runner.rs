@@ -321,11 +321,7 @@ fn train_chunk(
             let mut record = trial_stub(config, cell, lr, seed);
             record.train_loss = outcome.epoch_loss[i].clone();
             record.val_accuracy = eval.accuracy[i];
-            record.val_loss = if eval.loss[i].is_finite() {
-                eval.loss[i]
-            } else {
-                f64::MAX
-            };
+            record.val_loss = eval.loss[i];
             record.steps = outcome.steps;
             record.seconds = per_member;
             record.diverged = outcome.diverged[i];

@@ -1,0 +1,213 @@
+//! `lrscape run` on configs/quick.toml: derived files, resume, divergence.
+
+use std::path::{Path, PathBuf};
+
+use records::{RankLrEntry, TrialRecord};
+use sweep::runner::{RunOptions, run_experiment};
+use sweep::{ExperimentConfig, select_device};
+
+fn quick() -> ExperimentConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quick.toml");
+    ExperimentConfig::from_toml_file(&path).unwrap()
+}
+
+fn options(out: &Path, max_chunks: Option<usize>) -> RunOptions {
+    RunOptions {
+        out: out.to_path_buf(),
+        device: select_device("flex").unwrap(),
+        max_chunks,
+        progress: false,
+    }
+}
+
+fn trials(out: &Path) -> Vec<TrialRecord> {
+    std::fs::read_to_string(out.join("trials.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn rank_x_lr(out: &Path) -> String {
+    std::fs::read_to_string(out.join("rank_x_lr_results.json")).unwrap()
+}
+
+/// A base shared by the tests of this file (pre-training is the slow part).
+fn with_base(dir: &Path) -> PathBuf {
+    let shared = std::env::temp_dir().join(format!("lrscape-run-base-{}", std::process::id()));
+    let config = quick();
+    let base_dir = sweep::pretrain::base_dir(&shared, &config);
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    {
+        let _guard = ONCE.lock().unwrap();
+        if !base_dir.join("base.json").exists() {
+            let device = select_device("flex").unwrap();
+            sweep::pretrain::pretrain(&config, &shared, &device, &indicatif::ProgressBar::hidden())
+                .unwrap();
+        }
+    }
+    let target = sweep::pretrain::base_dir(dir, &config);
+    std::fs::create_dir_all(&target).unwrap();
+    for file in ["model.bpk", "base.json"] {
+        std::fs::copy(base_dir.join(file), target.join(file)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+#[test]
+fn quick_end_to_end_writes_every_derived_file_in_its_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_base(dir.path());
+    let config = quick();
+    let summary = run_experiment(&config, &options(&out, None)).unwrap();
+    let lrs = config.finetune.lrs.values().unwrap();
+    let cells = config.cells();
+    assert_eq!(summary.trained, cells.len() * lrs.len());
+
+    let all = trials(&out);
+    assert_eq!(all.len(), cells.len() * lrs.len());
+    for t in &all {
+        assert!((0.0..=1.0).contains(&t.val_accuracy));
+        assert_eq!(t.train_loss.len(), config.finetune.epochs);
+        assert_eq!(t.config_hash, config.results_hash());
+        assert_eq!(t.provenance.backend, "flex");
+        assert!(t.steps > 0 && !t.diverged);
+    }
+
+    let table: std::collections::BTreeMap<String, RankLrEntry> =
+        serde_json::from_str(&rank_x_lr(&out)).unwrap();
+    assert_eq!(
+        table.keys().cloned().collect::<Vec<_>>(),
+        ["dora", "full", "lora", "pissa"]
+    );
+    for (kind, entry) in &table {
+        for (rank, r) in &entry.ranks {
+            assert_eq!(r.lrs, lrs, "{kind} r={rank}: lrs largest first");
+            assert_eq!(r.acc.len(), lrs.len());
+            let max = r.acc.iter().cloned().fold(f64::MIN, f64::max);
+            assert_eq!(r.best, max);
+            let at = r.acc.iter().position(|&a| a == max).unwrap();
+            assert_eq!(r.best_lr, r.lrs[at]);
+            // Each accuracy is the recorded trial's.
+            for (lr, acc) in r.lrs.iter().zip(&r.acc) {
+                let t = all
+                    .iter()
+                    .find(|t| &t.method == kind && t.rank.to_string() == *rank && t.lr == *lr)
+                    .unwrap();
+                assert_eq!(t.val_accuracy, *acc);
+            }
+        }
+    }
+    assert_eq!(table["full"].ranks.keys().collect::<Vec<_>>(), ["0"]);
+    assert!(
+        table["full"].ranks["0"].best > 0.9,
+        "full fine-tuning learns the quick task"
+    );
+
+    let sweep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("lr_sweep_results.json")).unwrap())
+            .unwrap();
+    assert_eq!(sweep["lora"]["name"], "LoRA");
+    assert_eq!(
+        sweep["lora"]["best_val_acc"].as_array().unwrap().len(),
+        lrs.len()
+    );
+    let csv = std::fs::read_to_string(out.join("trials.csv")).unwrap();
+    assert_eq!(csv.lines().count(), all.len() + 1);
+    assert!(csv.starts_with("method,rank,"));
+
+    // Running again trains nothing.
+    let again = run_experiment(&config, &options(&out, None)).unwrap();
+    assert_eq!((again.trained, again.skipped), (0, all.len()));
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_results() {
+    let config = quick();
+    let whole = tempfile::tempdir().unwrap();
+    let whole = with_base(whole.path());
+    run_experiment(&config, &options(&whole, None)).unwrap();
+
+    let parts = tempfile::tempdir().unwrap();
+    let parts = with_base(parts.path());
+    let first = run_experiment(&config, &options(&parts, Some(1))).unwrap();
+    assert!(first.trained > 0 && first.trained < trials(&whole).len());
+    // A crash in the middle of writing the next record leaves half a line.
+    let path = parts.join("trials.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"experiment\":\"quick\",\"meth");
+    std::fs::write(&path, text).unwrap();
+    let rest = run_experiment(&config, &options(&parts, None)).unwrap();
+    assert_eq!(rest.skipped, first.trained);
+    assert!(
+        rest.warnings
+            .iter()
+            .any(|w| w.contains("line") && w.contains("cut short")),
+        "{:?}",
+        rest.warnings
+    );
+    assert_eq!(trials(&parts).len(), trials(&whole).len());
+    assert_eq!(rank_x_lr(&parts), rank_x_lr(&whole));
+}
+
+#[test]
+fn a_corrupt_record_in_the_middle_is_an_error_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_base(dir.path());
+    let mut config = quick();
+    config.grid.methods = vec![peft::Method::Lora];
+    config.grid.ranks = vec![2];
+    run_experiment(&config, &options(&out, None)).unwrap();
+    let path = out.join("trials.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1] = "{not json";
+    let broken = lines.join("\n") + "\n";
+    std::fs::write(&path, &broken).unwrap();
+    let err = run_experiment(&config, &options(&out, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("trials.jsonl line 2 is not a valid trial record"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        broken,
+        "nothing already computed is lost"
+    );
+}
+
+#[test]
+fn a_diverging_member_is_recorded_and_the_others_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_base(dir.path());
+    let mut config = quick();
+    config.grid.methods = vec![peft::Method::Lora];
+    config.grid.ranks = vec![2];
+    config.finetune.lrs = sweep::config::LrGrid::List(vec![1e30, 1e-2]);
+    run_experiment(&config, &options(&out, None)).unwrap();
+    let all = trials(&out);
+    assert_eq!(all.len(), 2);
+    let huge = all.iter().find(|t| t.lr == 1e30).unwrap();
+    let sane = all.iter().find(|t| t.lr == 1e-2).unwrap();
+    assert!(huge.diverged && !sane.diverged);
+    assert!(sane.train_loss.iter().all(|l| l.is_finite()));
+    assert!(rank_x_lr(&out).contains("\"best_lr\": 0.01"));
+}
+
+#[test]
+fn records_of_another_setup_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_base(dir.path());
+    let mut config = quick();
+    config.grid.methods = vec![peft::Method::Lora];
+    config.grid.ranks = vec![2];
+    config.finetune.lrs = sweep::config::LrGrid::List(vec![1e-2]);
+    run_experiment(&config, &options(&out, None)).unwrap();
+    config.finetune.epochs += 1;
+    let err = run_experiment(&config, &options(&out, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds trials of another setup"), "{err}");
+}
