@@ -83,19 +83,21 @@ fn main() -> anyhow::Result<()> {
             if !BACKENDS.contains(&backend.as_str()) {
                 bail!("--backend {backend:?}: one of {}", BACKENDS.join(", "));
             }
-            let mut pretrain = cargo();
-            pretrain.args(["run", "--release", "--package", "sweep", "--bin", "lrscape"]);
+            // `lrscape run` pre-trains the base when needed, sweeps the grid
+            // (resuming finished trials) and writes the derived files.
+            let mut sweep = cargo();
+            sweep.args(["run", "--release", "--package", "sweep", "--bin", "lrscape"]);
             if backend != "flex" {
-                pretrain.args(["--features", &backend]);
+                sweep.args(["--features", &backend]);
             }
-            pretrain.args(["--", "pretrain", "--device", &backend]);
+            sweep.args(["--", "run", "--device", &backend]);
             if let Some(config) = &config {
-                pretrain.arg("--config").arg(config);
+                sweep.arg("--config").arg(config);
             }
             if let Some(out) = &out {
-                pretrain.arg("--out").arg(out);
+                sweep.arg("--out").arg(out);
             }
-            run(pretrain)
+            run(sweep)
         }
     }
 }
