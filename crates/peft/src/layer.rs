@@ -59,6 +59,15 @@ impl LoraLayer {
         }
     }
 
+    /// DoRA's magnitude as `[C, 1, out]`.
+    pub fn magnitude_row(&self) -> Tensor<3> {
+        self.magnitude
+            .as_ref()
+            .expect("DoRA layers carry a magnitude")
+            .val()
+            .unsqueeze_dim::<3>(1)
+    }
+
     /// The adapted output for `x: [C, B, T, in]`.
     pub fn forward(&self, base: &PopLinear, x: Tensor<4>) -> Tensor<4> {
         let [cx, b, t, d_in] = x.dims();
@@ -71,12 +80,7 @@ impl LoraLayer {
         let y = match self.kind {
             LayerKind::Additive => base.forward3(x3) + low_rank,
             LayerKind::Dora | LayerKind::DoraSeed => {
-                let magnitude = self
-                    .magnitude
-                    .as_ref()
-                    .expect("DoRA layers carry a magnitude")
-                    .val()
-                    .unsqueeze_dim::<3>(1);
+                let magnitude = self.magnitude_row();
                 let factor = magnitude / self.column_norm(base);
                 let y = (x3.matmul(base.weight.val()) + low_rank) * factor;
                 match &base.bias {
@@ -95,12 +99,7 @@ impl LoraLayer {
         match self.kind {
             LayerKind::Additive => adapted,
             LayerKind::Dora | LayerKind::DoraSeed => {
-                let magnitude = self
-                    .magnitude
-                    .as_ref()
-                    .expect("DoRA layers carry a magnitude")
-                    .val()
-                    .unsqueeze_dim::<3>(1);
+                let magnitude = self.magnitude_row();
                 adapted * (magnitude / self.column_norm(base))
             }
         }

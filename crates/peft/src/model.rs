@@ -210,12 +210,7 @@ impl PeftModel {
                             .iter()
                             .find(|(s, _)| *s == site)
                             .expect("merge records a norm for every DoRA layer");
-                        let magnitude = adapter
-                            .magnitude
-                            .as_ref()
-                            .expect("DoRA layers carry a magnitude")
-                            .val()
-                            .unsqueeze_dim::<3>(1);
+                        let magnitude = adapter.magnitude_row();
                         w_merged * norm.clone() / magnitude
                     }
                 };

@@ -14,7 +14,7 @@ use tinyformer::{
 
 #[derive(Deserialize)]
 struct Golden {
-    config: GoldenConfig,
+    config: TinyformerConfig,
     r: usize,
     lora_alpha: f64,
     lr: f64,
@@ -22,16 +22,6 @@ struct Golden {
     tokens: Vec<Vec<i64>>,
     labels: Vec<i64>,
     methods: BTreeMap<String, GoldenMethod>,
-}
-
-#[derive(Deserialize)]
-struct GoldenConfig {
-    vocab: usize,
-    seq_len: usize,
-    d_model: usize,
-    n_layers: usize,
-    n_heads: usize,
-    d_ff: usize,
 }
 
 #[derive(Deserialize)]
@@ -61,16 +51,7 @@ fn golden() -> (Golden, TinyformerConfig) {
         "/../../fixtures/peft_golden.json"
     );
     let golden: Golden = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let c = &golden.config;
-    let config = TinyformerConfig {
-        vocab: c.vocab,
-        seq_len: c.seq_len,
-        d_model: c.d_model,
-        n_layers: c.n_layers,
-        n_heads: c.n_heads,
-        d_ff: c.d_ff,
-        ..TinyformerConfig::default()
-    };
+    let config = golden.config.clone();
     (golden, config)
 }
 

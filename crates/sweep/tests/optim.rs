@@ -61,21 +61,11 @@ fn one_step_is_the_closed_form_per_member() {
 
 #[derive(Deserialize)]
 struct Golden {
-    config: GoldenConfig,
+    config: TinyformerConfig,
     state: TorchState,
     tokens: Vec<Vec<i64>>,
     labels: Vec<i64>,
     adamw: GoldenAdamW,
-}
-
-#[derive(Deserialize)]
-struct GoldenConfig {
-    vocab: usize,
-    seq_len: usize,
-    d_model: usize,
-    n_layers: usize,
-    n_heads: usize,
-    d_ff: usize,
 }
 
 #[derive(Deserialize)]
@@ -100,16 +90,7 @@ fn two_steps_match_pytorch_adamw() {
         "/../../fixtures/tinyformer_golden.json"
     );
     let golden: Golden = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let c = &golden.config;
-    let config = TinyformerConfig {
-        vocab: c.vocab,
-        seq_len: c.seq_len,
-        d_model: c.d_model,
-        n_layers: c.n_layers,
-        n_heads: c.n_heads,
-        d_ff: c.d_ff,
-        ..TinyformerConfig::default()
-    };
+    let config = golden.config.clone();
     let device = Device::flex().autodiff();
     let mut model = Tinyformer::from_torch_state(&config, &golden.state, &device).unwrap();
     let (b, t) = (golden.tokens.len(), golden.tokens[0].len());

@@ -6,22 +6,12 @@ use tinyformer::{Tinyformer, TinyformerConfig, TorchState, TorchStateError, memb
 
 #[derive(Deserialize)]
 struct Golden {
-    config: GoldenConfig,
+    config: TinyformerConfig,
     state: TorchState,
     tokens: Vec<Vec<i64>>,
     labels: Vec<i64>,
     logits: Vec<Vec<f32>>,
     loss: f32,
-}
-
-#[derive(Deserialize)]
-struct GoldenConfig {
-    vocab: usize,
-    seq_len: usize,
-    d_model: usize,
-    n_layers: usize,
-    n_heads: usize,
-    d_ff: usize,
 }
 
 fn golden() -> (Golden, TinyformerConfig) {
@@ -31,16 +21,7 @@ fn golden() -> (Golden, TinyformerConfig) {
     );
     let text = std::fs::read_to_string(path).expect("golden fixture present");
     let golden: Golden = serde_json::from_str(&text).expect("golden fixture parses");
-    let c = &golden.config;
-    let config = TinyformerConfig {
-        vocab: c.vocab,
-        seq_len: c.seq_len,
-        d_model: c.d_model,
-        n_layers: c.n_layers,
-        n_heads: c.n_heads,
-        d_ff: c.d_ff,
-        ..TinyformerConfig::default()
-    };
+    let config = golden.config.clone();
     (golden, config)
 }
 
