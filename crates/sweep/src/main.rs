@@ -132,6 +132,11 @@ enum Command {
         #[arg(long, default_value = "all")]
         targets: String,
     },
+    /// Show how far an experiment is, from its records alone.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Pre-train the base model of an experiment and cache it by config hash.
     Pretrain {
         #[command(flatten)]
@@ -191,6 +196,15 @@ fn parse_methods(names: &[String]) -> anyhow::Result<Vec<peft::Method>> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Status { common } => {
+            let (config, out) = load_config(&common)?;
+            let (trials, _, warnings) = sweep::store::read_trials(&out.join("trials.jsonl"))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", sweep::runner::status_table(&config, &trials));
+            Ok(())
+        }
         Command::Run { common, overrides } => {
             let (mut config, out) = load_config(&common)?;
             overrides.apply(&mut config)?;

@@ -369,6 +369,46 @@ pub fn write_derived(
     Ok(())
 }
 
+/// Progress of an experiment from its records alone: per cell, trials
+/// recorded out of those the grid asks for, and the best accuracy so far.
+pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String {
+    let lrs = config.finetune.lrs.values().unwrap_or_default();
+    let mut out = format!(
+        "{:<14} {:>5} {:>9} {:>9}\n",
+        "method", "rank", "done", "best_acc"
+    );
+    let (mut done_all, mut wanted_all) = (0, 0);
+    for cell in config.cells() {
+        let keys: Vec<_> = lrs
+            .iter()
+            .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
+            .map(|(lr, seed)| trial_stub(config, &cell, lr, seed).key())
+            .collect();
+        let recorded: Vec<&TrialRecord> =
+            trials.iter().filter(|t| keys.contains(&t.key())).collect();
+        let best = recorded
+            .iter()
+            .map(|t| t.val_accuracy)
+            .fold(f64::NAN, f64::max);
+        done_all += recorded.len();
+        wanted_all += keys.len();
+        out.push_str(&format!(
+            "{:<14} {:>5} {:>4}/{:<4} {:>9}\n",
+            cell.method.name(),
+            cell.rank,
+            recorded.len(),
+            keys.len(),
+            if best.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{best:.4}")
+            }
+        ));
+    }
+    out.push_str(&format!("{done_all}/{wanted_all} trials recorded\n"));
+    out
+}
+
 /// The end-of-run table: best accuracy and its learning rate per method × rank.
 pub fn summary_table(trials: &[TrialRecord]) -> String {
     let mut out = format!(

@@ -19,46 +19,19 @@ pub struct TrialStore {
 }
 
 impl TrialStore {
-    /// Opens (or starts) the store at `path`; returns warnings to show.
+    /// Opens (or starts) the store at `path`, cutting a cut-short last line
+    /// from the file; returns warnings to show.
     pub fn open(path: &Path) -> anyhow::Result<(Self, Vec<String>)> {
-        let mut warnings = Vec::new();
-        let mut trials = Vec::new();
-        if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let mut offset = 0;
-            let lines: Vec<&str> = text.split_inclusive('\n').collect();
-            for (i, line) in lines.iter().enumerate() {
-                let number = i + 1;
-                let complete = line.ends_with('\n');
-                let body = line.trim_end_matches('\n');
-                if body.trim().is_empty() {
-                    offset += line.len();
-                    continue;
-                }
-                match serde_json::from_str::<TrialRecord>(body) {
-                    Ok(trial) if complete => trials.push(trial),
-                    Ok(_) | Err(_) if !complete && i == lines.len() - 1 => {
-                        warnings.push(format!(
-                            "{} line {number} was cut short (an interrupted write); dropped it, its trial will run again",
-                            path.display()
-                        ));
-                        let file = OpenOptions::new()
-                            .write(true)
-                            .open(path)
-                            .with_context(|| format!("cannot repair {}", path.display()))?;
-                        file.set_len(offset as u64)?;
-                        file.sync_all()?;
-                        break;
-                    }
-                    Ok(_) => unreachable!("only the last line can lack its newline"),
-                    Err(e) => anyhow::bail!(
-                        "{} line {number} is not a valid trial record ({e}); \
-                         the file was left as it is: fix or delete that line",
-                        path.display()
-                    ),
-                }
-                offset += line.len();
+        let (trials, cut_at, mut warnings) = read_trials(path)?;
+        if let Some(offset) = cut_at {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot repair {}", path.display()))?;
+            file.set_len(offset)?;
+            file.sync_all()?;
+            if let Some(w) = warnings.last_mut() {
+                w.push_str("; dropped it, its trial will run again");
             }
         }
         Ok((
@@ -98,6 +71,45 @@ impl TrialStore {
         self.trials.extend(records);
         Ok(())
     }
+}
+
+/// Reads the records of `path` without changing the file (safe while a run
+/// appends to it): the trials, the offset of a cut-short last line if any,
+/// and warnings. A missing file is an empty store.
+pub fn read_trials(path: &Path) -> anyhow::Result<(Vec<TrialRecord>, Option<u64>, Vec<String>)> {
+    let mut trials = Vec::new();
+    let mut warnings = Vec::new();
+    if !path.exists() {
+        return Ok((trials, None, warnings));
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut offset = 0u64;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let number = i + 1;
+        let body = line.trim_end_matches('\n');
+        if !line.ends_with('\n') {
+            // Only the last line can lack its newline: an interrupted write.
+            warnings.push(format!(
+                "{} line {number} was cut short (an interrupted write)",
+                path.display()
+            ));
+            return Ok((trials, Some(offset), warnings));
+        }
+        if !body.trim().is_empty() {
+            let trial = serde_json::from_str::<TrialRecord>(body).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} line {number} is not a valid trial record ({e}); \
+                     the file was left as it is: fix or delete that line",
+                    path.display()
+                )
+            })?;
+            trials.push(trial);
+        }
+        offset += line.len() as u64;
+    }
+    Ok((trials, None, warnings))
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename.

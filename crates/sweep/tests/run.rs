@@ -132,6 +132,13 @@ fn an_interrupted_run_resumes_to_the_same_results() {
     let parts = with_base(parts.path());
     let first = run_experiment(&config, &options(&parts, Some(1))).unwrap();
     assert!(first.trained > 0 && first.trained < trials(&whole).len());
+    // Status reads the records without touching them.
+    let status = sweep::runner::status_table(&config, &trials(&parts));
+    let total = trials(&whole).len();
+    assert!(
+        status.contains(&format!("{}/{total} trials recorded", first.trained)),
+        "{status}"
+    );
     // A crash in the middle of writing the next record leaves half a line.
     let path = parts.join("trials.jsonl");
     let mut text = std::fs::read_to_string(&path).unwrap();
