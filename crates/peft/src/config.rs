@@ -172,6 +172,9 @@ pub struct LoraConfig {
     /// Scale by α/√r instead of α/r for any method (HF PEFT `use_rslora`).
     #[serde(default)]
     pub use_rslora: bool,
+    /// How the low-rank path is computed (same results, different cost).
+    #[serde(default)]
+    pub compute: crate::layer::Compute,
 }
 
 fn yes() -> bool {
@@ -190,6 +193,7 @@ impl LoraConfig {
             init: LoraInit::default(),
             train_head: true,
             use_rslora: false,
+            compute: crate::layer::Compute::default(),
         }
     }
 

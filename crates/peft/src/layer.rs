@@ -35,6 +35,22 @@ pub struct LoraLayer {
     pub scale: f64,
     #[module(skip)]
     pub kind: LayerKind,
+    #[module(skip)]
+    pub compute: Compute,
+}
+
+/// Where the additive low-rank path is evaluated. Both give the same
+/// function; they differ in cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compute {
+    /// `x W + s·(x A) B`: two thin products, no dense weight gradient (HF PEFT).
+    #[default]
+    ActivationSpace,
+    /// `x (W + s·A B)`: the adapted weight formed densely per member, as
+    /// Burn's `apply_lora` does; its backward needs the dense `[in, out]`
+    /// gradient.
+    WeightSpace,
 }
 
 impl LoraLayer {
@@ -72,6 +88,15 @@ impl LoraLayer {
     pub fn forward(&self, base: &PopLinear, x: Tensor<4>) -> Tensor<4> {
         let [cx, b, t, d_in] = x.dims();
         let x3 = x.reshape([cx, b * t, d_in]);
+        if self.compute == Compute::WeightSpace && self.kind == LayerKind::Additive {
+            let y = x3.matmul(self.merged_weight(base));
+            let y = match &base.bias {
+                Some(bias) => y + bias.val().unsqueeze_dim::<3>(1),
+                None => y,
+            };
+            let c = y.dims()[0];
+            return y.reshape([c, b, t, base.d_out()]);
+        }
         let low_rank = x3
             .clone()
             .matmul(self.a.val())

@@ -24,7 +24,7 @@ pub mod layer;
 pub mod model;
 
 pub use config::{LoraConfig, LoraInit, Method, TargetModules, linear_shape};
-pub use layer::{LayerKind, LoraLayer};
+pub use layer::{Compute, LayerKind, LoraLayer};
 pub use model::{BlockAdapters, MergedModel, PeftModel, base_linear};
 
 use tinyformer::LinearSite;

@@ -315,6 +315,7 @@ fn build_adapters(
                 magnitude: magnitude.map(trainable),
                 scale,
                 kind: kind_of_layer,
+                compute: config.compute,
             });
         }
         blocks.push(adapters);

@@ -322,3 +322,25 @@ fn bad_settings_are_errors() {
     );
     assert!(err.to_string().contains("block 1 linear k"), "{err}");
 }
+
+/// Computing the low-rank path in weight space gives the same function and
+/// the same gradients as in activation space.
+#[test]
+fn weight_space_and_activation_space_agree() {
+    use burn::optim::GradientsParams;
+    let device = device();
+    let mut results = Vec::new();
+    for compute in [peft::Compute::ActivationSpace, peft::Compute::WeightSpace] {
+        let mut config = LoraConfig::new(Method::InitAb, 3);
+        config.compute = compute;
+        let model = PeftModel::new(base(&device), &self::config(), &config, &[0, 1]).unwrap();
+        let logits = model.logits(tokens(&device));
+        let out = host(logits.clone());
+        let grads = GradientsParams::from_grads(logits.sum().backward(), &model);
+        let a = model.blocks[1].mlp_up.as_ref().unwrap().a.id;
+        let grad_a: Tensor<3> = grads.get(a).unwrap();
+        results.push((out, host(grad_a)));
+    }
+    assert!(max_diff(&results[0].0, &results[1].0) <= 1e-5);
+    assert!(max_diff(&results[0].1, &results[1].1) <= 1e-4);
+}

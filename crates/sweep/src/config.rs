@@ -162,6 +162,10 @@ pub struct RunConfig {
     /// two cores nearly double throughput.
     #[serde(default)]
     pub threads: usize,
+    /// Where adapters compute their low-rank path (`activation_space`, the
+    /// default, or `weight_space`); results are the same, cost is not.
+    #[serde(default)]
+    pub adapter_compute: peft::Compute,
 }
 
 impl RunConfig {
@@ -183,6 +187,7 @@ impl Default for RunConfig {
         Self {
             max_population: default_max_population(),
             threads: 0,
+            adapter_compute: peft::Compute::default(),
         }
     }
 }
@@ -421,6 +426,7 @@ impl ExperimentConfig {
                     init: g.init,
                     train_head: g.train_head,
                     use_rslora: matches!(g.alpha, AlphaRule::Rslora { .. }),
+                    compute: self.run.adapter_compute,
                 };
                 cells.push(Cell {
                     method,
