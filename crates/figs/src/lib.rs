@@ -1,12 +1,198 @@
-//! Figures of an lrscape study, from result records only (never Burn).
+//! Figures and the generated report of an lrscape study, from result
+//! records only (never Burn), so that results can be re-plotted anywhere
+//! without the training stack.
 //!
-//! This crate holds the data behind each figure, checked numerically before
-//! anything is drawn: per-rank normalisation (the seed study's "killer"
-//! figure), curves re-centred at their best learning rate (the "differences
-//! are horizontal shifts" picture), and log-scale learning-rate ticks.
-//! Drawing (plotters, PNG and SVG) builds on these.
+//! The study's point is that LoRA-family methods differ mostly in *where*
+//! their best learning rate sits, not in how sensitive they are to it; the
+//! figures are chosen to show exactly that: raw accuracy over rank × LR,
+//! per-rank normalisation (row max = 1), curves re-centred at their own best
+//! LR, and best-of-LR comparisons with confidence intervals over seeds.
+//!
+//! The numbers behind each figure are plain functions ([`data`]) checked
+//! before anything is drawn; [`draw_figures`] renders them (PNG and SVG via
+//! plotters, with an embedded font so no system font library is needed), and
+//! [`report::render`] writes the markdown report whose every number is
+//! computed from the trials.
 
-use records::{CellCurve, best_of_lr};
+use std::path::PathBuf;
+
+use records::{CellCurve, TrialRecord};
+
+pub mod data;
+mod draw;
+pub mod report;
+
+pub use data::{
+    AlignedSeries, BestPoint, HeatmapData, LrSeries, RankSeries, best_index, best_of_lr_data,
+    best_point, best_vs_rank_data, curve_label, curves, heatmap_data, lr_band, lr_series,
+    lr_sweep_data, normalized_heatmap, reference_points, shift_aligned_data,
+};
+pub use draw::{HEIGHT, WIDTH};
+
+/// An image format a figure is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Png,
+    Svg,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Svg => "svg",
+        }
+    }
+}
+
+/// Where and how [`draw_figures`] writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureOptions {
+    /// The experiment directory: figures go to `out_dir/figures/raw` and
+    /// `out_dir/figures/normalized`.
+    pub out_dir: PathBuf,
+    /// The rank of the single-rank figures (`lr_sweep_parity`, `best_of_lr`,
+    /// `shift_aligned`); full fine-tuning (rank 0) is always included.
+    pub parity_rank: usize,
+    pub formats: Vec<Format>,
+}
+
+impl FigureOptions {
+    /// PNG and SVG into `out_dir/figures`.
+    pub fn new(out_dir: impl Into<PathBuf>, parity_rank: usize) -> Self {
+        FigureOptions {
+            out_dir: out_dir.into(),
+            parity_rank,
+            formats: vec![Format::Png, Format::Svg],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FigsError {
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("drawing {path} failed: {message}")]
+    Draw { path: PathBuf, message: String },
+    #[error("the embedded font could not be loaded")]
+    Font,
+}
+
+/// Draws every figure the trials have data for and returns the files
+/// written. A figure without data (one rank: no rank axis; no adapter
+/// method: no heatmap) is skipped, not an error.
+///
+/// Written, each in every format of `opts`:
+/// `raw/lr_sweep_parity`, `raw/best_of_lr`, `raw/heatmap_{kind}`,
+/// `normalized/heatmap_normalized_{kind}`, `raw/best_of_lr_vs_rank`,
+/// `normalized/shift_aligned`, `raw/best_lr_vs_rank`.
+pub fn draw_figures(
+    trials: &[TrialRecord],
+    opts: &FigureOptions,
+) -> Result<Vec<PathBuf>, FigsError> {
+    use draw::*;
+    draw::ensure_font()?;
+    let curves = data::curves(trials);
+    let colors = Colors::new(curves.iter().map(|c| (c.kind.as_str(), c.method.as_str())));
+    let raw = opts.out_dir.join("figures").join("raw");
+    let norm = opts.out_dir.join("figures").join("normalized");
+    let formats = &opts.formats;
+    let has_value = |v: &f64| v.is_finite();
+    let mut out = Vec::new();
+
+    // Full fine-tuning, the reference, is listed last.
+    let mut sweep = lr_sweep_data(&curves, opts.parity_rank);
+    sweep.sort_by_key(|s| s.method == "full");
+    if sweep.iter().any(|s| s.mean.iter().any(has_value)) {
+        let fig = LrSweepFigure {
+            rank: opts.parity_rank,
+            series: &sweep,
+            colors: &colors,
+        };
+        out.extend(save(&fig, &raw, "lr_sweep_parity", formats)?);
+    }
+
+    let mut best = best_of_lr_data(&curves, opts.parity_rank);
+    best.sort_by_key(|p| p.method == "full");
+    if !best.is_empty() {
+        let fig = BestOfLrFigure {
+            rank: opts.parity_rank,
+            points: &best,
+            colors: &colors,
+        };
+        out.extend(save(&fig, &raw, "best_of_lr", formats)?);
+    }
+
+    let adapters: Vec<CellCurve> = curves.iter().filter(|c| c.rank > 0).cloned().collect();
+    let mut kinds: Vec<&str> = adapters.iter().map(|c| c.kind.as_str()).collect();
+    kinds.dedup();
+    for kind in kinds {
+        let Some(heat) = heatmap_data(&adapters, kind) else {
+            continue;
+        };
+        if !heat.values.iter().flatten().any(has_value) {
+            continue;
+        }
+        let stem = file_stem(kind);
+        let fig = HeatmapFigure {
+            data: &heat,
+            normalized: false,
+        };
+        out.extend(save(&fig, &raw, &format!("heatmap_{stem}"), formats)?);
+        let normalized = normalized_heatmap(&heat);
+        let fig = HeatmapFigure {
+            data: &normalized,
+            normalized: true,
+        };
+        out.extend(save(
+            &fig,
+            &norm,
+            &format!("heatmap_normalized_{stem}"),
+            formats,
+        )?);
+    }
+
+    let by_rank = best_vs_rank_data(&curves);
+    let refs = reference_points(&curves);
+    let mut ranks: Vec<usize> = by_rank
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.rank))
+        .collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    if ranks.len() >= 2 {
+        let fig = BestVsRankFigure {
+            series: &by_rank,
+            refs: &refs,
+            colors: &colors,
+        };
+        out.extend(save(&fig, &raw, "best_of_lr_vs_rank", formats)?);
+    }
+
+    let mut aligned = shift_aligned_data(&curves, opts.parity_rank);
+    aligned.sort_by_key(|s| s.method == "full");
+    if !aligned.is_empty() {
+        let fig = ShiftAlignedFigure {
+            rank: opts.parity_rank,
+            series: &aligned,
+            colors: &colors,
+        };
+        out.extend(save(&fig, &norm, "shift_aligned", formats)?);
+    }
+
+    if ranks.len() >= 2 {
+        let fig = BestLrVsRankFigure {
+            series: &by_rank,
+            refs: &refs,
+            colors: &colors,
+        };
+        out.extend(save(&fig, &raw, "best_lr_vs_rank", formats)?);
+    }
+    Ok(out)
+}
 
 /// A curve divided by its own best value (row max = 1); an all-zero curve
 /// stays zero.
@@ -20,9 +206,10 @@ pub fn normalized(curve: &CellCurve) -> Vec<f64> {
 
 /// `(log10(lr / best_lr), normalized accuracy)` points of a curve: every
 /// method's peak lands at 0, so curves that differ only by where their best
-/// learning rate sits overlap.
+/// learning rate sits overlap. The best is that of the finite accuracies
+/// (ties to the largest LR, as `records::best_of_lr`).
 pub fn shift_aligned(curve: &CellCurve) -> Vec<(f64, f64)> {
-    let Some((_, best_lr)) = best_of_lr(curve) else {
+    let Some(best_lr) = best_index(&curve.acc).map(|i| curve.lrs[i]) else {
         return Vec::new();
     };
     curve

@@ -12,6 +12,8 @@ pub use derived::{
     CellCurve, LrSweepEntry, RankEntry, RankLrEntry, best_of_lr, cell_curves, lr_sweep_results,
     rank_x_lr_results, trials_csv,
 };
+mod stats;
+pub use stats::{MeanCi, mean_ci95, t_critical_95};
 
 /// Where and how a result was computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,682 @@
+//! The generated markdown report (REPORT.md) of an experiment: provenance,
+//! best accuracy per method and rank with confidence intervals, good-LR
+//! bands, how far apart the methods land after LR tuning versus at one fixed
+//! LR, and the figures. Every number is computed from the trials.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use records::{CellCurve, TrialRecord};
+
+use crate::data::{BestPoint, best_point, curves, lr_band};
+use crate::draw::fmt_lr;
+
+/// Fraction of the best mean accuracy that bounds the good-LR band.
+pub const BAND_FRACTION: f64 = 0.95;
+
+/// Everything the report shows.
+#[derive(Debug, Clone, Default)]
+pub struct ReportInput {
+    pub experiment: String,
+    pub description: String,
+    pub config_hash: String,
+    /// The experiment's config (TOML), embedded collapsed.
+    pub config_toml: String,
+    pub git_revision: String,
+    pub backend: String,
+    pub device: String,
+    /// Total wall time of the experiment.
+    pub wall_seconds: f64,
+    pub trials: Vec<TrialRecord>,
+    /// Figures to embed, relative to the report's directory.
+    pub figures: Vec<PathBuf>,
+    /// Another experiment (name, trials) to compare best accuracies with.
+    pub comparison: Option<(String, Vec<TrialRecord>)>,
+}
+
+/// One method × rank row of the report's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellSummary {
+    /// Best LR (the one maximizing the mean over seeds) and the accuracy
+    /// there, with its 95% CI.
+    pub best: BestPoint,
+    /// LRs whose mean accuracy is within [`BAND_FRACTION`] of the best,
+    /// ascending.
+    pub band: Vec<f64>,
+    /// LRs in the cell's grid.
+    pub n_lrs: usize,
+}
+
+/// A row per cell with a finite accuracy, ordered by rank, then kind.
+pub fn summarize(curves: &[CellCurve]) -> Vec<CellSummary> {
+    let mut rows: Vec<CellSummary> = curves
+        .iter()
+        .filter_map(|c| {
+            Some(CellSummary {
+                best: best_point(c)?,
+                band: lr_band(c, BAND_FRACTION),
+                n_lrs: c.lrs.len(),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.best.rank, &a.best.kind).cmp(&(b.best.rank, &b.best.kind)));
+    rows
+}
+
+/// One method's accuracy in a comparison across methods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodAcc {
+    pub kind: String,
+    pub label: String,
+    pub acc: f64,
+}
+
+/// How far apart the methods are at one rank.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spread {
+    pub rank: usize,
+    /// The one LR every method was read at, or `None` after LR tuning (each
+    /// method at its own best LR).
+    pub lr: Option<f64>,
+    /// Descending in accuracy.
+    pub methods: Vec<MethodAcc>,
+    /// Methods without a trial at `lr`.
+    pub missing: Vec<String>,
+}
+
+impl Spread {
+    /// Best minus worst accuracy (a fraction; ×100 for points).
+    pub fn spread(&self) -> f64 {
+        match (self.methods.first(), self.methods.last()) {
+            (Some(top), Some(bottom)) => top.acc - bottom.acc,
+            _ => f64::NAN,
+        }
+    }
+    pub fn top(&self) -> Option<&MethodAcc> {
+        self.methods.first()
+    }
+    pub fn bottom(&self) -> Option<&MethodAcc> {
+        self.methods.last()
+    }
+}
+
+fn adapter_ranks(curves: &[CellCurve]) -> BTreeSet<usize> {
+    curves.iter().map(|c| c.rank).filter(|r| *r > 0).collect()
+}
+
+fn sorted_desc(mut methods: Vec<MethodAcc>) -> Vec<MethodAcc> {
+    methods.sort_by(|a, b| b.acc.total_cmp(&a.acc).then_with(|| a.kind.cmp(&b.kind)));
+    methods
+}
+
+/// Per adapter rank with at least two methods: the spread of the methods'
+/// best accuracies, each at its own best LR (after LR tuning).
+pub fn spread_after_tuning(curves: &[CellCurve]) -> Vec<Spread> {
+    adapter_ranks(curves)
+        .into_iter()
+        .filter_map(|rank| {
+            let methods: Vec<MethodAcc> = curves
+                .iter()
+                .filter(|c| c.rank == rank)
+                .filter_map(best_point)
+                .map(|p| MethodAcc {
+                    kind: p.kind,
+                    label: p.label,
+                    acc: p.mean,
+                })
+                .collect();
+            (methods.len() >= 2).then(|| Spread {
+                rank,
+                lr: None,
+                methods: sorted_desc(methods),
+                missing: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+fn same_lr(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// Per adapter rank: every method read at the one LR that is best for LoRA
+/// there, the way a single-LR comparison would report them. Ranks without a
+/// LoRA cell, or with fewer than two methods at that LR, are left out.
+pub fn spread_at_lora_lr(curves: &[CellCurve]) -> Vec<Spread> {
+    adapter_ranks(curves)
+        .into_iter()
+        .filter_map(|rank| {
+            let at_rank: Vec<&CellCurve> = curves.iter().filter(|c| c.rank == rank).collect();
+            let lora = at_rank.iter().find(|c| c.method == "lora")?;
+            let lr = best_point(lora)?.lr;
+            let mut methods = Vec::new();
+            let mut missing = Vec::new();
+            for c in &at_rank {
+                let acc = c
+                    .lrs
+                    .iter()
+                    .position(|l| same_lr(*l, lr))
+                    .map(|i| c.acc[i])
+                    .filter(|a| a.is_finite());
+                match acc {
+                    Some(acc) => methods.push(MethodAcc {
+                        kind: c.kind.clone(),
+                        label: crate::curve_label(c),
+                        acc,
+                    }),
+                    None => missing.push(crate::curve_label(c)),
+                }
+            }
+            (methods.len() >= 2).then(|| Spread {
+                rank,
+                lr: Some(lr),
+                methods: sorted_desc(methods),
+                missing,
+            })
+        })
+        .collect()
+}
+
+/// Accuracy (a fraction) in percent, two decimals.
+pub fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.2}", x * 100.0)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+/// Mean ± 95% CI in percent (`91.23 ± 0.45`); a single seed has no CI.
+pub fn pct_ci(mean: f64, half_width: f64, n: usize) -> String {
+    if n > 1 && half_width.is_finite() {
+        format!("{} ± {}", pct(mean), pct(half_width))
+    } else {
+        format!("{} (1 seed)", pct(mean))
+    }
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+fn rank_name(rank: usize) -> String {
+    if rank == 0 {
+        "— (all weights)".to_string()
+    } else {
+        rank.to_string()
+    }
+}
+
+fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "unknown".to_string();
+    }
+    if seconds < 60.0 {
+        return format!("{seconds:.1} s");
+    }
+    let s = seconds.round() as u64;
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    if h > 0 {
+        format!("{h} h {m:02} min {s:02} s")
+    } else {
+        format!("{m} min {s:02} s")
+    }
+}
+
+fn band_text(row: &CellSummary) -> String {
+    match (row.band.first(), row.band.last()) {
+        (Some(lo), Some(_)) if row.band.len() == 1 => {
+            format!("{} only (1 of {} LRs)", fmt_lr(*lo), row.n_lrs)
+        }
+        (Some(lo), Some(hi)) => format!(
+            "{} – {} ({} of {} LRs)",
+            fmt_lr(*lo),
+            fmt_lr(*hi),
+            row.band.len(),
+            row.n_lrs
+        ),
+        _ => "n/a".to_string(),
+    }
+}
+
+fn figure_caption(stem: &str, labels: &BTreeMap<String, String>) -> String {
+    let label = |stem: &str| {
+        labels
+            .get(stem)
+            .cloned()
+            .unwrap_or_else(|| stem.to_string())
+    };
+    let known = [
+        (
+            "lr_sweep_parity",
+            "Accuracy vs learning rate at the parity rank",
+        ),
+        ("best_of_lr", "Best accuracy over learning rates per method"),
+        (
+            "best_of_lr_vs_rank",
+            "Best accuracy over learning rates vs rank",
+        ),
+        ("best_lr_vs_rank", "Best learning rate vs rank"),
+        (
+            "shift_aligned",
+            "Normalized curves re-centred at each method's best LR",
+        ),
+    ];
+    if let Some((_, caption)) = known.iter().find(|(s, _)| *s == stem) {
+        return caption.to_string();
+    }
+    if let Some(kind) = stem.strip_prefix("heatmap_normalized_") {
+        return format!("{}: rank × LR, normalized per rank", label(kind));
+    }
+    if let Some(kind) = stem.strip_prefix("heatmap_") {
+        return format!("{}: rank × LR heatmap", label(kind));
+    }
+    stem.to_string()
+}
+
+fn sorted_values<T: PartialOrd + Copy>(values: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = values.into_iter().collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v
+}
+
+/// The markdown report.
+pub fn render(input: &ReportInput) -> String {
+    let mut md = String::new();
+    let curves = curves(&input.trials);
+    let rows = summarize(&curves);
+    let tuned = spread_after_tuning(&curves);
+    let fixed = spread_at_lora_lr(&curves);
+    let diverged = input.trials.iter().filter(|t| t.diverged).count();
+
+    let _ = writeln!(md, "# {}: learning rate × rank report\n", input.experiment);
+    let _ = writeln!(
+        md,
+        "*Generated by lrscape from {} trial records; every number below is computed from them.*\n",
+        input.trials.len()
+    );
+
+    // Summary and provenance.
+    md.push_str("## Summary\n\n");
+    if !input.description.trim().is_empty() {
+        let _ = writeln!(md, "{}\n", input.description.trim());
+    }
+    let methods: BTreeSet<String> = curves.iter().map(crate::curve_label).collect();
+    let ranks = adapter_ranks(&curves);
+    let lrs = sorted_values(
+        input
+            .trials
+            .iter()
+            .map(|t| t.lr.to_bits())
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .map(f64::from_bits),
+    );
+    let seeds: BTreeSet<u64> = input.trials.iter().map(|t| t.seed).collect();
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| Config hash | `{}` |", input.config_hash);
+    let _ = writeln!(md, "| Git revision | `{}` |", input.git_revision);
+    let _ = writeln!(
+        md,
+        "| Backend / device | {} / {} |",
+        cell(&input.backend),
+        cell(&input.device)
+    );
+    let _ = writeln!(md, "| Wall time | {} |", duration(input.wall_seconds));
+    let _ = writeln!(
+        md,
+        "| Trials | {} ({} diverged) |",
+        input.trials.len(),
+        diverged
+    );
+    let _ = writeln!(
+        md,
+        "| Methods | {} |",
+        cell(&methods.into_iter().collect::<Vec<_>>().join(", "))
+    );
+    let _ = writeln!(
+        md,
+        "| Ranks | {} |",
+        if ranks.is_empty() {
+            "none (full fine-tuning only)".to_string()
+        } else {
+            ranks
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    match (lrs.first(), lrs.last()) {
+        (Some(lo), Some(hi)) => {
+            let _ = writeln!(
+                md,
+                "| Learning rates | {} from {} to {} |",
+                lrs.len(),
+                fmt_lr(*lo),
+                fmt_lr(*hi)
+            );
+        }
+        _ => {
+            let _ = writeln!(md, "| Learning rates | none |");
+        }
+    }
+    let _ = writeln!(md, "| Seeds | {} |\n", seeds.len());
+    if let Some(widest) = tuned
+        .iter()
+        .max_by(|a, b| a.spread().total_cmp(&b.spread()))
+    {
+        let _ = writeln!(
+            md,
+            "**After LR tuning the methods land within {} points of each other** \
+             (the widest gap over {} rank{}, at rank {}).\n",
+            pct(widest.spread()),
+            tuned.len(),
+            if tuned.len() == 1 { "" } else { "s" },
+            widest.rank
+        );
+    }
+    let _ = writeln!(
+        md,
+        "<details><summary>Config (TOML)</summary>\n\n```toml\n{}\n```\n\n</details>\n",
+        input.config_toml.trim_end()
+    );
+
+    if input.trials.is_empty() {
+        md.push_str("No trial records: nothing to report yet.\n");
+        return md;
+    }
+
+    // Best accuracy table.
+    md.push_str("## Best accuracy per method and rank\n\n");
+    let _ = writeln!(
+        md,
+        "Accuracy in percent: the mean over seeds at the learning rate that maximizes \
+         that mean, ± the half-width of its 95% confidence interval (Student's t, n − 1 \
+         degrees of freedom). The LR band is the range of learning rates whose mean \
+         accuracy is within {:.0}% of the best: how much room the LR choice has.\n",
+        BAND_FRACTION * 100.0
+    );
+    md.push_str(
+        "| Method | Rank | Best accuracy, % | Seeds | Best LR | LR band (≥ 95% of best) |\n",
+    );
+    md.push_str("|---|---:|---:|---:|---:|---|\n");
+    for row in &rows {
+        let b = &row.best;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&b.label),
+            rank_name(b.rank),
+            pct_ci(b.mean, b.half_width, b.n),
+            b.n,
+            fmt_lr(b.lr),
+            band_text(row)
+        );
+    }
+    md.push('\n');
+
+    // Spread after tuning.
+    md.push_str("## How far apart the methods land after LR tuning\n\n");
+    if tuned.is_empty() {
+        md.push_str("No rank has two or more methods to compare.\n\n");
+    } else {
+        md.push_str(
+            "Each method at its own best learning rate; the spread is the best minus the \
+             worst mean accuracy, in percentage points.\n\n",
+        );
+        md.push_str("| Rank | Methods | Top | Bottom | Spread (points) |\n");
+        md.push_str("|---:|---:|---|---|---:|\n");
+        for s in &tuned {
+            let (top, bottom) = (s.top().expect("two methods"), s.bottom().expect("two"));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} ({}) | {} ({}) | {} |",
+                s.rank,
+                s.methods.len(),
+                cell(&top.label),
+                pct(top.acc),
+                cell(&bottom.label),
+                pct(bottom.acc),
+                pct(s.spread())
+            );
+        }
+        md.push('\n');
+        for s in &tuned {
+            let _ = writeln!(
+                md,
+                "- At rank {}, after LR tuning the methods land within {} points of each other.",
+                s.rank,
+                pct(s.spread())
+            );
+        }
+        md.push('\n');
+    }
+
+    // Spread at one LR.
+    md.push_str("## The same comparison at one fixed learning rate\n\n");
+    if fixed.is_empty() {
+        md.push_str(
+            "No rank has a LoRA cell and another method sharing its best learning rate, \
+             so there is no single-LR comparison to show.\n\n",
+        );
+    } else {
+        md.push_str(
+            "Every method read at the one learning rate that is best for LoRA at that \
+             rank, as a comparison that tunes only the baseline's LR would report it.\n\n",
+        );
+        md.push_str(
+            "| Rank | LR (LoRA's best) | Top | Bottom | Spread at this LR (points) | Spread after tuning (points) |\n",
+        );
+        md.push_str("|---:|---:|---|---|---:|---:|\n");
+        for s in &fixed {
+            let (top, bottom) = (s.top().expect("two methods"), s.bottom().expect("two"));
+            let after = tuned
+                .iter()
+                .find(|t| t.rank == s.rank)
+                .map_or("n/a".to_string(), |t| pct(t.spread()));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} ({}) | {} ({}) | {} | {} |",
+                s.rank,
+                fmt_lr(s.lr.unwrap_or(f64::NAN)),
+                cell(&top.label),
+                pct(top.acc),
+                cell(&bottom.label),
+                pct(bottom.acc),
+                pct(s.spread()),
+                after
+            );
+        }
+        md.push('\n');
+        for s in &fixed {
+            if let Some(t) = tuned.iter().find(|t| t.rank == s.rank) {
+                let _ = writeln!(
+                    md,
+                    "- At rank {}, one LR ({}) puts the methods {} points apart; tuning each \
+                     method's LR puts them {} points apart.",
+                    s.rank,
+                    fmt_lr(s.lr.unwrap_or(f64::NAN)),
+                    pct(s.spread()),
+                    pct(t.spread())
+                );
+            }
+            if !s.missing.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "  (Not in this LR's grid: {}.)",
+                    cell(&s.missing.join(", "))
+                );
+            }
+        }
+        md.push('\n');
+    }
+
+    // Figures.
+    if !input.figures.is_empty() {
+        md.push_str("## Figures\n\n");
+        let labels: BTreeMap<String, String> = curves
+            .iter()
+            .map(|c| (crate::draw::file_stem(&c.kind), crate::curve_label(c)))
+            .collect();
+        for path in &input.figures {
+            let text = path.to_string_lossy().replace('\\', "/");
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "### {}\n\n![{}]({})\n",
+                figure_caption(&stem, &labels),
+                stem,
+                text
+            );
+        }
+    }
+
+    // Trials.
+    md.push_str("## Trials\n\n");
+    let mut per_method: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for t in &input.trials {
+        let e = per_method
+            .entry(records::method_label(&t.method))
+            .or_default();
+        e.0 += 1;
+        e.1 += usize::from(t.diverged);
+    }
+    let _ = writeln!(
+        md,
+        "{} trials, {} diverged (non-finite loss).\n",
+        input.trials.len(),
+        diverged
+    );
+    md.push_str("| Method | Trials | Diverged |\n|---|---:|---:|\n");
+    for (m, (n, d)) in &per_method {
+        let _ = writeln!(md, "| {} | {} | {} |", cell(m), n, d);
+    }
+    md.push('\n');
+    if diverged > 0 {
+        md.push_str("Diverged trials:\n\n");
+        for (listed, t) in input.trials.iter().filter(|t| t.diverged).enumerate() {
+            if listed == 20 {
+                let _ = writeln!(md, "- … and {} more", diverged - listed);
+                break;
+            }
+            let _ = writeln!(
+                md,
+                "- {} rank {} LR {} seed {}",
+                records::method_label(&t.method),
+                rank_name(t.rank),
+                fmt_lr(t.lr),
+                t.seed
+            );
+        }
+        md.push('\n');
+    }
+
+    if let Some((other, other_trials)) = &input.comparison {
+        render_comparison(&mut md, &input.experiment, &rows, other, other_trials);
+    }
+    md
+}
+
+fn render_comparison(
+    md: &mut String,
+    this: &str,
+    rows: &[CellSummary],
+    other: &str,
+    other_trials: &[TrialRecord],
+) {
+    let other_rows = summarize(&curves(other_trials));
+    let key = |r: &CellSummary| (r.best.rank, r.best.kind.clone());
+    let mine: BTreeMap<_, _> = rows.iter().map(|r| (key(r), r)).collect();
+    let theirs: BTreeMap<_, _> = other_rows.iter().map(|r| (key(r), r)).collect();
+    let keys: BTreeSet<_> = mine.keys().chain(theirs.keys()).cloned().collect();
+    let _ = writeln!(md, "## Comparison with `{other}`\n");
+    let _ = writeln!(
+        md,
+        "Best accuracy (%, mean ± 95% CI over seeds at the best LR) per method and rank in \
+         both experiments; Δ is `{this}` minus `{other}`, in points.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| Method | Rank | {} | {} | Δ (points) |\n|---|---:|---:|---:|---:|",
+        cell(this),
+        cell(other)
+    );
+    for k in &keys {
+        let a = mine.get(k);
+        let b = theirs.get(k);
+        let label = a.or(b).map(|r| r.best.label.clone()).unwrap_or_default();
+        let show = |r: Option<&&CellSummary>| {
+            r.map_or("—".to_string(), |r| {
+                format!(
+                    "{} at {}",
+                    pct_ci(r.best.mean, r.best.half_width, r.best.n),
+                    fmt_lr(r.best.lr)
+                )
+            })
+        };
+        let delta = match (a, b) {
+            (Some(a), Some(b)) => pct(a.best.mean - b.best.mean),
+            _ => "—".to_string(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            cell(&label),
+            rank_name(k.0),
+            show(a),
+            show(b),
+            delta
+        );
+    }
+    md.push('\n');
+    let spread = |rows: &[CellSummary]| {
+        let mut per_rank: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.best.rank > 0) {
+            per_rank.entry(r.best.rank).or_default().push(r.best.mean);
+        }
+        per_rank
+            .values()
+            .filter(|v| v.len() >= 2)
+            .map(|v| {
+                let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+                max - min
+            })
+            .fold(f64::NAN, f64::max)
+    };
+    let (sa, sb) = (spread(rows), spread(&other_rows));
+    if sa.is_finite() && sb.is_finite() {
+        let _ = writeln!(
+            md,
+            "After LR tuning the methods land within {} points of each other in `{this}` and \
+             within {} points in `{other}` (widest gap over ranks).\n",
+            pct(sa),
+            pct(sb)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(12.34), "12.3 s");
+        assert_eq!(duration(125.0), "2 min 05 s");
+        assert_eq!(duration(3723.0), "1 h 02 min 03 s");
+        assert_eq!(duration(f64::NAN), "unknown");
+    }
+
+    #[test]
+    fn percent_formats() {
+        assert_eq!(pct(0.91234), "91.23");
+        assert_eq!(pct_ci(0.5, 0.01, 3), "50.00 ± 1.00");
+        assert_eq!(pct_ci(0.5, 0.0, 1), "50.00 (1 seed)");
+    }
+}

@@ -1,0 +1,434 @@
+//! Figures and report from a small synthetic study: two adapter methods at
+//! two ranks, full fine-tuning, four learning rates, three seeds. Every
+//! expected number is recomputed here from the trials, independently of the
+//! crate's own aggregation.
+
+use std::path::{Path, PathBuf};
+
+use figs::report::{ReportInput, render};
+use figs::{FigureOptions, Format, draw_figures};
+use records::{Provenance, TrialRecord};
+
+const LRS: [f64; 4] = [1e-4, 3e-4, 1e-3, 3e-3];
+const SEEDS: [u64; 3] = [0, 1, 2];
+/// Two-sided 95% Student t for 2 degrees of freedom (three seeds), from a
+/// printed table.
+const T2: f64 = 4.3027;
+
+fn trial(method: &str, rank: usize, lr: f64, seed: u64, acc: f64) -> TrialRecord {
+    TrialRecord {
+        experiment: "synthetic".into(),
+        method: method.into(),
+        rank,
+        alpha_rule: "alpha_eq_r".into(),
+        lora_alpha: rank as f64,
+        scaling: 1.0,
+        init: "kaiming_uniform".into(),
+        targets: "all".into(),
+        lr,
+        seed,
+        train_loss: vec![1.0, 0.5],
+        val_accuracy: acc,
+        val_loss: 0.5,
+        steps: 10,
+        seconds: 1.0,
+        diverged: false,
+        config_hash: "cafe".into(),
+        provenance: Provenance {
+            backend: "ndarray".into(),
+            device: "cpu".into(),
+            git_revision: "abc123".into(),
+            lrscape_version: "0.1.0".into(),
+        },
+    }
+}
+
+/// (method, rank, base accuracy, best LR).
+const CELLS: [(&str, usize, f64, f64); 5] = [
+    ("lora", 4, 0.85, 1e-3),
+    ("lora", 16, 0.88, 3e-4),
+    ("dora", 4, 0.83, 3e-3),
+    ("dora", 16, 0.87, 1e-3),
+    ("full", 0, 0.90, 1e-4),
+];
+
+fn seed_offset(seed: u64) -> f64 {
+    [-0.010, 0.004, 0.009][seed as usize]
+}
+
+fn study() -> Vec<TrialRecord> {
+    let mut out = Vec::new();
+    for (method, rank, base, best) in CELLS {
+        for lr in LRS {
+            for seed in SEEDS {
+                let d = (lr / best).log10();
+                let acc = base - 0.2 * d * d + seed_offset(seed);
+                out.push(trial(method, rank, lr, seed, acc));
+            }
+        }
+    }
+    out
+}
+
+fn accs(trials: &[TrialRecord], method: &str, rank: usize, lr: f64) -> Vec<f64> {
+    trials
+        .iter()
+        .filter(|t| t.method == method && t.rank == rank && t.lr == lr)
+        .map(|t| t.val_accuracy)
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Best (mean, half-width, lr) of a cell, recomputed by hand.
+fn best_by_hand(trials: &[TrialRecord], method: &str, rank: usize) -> (f64, f64, f64) {
+    let mut best = (f64::NEG_INFINITY, 0.0, 0.0);
+    for lr in LRS {
+        let a = accs(trials, method, rank, lr);
+        let m = mean(&a);
+        if m > best.0 {
+            let sd = (a.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (a.len() - 1) as f64).sqrt();
+            best = (m, T2 * sd / (a.len() as f64).sqrt(), lr);
+        }
+    }
+    best
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let pixels = &buf[..frame.buffer_size()];
+    // Not a blank canvas: some pixels are neither white nor black.
+    let colored = pixels
+        .chunks(3)
+        .filter(|p| !(p[0] == p[1] && p[1] == p[2]))
+        .count();
+    assert!(colored > 1000, "{} looks blank", path.display());
+    (frame.width, frame.height)
+}
+
+fn names(paths: &[PathBuf], root: &Path) -> Vec<String> {
+    let mut n: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn every_figure_is_a_valid_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FigureOptions::new(dir.path(), 16);
+    assert_eq!(opts.formats, vec![Format::Png, Format::Svg]);
+    let written = draw_figures(&study(), &opts).unwrap();
+    let stems = [
+        "raw/lr_sweep_parity",
+        "raw/best_of_lr",
+        "raw/heatmap_dora",
+        "raw/heatmap_lora",
+        "normalized/heatmap_normalized_dora",
+        "normalized/heatmap_normalized_lora",
+        "raw/best_of_lr_vs_rank",
+        "normalized/shift_aligned",
+        "raw/best_lr_vs_rank",
+    ];
+    let mut expected: Vec<String> = stems
+        .iter()
+        .flat_map(|s| [format!("figures/{s}.png"), format!("figures/{s}.svg")])
+        .collect();
+    expected.sort();
+    assert_eq!(names(&written, dir.path()), expected);
+
+    let titles = [
+        (
+            "raw/lr_sweep_parity",
+            "Accuracy vs learning rate at rank 16",
+        ),
+        (
+            "raw/best_of_lr",
+            "Best accuracy over learning rates at rank 16",
+        ),
+        ("raw/heatmap_lora", "LoRA: validation accuracy over rank"),
+        (
+            "normalized/heatmap_normalized_dora",
+            "DoRA: accuracy / best accuracy of its rank",
+        ),
+        (
+            "raw/best_of_lr_vs_rank",
+            "Best accuracy over learning rates vs rank",
+        ),
+        ("normalized/shift_aligned", "relative to each method"),
+        ("raw/best_lr_vs_rank", "Best learning rate"),
+    ];
+    for (stem, title) in titles {
+        let png = dir.path().join(format!("figures/{stem}.png"));
+        assert_eq!(png_size(&png), (figs::WIDTH, figs::HEIGHT), "{stem}");
+        assert_eq!((figs::WIDTH, figs::HEIGHT), (1000, 700));
+        let svg = std::fs::read_to_string(dir.path().join(format!("figures/{stem}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg"),
+            "{stem}: {}",
+            &svg[..40.min(svg.len())]
+        );
+        assert!(svg.trim_end().ends_with("</svg>"), "{stem}");
+        assert!(svg.contains(title), "{stem} lacks its title {title:?}");
+        assert!(svg.contains("width=\"1000\"") && svg.contains("height=\"700\""));
+    }
+    // Legends and axes carry the paper's method names and units.
+    let sweep =
+        std::fs::read_to_string(dir.path().join("figures/raw/lr_sweep_parity.svg")).unwrap();
+    for label in [
+        "LoRA",
+        "DoRA",
+        "Full FT",
+        "Learning rate (log scale)",
+        "Validation accuracy",
+    ] {
+        assert!(sweep.contains(label), "lr_sweep_parity lacks {label:?}");
+    }
+}
+
+#[test]
+fn heatmap_values_are_means_over_seeds() {
+    let trials = study();
+    let curves = figs::curves(&trials);
+    for method in ["lora", "dora"] {
+        let h = figs::heatmap_data(&curves, method).unwrap();
+        assert_eq!(h.ranks, vec![4, 16]);
+        assert_eq!(h.lrs, LRS.to_vec());
+        for (i, rank) in h.ranks.iter().enumerate() {
+            for (j, lr) in h.lrs.iter().enumerate() {
+                let expected = mean(&accs(&trials, method, *rank, *lr));
+                assert!((h.values[i][j] - expected).abs() < 1e-12);
+            }
+        }
+        let n = figs::normalized_heatmap(&h);
+        for (row, raw) in n.values.iter().zip(&h.values) {
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(max, 1.0);
+            let raw_max = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            for (v, r) in row.iter().zip(raw) {
+                assert!((v - r / raw_max).abs() < 1e-12);
+            }
+        }
+    }
+    assert!(figs::heatmap_data(&curves, "pissa").is_none());
+}
+
+#[test]
+fn shift_aligned_curves_peak_at_zero() {
+    let trials = study();
+    let curves = figs::curves(&trials);
+    let aligned = figs::shift_aligned_data(&curves, 16);
+    assert_eq!(aligned.len(), 3, "dora, full, lora at rank 16 / 0");
+    for s in &aligned {
+        let rank = s.rank;
+        let (_, _, best_lr) = best_by_hand(&trials, &s.method, rank);
+        let peak = s.points.iter().find(|p| p.0.abs() < 1e-12).unwrap();
+        assert_eq!(peak.1, 1.0, "{}", s.kind);
+        assert!(s.points.iter().all(|p| p.1 <= 1.0));
+        let xs: Vec<f64> = s.points.iter().map(|p| p.0).collect();
+        let expected: Vec<f64> = LRS.iter().map(|lr| (lr / best_lr).log10()).collect();
+        for (x, e) in xs.iter().zip(&expected) {
+            assert!((x - e).abs() < 1e-12, "{} {xs:?} vs {expected:?}", s.kind);
+        }
+    }
+}
+
+#[test]
+fn best_points_carry_the_t_interval() {
+    let trials = study();
+    let curves = figs::curves(&trials);
+    let best = figs::best_of_lr_data(&curves, 16);
+    assert_eq!(best.len(), 3);
+    for p in &best {
+        let (m, h, lr) = best_by_hand(&trials, &p.method, p.rank);
+        assert_eq!(p.lr, lr, "{}", p.kind);
+        assert!((p.mean - m).abs() < 1e-12);
+        assert!(
+            (p.half_width - h).abs() < 1e-6,
+            "{} {} vs {}",
+            p.kind,
+            p.half_width,
+            h
+        );
+        assert_eq!(p.n, 3);
+    }
+    // The synthetic optima: LoRA at rank 16 peaks at 3e-4, DoRA at 1e-3.
+    let lora = best.iter().find(|p| p.method == "lora").unwrap();
+    assert_eq!(lora.lr, 3e-4);
+    let by_rank = figs::best_vs_rank_data(&curves);
+    assert_eq!(by_rank.len(), 2);
+    assert_eq!(
+        by_rank[1].points.iter().map(|p| p.lr).collect::<Vec<_>>(),
+        vec![1e-3, 3e-4]
+    );
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}", x * 100.0)
+}
+
+#[test]
+fn report_numbers_are_recomputed_from_the_trials() {
+    let trials = study();
+    let input = ReportInput {
+        experiment: "synthetic".into(),
+        description: "A test study.".into(),
+        config_hash: "cafe".into(),
+        config_toml: "[study]\nname = \"synthetic\"".into(),
+        git_revision: "abc123".into(),
+        backend: "ndarray".into(),
+        device: "cpu".into(),
+        wall_seconds: 125.0,
+        trials: trials.clone(),
+        figures: vec![PathBuf::from("figures/raw/lr_sweep_parity.png")],
+        comparison: None,
+    };
+    let md = render(&input);
+    assert!(md.contains("name = \"synthetic\""));
+    assert!(md.contains("<details>"));
+    assert!(md.contains("![lr_sweep_parity](figures/raw/lr_sweep_parity.png)"));
+    assert!(md.contains("| Trials | 60 (0 diverged) |"));
+
+    // Best accuracy ± CI and best LR of every cell.
+    for (method, rank, _, _) in CELLS {
+        let (m, h, lr) = best_by_hand(&trials, method, rank);
+        let label = records::method_label(method);
+        let rank_text = if rank == 0 {
+            "— (all weights)".to_string()
+        } else {
+            rank.to_string()
+        };
+        let lr_text = if lr == 1e-4 {
+            "1e-4"
+        } else if lr == 3e-4 {
+            "3e-4"
+        } else if lr == 1e-3 {
+            "1e-3"
+        } else {
+            "3e-3"
+        };
+        let row = format!(
+            "| {label} | {rank_text} | {} ± {} | 3 | {lr_text} |",
+            pct(m),
+            pct(h)
+        );
+        assert!(md.contains(&row), "missing row {row:?} in\n{md}");
+    }
+
+    // Spread after tuning, per rank.
+    for rank in [4, 16] {
+        let lora = best_by_hand(&trials, "lora", rank).0;
+        let dora = best_by_hand(&trials, "dora", rank).0;
+        let spread = (lora - dora).abs();
+        let line = format!(
+            "At rank {rank}, after LR tuning the methods land within {} points of each other.",
+            pct(spread)
+        );
+        assert!(md.contains(&line), "missing {line:?}");
+    }
+    // At one LR (LoRA's best), the gap is wider: DoRA is read off its peak.
+    let lora_lr = best_by_hand(&trials, "lora", 16).2;
+    let gap = best_by_hand(&trials, "lora", 16).0 - mean(&accs(&trials, "dora", 16, lora_lr));
+    let line = format!(
+        "At rank 16, one LR (3e-4) puts the methods {} points apart",
+        pct(gap)
+    );
+    assert!(md.contains(&line), "missing {line:?} in\n{md}");
+
+    // Good-LR band of LoRA at rank 16: LRs within 95% of the best mean.
+    let best = best_by_hand(&trials, "lora", 16).0;
+    let band: Vec<f64> = LRS
+        .iter()
+        .copied()
+        .filter(|lr| mean(&accs(&trials, "lora", 16, *lr)) >= 0.95 * best)
+        .collect();
+    let expected = format!("({} of 4 LRs)", band.len());
+    let lora_row = md.lines().find(|l| l.starts_with("| LoRA | 16 |")).unwrap();
+    assert!(lora_row.contains(&expected), "{lora_row} lacks {expected}");
+}
+
+#[test]
+fn report_comparison_and_divergence() {
+    let mut trials = study();
+    trials[0].diverged = true;
+    let mut other = study();
+    for t in &mut other {
+        t.val_accuracy -= 0.01;
+    }
+    let input = ReportInput {
+        experiment: "default".into(),
+        trials,
+        comparison: Some(("seed-notebook".into(), other)),
+        ..Default::default()
+    };
+    let md = render(&input);
+    assert!(md.contains("60 trials, 1 diverged"));
+    assert!(md.contains("## Comparison with `seed-notebook`"));
+    // Every seed is 0.01 lower in the other experiment: Δ = 1.00 points.
+    let section = md.split("## Comparison with").nth(1).unwrap();
+    let deltas = section.lines().filter(|l| l.ends_with("| 1.00 |")).count();
+    assert_eq!(deltas, CELLS.len(), "{md}");
+}
+
+#[test]
+fn odd_input_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FigureOptions::new(dir.path(), 16);
+    // No trials: nothing to draw, no error.
+    assert!(draw_figures(&[], &opts).unwrap().is_empty());
+    assert!(render(&ReportInput::default()).contains("No trial records"));
+
+    // One LR, one rank, one seed, a NaN accuracy and a missing grid point.
+    let trials = vec![
+        trial("lora", 16, 1e-3, 0, 0.8),
+        trial("dora", 16, 1e-3, 0, f64::NAN),
+        trial("dora", 16, 1e-3, 1, 0.7),
+        trial("pissa", 16, 1e-3, 0, f64::NAN),
+    ];
+    let written = draw_figures(&trials, &opts).unwrap();
+    let n = names(&written, dir.path());
+    // A single rank: no rank-axis figures.
+    assert!(!n.iter().any(|f| f.contains("vs_rank")), "{n:?}");
+    assert!(n.contains(&"figures/raw/heatmap_lora.png".to_string()));
+    // PiSSA has no finite accuracy: no heatmap for it.
+    assert!(!n.iter().any(|f| f.contains("pissa")), "{n:?}");
+    let curves = figs::curves(&trials);
+    let dora = figs::best_of_lr_data(&curves, 16)
+        .into_iter()
+        .find(|p| p.method == "dora")
+        .unwrap();
+    assert_eq!((dora.mean, dora.n, dora.half_width), (0.7, 1, 0.0));
+    let md = render(&ReportInput {
+        trials,
+        ..Default::default()
+    });
+    assert!(
+        md.contains("after LR tuning the methods land within 10.00 points"),
+        "{md}"
+    );
+
+    // All NaN: figures skip, report still renders.
+    let nan = vec![trial("lora", 4, 1e-3, 0, f64::NAN)];
+    let written = draw_figures(&nan, &opts).unwrap();
+    assert!(
+        written
+            .iter()
+            .all(|p| !p.to_string_lossy().contains("heatmap"))
+    );
+    let _ = render(&ReportInput {
+        trials: nan,
+        ..Default::default()
+    });
+}
