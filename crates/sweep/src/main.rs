@@ -211,9 +211,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let selected = device::select_device(&common.device)?;
             let cells = config.cells().len();
             let members = config.finetune.lrs.values()?.len() * config.grid.seeds.len();
+            let steps = config.finetune.epochs
+                * config
+                    .task
+                    .n_finetune_train
+                    .div_ceil(config.finetune.batch_size);
             eprintln!(
-                "{}: {cells} cells × {members} members on {} -> {}",
+                "{}: {cells} cells × {members} members × {steps} steps = {} member-steps on {} -> {}",
                 config.name,
+                cells * members * steps,
                 selected.name,
                 out.display()
             );
