@@ -4,7 +4,8 @@
 //! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite).
 //! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
 //!   a config (default: the embedded configs/default.toml) and a backend
-//!   (default: flex, the fastest CPU backend measured here).
+//!   (default: flex, the fastest CPU backend measured here): `lrscape run`,
+//!   then `lrscape report` (figures and REPORT.md).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +35,20 @@ enum Task {
         /// Output directory (default results/<experiment name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Another experiment directory the report compares with (default:
+        /// results/default for the seed-notebook config, when it exists).
+        #[arg(long)]
+        compare: Option<PathBuf>,
     },
+}
+
+/// The seed notebook's report sets its numbers beside the default study's.
+fn seed_comparison(config: Option<&std::path::Path>) -> Option<PathBuf> {
+    let is_seed = config
+        .and_then(|c| c.file_stem())
+        .is_some_and(|s| s == "seed-notebook");
+    let default = PathBuf::from("results/default");
+    (is_seed && default.join("trials.jsonl").exists()).then_some(default)
 }
 
 fn cargo() -> Command {
@@ -79,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             config,
             backend,
             out,
+            compare,
         } => {
             if !BACKENDS.contains(&backend.as_str()) {
                 bail!("--backend {backend:?}: one of {}", BACKENDS.join(", "));
@@ -97,7 +112,24 @@ fn main() -> anyhow::Result<()> {
             if let Some(out) = &out {
                 sweep.arg("--out").arg(out);
             }
-            run(sweep)
+            run(sweep)?;
+            // Figures and REPORT.md from the records just written.
+            let mut report = cargo();
+            report.args(["run", "--release", "--package", "sweep", "--bin", "lrscape"]);
+            if backend != "flex" {
+                report.args(["--features", &backend]);
+            }
+            report.args(["--", "report"]);
+            if let Some(config) = &config {
+                report.arg("--config").arg(config);
+            }
+            if let Some(out) = &out {
+                report.arg("--out").arg(out);
+            }
+            if let Some(compare) = compare.or_else(|| seed_comparison(config.as_deref())) {
+                report.arg("--compare").arg(compare);
+            }
+            run(report)
         }
     }
 }

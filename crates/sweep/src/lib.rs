@@ -1,14 +1,15 @@
 //! Orchestration for lrscape: experiment configs, backend selection, the
 //! population trainer and the jobs the `lrscape` binary runs.
 //!
-//! This is the top floor: it depends on `synth-data`, `tinyformer` and
-//! `records`, and nothing depends on it. Only [`device`] names backends.
+//! This is the top floor: it depends on `synth-data`, `tinyformer`, `peft`,
+//! `records` and `figs`, and nothing depends on it. Only [`device`] names backends.
 
 pub mod config;
 pub mod device;
 pub mod optim;
 pub mod params;
 pub mod pretrain;
+pub mod report;
 pub mod runner;
 pub mod store;
 pub mod train;

@@ -132,6 +132,15 @@ enum Command {
         #[arg(long, default_value = "all")]
         targets: String,
     },
+    /// Draw the figures and write REPORT.md of an experiment from its records.
+    Report {
+        #[command(flatten)]
+        common: Common,
+        /// Another experiment directory to compare best accuracies with
+        /// (e.g. results/default beside the seed notebook).
+        #[arg(long)]
+        compare: Option<PathBuf>,
+    },
     /// Show how far an experiment is, from its records alone.
     Status {
         #[command(flatten)]
@@ -203,6 +212,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("warning: {w}");
             }
             print!("{}", sweep::runner::status_table(&config, &trials));
+            Ok(())
+        }
+        Command::Report { common, compare } => {
+            let (config, out) = load_config(&common)?;
+            let written = sweep::report::write_report(&config, &out, compare.as_deref())?;
+            println!(
+                "{} figures and {} from {} trials",
+                written.figures.len(),
+                written.report.display(),
+                written.trials
+            );
             Ok(())
         }
         Command::Run { common, overrides } => {

@@ -110,8 +110,28 @@ fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
         .wrapping_add(seed)
 }
 
-/// Runs (or resumes) the experiment.
+/// Runs (or resumes) the experiment, and logs the run in `run_log.jsonl`.
 pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+    let summary = run_cells(config, opts)?;
+    let provenance = provenance(&opts.device);
+    crate::report::append_run_log(
+        &opts.out,
+        &crate::report::RunLogEntry {
+            ended_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            seconds: summary.seconds,
+            trained: summary.trained,
+            skipped: summary.skipped,
+            backend: provenance.backend,
+            device: provenance.device,
+            git_revision: provenance.git_revision,
+        },
+    )?;
+    Ok(summary)
+}
+
+fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
@@ -154,6 +174,20 @@ pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::R
     let mut summary = RunSummary::default();
     let mut chunks_run = 0;
     write_derived(config, &opts.out, store.trials())?;
+    let total_trials = cells.len() * lrs.len() * config.grid.seeds.len();
+    let workers = config.run.workers().max(1);
+    let left = trials_left(config, &cells, &lrs, &store);
+    match eta_seconds(store.trials(), left * steps_per_member, workers) {
+        Some(eta) if left > 0 => eprintln!(
+            "{left} of {total_trials} trials to train; ETA {} (from the {} recorded trials' speed)",
+            format_duration(eta),
+            store.trials().len()
+        ),
+        _ if left > 0 => {
+            eprintln!("{left} of {total_trials} trials to train; the ETA follows the first cell")
+        }
+        _ => {}
+    }
     for cell in &cells {
         let done = store.done();
         let wanted: Vec<(f64, u64)> = lrs
@@ -168,7 +202,6 @@ pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::R
         summary.skipped += wanted.len() - todo.len();
         // Split the cell into populations: at most max_population members
         // each, and at least one per worker thread when there are enough.
-        let workers = config.run.workers().max(1);
         let parts = todo
             .len()
             .div_ceil(config.run.max_population)
@@ -226,12 +259,62 @@ pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::R
         }
         cell_bar.inc(1);
         report_cell(config, cell, store.trials());
+        let left = trials_left(config, &cells, &lrs, &store);
+        if left > 0
+            && let Some(eta) = eta_seconds(store.trials(), left * steps_per_member, workers)
+        {
+            eprintln!("{left} trials left; ETA {}", format_duration(eta));
+        }
     }
     cell_bar.finish_and_clear();
     step_bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.warnings = warnings;
     Ok(summary)
+}
+
+/// Trials of the grid not yet in the store.
+fn trials_left(
+    config: &ExperimentConfig,
+    cells: &[Cell],
+    lrs: &[f64],
+    store: &TrialStore,
+) -> usize {
+    let done = store.done();
+    cells
+        .iter()
+        .flat_map(|cell| {
+            lrs.iter().flat_map(move |&lr| {
+                config
+                    .grid
+                    .seeds
+                    .iter()
+                    .map(move |&seed| trial_stub(config, cell, lr, seed).key())
+            })
+        })
+        .filter(|key| !done.contains(key))
+        .count()
+}
+
+/// Wall seconds to train `member_steps` more, at the speed of the recorded
+/// trials (each holds its population's wall time divided by its size, and
+/// `workers` populations train at once); `None` without timed records.
+pub fn eta_seconds(trials: &[TrialRecord], member_steps: usize, workers: usize) -> Option<f64> {
+    let (seconds, steps) = trials
+        .iter()
+        .filter(|t| t.steps > 0 && t.seconds.is_finite() && t.seconds > 0.0)
+        .fold((0.0, 0usize), |(s, n), t| (s + t.seconds, n + t.steps));
+    (steps > 0).then(|| seconds / steps as f64 * member_steps as f64 / workers.max(1) as f64)
+}
+
+/// `1h 05m`, `12m 30s`, `45s`.
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m {sec:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
 }
 
 /// A record carrying only a trial's grid coordinates (for its key).
@@ -425,4 +508,52 @@ pub fn summary_table(trials: &[TrialRecord]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_scales_recorded_speed_by_work_left_and_workers() {
+        let config = ExperimentConfig::embedded_default();
+        let cell = &config.cells()[0];
+        let mut a = trial_stub(&config, cell, 1e-3, 0);
+        (a.seconds, a.steps) = (10.0, 50);
+        let mut b = trial_stub(&config, cell, 1e-4, 0);
+        (b.seconds, b.steps) = (30.0, 50);
+        // 40 s over 100 member-steps: 0.4 s each; 1000 left on 2 workers.
+        let eta = eta_seconds(&[a.clone(), b], 1000, 2).unwrap();
+        assert!((eta - 200.0).abs() < 1e-9, "{eta}");
+        a.steps = 0;
+        assert_eq!(eta_seconds(&[a], 1000, 2), None);
+        assert_eq!(eta_seconds(&[], 1000, 2), None);
+    }
+
+    #[test]
+    fn durations_read_as_hours_minutes_seconds() {
+        assert_eq!(format_duration(45.2), "45s");
+        assert_eq!(format_duration(750.0), "12m 30s");
+        assert_eq!(format_duration(3900.0), "1h 05m");
+    }
+
+    #[test]
+    fn trials_left_counts_only_the_grid() {
+        let config = ExperimentConfig::embedded_default();
+        let cells = config.cells();
+        let lrs = config.finetune.lrs.values().unwrap();
+        let dir = std::env::temp_dir().join(format!("lrscape-left-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trials.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let (mut store, _) = TrialStore::open(&path).unwrap();
+        let all = cells.len() * lrs.len() * config.grid.seeds.len();
+        assert_eq!(trials_left(&config, &cells, &lrs, &store), all);
+        let mut inside = trial_stub(&config, &cells[0], lrs[0], config.grid.seeds[0]);
+        let mut outside = trial_stub(&config, &cells[0], 0.5, 99);
+        (inside.val_accuracy, outside.val_accuracy) = (0.5, 0.5);
+        store.append(vec![inside, outside]).unwrap();
+        assert_eq!(trials_left(&config, &cells, &lrs, &store), all - 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -116,9 +116,57 @@ fn quick_end_to_end_writes_every_derived_file_in_its_schema() {
     assert_eq!(csv.lines().count(), all.len() + 1);
     assert!(csv.starts_with("method,rank,"));
 
-    // Running again trains nothing.
+    // Running again trains nothing; both runs are in the run log.
     let again = run_experiment(&config, &options(&out, None)).unwrap();
     assert_eq!((again.trained, again.skipped), (0, all.len()));
+    let log = sweep::report::read_run_log(&out).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].trained, all.len());
+    assert_eq!((log[1].trained, log[1].skipped), (0, all.len()));
+
+    // The report: figures on disk, and its numbers are the records'.
+    let written = sweep::report::write_report(&config, &out, None).unwrap();
+    assert_eq!(written.trials, all.len());
+    for name in [
+        "figures/raw/lr_sweep_parity.png",
+        "figures/raw/heatmap_lora.svg",
+        "figures/normalized/heatmap_normalized_dora.png",
+        "figures/normalized/shift_aligned.png",
+        "figures/raw/best_of_lr_vs_rank.png",
+    ] {
+        assert!(
+            written.figures.contains(&out.join(name)),
+            "{name} missing from {:?}",
+            written.figures
+        );
+        assert!(std::fs::metadata(out.join(name)).unwrap().len() > 1000);
+    }
+    let report = std::fs::read_to_string(&written.report).unwrap();
+    assert!(report.contains("figures/raw/lr_sweep_parity.png"));
+    // One seed per cell: the best accuracy is the largest recorded one.
+    let lora_best = all
+        .iter()
+        .filter(|t| t.method == "lora" && t.rank == 4)
+        .map(|t| t.val_accuracy)
+        .fold(f64::MIN, f64::max);
+    let shown = format!("{:.2}", lora_best * 100.0);
+    assert!(
+        report.contains(&shown),
+        "LoRA r=4 best {shown} not in report"
+    );
+    for label in ["LoRA", "DoRA", "PiSSA", "Full FT"] {
+        assert!(report.contains(label), "{label} not in report");
+    }
+}
+
+#[test]
+fn a_report_without_records_says_which_run_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = sweep::report::write_report(&quick(), dir.path(), None).unwrap_err();
+    assert!(err.to_string().contains("lrscape run"), "{err}");
+    std::fs::write(dir.path().join("run_log.jsonl"), "{\"bad\": 1}\n").unwrap();
+    let err = sweep::report::read_run_log(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("line 1"), "{err}");
 }
 
 #[test]

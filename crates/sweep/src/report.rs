@@ -1,0 +1,162 @@
+//! `lrscape report`: figures and `REPORT.md` of an experiment, from its
+//! records alone (`trials.jsonl`, `run_log.jsonl`), so a report can be
+//! regenerated at any time, also from a partial or merged run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figs::{FigureOptions, draw_figures, report::ReportInput};
+use serde::{Deserialize, Serialize};
+
+use crate::ExperimentConfig;
+use crate::store::{read_trials, write_atomic};
+
+/// One `lrscape run` invocation, appended to `run_log.jsonl` when it ends:
+/// the report's wall time is the sum over the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunLogEntry {
+    /// Seconds since the Unix epoch when the run ended.
+    pub ended_unix: u64,
+    /// Wall time of the run, pre-training included.
+    pub seconds: f64,
+    pub trained: usize,
+    pub skipped: usize,
+    pub backend: String,
+    pub device: String,
+    pub git_revision: String,
+}
+
+/// Appends one entry to `<out>/run_log.jsonl`.
+pub fn append_run_log(out: &Path, entry: &RunLogEntry) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = out.join("run_log.jsonl");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    writeln!(file, "{}", serde_json::to_string(entry)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The run log of `out` (empty if there is none); a bad line is an error
+/// naming it.
+pub fn read_run_log(out: &Path) -> anyhow::Result<Vec<RunLogEntry>> {
+    let path = out.join("run_log.jsonl");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} line {} is not a run-log entry ({e}); fix or delete that line",
+                    path.display(),
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// What [`write_report`] produced.
+#[derive(Debug, Clone)]
+pub struct ReportOutput {
+    pub report: PathBuf,
+    pub figures: Vec<PathBuf>,
+    pub trials: usize,
+}
+
+/// Draws every figure of the experiment in `out` and writes `out/REPORT.md`;
+/// `compare` is another experiment directory whose best accuracies the
+/// report sets beside these (the seed notebook beside the default study).
+pub fn write_report(
+    config: &ExperimentConfig,
+    out: &Path,
+    compare: Option<&Path>,
+) -> anyhow::Result<ReportOutput> {
+    let (trials, _, warnings) = read_trials(&out.join("trials.jsonl"))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    if trials.is_empty() {
+        anyhow::bail!(
+            "{} holds no trial records: run `lrscape run --config <file> --out {}` first",
+            out.join("trials.jsonl").display(),
+            out.display()
+        );
+    }
+    let foreign = trials
+        .iter()
+        .filter(|t| t.experiment != config.name)
+        .count();
+    if foreign > 0 {
+        eprintln!(
+            "warning: {foreign} of {} records in {} name another experiment than {:?}",
+            trials.len(),
+            out.display(),
+            config.name
+        );
+    }
+    let figures = draw_figures(
+        &trials,
+        &FigureOptions::new(out.to_path_buf(), config.grid.parity_rank),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;
+    let relative: Vec<PathBuf> = figures
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .map(|p| p.strip_prefix(out).unwrap_or(p).to_path_buf())
+        .collect();
+    let comparison = match compare {
+        Some(dir) => {
+            let (other, _, warnings) = read_trials(&dir.join("trials.jsonl"))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            if other.is_empty() {
+                anyhow::bail!(
+                    "--compare {}: no trial records there (trials.jsonl missing or empty)",
+                    dir.display()
+                );
+            }
+            let name = other[0].experiment.clone();
+            Some((name, other))
+        }
+        None => None,
+    };
+    let log = read_run_log(out)?;
+    let last = trials.last().map(|t| t.provenance.clone());
+    let input = ReportInput {
+        experiment: config.name.clone(),
+        description: config.description.clone(),
+        config_hash: config.results_hash(),
+        config_toml: toml::to_string(config).unwrap_or_default(),
+        git_revision: last
+            .as_ref()
+            .map_or_else(|| "unknown".into(), |p| p.git_revision.clone()),
+        backend: last
+            .as_ref()
+            .map_or_else(|| "unknown".into(), |p| p.backend.clone()),
+        device: last
+            .as_ref()
+            .map_or_else(|| "unknown".into(), |p| p.device.clone()),
+        wall_seconds: log.iter().map(|e| e.seconds).sum(),
+        trials: trials.clone(),
+        figures: relative,
+        comparison,
+    };
+    let report = out.join("REPORT.md");
+    write_atomic(&report, &figs::report::render(&input))?;
+    Ok(ReportOutput {
+        report,
+        figures,
+        trials: trials.len(),
+    })
+}
