@@ -11,6 +11,8 @@ pub mod params;
 pub mod pretrain;
 pub mod report;
 pub mod runner;
+pub mod shard;
+pub mod slurm;
 pub mod store;
 pub mod train;
 

@@ -113,6 +113,52 @@ enum Command {
         common: Common,
         #[command(flatten)]
         overrides: Overrides,
+        /// Run only shard I of N (0-based) of the grid's cells, into
+        /// trials.shard-I-of-N.jsonl; the base must be pre-trained already
+        /// (`lrscape pretrain`); `lrscape merge` joins the shards.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<sweep::shard::Shard>,
+    },
+    /// Merge trials.jsonl and every shard's records (trials.shard-I-of-N.jsonl)
+    /// into trials.jsonl and rewrite the derived files; says which cells are
+    /// still missing, per shard.
+    Merge {
+        #[command(flatten)]
+        common: Common,
+        /// Succeed even when cells are missing (merge what is there so far).
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Write (and with --submit, submit) SLURM batch scripts running the
+    /// study as a job array of N shards: pretrain -> shards -> merge + report.
+    Slurm {
+        /// Experiment config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output directory, on a file system every node sees; results/<experiment name> if omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Number of shards (array tasks).
+        #[arg(long)]
+        shards: usize,
+        /// Directory for the scripts and job logs; <out>/slurm if omitted.
+        #[arg(long)]
+        scripts: Option<PathBuf>,
+        /// SLURM partition (the cluster's default if omitted).
+        #[arg(long)]
+        partition: Option<String>,
+        /// GPUs per array task; more than 0 runs on cuda (else flex).
+        #[arg(long, default_value_t = 0)]
+        gpus_per_task: u32,
+        /// Time limit per job (SLURM format, e.g. 4:00:00).
+        #[arg(long)]
+        time: Option<String>,
+        /// CPU cores per job.
+        #[arg(long)]
+        cpus_per_task: Option<u32>,
+        /// Submit the chain with sbatch and print the job ids.
+        #[arg(long)]
+        submit: bool,
     },
     /// Print trainable / total parameter counts, one JSON line per (method, rank).
     Params {
@@ -207,11 +253,122 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Status { common } => {
             let (config, out) = load_config(&common)?;
-            let (trials, _, warnings) = sweep::store::read_trials(&out.join("trials.jsonl"))?;
-            for w in warnings {
+            // trials.jsonl and the shards' files, read only (safe while jobs run).
+            let gathered = sweep::shard::gather(&out)?;
+            for w in &gathered.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", sweep::runner::status_table(&config, &trials));
+            print!("{}", sweep::runner::status_table(&config, &gathered.trials));
+            let shards = sweep::shard::shard_status(&config, &out, &gathered.trials)?;
+            if !shards.is_empty() {
+                print!("\n{shards}");
+            }
+            Ok(())
+        }
+        Command::Merge { common, partial } => {
+            let (config, out) = load_config(&common)?;
+            let merged = sweep::shard::merge(&config, &out)?;
+            for w in &merged.warnings {
+                eprintln!("warning: {w}");
+            }
+            for (path, n) in &merged.files {
+                println!("{n:>6} records in {}", path.display());
+            }
+            println!(
+                "merged {} trials ({} duplicates dropped) -> {}",
+                merged.trials,
+                merged.duplicates,
+                out.join("trials.jsonl").display()
+            );
+            if merged.missing.is_empty() {
+                println!("every cell of the grid is complete");
+                return Ok(());
+            }
+            let config_arg = common
+                .config
+                .as_ref()
+                .map_or_else(|| "<file>".into(), |p| p.display().to_string());
+            print!(
+                "{}",
+                sweep::shard::missing_report(&merged.missing).replace(
+                    "`lrscape run --shard",
+                    &format!(
+                        "`lrscape run --config {config_arg} --out {} --shard",
+                        out.display()
+                    )
+                )
+            );
+            if partial {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} cell(s) still missing (listed above); the merged files hold what is \
+                     recorded so far (--partial accepts that)",
+                    merged.missing.len()
+                )
+            }
+        }
+        Command::Slurm {
+            config,
+            out,
+            shards,
+            scripts,
+            partition,
+            gpus_per_task,
+            time,
+            cpus_per_task,
+            submit,
+        } => {
+            let loaded = ExperimentConfig::from_toml_file(&config)?;
+            let config = std::fs::canonicalize(&config)
+                .map_err(|e| anyhow::anyhow!("--config {}: {e}", config.display()))?;
+            let out = out.unwrap_or_else(|| PathBuf::from("results").join(&loaded.name));
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("--out {}: cannot create it ({e})", out.display()))?;
+            let out = std::fs::canonicalize(&out)
+                .map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))?;
+            let scripts = match scripts {
+                Some(dir) => std::path::absolute(&dir)
+                    .map_err(|e| anyhow::anyhow!("--scripts {}: {e}", dir.display()))?,
+                None => out.join("slurm"),
+            };
+            let options = sweep::slurm::SlurmOptions {
+                exe: std::env::current_exe()
+                    .map_err(|e| anyhow::anyhow!("cannot find the lrscape binary's path: {e}"))?,
+                config,
+                out,
+                scripts,
+                shards,
+                partition,
+                gpus_per_task,
+                time,
+                cpus_per_task,
+            };
+            let written = sweep::slurm::write_scripts(&options, &loaded)?;
+            if loaded.run.threads == 0 {
+                eprintln!(
+                    "note: run.threads = 0, so each task splits populations by its node's core \
+                     count; set run.threads for results bit-identical to a single-process run \
+                     with the same value"
+                );
+            }
+            println!("wrote {}", written.dir.display());
+            for path in [
+                &written.pretrain,
+                &written.shards,
+                &written.merge,
+                &written.submit,
+            ] {
+                println!("  {}", path.display());
+            }
+            if submit {
+                let ids = sweep::slurm::submit(&written)?;
+                println!("pretrain {}", ids.pretrain);
+                println!("shards {}", ids.shards);
+                println!("merge {}", ids.merge);
+            } else {
+                println!("submit with {}", written.submit.display());
+            }
             Ok(())
         }
         Command::Report { common, compare } => {
@@ -225,7 +382,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run { common, overrides } => {
+        Command::Run {
+            common,
+            overrides,
+            shard,
+        } => {
             let (mut config, out) = load_config(&common)?;
             overrides.apply(&mut config)?;
             let selected = device::select_device(&common.device)?;
@@ -236,6 +397,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .task
                     .n_finetune_train
                     .div_ceil(config.finetune.batch_size);
+            let cells = match shard {
+                Some(shard) => {
+                    let own = sweep::shard::shard_cells(&config, shard).len();
+                    eprintln!("shard {shard}: {own} of the grid's {cells} cells");
+                    own
+                }
+                None => cells,
+            };
             eprintln!(
                 "{}: {cells} cells × {members} members × {steps} steps = {} member-steps on {} -> {}",
                 config.name,
@@ -247,10 +416,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out: out.clone(),
                 device: selected,
                 max_chunks: None,
-                progress: true,
+                progress: shard.is_none() || std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                shard,
+                config_path: common.config.clone(),
             };
             let summary = sweep::runner::run_experiment(&config, &options)?;
-            let (store, _) = sweep::store::TrialStore::open(&out.join("trials.jsonl"))?;
+            let (store, _) = sweep::store::TrialStore::open(&options.records_path())?;
             print!("{}", sweep::runner::summary_table(store.trials()));
             println!(
                 "{} trials trained, {} already recorded, {:.0}s -> {}",

@@ -29,8 +29,13 @@ pub struct RunLogEntry {
 
 /// Appends one entry to `<out>/run_log.jsonl`.
 pub fn append_run_log(out: &Path, entry: &RunLogEntry) -> anyhow::Result<()> {
+    append_run_log_to(&out.join("run_log.jsonl"), entry)
+}
+
+/// Appends one entry to the run log at `path` (a shard has its own).
+pub fn append_run_log_to(path: &Path, entry: &RunLogEntry) -> anyhow::Result<()> {
     use std::io::Write;
-    let path = out.join("run_log.jsonl");
+    let path = path.to_path_buf();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -41,15 +46,38 @@ pub fn append_run_log(out: &Path, entry: &RunLogEntry) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The run log of `out` (empty if there is none); a bad line is an error
-/// naming it.
+/// The run log of `out`: `run_log.jsonl`, then the shards' logs
+/// (`run_log.shard-I-of-N.jsonl`, by name); empty if there is none; a bad
+/// line is an error naming it.
 pub fn read_run_log(out: &Path) -> anyhow::Result<Vec<RunLogEntry>> {
-    let path = out.join("run_log.jsonl");
-    if !path.exists() {
-        return Ok(Vec::new());
+    let mut paths = vec![out.join("run_log.jsonl")];
+    let mut shard_logs: Vec<PathBuf> = std::fs::read_dir(out)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("run_log.shard-") && n.ends_with(".jsonl"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    shard_logs.sort();
+    paths.extend(shard_logs);
+    let mut entries = Vec::new();
+    for path in paths {
+        if path.exists() {
+            entries.extend(read_run_log_file(&path)?);
+        }
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(entries)
+}
+
+fn read_run_log_file(path: &Path) -> anyhow::Result<Vec<RunLogEntry>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -81,10 +109,12 @@ pub fn write_report(
     out: &Path,
     compare: Option<&Path>,
 ) -> anyhow::Result<ReportOutput> {
-    let (trials, _, warnings) = read_trials(&out.join("trials.jsonl"))?;
-    for w in warnings {
+    // trials.jsonl and any shard files not merged yet.
+    let gathered = crate::shard::gather(out)?;
+    for w in &gathered.warnings {
         eprintln!("warning: {w}");
     }
+    let trials = gathered.trials;
     if trials.is_empty() {
         anyhow::bail!(
             "{} holds no trial records: run `lrscape run --config <file> --out {}` first",

@@ -3,7 +3,12 @@
 //! Pre-train (or load) the base, then for each grid cell train the members
 //! not yet recorded as populations of at most `run.max_population`, append
 //! their records to `trials.jsonl`, and rewrite the derived files.
+//!
+//! With a shard (`--shard I/N`, see [`crate::shard`]) only that shard's
+//! cells run, under its lock, into `trials.shard-I-of-N.jsonl`; the base
+//! must exist, and the derived files are left to `lrscape merge`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,7 +16,7 @@ use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use peft::{Method, PeftModel};
 use records::{
-    TrialRecord, best_of_lr, cell_curves, lr_sweep_results, rank_x_lr_results, trials_csv,
+    TrialKey, TrialRecord, best_of_lr, cell_curves, lr_sweep_results, rank_x_lr_results, trials_csv,
 };
 use synth_data::{Dataset, RetrievalDataset, retrieve_at_k};
 use tinyformer::Tinyformer;
@@ -20,6 +25,7 @@ use crate::config::{Cell, ExperimentConfig, init_label, targets_label};
 use crate::device::SelectedDevice;
 use crate::optim::AdamWConfig;
 use crate::pretrain::{load_base, pretrain, provenance};
+use crate::shard::Shard;
 use crate::store::{TrialStore, write_atomic};
 use crate::train::{Member, Schedule, evaluate, train_population};
 
@@ -31,6 +37,22 @@ pub struct RunOptions {
     pub max_chunks: Option<usize>,
     /// Show progress bars (off in tests).
     pub progress: bool,
+    /// Run only this shard of the grid's cells (`--shard I/N`): records go
+    /// to `trials.shard-I-of-N.jsonl` under a lock, the base must exist, and
+    /// the derived files are left to `lrscape merge`.
+    pub shard: Option<Shard>,
+    /// The config file, for messages that name a command to run.
+    pub config_path: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// The records file this run appends to.
+    pub fn records_path(&self) -> PathBuf {
+        match self.shard {
+            Some(shard) => self.out.join(shard.records_file()),
+            None => self.out.join("trials.jsonl"),
+        }
+    }
 }
 
 /// What a run did.
@@ -69,6 +91,19 @@ fn base_for(
     let train_device = opts.device.device.clone().autodiff();
     match load_base(config, &opts.out, &train_device) {
         Ok((model, _)) => return Ok(model),
+        Err(e) if opts.shard.is_some() => {
+            let config_arg = opts
+                .config_path
+                .as_ref()
+                .map_or_else(|| "<file>".to_string(), |p| p.display().to_string());
+            anyhow::bail!(
+                "shard {}: {e:#}. Shards only load the base, pre-trained once before them: \
+                 run `lrscape pretrain --config {config_arg} --out {}` (with `lrscape slurm`, \
+                 the pretrain job) first",
+                opts.shard.map(|s| s.to_string()).unwrap_or_default(),
+                opts.out.display()
+            );
+        }
         Err(e) if crate::pretrain::base_dir(&opts.out, config).exists() => {
             let message = format!("{e:#}; pre-training it again");
             eprintln!("warning: {message}");
@@ -114,8 +149,12 @@ fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
 pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let summary = run_cells(config, opts)?;
     let provenance = provenance(&opts.device);
-    crate::report::append_run_log(
-        &opts.out,
+    let log_file = match opts.shard {
+        Some(shard) => shard.run_log_file(),
+        None => "run_log.jsonl".to_string(),
+    };
+    crate::report::append_run_log_to(
+        &opts.out.join(log_file),
         &crate::report::RunLogEntry {
             ended_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -135,15 +174,48 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
-    let store_path = opts.out.join("trials.jsonl");
+    // A shard holds its lock for the whole run (released on return).
+    let (_lock, lock_message) = match opts.shard {
+        Some(shard) => {
+            let (lock, message) = crate::shard::acquire_lock(&opts.out, shard)?;
+            (Some(lock), message)
+        }
+        None => (None, None),
+    };
+    let store_path = opts.records_path();
     let (mut store, mut warnings) = TrialStore::open(&store_path)?;
+    warnings.extend(lock_message);
     for w in &warnings {
         eprintln!("warning: {w}");
+    }
+    let mut elsewhere: Vec<TrialRecord> = Vec::new();
+    if opts.shard.is_none() && !crate::shard::shard_files(&opts.out)?.is_empty() {
+        let message = format!(
+            "{} holds shard records (trials.shard-I-of-N.jsonl) this run does not read: \
+             run `lrscape merge` first, or their trials are trained again",
+            opts.out.display()
+        );
+        eprintln!("warning: {message}");
+        warnings.push(message);
+    }
+    // A shard also skips trials recorded elsewhere in the directory (the
+    // merged trials.jsonl, shard files of another N); it only reads them.
+    if opts.shard.is_some() {
+        for path in crate::shard::record_files(&opts.out)? {
+            if path != store_path {
+                let (trials, _, w) = crate::store::read_trials(&path)?;
+                for w in w {
+                    eprintln!("warning: {w}");
+                }
+                elsewhere.extend(trials);
+            }
+        }
     }
     let results_hash = config.results_hash();
     if let Some(other) = store
         .trials()
         .iter()
+        .chain(&elsewhere)
         .find(|t| t.config_hash != results_hash)
     {
         anyhow::bail!(
@@ -161,7 +233,17 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
     let base = base_for(config, opts, &bars, &mut warnings)?;
     let (train, val) = finetune_data(config)?;
     let lrs = config.finetune.lrs.values()?;
-    let cells = config.cells();
+    let cells: Vec<Cell> = match opts.shard {
+        Some(shard) => {
+            let all = config.cells();
+            crate::shard::shard_cells(config, shard)
+                .into_iter()
+                .filter_map(|i| all.get(i).cloned())
+                .collect()
+        }
+        None => config.cells(),
+    };
+    let elsewhere_done: HashSet<TrialKey> = elsewhere.iter().map(TrialRecord::key).collect();
     let schedule = Schedule {
         epochs: config.finetune.epochs,
         batch_size: config.finetune.batch_size,
@@ -173,10 +255,12 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
     let provenance = provenance(&opts.device);
     let mut summary = RunSummary::default();
     let mut chunks_run = 0;
-    write_derived(config, &opts.out, store.trials())?;
+    if opts.shard.is_none() {
+        write_derived(config, &opts.out, store.trials())?;
+    }
     let total_trials = cells.len() * lrs.len() * config.grid.seeds.len();
     let workers = config.run.workers().max(1);
-    let left = trials_left(config, &cells, &lrs, &store);
+    let left = trials_left(config, &cells, &lrs, &store, &elsewhere_done);
     match eta_seconds(store.trials(), left * steps_per_member, workers) {
         Some(eta) if left > 0 => eprintln!(
             "{left} of {total_trials} trials to train; ETA {} (from the {} recorded trials' speed)",
@@ -189,27 +273,31 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
         _ => {}
     }
     for cell in &cells {
-        let done = store.done();
+        let mut done = store.done();
+        done.extend(elsewhere_done.iter().cloned());
         let wanted: Vec<(f64, u64)> = lrs
             .iter()
             .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
             .collect();
-        let todo: Vec<(f64, u64)> = wanted
-            .iter()
-            .copied()
-            .filter(|&(lr, seed)| !done.contains(&trial_stub(config, cell, lr, seed).key()))
-            .collect();
-        summary.skipped += wanted.len() - todo.len();
+        let is_done = |&(lr, seed): &(f64, u64)| done.contains(&trial_key(config, cell, lr, seed));
+        summary.skipped += wanted.iter().filter(|m| is_done(m)).count();
         // Split the cell into populations: at most max_population members
         // each, and at least one per worker thread when there are enough.
-        let parts = todo
+        // The split is of the whole cell, whatever is recorded already, so a
+        // resumed cell trains the very populations an uninterrupted run
+        // trains (bit-identical results); a population with some members
+        // recorded trains again and only the missing members are recorded.
+        let parts = wanted
             .len()
             .div_ceil(config.run.max_population)
-            .max(workers.min(todo.len()));
-        let chunks: Vec<&[(f64, u64)]> = if todo.is_empty() {
+            .max(workers.min(wanted.len()));
+        let chunks: Vec<&[(f64, u64)]> = if wanted.is_empty() {
             Vec::new()
         } else {
-            todo.chunks(todo.len().div_ceil(parts)).collect()
+            wanted
+                .chunks(wanted.len().div_ceil(parts))
+                .filter(|chunk| !chunk.iter().all(is_done))
+                .collect()
         };
         for group in chunks.chunks(workers) {
             if opts.max_chunks.is_some_and(|max| chunks_run >= max) {
@@ -243,23 +331,26 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
                     })
                     .collect()
             });
-            for (chunk, records) in group.iter().zip(results) {
+            for records in results {
                 let records: Vec<TrialRecord> = records?
                     .into_iter()
+                    .filter(|r| !done.contains(&r.key()))
                     .map(|mut r| {
                         r.provenance = provenance.clone();
                         r
                     })
                     .collect();
+                summary.trained += records.len();
                 store.append(records)?;
-                summary.trained += chunk.len();
                 chunks_run += 1;
             }
-            write_derived(config, &opts.out, store.trials())?;
+            if opts.shard.is_none() {
+                write_derived(config, &opts.out, store.trials())?;
+            }
         }
         cell_bar.inc(1);
         report_cell(config, cell, store.trials());
-        let left = trials_left(config, &cells, &lrs, &store);
+        let left = trials_left(config, &cells, &lrs, &store, &elsewhere_done);
         if left > 0
             && let Some(eta) = eta_seconds(store.trials(), left * steps_per_member, workers)
         {
@@ -279,8 +370,10 @@ fn trials_left(
     cells: &[Cell],
     lrs: &[f64],
     store: &TrialStore,
+    elsewhere: &HashSet<TrialKey>,
 ) -> usize {
-    let done = store.done();
+    let mut done = store.done();
+    done.extend(elsewhere.iter().cloned());
     cells
         .iter()
         .flat_map(|cell| {
@@ -315,6 +408,11 @@ pub fn format_duration(seconds: f64) -> String {
         (0, m, sec) => format!("{m}m {sec:02}s"),
         (h, m, _) => format!("{h}h {m:02}m"),
     }
+}
+
+/// The key of the trial at (cell, lr, seed) of `config`.
+pub fn trial_key(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialKey {
+    trial_stub(config, cell, lr, seed).key()
 }
 
 /// A record carrying only a trial's grid coordinates (for its key).
@@ -548,12 +646,13 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let (mut store, _) = TrialStore::open(&path).unwrap();
         let all = cells.len() * lrs.len() * config.grid.seeds.len();
-        assert_eq!(trials_left(&config, &cells, &lrs, &store), all);
+        let none = HashSet::new();
+        assert_eq!(trials_left(&config, &cells, &lrs, &store, &none), all);
         let mut inside = trial_stub(&config, &cells[0], lrs[0], config.grid.seeds[0]);
         let mut outside = trial_stub(&config, &cells[0], 0.5, 99);
         (inside.val_accuracy, outside.val_accuracy) = (0.5, 0.5);
         store.append(vec![inside, outside]).unwrap();
-        assert_eq!(trials_left(&config, &cells, &lrs, &store), all - 1);
+        assert_eq!(trials_left(&config, &cells, &lrs, &store, &none), all - 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

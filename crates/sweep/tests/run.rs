@@ -17,6 +17,8 @@ fn options(out: &Path, max_chunks: Option<usize>) -> RunOptions {
         device: select_device("flex").unwrap(),
         max_chunks,
         progress: false,
+        shard: None,
+        config_path: None,
     }
 }
 
