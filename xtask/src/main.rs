@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's own commands. Shells out to cargo and the
 //! `lrscape` binary only.
 //!
-//! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite).
+//! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite,
+//!   then the SLURM test on a one-node cluster: crates/sweep/tests/slurm.rs).
 //! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
 //!   a config (default: the embedded configs/default.toml) and a backend
 //!   (default: flex, the fastest CPU backend measured here): `lrscape run`,
@@ -22,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Format check, clippy with warnings denied, and the workspace tests.
+    /// Format check, clippy with warnings denied, the workspace tests, and the
+    /// SLURM job-array test (a real one-node cluster; needs root under CI).
     Ci,
     /// Run the experiment of a config end to end into results/<name>/.
     Reproduce {
@@ -87,7 +89,22 @@ fn main() -> anyhow::Result<()> {
             run(clippy)?;
             let mut test = cargo();
             test.args(["test", "--workspace"]);
-            run(test)
+            run(test)?;
+            // A real one-node SLURM cluster (tools/slurm/cluster.sh): the
+            // sharded sweep as a job array, merged, with a requeued task.
+            // Under CI=true it starts the cluster itself and never skips.
+            let mut slurm = cargo();
+            slurm.args([
+                "test",
+                "--package",
+                "sweep",
+                "--test",
+                "slurm",
+                "--",
+                "--ignored",
+                "--nocapture",
+            ]);
+            run(slurm)
         }
         Task::Reproduce {
             config,
