@@ -7,6 +7,9 @@
 //!   a config (default: the embedded configs/default.toml) and a backend
 //!   (default: flex, the fastest CPU backend measured here): `lrscape run`,
 //!   then `lrscape report` (figures and REPORT.md).
+//! - `cargo xtask bench [--backend NAME] [-- FLAGS]`: builds `lrscape` in
+//!   release mode and runs `lrscape bench --device NAME --out results/bench`
+//!   (FLAGS go to `lrscape bench`): results/bench/BENCH.md and bench.json.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -41,6 +44,18 @@ enum Task {
         /// results/default for the seed-notebook config, when it exists).
         #[arg(long)]
         compare: Option<PathBuf>,
+    },
+    /// Measure training speed (release build): results/bench/BENCH.md and bench.json.
+    Bench {
+        /// Backend feature to build and device to run on (flex, ndarray, wgpu, vulkan, metal, cuda, tch).
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Output directory.
+        #[arg(long, default_value = "results/bench")]
+        out: PathBuf,
+        /// More `lrscape bench` flags, after `--` (e.g. -- --steps 8).
+        #[arg(last = true)]
+        rest: Vec<String>,
     },
 }
 
@@ -105,6 +120,33 @@ fn main() -> anyhow::Result<()> {
                 "--nocapture",
             ]);
             run(slurm)
+        }
+        Task::Bench { backend, out, rest } => {
+            if !BACKENDS.contains(&backend.as_str()) {
+                bail!("--backend {backend:?}: one of {}", BACKENDS.join(", "));
+            }
+            // Build first, so the timed run never waits on the compiler.
+            let mut build = cargo();
+            build.args([
+                "build",
+                "--release",
+                "--package",
+                "sweep",
+                "--bin",
+                "lrscape",
+            ]);
+            if backend != "flex" {
+                build.args(["--features", &backend]);
+            }
+            run(build)?;
+            let mut bench = cargo();
+            bench.args(["run", "--release", "--package", "sweep", "--bin", "lrscape"]);
+            if backend != "flex" {
+                bench.args(["--features", &backend]);
+            }
+            bench.args(["--", "bench", "--device", &backend, "--out"]);
+            bench.arg(&out).args(&rest);
+            run(bench)
         }
         Task::Reproduce {
             config,

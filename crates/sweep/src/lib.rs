@@ -4,6 +4,7 @@
 //! This is the top floor: it depends on `synth-data`, `tinyformer`, `peft`,
 //! `records` and `figs`, and nothing depends on it. Only [`device`] names backends.
 
+pub mod bench;
 pub mod config;
 pub mod device;
 pub mod optim;

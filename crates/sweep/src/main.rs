@@ -203,6 +203,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Measure training speed here: member-steps/s of a LoRA cell at several
+    /// population sizes, full fine-tuning, both adapter compute modes, GFLOP/s
+    /// against a timed GEMM, peak memory per member, and PyTorch eager on the
+    /// same step; writes BENCH.md and bench.json.
+    Bench(sweep::bench::BenchArgs),
 }
 
 fn load_config(common: &Common) -> anyhow::Result<(ExperimentConfig, PathBuf)> {
@@ -251,6 +256,7 @@ fn parse_methods(names: &[String]) -> anyhow::Result<Vec<peft::Method>> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Bench(args) => sweep::bench::command(args),
         Command::Status { common } => {
             let (config, out) = load_config(&common)?;
             // trials.jsonl and the shards' files, read only (safe while jobs run).
