@@ -1083,7 +1083,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = crate::device::default_device_name().to_string())]
     pub device: String,
     /// Timed steps per configuration.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     pub steps: usize,
     /// Untimed steps before them.
     #[arg(long, default_value_t = 2)]
