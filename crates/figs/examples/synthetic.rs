@@ -113,6 +113,7 @@ fn main() {
         trials,
         figures,
         comparison: None,
+        sharpness: None,
     });
     std::fs::write(out.join("REPORT.md"), md).expect("report");
     for p in written {

@@ -308,3 +308,153 @@ pub fn lr_band(curve: &CellCurve, fraction: f64) -> Vec<f64> {
     band.sort_by(f64::total_cmp);
     band
 }
+
+/// A cell's λmax (largest Hessian eigenvalue of the fine-tuning loss at
+/// initialisation, mean over seeds), as `lrscape sharpness` measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharpnessCell {
+    pub method: String,
+    pub rank: usize,
+    /// `alpha_rule/init/targets`, as the records spell it.
+    pub variant: String,
+    pub lambda_max: f64,
+}
+
+/// A cell's λmax beside its measured best learning rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharpnessPoint {
+    pub kind: String,
+    pub method: String,
+    pub label: String,
+    pub rank: usize,
+    pub lambda_max: f64,
+    /// Best LR of the seed-mean curve (`records::best_of_lr`).
+    pub best_lr: f64,
+    /// Seed-mean accuracy there.
+    pub best_acc: f64,
+}
+
+/// Pairs each measured cell with its curve (same method, rank and variant)
+/// and that curve's best LR; cells without a curve or a best LR are left
+/// out. Ordered by rank, then kind.
+pub fn sharpness_points(curves: &[CellCurve], cells: &[SharpnessCell]) -> Vec<SharpnessPoint> {
+    let mut points: Vec<SharpnessPoint> = cells
+        .iter()
+        .filter_map(|cell| {
+            let curve = curves.iter().find(|c| {
+                c.method == cell.method && c.rank == cell.rank && c.variant == cell.variant
+            })?;
+            let (best_acc, best_lr) = records::best_of_lr(curve)?;
+            Some(SharpnessPoint {
+                kind: curve.kind.clone(),
+                method: curve.method.clone(),
+                label: curve_label(curve),
+                rank: curve.rank,
+                lambda_max: cell.lambda_max,
+                best_lr,
+                best_acc,
+            })
+        })
+        .collect();
+    points.sort_by(|a, b| (a.rank, &a.kind).cmp(&(b.rank, &b.kind)));
+    points
+}
+
+/// How well `best_lr ≈ c / λmax` describes the cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharpnessFit {
+    /// Cells with λmax > 0 and a best LR.
+    pub n: usize,
+    /// Pearson correlation of log λmax and log best LR.
+    pub pearson: f64,
+    /// Spearman rank correlation of the same (ties get their mean rank).
+    pub spearman: f64,
+    /// Geometric mean of best_lr · λmax.
+    pub c: f64,
+    /// Geometric standard deviation of best_lr · λmax (a factor ≥ 1).
+    pub c_spread: f64,
+    pub c_min: f64,
+    pub c_max: f64,
+}
+
+/// Pearson correlation; NaN when either side is constant or n < 2.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return f64::NAN;
+    }
+    let mx = x[..n].iter().sum::<f64>() / n as f64;
+    let my = y[..n].iter().sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x[..n].iter().zip(&y[..n]) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+/// Ranks 1..n, ties sharing their mean rank.
+pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = mean;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// Spearman rank correlation: Pearson of the average ranks.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&average_ranks(x), &average_ranks(y))
+}
+
+/// The fit over the points with a positive finite λmax and best LR; `None`
+/// with fewer than two.
+pub fn sharpness_fit(points: &[SharpnessPoint]) -> Option<SharpnessFit> {
+    let usable: Vec<&SharpnessPoint> = points
+        .iter()
+        .filter(|p| {
+            p.lambda_max.is_finite()
+                && p.lambda_max > 0.0
+                && p.best_lr.is_finite()
+                && p.best_lr > 0.0
+        })
+        .collect();
+    let n = usable.len();
+    if n < 2 {
+        return None;
+    }
+    let x: Vec<f64> = usable.iter().map(|p| p.lambda_max.ln()).collect();
+    let y: Vec<f64> = usable.iter().map(|p| p.best_lr.ln()).collect();
+    let logc: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+    let mean = logc.iter().sum::<f64>() / n as f64;
+    let var = logc.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let (lo, hi) = logc
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &l| {
+            (lo.min(l), hi.max(l))
+        });
+    Some(SharpnessFit {
+        n,
+        pearson: pearson(&x, &y),
+        spearman: spearman(&x, &y),
+        c: mean.exp(),
+        c_spread: var.sqrt().exp(),
+        c_min: lo.exp(),
+        c_max: hi.exp(),
+    })
+}

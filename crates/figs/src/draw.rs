@@ -10,7 +10,9 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::data::{AlignedSeries, BestPoint, HeatmapData, LrSeries, RankSeries};
+use crate::data::{
+    AlignedSeries, BestPoint, HeatmapData, LrSeries, RankSeries, SharpnessFit, SharpnessPoint,
+};
 use crate::{FigsError, Format, decade_ticks};
 
 /// Pixel size of every figure (PNG); the SVG has the same view box.
@@ -1085,6 +1087,146 @@ impl Figure for ShiftAlignedFigure<'_> {
             chart
                 .draw_series(s.points.iter().map(|p| Circle::new(*p, 5, color.filled())))
                 .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Draws the marker of the `i`-th rank of a figure (circle, triangle,
+/// square, cross) at `at`.
+fn draw_marker<DB: DrawingBackend, CT: plotters::coord::CoordTranslate>(
+    area: &DrawingArea<DB, CT>,
+    i: usize,
+    at: CT::From,
+    color: RGBColor,
+) -> DrawResult
+where
+    CT::From: Clone + 'static,
+{
+    let style = color.filled();
+    match i % 4 {
+        0 => area.draw(&Circle::new(at, 7, style)),
+        1 => area.draw(&TriangleMarker::new(at, 9, style)),
+        2 => area.draw(&(EmptyElement::at(at) + Rectangle::new([(-6, -6), (6, 6)], style))),
+        _ => area.draw(&Cross::new(at, 7, color.stroke_width(3))),
+    }
+    .map_err(err)
+}
+
+/// `sharpness_vs_best_lr`: λmax at initialisation against the measured best
+/// LR, log-log, one colour per method, one marker per rank, and the line
+/// `c / λmax` of the fit.
+pub(crate) struct SharpnessFigure<'a> {
+    pub points: &'a [SharpnessPoint],
+    pub fit: Option<&'a SharpnessFit>,
+    pub colors: &'a Colors,
+}
+
+impl Figure for SharpnessFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let mut legend: Vec<LegendEntry> = Vec::new();
+        for p in self.points {
+            if !legend.iter().any(|e| e.label == p.label) {
+                legend.push(LegendEntry {
+                    label: p.label.clone(),
+                    color: self.colors.of(&p.kind),
+                    dashed: false,
+                });
+            }
+        }
+        let mut ranks: Vec<usize> = self.points.iter().map(|p| p.rank).collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        if let Some(fit) = self.fit {
+            legend.push(LegendEntry {
+                label: format!("c/λmax, c = {:.3}", fit.c),
+                color: RGBColor(90, 90, 90),
+                dashed: true,
+            });
+        }
+        let title = match self.fit {
+            Some(fit) => format!(
+                "Sharpness at init vs best LR: Pearson {:+.2}, Spearman {:+.2} (log-log, {} cells)",
+                fit.pearson, fit.spearman, fit.n
+            ),
+            None => "Sharpness at init vs best LR".to_string(),
+        };
+        root.fill(&WHITE).map_err(err)?;
+        let body = root
+            .margin(10, 0, 0, 0)
+            .titled(&title, font(20))
+            .map_err(err)?;
+        let (w, _) = body.dim_in_pixel();
+        let lw = legend_width(&legend);
+        let (plot, side) = body.split_horizontally(w - lw);
+        let side = side.margin(40, 0, 0, 0);
+        draw_legend(&side, &legend)?;
+        // Rank markers, below the method legend.
+        let top = 30 + 28 * legend.len() as i32 + 30;
+        for (i, rank) in ranks.iter().enumerate() {
+            let y = top + 28 * i as i32;
+            let label = if *rank == 0 {
+                "full (no rank)".to_string()
+            } else {
+                format!("r = {rank}")
+            };
+            draw_marker(&side, i, (31, y), BLACK)?;
+            side.draw(&Text::new(
+                label,
+                (60, y),
+                anchored(16, HPos::Left, VPos::Center),
+            ))
+            .map_err(err)?;
+        }
+
+        let usable: Vec<&SharpnessPoint> = self
+            .points
+            .iter()
+            .filter(|p| p.lambda_max > 0.0 && p.lambda_max.is_finite() && p.best_lr > 0.0)
+            .collect();
+        let lambdas: Vec<f64> = usable.iter().map(|p| p.lambda_max).collect();
+        let lrs: Vec<f64> = usable.iter().map(|p| p.best_lr).collect();
+        let (x0, x1, xticks, xdec) = log10_axis(&lambdas);
+        let (y0, y1, yticks, ydec) = log10_axis(&lrs);
+        let mut chart = ChartBuilder::on(&plot)
+            .margin(16)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(ticked(x0..x1, xticks), ticked(y0..y1, yticks))
+            .map_err(err)?;
+        let fmt_x = |x: &f64| log_tick_label(*x, xdec);
+        let fmt_y = |y: &f64| log_tick_label(*y, ydec);
+        chart
+            .configure_mesh()
+            .x_desc("λmax of the loss Hessian at initialisation (log scale)")
+            .y_desc("Best learning rate (log scale)")
+            .x_label_formatter(&fmt_x)
+            .y_label_formatter(&fmt_y)
+            .label_style(font(16))
+            .axis_desc_style(font(18))
+            .bold_line_style(BLACK.mix(0.12))
+            .draw()
+            .map_err(err)?;
+        if let Some(fit) = self.fit {
+            // log10(lr) = log10(c) - log10(λ), clipped to the plot.
+            let lc = fit.c.log10();
+            let xa = x0.max(lc - y1);
+            let xb = x1.min(lc - y0);
+            if xa < xb {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(xa, lc - xa), (xb, lc - xb)],
+                        12,
+                        8,
+                        RGBColor(90, 90, 90).stroke_width(2),
+                    ))
+                    .map_err(err)?;
+            }
+        }
+        for p in &usable {
+            let i = ranks.iter().position(|r| *r == p.rank).unwrap_or(0);
+            let at = (p.lambda_max.log10(), p.best_lr.log10());
+            draw_marker(chart.plotting_area(), i, at, self.colors.of(&p.kind))?;
         }
         Ok(())
     }

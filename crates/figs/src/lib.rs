@@ -23,9 +23,10 @@ mod draw;
 pub mod report;
 
 pub use data::{
-    AlignedSeries, BestPoint, HeatmapData, LrSeries, RankSeries, best_index, best_of_lr_data,
-    best_point, best_vs_rank_data, curve_label, curves, heatmap_data, lr_band, lr_series,
-    lr_sweep_data, normalized_heatmap, reference_points, shift_aligned_data,
+    AlignedSeries, BestPoint, HeatmapData, LrSeries, RankSeries, SharpnessCell, SharpnessFit,
+    SharpnessPoint, average_ranks, best_index, best_of_lr_data, best_point, best_vs_rank_data,
+    curve_label, curves, heatmap_data, lr_band, lr_series, lr_sweep_data, normalized_heatmap,
+    pearson, reference_points, sharpness_fit, sharpness_points, shift_aligned_data, spearman,
 };
 pub use draw::{HEIGHT, WIDTH};
 
@@ -192,6 +193,41 @@ pub fn draw_figures(
         out.extend(save(&fig, &raw, "best_lr_vs_rank", formats)?);
     }
     Ok(out)
+}
+
+/// Draws `raw/sharpness_vs_best_lr` (λmax at initialisation vs best LR,
+/// log-log, with the line `c / λmax` of [`sharpness_fit`]) under
+/// `opts.out_dir/figures`, in every format of `opts`; nothing (and no error)
+/// when no point has a positive λmax and best LR.
+pub fn draw_sharpness(
+    points: &[SharpnessPoint],
+    opts: &FigureOptions,
+) -> Result<Vec<PathBuf>, FigsError> {
+    use draw::*;
+    let usable = points
+        .iter()
+        .filter(|p| p.lambda_max > 0.0 && p.lambda_max.is_finite() && p.best_lr > 0.0)
+        .count();
+    if usable == 0 {
+        return Ok(Vec::new());
+    }
+    draw::ensure_font()?;
+    // Kinds in the order of `records::cell_curves` (sorted), so each method
+    // has the colour it has in the other figures when every method is here.
+    let mut kinds: Vec<(&str, &str)> = points
+        .iter()
+        .map(|p| (p.kind.as_str(), p.method.as_str()))
+        .collect();
+    kinds.sort_unstable();
+    let colors = Colors::new(kinds);
+    let fit = sharpness_fit(points);
+    let fig = SharpnessFigure {
+        points,
+        fit: fit.as_ref(),
+        colors: &colors,
+    };
+    let raw = opts.out_dir.join("figures").join("raw");
+    save(&fig, &raw, "sharpness_vs_best_lr", &opts.formats)
 }
 
 /// A curve divided by its own best value (row max = 1); an all-zero curve

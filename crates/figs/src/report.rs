@@ -33,6 +33,9 @@ pub struct ReportInput {
     pub figures: Vec<PathBuf>,
     /// Another experiment (name, trials) to compare best accuracies with.
     pub comparison: Option<(String, Vec<TrialRecord>)>,
+    /// λmax at initialisation per cell beside its best LR (`lrscape
+    /// sharpness`); a "Sharpness" section when present.
+    pub sharpness: Option<Vec<crate::data::SharpnessPoint>>,
 }
 
 /// One method × rank row of the report's table.
@@ -258,6 +261,10 @@ fn figure_caption(stem: &str, labels: &BTreeMap<String, String>) -> String {
             "Best accuracy over learning rates vs rank",
         ),
         ("best_lr_vs_rank", "Best learning rate vs rank"),
+        (
+            "sharpness_vs_best_lr",
+            "Sharpness (λmax) at initialisation vs best learning rate",
+        ),
         (
             "shift_aligned",
             "Normalized curves re-centred at each method's best LR",
@@ -513,6 +520,10 @@ pub fn render(input: &ReportInput) -> String {
         md.push('\n');
     }
 
+    if let Some(points) = input.sharpness.as_deref().filter(|p| !p.is_empty()) {
+        render_sharpness(&mut md, points);
+    }
+
     // Figures.
     if !input.figures.is_empty() {
         md.push_str("## Figures\n\n");
@@ -658,6 +669,42 @@ fn render_comparison(
             pct(sa),
             pct(sb)
         );
+    }
+}
+
+/// The "Sharpness" section: λmax per cell, its product with the best LR, and
+/// how well `best_lr ≈ c / λmax` fits.
+fn render_sharpness(md: &mut String, points: &[crate::data::SharpnessPoint]) {
+    md.push_str("## Sharpness at initialisation vs best learning rate\n\n");
+    md.push_str(
+        "λmax: the largest eigenvalue of the fine-tuning loss Hessian with respect to \
+         the trainable parameters, at initialisation (`lrscape sharpness`, mean over \
+         seeds; `sharpness.json`). Best LR: of the mean over seeds.\n\n",
+    );
+    md.push_str("| method | rank | λmax | best LR | best LR × λmax |\n|---|---|---|---|---|\n");
+    for p in points {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.4} | {} | {:.4} |",
+            cell(&p.label),
+            rank_name(p.rank),
+            p.lambda_max,
+            fmt_lr(p.best_lr),
+            p.best_lr * p.lambda_max
+        );
+    }
+    md.push('\n');
+    match crate::data::sharpness_fit(points) {
+        Some(fit) => {
+            let _ = writeln!(
+                md,
+                "Across {} cells, log λmax vs log best LR: Pearson {:+.3}, Spearman {:+.3}. \
+                 Fitting best LR ≈ c / λmax: c = {:.4} (geometric mean of best LR × λmax; \
+                 geometric SD × / ÷ {:.2}, range {:.4} … {:.4}).\n",
+                fit.n, fit.pearson, fit.spearman, fit.c, fit.c_spread, fit.c_min, fit.c_max
+            );
+        }
+        None => md.push_str("Fewer than two cells have a positive λmax and a best LR: no fit.\n\n"),
     }
 }
 

@@ -294,6 +294,7 @@ fn report_numbers_are_recomputed_from_the_trials() {
         trials: trials.clone(),
         figures: vec![PathBuf::from("figures/raw/lr_sweep_parity.png")],
         comparison: None,
+        sharpness: None,
     };
     let md = render(&input);
     assert!(md.contains("name = \"synthetic\""));

@@ -13,6 +13,7 @@ pub mod pretrain;
 pub mod report;
 pub mod runner;
 pub mod shard;
+pub mod sharpness;
 pub mod slurm;
 pub mod store;
 pub mod train;

@@ -203,6 +203,36 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// λmax of the fine-tuning loss Hessian (w.r.t. the trainable parameters)
+    /// at initialisation, per grid cell and seed, on the cached base, by power
+    /// iteration on finite-difference Hessian-vector products; writes
+    /// sharpness.json and, with trials.jsonl there, pairs each cell's λmax
+    /// with its best learning rate (correlations and c in best_lr ≈ c/λmax).
+    Sharpness {
+        #[command(flatten)]
+        common: Common,
+        /// Override grid.methods (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        methods: Option<Vec<String>>,
+        /// Override grid.ranks.
+        #[arg(long, value_delimiter = ',')]
+        ranks: Option<Vec<usize>>,
+        /// Override grid.seeds (each seed's adapter init is one member).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Fine-tuning training examples in the one fixed batch (the first N).
+        #[arg(long, default_value_t = 256)]
+        examples: usize,
+        /// Most power iterations (Hessian-vector products) per cell.
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+        /// Relative tolerance on λ between iterations.
+        #[arg(long, default_value_t = 1e-3)]
+        tol: f64,
+        /// Finite-difference step relative to the parameter norm: ε = eps·max(‖θ‖, 1).
+        #[arg(long, default_value_t = 1e-3)]
+        eps: f64,
+    },
     /// Measure training speed here: member-steps/s of a LoRA cell at several
     /// population sizes, full fine-tuning, both adapter compute modes, GFLOP/s
     /// against a timed GEMM, peak memory per member, and PyTorch eager on the
@@ -375,6 +405,84 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("submit with {}", written.submit.display());
             }
+            Ok(())
+        }
+        Command::Sharpness {
+            common,
+            methods,
+            ranks,
+            seeds,
+            examples,
+            iters,
+            tol,
+            eps,
+        } => {
+            let (mut config, out) = load_config(&common)?;
+            if let Some(methods) = &methods {
+                config.grid.methods = parse_methods(methods)?;
+            }
+            if let Some(ranks) = ranks {
+                config.grid.ranks = ranks;
+            }
+            if let Some(seeds) = seeds {
+                config.grid.seeds = seeds;
+            }
+            config
+                .validate()
+                .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))?;
+            if iters == 0 {
+                anyhow::bail!("--iters 0: at least 1 power iteration");
+            }
+            if !(tol.is_finite() && tol > 0.0 && tol < 1.0) {
+                anyhow::bail!("--tol {tol}: a relative tolerance in (0, 1), e.g. 1e-3");
+            }
+            if !(eps.is_finite() && eps > 0.0 && eps < 1.0) {
+                anyhow::bail!("--eps {eps}: a relative step in (0, 1), e.g. 1e-3");
+            }
+            let selected = device::select_device(&common.device)?;
+            eprintln!(
+                "{}: λmax of {} cells × {} seeds on {} examples, up to {iters} iterations, on {} -> {}",
+                config.name,
+                config.cells().len(),
+                config.grid.seeds.len(),
+                examples,
+                selected.name,
+                out.join("sharpness.json").display()
+            );
+            let options = sweep::sharpness::SharpnessOptions {
+                out: out.clone(),
+                device: selected,
+                examples,
+                power: sweep::sharpness::PowerOptions {
+                    max_iters: iters,
+                    tol,
+                    eps_rel: eps,
+                    seed: 0,
+                },
+                config_path: common.config.clone(),
+            };
+            let file = sweep::sharpness::measure_grid(&config, &options)?;
+            let gathered = sweep::shard::gather(&out)?;
+            for w in &gathered.warnings {
+                eprintln!("warning: {w}");
+            }
+            if gathered.trials.is_empty() {
+                println!(
+                    "no trials in {}: λmax only (run `lrscape run` for the best LRs)",
+                    out.display()
+                );
+            } else {
+                print!(
+                    "{}",
+                    sweep::sharpness::sharpness_table(&file, &gathered.trials)
+                );
+            }
+            println!(
+                "{} measurements in {:.0}s -> {}",
+                file.entries.len(),
+                file.seconds,
+                out.join("sharpness.json").display()
+            );
             Ok(())
         }
         Command::Report { common, compare } => {

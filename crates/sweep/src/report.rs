@@ -139,6 +139,22 @@ pub fn write_report(
         &FigureOptions::new(out.to_path_buf(), config.grid.parity_rank),
     )
     .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;
+    // λmax per cell (`lrscape sharpness`) beside the best LRs, when measured.
+    let mut figures = figures;
+    let sharpness = match crate::sharpness::read_sharpness(out)? {
+        Some(file) => {
+            let points = figs::sharpness_points(&records::cell_curves(&trials), &file.cells());
+            figures.extend(
+                figs::draw_sharpness(
+                    &points,
+                    &FigureOptions::new(out.to_path_buf(), config.grid.parity_rank),
+                )
+                .map_err(|e| anyhow::anyhow!("cannot draw the sharpness figure: {e}"))?,
+            );
+            Some(points)
+        }
+        None => None,
+    };
     let relative: Vec<PathBuf> = figures
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
@@ -181,6 +197,7 @@ pub fn write_report(
         trials: trials.clone(),
         figures: relative,
         comparison,
+        sharpness,
     };
     let report = out.join("REPORT.md");
     write_atomic(&report, &figs::report::render(&input))?;

@@ -1,0 +1,615 @@
+//! Sharpness: the largest eigenvalue λmax of the fine-tuning loss Hessian
+//! with respect to a model's trainable parameters, per population member.
+//!
+//! Burn's autodiff is first-order, so Hessian-vector products are central
+//! finite differences of gradients,
+//! `Hv ≈ (g(θ + εv) − g(θ − εv)) / (2ε)` with `‖v‖ = 1`, and λmax comes from
+//! power iteration on them (the Rayleigh quotient `vᵀHv` of the iterate).
+//!
+//! **Members.** Every trainable tensor carries the member axis, and the loss
+//! is the sum of the members' own losses, so one backward pass gives every
+//! member its own gradient. Each member has its own `v`, `ε`, λ and stopping
+//! point: a member's result does not depend on the others in its population
+//! (its start vector is drawn from its own seed, and its λ is the one at the
+//! iteration where it met the tolerance, whatever the others still do).
+//!
+//! **ε.** `ε_c = eps_rel · max(‖θ_c‖, 1)`, with `‖θ_c‖` the norm of member
+//! `c`'s trainable parameters and `eps_rel = 1e-3` by default. In f32 a
+//! coordinate moved by `ε·v_i` is represented to about
+//! `2⁻²⁴·|θ_i| / (ε·|v_i|)`; with `|θ_i| ≈ ‖θ‖/√n` and `|v_i| ≈ 1/√n` that is
+//! `6e-8 / eps_rel`, so scaling ε with ‖θ‖ keeps that error near 1e-4
+//! whatever the model's size, while the step stays a 1e-3 fraction of the
+//! weights (the truncation error of a central difference is O(ε²) and zero
+//! for a quadratic loss). The floor of 1 keeps ε sane for parameters near 0.
+//!
+//! **Sign.** Power iteration finds the eigenvalue of largest magnitude. When
+//! that one is negative (the most negative curvature dominates, as on the
+//! default study's base, where the fine-tuning task is new), a second phase
+//! runs power iteration on `H − λ_neg I`, whose spectrum is shifted to
+//! `[0, λmax − λ_neg]`, so it converges to the largest eigenvalue λmax. A
+//! phase stops when `|λ_k − λ_{k−1}| ≤ tol · |λ_k − σ|` (σ its shift) or
+//! after `max_iters` products.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use peft::{Method, PeftModel};
+use serde::{Deserialize, Serialize};
+use synth_data::{Dataset, RetrievalBatch};
+use tinyformer::{Classifier, member_cross_entropy};
+
+use crate::config::{Cell, ExperimentConfig, init_label, targets_label};
+use crate::device::SelectedDevice;
+use crate::store::write_atomic;
+
+/// How the power iteration runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerOptions {
+    /// Most Hessian-vector products per member and phase (a second phase
+    /// runs only when the dominant eigenvalue is negative).
+    pub max_iters: usize,
+    /// Stop a member when `|λ_k − λ_{k−1}| ≤ tol · |λ_k|`.
+    pub tol: f64,
+    /// ε relative to the member's parameter norm (see the module docs).
+    pub eps_rel: f64,
+    /// Mixed with each member's seed to draw its start vector.
+    pub seed: u64,
+}
+
+impl Default for PowerOptions {
+    fn default() -> Self {
+        Self {
+            max_iters: 100,
+            tol: 1e-3,
+            eps_rel: 1e-3,
+            seed: 0,
+        }
+    }
+}
+
+/// λmax of one member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberSharpness {
+    /// The Rayleigh quotient at the last iteration counted.
+    pub lambda_max: f64,
+    /// Hessian-vector products until the tolerance was met (or `max_iters`).
+    pub iterations: usize,
+    pub converged: bool,
+    /// The finite-difference step used.
+    pub epsilon: f64,
+    /// λ after each iteration, up to `iterations` (both phases).
+    pub history: Vec<f64>,
+    /// The dominant eigenvalue when it was negative (the first phase's
+    /// result; λmax then comes from a second phase on `H − λI`).
+    pub dominant_negative: Option<f64>,
+}
+
+/// Numbers drawn by SplitMix64: portable, no dependency.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn next_f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// Per-member elements of each trainable parameter, in visiting order.
+fn trainable_sizes<M: Module>(model: &M, members: usize) -> anyhow::Result<Vec<usize>> {
+    struct Sizes {
+        members: usize,
+        sizes: Vec<usize>,
+        bad: Option<String>,
+    }
+    impl ModuleVisitor for Sizes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !param.is_require_grad() {
+                return;
+            }
+            let dims = param.val().dims();
+            if D == 0 || dims[0] != self.members {
+                self.bad = Some(format!(
+                    "trainable parameter {} has shape {dims:?}, not a leading member axis of {}",
+                    param.id, self.members
+                ));
+                return;
+            }
+            self.sizes
+                .push(dims.iter().product::<usize>() / self.members);
+        }
+    }
+    let mut v = Sizes {
+        members,
+        sizes: Vec::new(),
+        bad: None,
+    };
+    model.visit(&mut v);
+    if let Some(bad) = v.bad {
+        anyhow::bail!(bad);
+    }
+    if v.sizes.is_empty() {
+        anyhow::bail!("the model has no trainable parameters: no Hessian to measure");
+    }
+    Ok(v.sizes)
+}
+
+/// The trainable parameters (`values`) or their gradients in `grads`
+/// (zero where a parameter got none), flattened to `[C, N]`.
+fn flatten<M: Module>(
+    model: &M,
+    members: usize,
+    mut grads: Option<&mut GradientsParams>,
+) -> Tensor<2> {
+    struct Gather<'a> {
+        members: usize,
+        grads: Option<&'a mut GradientsParams>,
+        parts: Vec<Tensor<2>>,
+    }
+    impl ModuleVisitor for Gather<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !param.is_require_grad() {
+                return;
+            }
+            let value = param.val();
+            let n = value.shape().num_elements() / self.members;
+            let flat = match self.grads.as_deref_mut() {
+                None => value.inner().reshape([self.members, n]),
+                Some(grads) => match grads.remove::<D>(param.id) {
+                    Some(g) => g.inner().reshape([self.members, n]),
+                    None => Tensor::zeros([self.members, n], &value.device().inner()),
+                },
+            };
+            self.parts.push(flat);
+        }
+    }
+    let mut gather = Gather {
+        members,
+        grads: grads.take(),
+        parts: Vec::new(),
+    };
+    model.visit(&mut gather);
+    Tensor::cat(gather.parts, 1)
+}
+
+/// `model` with its trainable parameters moved by `delta: [C, N]`.
+fn shifted<M: Module>(model: &M, delta: Tensor<2>) -> M {
+    struct Shift {
+        delta: Tensor<2>,
+        offset: usize,
+    }
+    impl ModuleMapper for Shift {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if !param.is_require_grad() {
+                return param;
+            }
+            let delta = self.delta.clone();
+            let offset = &mut self.offset;
+            param.map(|tensor| {
+                let dims = tensor.dims();
+                let n = tensor.shape().num_elements() / dims[0];
+                let part = delta.narrow(1, *offset, n).reshape(dims);
+                *offset += n;
+                Tensor::from_inner(tensor.inner() + part).require_grad()
+            })
+        }
+    }
+    model.clone().map(&mut Shift { delta, offset: 0 })
+}
+
+/// `[C, 1]` from host values.
+fn column(values: &[f64], device: &Device) -> Tensor<2> {
+    let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    Tensor::from_data(TensorData::new(data, [values.len(), 1]), device)
+}
+
+fn host(t: Tensor<2>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float tensors read back as f32")
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// λmax of the Hessian of `loss` with respect to the trainable (require-grad)
+/// parameters of `model`, per member, by power iteration on finite-difference
+/// Hessian-vector products. `model` lives on an autodiff device; `loss`
+/// returns each member's loss, `[C]` (their sum is differentiated);
+/// `member_seeds[c]` draws member `c`'s start vector.
+pub fn lambda_max<M, F>(
+    model: &M,
+    loss: F,
+    member_seeds: &[u64],
+    opts: &PowerOptions,
+) -> anyhow::Result<Vec<MemberSharpness>>
+where
+    M: Module,
+    F: Fn(&M) -> Tensor<1>,
+{
+    let c = member_seeds.len();
+    if c == 0 {
+        anyhow::bail!("member_seeds is empty: at least one member");
+    }
+    if opts.max_iters == 0 {
+        anyhow::bail!("max_iters = 0: at least 1 iteration");
+    }
+    if !(opts.tol.is_finite() && opts.tol > 0.0) {
+        anyhow::bail!("tol = {}: a finite tolerance > 0", opts.tol);
+    }
+    if !(opts.eps_rel.is_finite() && opts.eps_rel > 0.0) {
+        anyhow::bail!("eps_rel = {}: a finite step > 0", opts.eps_rel);
+    }
+    let n: usize = trainable_sizes(model, c)?.iter().sum();
+    let theta = flatten(model, c, None);
+    let device = theta.device();
+    let norms = host(theta.square().sum_dim(1).sqrt());
+    let eps: Vec<f64> = norms.iter().map(|t| opts.eps_rel * t.max(1.0)).collect();
+    let eps_col = column(&eps, &device);
+
+    // Start vectors: member c's own stream, normalised.
+    let mut start = Vec::with_capacity(c * n);
+    for &seed in member_seeds {
+        let mut rng = SplitMix64(opts.seed ^ seed.wrapping_mul(0xA076_1D64_78BD_642F));
+        start.extend((0..n).map(|_| rng.next_f32()));
+    }
+    let v0: Tensor<2> = Tensor::from_data(TensorData::new(start, [c, n]), &device);
+    let v_start = v0.clone() / v0.square().sum_dim(1).sqrt();
+    let mut v = v_start.clone();
+
+    let grad_at = |delta: Tensor<2>| -> Tensor<2> {
+        let moved = shifted(model, delta);
+        let total = loss(&moved).sum();
+        let mut grads = GradientsParams::from_grads(total.backward(), &moved);
+        flatten(&moved, c, Some(&mut grads))
+    };
+
+    let mut out: Vec<MemberSharpness> = eps
+        .iter()
+        .map(|&epsilon| MemberSharpness {
+            lambda_max: f64::NAN,
+            iterations: 0,
+            converged: false,
+            epsilon,
+            history: Vec::new(),
+            dominant_negative: None,
+        })
+        .collect();
+    // Per member: the shift σ (0, then the dominant negative eigenvalue),
+    // iterations in the current phase, and whether it is finished.
+    let mut shift = vec![0.0; c];
+    let mut phase_iters = vec![0usize; c];
+    let mut done = vec![false; c];
+    let mut previous = vec![f64::NAN; c];
+    let mut shift_col = column(&shift, &device);
+    for k in 1..=2 * opts.max_iters {
+        let step = v.clone() * eps_col.clone();
+        let plus = grad_at(step.clone());
+        let minus = grad_at(step.neg());
+        let hv = (plus - minus) / eps_col.clone().mul_scalar(2.0);
+        // λ = vᵀHv (‖v‖ = 1); the iteration runs on H − σI.
+        let lambda = host((v.clone() * hv.clone()).sum_dim(1));
+        let w = hv - v.clone() * shift_col.clone();
+        let w_norm = host(w.clone().square().sum_dim(1).sqrt());
+        let mut restart = vec![0.0; c];
+        for m in 0..c {
+            if done[m] {
+                continue;
+            }
+            let member = &mut out[m];
+            phase_iters[m] += 1;
+            member.lambda_max = lambda[m];
+            member.iterations = k;
+            member.history.push(lambda[m]);
+            let settled = phase_iters[m] > 1
+                && (lambda[m] - previous[m]).abs() <= opts.tol * (lambda[m] - shift[m]).abs();
+            previous[m] = lambda[m];
+            if !(settled || phase_iters[m] >= opts.max_iters) {
+                continue;
+            }
+            if member.dominant_negative.is_none() && lambda[m] < 0.0 {
+                // The most negative curvature dominates: start again on
+                // H − λI, whose dominant eigenvalue is λmax − λ ≥ 0.
+                member.dominant_negative = Some(lambda[m]);
+                shift[m] = lambda[m];
+                phase_iters[m] = 0;
+                previous[m] = f64::NAN;
+                restart[m] = 1.0;
+            } else {
+                member.converged = settled;
+                done[m] = true;
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        // v <- w / ‖w‖ (a member with w = 0 keeps its v); restarted members
+        // take their start vector again.
+        let keep: Vec<f64> = w_norm
+            .iter()
+            .map(|&x| if x > 0.0 && x.is_finite() { 0.0 } else { 1.0 })
+            .collect();
+        let denom: Vec<f64> = w_norm
+            .iter()
+            .map(|&x| if x > 0.0 && x.is_finite() { x } else { 1.0 })
+            .collect();
+        let (keep, denom) = (column(&keep, &device), column(&denom, &device));
+        let next = w.mul(keep.clone().neg().add_scalar(1.0)) / denom + v * keep;
+        v = if restart.iter().any(|&r| r > 0.0) {
+            let restart = column(&restart, &device);
+            next * restart.clone().neg().add_scalar(1.0) + v_start.clone() * restart
+        } else {
+            next
+        };
+        shift_col = column(&shift, &device);
+    }
+    Ok(out)
+}
+
+/// Sharpness of a classifier on a fixed batch: each member's mean
+/// cross-entropy, as in training.
+pub fn classifier_lambda_max<M: Classifier>(
+    model: &M,
+    batch: &RetrievalBatch,
+    member_seeds: &[u64],
+    opts: &PowerOptions,
+) -> anyhow::Result<Vec<MemberSharpness>> {
+    lambda_max(
+        model,
+        |m: &M| member_cross_entropy(m.logits(batch.tokens.clone()), batch.labels.clone()),
+        member_seeds,
+        opts,
+    )
+}
+
+/// One line of `sharpness.json`: a (cell, seed) at initialisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharpnessEntry {
+    pub method: String,
+    pub rank: usize,
+    /// The cell's variant, `alpha_rule/init/targets` as in the records.
+    pub variant: String,
+    pub seed: u64,
+    pub lambda_max: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    pub epsilon: f64,
+    pub history: Vec<f64>,
+    /// The dominant eigenvalue when negative (λmax then from the shifted
+    /// second phase).
+    #[serde(default)]
+    pub dominant_negative: Option<f64>,
+}
+
+/// `sharpness.json`: how λmax was measured, and one entry per (cell, seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharpnessFile {
+    pub experiment: String,
+    /// The config's results hash (`trials.jsonl` of the same setup has it).
+    pub config_hash: String,
+    /// The first `examples` fine-tuning training examples, one batch.
+    pub examples: usize,
+    pub max_iters: usize,
+    pub tol: f64,
+    pub eps_rel: f64,
+    pub backend: String,
+    pub seconds: f64,
+    pub entries: Vec<SharpnessEntry>,
+}
+
+impl SharpnessFile {
+    /// Mean λmax over seeds per cell, as `figs` pairs them with best LRs.
+    pub fn cells(&self) -> Vec<figs::SharpnessCell> {
+        let mut cells: Vec<figs::SharpnessCell> = Vec::new();
+        let mut counts: Vec<usize> = Vec::new();
+        for e in &self.entries {
+            match cells
+                .iter()
+                .position(|c| c.method == e.method && c.rank == e.rank && c.variant == e.variant)
+            {
+                Some(i) => {
+                    cells[i].lambda_max += e.lambda_max;
+                    counts[i] += 1;
+                }
+                None => {
+                    cells.push(figs::SharpnessCell {
+                        method: e.method.clone(),
+                        rank: e.rank,
+                        variant: e.variant.clone(),
+                        lambda_max: e.lambda_max,
+                    });
+                    counts.push(1);
+                }
+            }
+        }
+        for (cell, n) in cells.iter_mut().zip(counts) {
+            cell.lambda_max /= n as f64;
+        }
+        cells
+    }
+}
+
+/// Reads `<out>/sharpness.json`; `None` when there is none.
+pub fn read_sharpness(out: &Path) -> anyhow::Result<Option<SharpnessFile>> {
+    let path = out.join("sharpness.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a sharpness file; delete it and rerun `lrscape sharpness`",
+            path.display()
+        )
+    })?;
+    Ok(Some(file))
+}
+
+/// The variant label of a cell, as its trial records spell it.
+pub fn cell_variant(config: &ExperimentConfig, cell: &Cell) -> String {
+    if cell.lora.is_some() {
+        format!(
+            "{}/{}/{}",
+            config.grid.alpha.label(),
+            init_label(config.grid.init),
+            targets_label(&config.grid.targets)
+        )
+    } else {
+        "none/none/all".into()
+    }
+}
+
+/// What `lrscape sharpness` is asked to do.
+pub struct SharpnessOptions {
+    pub out: PathBuf,
+    pub device: SelectedDevice,
+    /// Fine-tuning training examples in the fixed batch.
+    pub examples: usize,
+    pub power: PowerOptions,
+    /// The config file, for messages naming a command.
+    pub config_path: Option<PathBuf>,
+}
+
+/// `lrscape sharpness`: λmax at initialisation of every cell of the grid
+/// (every seed of a cell is one member of one population) on the cached
+/// base, written to `<out>/sharpness.json`.
+pub fn measure_grid(
+    config: &ExperimentConfig,
+    opts: &SharpnessOptions,
+) -> anyhow::Result<SharpnessFile> {
+    let started = Instant::now();
+    let device = opts.device.device.clone().autodiff();
+    let (base, _) = crate::pretrain::load_base(config, &opts.out, &device).map_err(|e| {
+        let config_arg = opts
+            .config_path
+            .as_ref()
+            .map_or_else(|| "<file>".to_string(), |p| p.display().to_string());
+        anyhow::anyhow!(
+            "{e:#}. `lrscape sharpness` measures on the cached base: run `lrscape pretrain \
+             --config {config_arg} --out {}` first",
+            opts.out.display()
+        )
+    })?;
+    let (train, _) = crate::runner::finetune_data(config)?;
+    if opts.examples == 0 || opts.examples > train.len() {
+        anyhow::bail!(
+            "--examples {}: between 1 and the {} fine-tuning training examples \
+             (task.n_finetune_train)",
+            opts.examples,
+            train.len()
+        );
+    }
+    let rows: Vec<usize> = (0..opts.examples).collect();
+    let batch = RetrievalBatch::gather(&train, &[&rows], &device);
+    let seeds = config.grid.seeds.clone();
+    let mut entries = Vec::new();
+    for cell in config.cells() {
+        let cell_started = Instant::now();
+        let lora = cell
+            .lora
+            .clone()
+            .unwrap_or_else(|| peft::LoraConfig::new(Method::Full, 1));
+        let model = PeftModel::new(base.clone(), &config.model, &lora, &seeds)
+            .map_err(|e| anyhow::anyhow!("cell {} r={}: {e}", cell.method.name(), cell.rank))?;
+        let result = classifier_lambda_max(&model, &batch, &seeds, &opts.power)
+            .with_context(|| format!("cell {} r={}", cell.method.name(), cell.rank))?;
+        let variant = cell_variant(config, &cell);
+        for (seed, m) in seeds.iter().zip(result) {
+            eprintln!(
+                "{} r={} seed {seed}: λmax {:.4} ({} iterations{}{})",
+                cell.method.name(),
+                cell.rank,
+                m.lambda_max,
+                m.iterations,
+                m.dominant_negative
+                    .map(|l| format!(", dominant eigenvalue {l:.4}"))
+                    .unwrap_or_default(),
+                if m.converged { "" } else { ", not converged" }
+            );
+            entries.push(SharpnessEntry {
+                method: cell.method.name().to_string(),
+                rank: cell.rank,
+                variant: variant.clone(),
+                seed: *seed,
+                lambda_max: m.lambda_max,
+                iterations: m.iterations,
+                converged: m.converged,
+                epsilon: m.epsilon,
+                history: m.history,
+                dominant_negative: m.dominant_negative,
+            });
+        }
+        eprintln!(
+            "{} r={}: {:.0}s",
+            cell.method.name(),
+            cell.rank,
+            cell_started.elapsed().as_secs_f64()
+        );
+    }
+    let file = SharpnessFile {
+        experiment: config.name.clone(),
+        config_hash: config.results_hash(),
+        examples: opts.examples,
+        max_iters: opts.power.max_iters,
+        tol: opts.power.tol,
+        eps_rel: opts.power.eps_rel,
+        backend: opts.device.backend.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        entries,
+    };
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    write_atomic(
+        &opts.out.join("sharpness.json"),
+        &(serde_json::to_string_pretty(&file)? + "\n"),
+    )?;
+    Ok(file)
+}
+
+/// The table `lrscape sharpness` prints: λmax per cell beside the best LR
+/// of `trials`, and the fit across cells.
+pub fn sharpness_table(file: &SharpnessFile, trials: &[records::TrialRecord]) -> String {
+    let curves = records::cell_curves(trials);
+    let points = figs::sharpness_points(&curves, &file.cells());
+    let mut out = format!(
+        "{:<10} {:>5} {:>11} {:>10} {:>12}\n",
+        "method", "rank", "lambda_max", "best_lr", "lr*lambda"
+    );
+    for p in &points {
+        out.push_str(&format!(
+            "{:<10} {:>5} {:>11.4} {:>10.3e} {:>12.4}\n",
+            p.method,
+            p.rank,
+            p.lambda_max,
+            p.best_lr,
+            p.best_lr * p.lambda_max
+        ));
+    }
+    match figs::sharpness_fit(&points) {
+        Some(fit) => out.push_str(&format!(
+            "{} cells: log λmax vs log best LR: Pearson {:+.3}, Spearman {:+.3}; \
+             best_lr ≈ c/λmax with c = {:.4} (geometric mean; × / ÷ {:.2} geometric SD, \
+             range {:.4} … {:.4})\n",
+            fit.n, fit.pearson, fit.spearman, fit.c, fit.c_spread, fit.c_min, fit.c_max
+        )),
+        None => out.push_str(
+            "no fit: fewer than 2 cells have both a λmax > 0 and a best LR in the records\n",
+        ),
+    }
+    out
+}
