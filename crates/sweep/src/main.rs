@@ -204,8 +204,8 @@ enum Command {
         force: bool,
     },
     /// λmax of the fine-tuning loss Hessian (w.r.t. the trainable parameters)
-    /// at initialisation, per grid cell and seed, on the cached base, by power
-    /// iteration on finite-difference Hessian-vector products; writes
+    /// at initialisation, per grid cell and seed, on the cached base, by the
+    /// Lanczos iteration on finite-difference Hessian-vector products; writes
     /// sharpness.json and, with trials.jsonl there, pairs each cell's λmax
     /// with its best learning rate (correlations and c in best_lr ≈ c/λmax).
     Sharpness {
@@ -223,7 +223,7 @@ enum Command {
         /// Fine-tuning training examples in the one fixed batch (the first N).
         #[arg(long, default_value_t = 256)]
         examples: usize,
-        /// Most power iterations (Hessian-vector products) per cell.
+        /// Most Lanczos iterations (Hessian-vector products) per cell.
         #[arg(long, default_value_t = 100)]
         iters: usize,
         /// Relative tolerance on λ between iterations.
@@ -431,7 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .validate()
                 .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))?;
             if iters == 0 {
-                anyhow::bail!("--iters 0: at least 1 power iteration");
+                anyhow::bail!("--iters 0: at least 1 iteration");
             }
             if !(tol.is_finite() && tol > 0.0 && tol < 1.0) {
                 anyhow::bail!("--tol {tol}: a relative tolerance in (0, 1), e.g. 1e-3");

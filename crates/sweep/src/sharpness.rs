@@ -4,7 +4,9 @@
 //! Burn's autodiff is first-order, so Hessian-vector products are central
 //! finite differences of gradients,
 //! `Hv ≈ (g(θ + εv) − g(θ − εv)) / (2ε)` with `‖v‖ = 1`, and λmax comes from
-//! power iteration on them (the Rayleigh quotient `vᵀHv` of the iterate).
+//! power iteration ([`lambda_max`]: the Rayleigh quotient `vᵀHv` of the
+//! iterate) or, as `lrscape sharpness` does, from the Lanczos iteration on
+//! the same products ([`lanczos_lambda_max`], below).
 //!
 //! **Members.** Every trainable tensor carries the member axis, and the loss
 //! is the sum of the members' own losses, so one backward pass gives every
@@ -27,8 +29,18 @@
 //! default study's base, where the fine-tuning task is new), a second phase
 //! runs power iteration on `H − λ_neg I`, whose spectrum is shifted to
 //! `[0, λmax − λ_neg]`, so it converges to the largest eigenvalue λmax. A
-//! phase stops when `|λ_k − λ_{k−1}| ≤ tol · |λ_k − σ|` (σ its shift) or
-//! after `max_iters` products.
+//! phase stops when `|λ_k − λ_{k−1}| ≤ tol · |λ_k|` or after `max_iters`
+//! products. That second phase converges at the rate
+//! `(λ₂ − λ_neg)/(λmax − λ_neg)`, hopeless when `|λ_neg| ≫ λmax`, which is
+//! what the default study's cells have (λ_neg down to −95, λmax ≈ 1).
+//!
+//! **Lanczos.** [`lanczos_lambda_max`] (what `lrscape sharpness` uses) runs
+//! the Lanczos iteration on the same Hessian-vector products, with full
+//! reorthogonalisation, and takes the largest eigenvalue of the tridiagonal
+//! matrix (bisection on Sturm counts): the extreme Ritz values converge
+//! fast at both ends of the spectrum whatever the sign of the dominant one.
+//! It stops when the largest Ritz value moves by at most `tol` relative
+//! between iterations, or after `max_iters` products.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -46,13 +58,14 @@ use crate::config::{Cell, ExperimentConfig, init_label, targets_label};
 use crate::device::SelectedDevice;
 use crate::store::write_atomic;
 
-/// How the power iteration runs.
+/// How the iteration (power or Lanczos) runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PowerOptions {
-    /// Most Hessian-vector products per member and phase (a second phase
-    /// runs only when the dominant eigenvalue is negative).
+    /// Most Hessian-vector products per member (power iteration: per phase;
+    /// a second phase runs only when the dominant eigenvalue is negative).
     pub max_iters: usize,
-    /// Stop a member when `|λ_k − λ_{k−1}| ≤ tol · |λ_k|`.
+    /// Stop a member when `|λ_k − λ_{k−1}| ≤ tol · |λ_k|` (λ_k: the Rayleigh
+    /// quotient, or Lanczos' largest Ritz value, after product k).
     pub tol: f64,
     /// ε relative to the member's parameter norm (see the module docs).
     pub eps_rel: f64,
@@ -83,9 +96,10 @@ pub struct MemberSharpness {
     pub epsilon: f64,
     /// λ after each iteration, up to `iterations` (both phases).
     pub history: Vec<f64>,
-    /// The dominant eigenvalue when it was negative (the first phase's
-    /// result; λmax then comes from a second phase on `H − λI`).
-    pub dominant_negative: Option<f64>,
+    /// The most negative eigenvalue found, when there is one (power
+    /// iteration: the dominant eigenvalue, then λmax from a second phase on
+    /// `H − λI`; Lanczos: the smallest Ritz value).
+    pub lambda_min: Option<f64>,
 }
 
 /// Numbers drawn by SplitMix64: portable, no dependency.
@@ -284,7 +298,7 @@ where
             converged: false,
             epsilon,
             history: Vec::new(),
-            dominant_negative: None,
+            lambda_min: None,
         })
         .collect();
     // Per member: the shift σ (0, then the dominant negative eigenvalue),
@@ -313,16 +327,16 @@ where
             member.lambda_max = lambda[m];
             member.iterations = k;
             member.history.push(lambda[m]);
-            let settled = phase_iters[m] > 1
-                && (lambda[m] - previous[m]).abs() <= opts.tol * (lambda[m] - shift[m]).abs();
+            let settled =
+                phase_iters[m] > 1 && (lambda[m] - previous[m]).abs() <= opts.tol * lambda[m].abs();
             previous[m] = lambda[m];
             if !(settled || phase_iters[m] >= opts.max_iters) {
                 continue;
             }
-            if member.dominant_negative.is_none() && lambda[m] < 0.0 {
+            if member.lambda_min.is_none() && lambda[m] < 0.0 {
                 // The most negative curvature dominates: start again on
                 // H − λI, whose dominant eigenvalue is λmax − λ ≥ 0.
-                member.dominant_negative = Some(lambda[m]);
+                member.lambda_min = Some(lambda[m]);
                 shift[m] = lambda[m];
                 phase_iters[m] = 0;
                 previous[m] = f64::NAN;
@@ -358,15 +372,187 @@ where
     Ok(out)
 }
 
+/// Largest and smallest eigenvalue of the symmetric tridiagonal matrix with
+/// diagonal `alpha` and off-diagonal `beta` (bisection on Sturm counts).
+pub fn tridiagonal_extremes(alpha: &[f64], beta: &[f64]) -> (f64, f64) {
+    let n = alpha.len();
+    let radius = |i: usize| {
+        let left = if i > 0 { beta[i - 1].abs() } else { 0.0 };
+        let right = if i + 1 < n { beta[i].abs() } else { 0.0 };
+        left + right
+    };
+    let lo0 = (0..n)
+        .map(|i| alpha[i] - radius(i))
+        .fold(f64::INFINITY, f64::min);
+    let hi0 = (0..n)
+        .map(|i| alpha[i] + radius(i))
+        .fold(f64::NEG_INFINITY, f64::max);
+    // Eigenvalues below x.
+    let below = |x: f64| {
+        let mut count = 0;
+        let mut d = 1.0;
+        for i in 0..n {
+            let off = if i > 0 {
+                beta[i - 1] * beta[i - 1]
+            } else {
+                0.0
+            };
+            d = alpha[i] - x - if i > 0 { off / d } else { 0.0 };
+            if d == 0.0 {
+                d = -f64::EPSILON * (x.abs() + 1.0);
+            }
+            if d < 0.0 {
+                count += 1;
+            }
+        }
+        count
+    };
+    let bisect = |target: usize| {
+        // The smallest x with `below(x) > target`: eigenvalue `target` (0-based).
+        let (mut lo, mut hi) = (lo0 - 1e-12, hi0 + 1e-12);
+        for _ in 0..200 {
+            let mid = 0.5 * (lo + hi);
+            if below(mid) > target {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+            if hi - lo <= 1e-14 * (lo.abs() + hi.abs()).max(1e-300) {
+                break;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    (bisect(n - 1), bisect(0))
+}
+
+/// λmax of the Hessian of `loss` with respect to the trainable parameters
+/// of `model`, per member, by the Lanczos iteration (full
+/// reorthogonalisation) on finite-difference Hessian-vector products; same
+/// arguments and ε as [`lambda_max`]. `history` holds the largest Ritz value
+/// after each product.
+pub fn lanczos_lambda_max<M, F>(
+    model: &M,
+    loss: F,
+    member_seeds: &[u64],
+    opts: &PowerOptions,
+) -> anyhow::Result<Vec<MemberSharpness>>
+where
+    M: Module,
+    F: Fn(&M) -> Tensor<1>,
+{
+    let c = member_seeds.len();
+    if c == 0 {
+        anyhow::bail!("member_seeds is empty: at least one member");
+    }
+    if opts.max_iters == 0 {
+        anyhow::bail!("max_iters = 0: at least 1 iteration");
+    }
+    if !(opts.tol.is_finite() && opts.tol > 0.0) {
+        anyhow::bail!("tol = {}: a finite tolerance > 0", opts.tol);
+    }
+    if !(opts.eps_rel.is_finite() && opts.eps_rel > 0.0) {
+        anyhow::bail!("eps_rel = {}: a finite step > 0", opts.eps_rel);
+    }
+    let n: usize = trainable_sizes(model, c)?.iter().sum();
+    let theta = flatten(model, c, None);
+    let device = theta.device();
+    let norms = host(theta.square().sum_dim(1).sqrt());
+    let eps: Vec<f64> = norms.iter().map(|t| opts.eps_rel * t.max(1.0)).collect();
+    let eps_col = column(&eps, &device);
+    let mut start = Vec::with_capacity(c * n);
+    for &seed in member_seeds {
+        let mut rng = SplitMix64(opts.seed ^ seed.wrapping_mul(0xA076_1D64_78BD_642F));
+        start.extend((0..n).map(|_| rng.next_f32()));
+    }
+    let v0: Tensor<2> = Tensor::from_data(TensorData::new(start, [c, n]), &device);
+    let mut q = v0.clone() / v0.square().sum_dim(1).sqrt();
+    let hvp = |v: Tensor<2>| -> Tensor<2> {
+        let step = v * eps_col.clone();
+        let grad_at = |delta: Tensor<2>| {
+            let moved = shifted(model, delta);
+            let total = loss(&moved).sum();
+            let mut grads = GradientsParams::from_grads(total.backward(), &moved);
+            flatten(&moved, c, Some(&mut grads))
+        };
+        (grad_at(step.clone()) - grad_at(step.neg())) / eps_col.clone().mul_scalar(2.0)
+    };
+    let mut out: Vec<MemberSharpness> = eps
+        .iter()
+        .map(|&epsilon| MemberSharpness {
+            lambda_max: f64::NAN,
+            iterations: 0,
+            converged: false,
+            epsilon,
+            history: Vec::new(),
+            lambda_min: None,
+        })
+        .collect();
+    let mut basis: Vec<Tensor<2>> = Vec::new();
+    let mut alphas: Vec<Vec<f64>> = vec![Vec::new(); c];
+    let mut betas: Vec<Vec<f64>> = vec![Vec::new(); c];
+    let mut done = vec![false; c];
+    let mut previous: Option<Tensor<2>> = None;
+    let mut beta_col = column(&vec![0.0; c], &device);
+    for k in 1..=opts.max_iters {
+        let mut w = hvp(q.clone());
+        let alpha = host((q.clone() * w.clone()).sum_dim(1));
+        w = w - q.clone() * column(&alpha, &device);
+        if let Some(prev) = &previous {
+            w = w - prev.clone() * beta_col.clone();
+        }
+        basis.push(q.clone());
+        // Full reorthogonalisation against every basis vector, per member.
+        for b in &basis {
+            let coef = (b.clone() * w.clone()).sum_dim(1);
+            w = w - b.clone() * coef;
+        }
+        let beta = host(w.clone().square().sum_dim(1).sqrt());
+        for m in 0..c {
+            if done[m] {
+                continue;
+            }
+            alphas[m].push(alpha[m]);
+            let (top, bottom) = tridiagonal_extremes(&alphas[m], &betas[m]);
+            let member = &mut out[m];
+            let last = member.lambda_max;
+            member.lambda_max = top;
+            member.lambda_min = (bottom < 0.0).then_some(bottom);
+            member.iterations = k;
+            member.history.push(top);
+            let settled = k > 1 && (top - last).abs() <= opts.tol * top.abs();
+            // An invariant subspace (β ≈ 0): the Ritz values are exact.
+            let exhausted = beta[m] <= 1e-7 * alpha[m].abs().max(1e-12) || k >= n;
+            if settled || exhausted {
+                member.converged = true;
+                done[m] = true;
+            } else {
+                betas[m].push(beta[m]);
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        let denom: Vec<f64> = beta
+            .iter()
+            .map(|&b| if b > 0.0 && b.is_finite() { b } else { 1.0 })
+            .collect();
+        beta_col = column(&beta, &device);
+        previous = Some(q);
+        q = w / column(&denom, &device);
+    }
+    Ok(out)
+}
+
 /// Sharpness of a classifier on a fixed batch: each member's mean
-/// cross-entropy, as in training.
+/// cross-entropy, as in training (Lanczos, [`lanczos_lambda_max`]).
 pub fn classifier_lambda_max<M: Classifier>(
     model: &M,
     batch: &RetrievalBatch,
     member_seeds: &[u64],
     opts: &PowerOptions,
 ) -> anyhow::Result<Vec<MemberSharpness>> {
-    lambda_max(
+    lanczos_lambda_max(
         model,
         |m: &M| member_cross_entropy(m.logits(batch.tokens.clone()), batch.labels.clone()),
         member_seeds,
@@ -388,10 +574,9 @@ pub struct SharpnessEntry {
     pub converged: bool,
     pub epsilon: f64,
     pub history: Vec<f64>,
-    /// The dominant eigenvalue when negative (λmax then from the shifted
-    /// second phase).
+    /// The most negative eigenvalue found, if any.
     #[serde(default)]
-    pub dominant_negative: Option<f64>,
+    pub lambda_min: Option<f64>,
 }
 
 /// `sharpness.json`: how λmax was measured, and one entry per (cell, seed).
@@ -536,8 +721,8 @@ pub fn measure_grid(
                 cell.rank,
                 m.lambda_max,
                 m.iterations,
-                m.dominant_negative
-                    .map(|l| format!(", dominant eigenvalue {l:.4}"))
+                m.lambda_min
+                    .map(|l| format!(", λmin {l:.4}"))
                     .unwrap_or_default(),
                 if m.converged { "" } else { ", not converged" }
             );
@@ -551,7 +736,7 @@ pub fn measure_grid(
                 converged: m.converged,
                 epsilon: m.epsilon,
                 history: m.history,
-                dominant_negative: m.dominant_negative,
+                lambda_min: m.lambda_min,
             });
         }
         eprintln!(

@@ -6,7 +6,9 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use peft::PeftModel;
 use sweep::ExperimentConfig;
-use sweep::sharpness::{PowerOptions, classifier_lambda_max, lambda_max};
+use sweep::sharpness::{
+    PowerOptions, classifier_lambda_max, lambda_max, lanczos_lambda_max, tridiagonal_extremes,
+};
 use synth_data::RetrievalBatch;
 use tinyformer::Tinyformer;
 
@@ -83,12 +85,31 @@ fn quadratic_lambda_max_is_the_largest_eigenvalue_per_member() {
         tol: 1e-5,
         ..PowerOptions::default()
     };
-    let result = lambda_max(&model, loss, &[7, 8, 9], &opts).unwrap();
+    for lanczos in [false, true] {
+        let result = if lanczos {
+            lanczos_lambda_max(&model, loss, &[7, 8, 9], &opts).unwrap()
+        } else {
+            lambda_max(&model, loss, &[7, 8, 9], &opts).unwrap()
+        };
+        check(&result, &expected, lanczos);
+    }
+    // Bad options are errors naming the field.
+    let bad = PowerOptions {
+        max_iters: 0,
+        ..opts
+    };
+    let err = lambda_max(&model, loss, &[7, 8, 9], &bad).unwrap_err();
+    assert!(err.to_string().contains("max_iters"), "{err}");
+    let err = lanczos_lambda_max(&model, loss, &[7, 8, 9], &bad).unwrap_err();
+    assert!(err.to_string().contains("max_iters"), "{err}");
+}
+
+fn check(result: &[sweep::sharpness::MemberSharpness], expected: &[f64], lanczos: bool) {
     for (member, (r, want)) in result.iter().zip(expected).enumerate() {
         let rel = (r.lambda_max - want).abs() / want;
         assert!(
             rel < 1e-2,
-            "member {member}: λmax {} vs {want} (history {:?})",
+            "lanczos {lanczos}, member {member}: λmax {} vs {want} (history {:?})",
             r.lambda_max,
             r.history
         );
@@ -98,18 +119,36 @@ fn quadratic_lambda_max_is_the_largest_eigenvalue_per_member() {
         // ‖θ_c‖ > 1: ε is relative to it.
         assert!(r.epsilon > 1e-3, "{}", r.epsilon);
     }
-    assert_eq!(result[0].dominant_negative, None);
-    let negative = result[2]
-        .dominant_negative
-        .expect("a negative dominant eigenvalue");
-    assert!((negative + 6.0).abs() < 6e-2, "{negative}");
-    // Bad options are errors naming the field.
-    let bad = PowerOptions {
-        max_iters: 0,
-        ..opts
-    };
-    let err = lambda_max(&model, loss, &[7, 8, 9], &bad).unwrap_err();
-    assert!(err.to_string().contains("max_iters"), "{err}");
+    // Member 1's spectrum is positive; member 2's most negative is −6.
+    assert_eq!(result[1].lambda_min, None, "lanczos {lanczos}");
+    let negative = result[2].lambda_min.expect("a negative eigenvalue");
+    assert!(
+        (negative + 6.0).abs() < 6e-2,
+        "lanczos {lanczos}: {negative}"
+    );
+}
+
+#[test]
+fn tridiagonal_extremes_match_closed_forms() {
+    // [[2, 1], [1, 3]]: (5 ± √5)/2.
+    let (top, bottom) = tridiagonal_extremes(&[2.0, 3.0], &[1.0]);
+    assert!((top - (5.0 + 5f64.sqrt()) / 2.0).abs() < 1e-12, "{top}");
+    assert!(
+        (bottom - (5.0 - 5f64.sqrt()) / 2.0).abs() < 1e-12,
+        "{bottom}"
+    );
+    // The n×n matrix with 2 on the diagonal and −1 beside it has
+    // eigenvalues 2 − 2cos(kπ/(n+1)), k = 1..n.
+    let n = 7;
+    let (top, bottom) = tridiagonal_extremes(&vec![2.0; n], &vec![-1.0; n - 1]);
+    let angle = std::f64::consts::PI / (n as f64 + 1.0);
+    assert!((top - (2.0 + 2.0 * angle.cos())).abs() < 1e-12, "{top}");
+    assert!(
+        (bottom - (2.0 - 2.0 * angle.cos())).abs() < 1e-12,
+        "{bottom}"
+    );
+    let (top, bottom) = tridiagonal_extremes(&[-4.0], &[]);
+    assert!((top + 4.0).abs() < 1e-12 && (bottom + 4.0).abs() < 1e-12);
 }
 
 #[test]
