@@ -671,8 +671,9 @@ pub struct SharpnessOptions {
 }
 
 /// `lrscape sharpness`: λmax at initialisation of every cell of the grid
-/// (every seed of a cell is one member of one population) on the cached
-/// base, written to `<out>/sharpness.json`.
+/// (every seed of a cell is one member of one population; methods whose
+/// init does not depend on the seed are measured once) on the cached base,
+/// written to `<out>/sharpness.json`.
 pub fn measure_grid(
     config: &ExperimentConfig,
     opts: &SharpnessOptions,
@@ -709,10 +710,21 @@ pub fn measure_grid(
             .lora
             .clone()
             .unwrap_or_else(|| peft::LoraConfig::new(Method::Full, 1));
-        let model = PeftModel::new(base.clone(), &config.model, &lora, &seeds)
+        // PiSSA/MiLoRA factors and full fine-tuning do not depend on the
+        // seed (every member starts identical): measured once, recorded
+        // for every seed.
+        let seed_free = matches!(
+            cell.method,
+            Method::Pissa | Method::Milora | Method::PissaSeed | Method::MiloraSeed | Method::Full
+        );
+        let members: &[u64] = if seed_free { &seeds[..1] } else { &seeds };
+        let model = PeftModel::new(base.clone(), &config.model, &lora, members)
             .map_err(|e| anyhow::anyhow!("cell {} r={}: {e}", cell.method.name(), cell.rank))?;
-        let result = classifier_lambda_max(&model, &batch, &seeds, &opts.power)
+        let mut result = classifier_lambda_max(&model, &batch, members, &opts.power)
             .with_context(|| format!("cell {} r={}", cell.method.name(), cell.rank))?;
+        if seed_free {
+            result = vec![result[0].clone(); seeds.len()];
+        }
         let variant = cell_variant(config, &cell);
         for (seed, m) in seeds.iter().zip(result) {
             eprintln!(
