@@ -238,6 +238,95 @@ fn host(t: Tensor<2>) -> Vec<f64> {
         .collect()
 }
 
+/// What both solvers share: the checked options, each member's ε, its
+/// normalised start vector, and the finite-difference Hessian-vector product.
+struct HvpSetup {
+    /// Members.
+    c: usize,
+    /// Trainable values per member.
+    n: usize,
+    eps: Vec<f64>,
+    /// `eps` as a `[C, 1]` column.
+    eps_col: Tensor<2>,
+    /// `[C, n]`, unit norm per member, drawn from the member's seed.
+    v_start: Tensor<2>,
+    device: Device,
+}
+
+impl HvpSetup {
+    fn new<M: Module>(
+        model: &M,
+        member_seeds: &[u64],
+        opts: &PowerOptions,
+    ) -> anyhow::Result<Self> {
+        let c = member_seeds.len();
+        if c == 0 {
+            anyhow::bail!("member_seeds is empty: at least one member");
+        }
+        if opts.max_iters == 0 {
+            anyhow::bail!("max_iters = 0: at least 1 iteration");
+        }
+        if !(opts.tol.is_finite() && opts.tol > 0.0) {
+            anyhow::bail!("tol = {}: a finite tolerance > 0", opts.tol);
+        }
+        if !(opts.eps_rel.is_finite() && opts.eps_rel > 0.0) {
+            anyhow::bail!("eps_rel = {}: a finite step > 0", opts.eps_rel);
+        }
+        let n: usize = trainable_sizes(model, c)?.iter().sum();
+        let theta = flatten(model, c, None);
+        let device = theta.device();
+        let norms = host(theta.square().sum_dim(1).sqrt());
+        let eps: Vec<f64> = norms.iter().map(|t| opts.eps_rel * t.max(1.0)).collect();
+        let eps_col = column(&eps, &device);
+        // Start vectors: member c's own stream, normalised.
+        let mut start = Vec::with_capacity(c * n);
+        for &seed in member_seeds {
+            let mut rng = SplitMix64(opts.seed ^ seed.wrapping_mul(0xA076_1D64_78BD_642F));
+            start.extend((0..n).map(|_| rng.next_f32()));
+        }
+        let v0: Tensor<2> = Tensor::from_data(TensorData::new(start, [c, n]), &device);
+        let v_start = v0.clone() / v0.square().sum_dim(1).sqrt();
+        Ok(HvpSetup {
+            c,
+            n,
+            eps,
+            eps_col,
+            v_start,
+            device,
+        })
+    }
+
+    /// `Hv ≈ (g(θ + εv) − g(θ − εv)) / 2ε`, per member.
+    fn hvp<M, F>(&self, model: &M, loss: &F, v: Tensor<2>) -> Tensor<2>
+    where
+        M: Module,
+        F: Fn(&M) -> Tensor<1>,
+    {
+        let grad_at = |delta: Tensor<2>| {
+            let moved = shifted(model, delta);
+            let total = loss(&moved).sum();
+            let mut grads = GradientsParams::from_grads(total.backward(), &moved);
+            flatten(&moved, self.c, Some(&mut grads))
+        };
+        let step = v * self.eps_col.clone();
+        (grad_at(step.clone()) - grad_at(step.neg())) / self.eps_col.clone().mul_scalar(2.0)
+    }
+
+    fn fresh_results(&self) -> Vec<MemberSharpness> {
+        self.eps
+            .iter()
+            .map(|&epsilon| MemberSharpness {
+                lambda_max: f64::NAN,
+                iterations: 0,
+                converged: false,
+                epsilon,
+                history: Vec::new(),
+                lambda_min: None,
+            })
+            .collect()
+    }
+}
+
 /// λmax of the Hessian of `loss` with respect to the trainable (require-grad)
 /// parameters of `model`, per member, by power iteration on finite-difference
 /// Hessian-vector products. `model` lives on an autodiff device; `loss`
@@ -253,54 +342,11 @@ where
     M: Module,
     F: Fn(&M) -> Tensor<1>,
 {
-    let c = member_seeds.len();
-    if c == 0 {
-        anyhow::bail!("member_seeds is empty: at least one member");
-    }
-    if opts.max_iters == 0 {
-        anyhow::bail!("max_iters = 0: at least 1 iteration");
-    }
-    if !(opts.tol.is_finite() && opts.tol > 0.0) {
-        anyhow::bail!("tol = {}: a finite tolerance > 0", opts.tol);
-    }
-    if !(opts.eps_rel.is_finite() && opts.eps_rel > 0.0) {
-        anyhow::bail!("eps_rel = {}: a finite step > 0", opts.eps_rel);
-    }
-    let n: usize = trainable_sizes(model, c)?.iter().sum();
-    let theta = flatten(model, c, None);
-    let device = theta.device();
-    let norms = host(theta.square().sum_dim(1).sqrt());
-    let eps: Vec<f64> = norms.iter().map(|t| opts.eps_rel * t.max(1.0)).collect();
-    let eps_col = column(&eps, &device);
-
-    // Start vectors: member c's own stream, normalised.
-    let mut start = Vec::with_capacity(c * n);
-    for &seed in member_seeds {
-        let mut rng = SplitMix64(opts.seed ^ seed.wrapping_mul(0xA076_1D64_78BD_642F));
-        start.extend((0..n).map(|_| rng.next_f32()));
-    }
-    let v0: Tensor<2> = Tensor::from_data(TensorData::new(start, [c, n]), &device);
-    let v_start = v0.clone() / v0.square().sum_dim(1).sqrt();
+    let setup = HvpSetup::new(model, member_seeds, opts)?;
+    let (c, device) = (setup.c, setup.device.clone());
+    let v_start = setup.v_start.clone();
     let mut v = v_start.clone();
-
-    let grad_at = |delta: Tensor<2>| -> Tensor<2> {
-        let moved = shifted(model, delta);
-        let total = loss(&moved).sum();
-        let mut grads = GradientsParams::from_grads(total.backward(), &moved);
-        flatten(&moved, c, Some(&mut grads))
-    };
-
-    let mut out: Vec<MemberSharpness> = eps
-        .iter()
-        .map(|&epsilon| MemberSharpness {
-            lambda_max: f64::NAN,
-            iterations: 0,
-            converged: false,
-            epsilon,
-            history: Vec::new(),
-            lambda_min: None,
-        })
-        .collect();
+    let mut out = setup.fresh_results();
     // Per member: the shift σ (0, then the dominant negative eigenvalue),
     // iterations in the current phase, and whether it is finished.
     let mut shift = vec![0.0; c];
@@ -309,10 +355,7 @@ where
     let mut previous = vec![f64::NAN; c];
     let mut shift_col = column(&shift, &device);
     for k in 1..=2 * opts.max_iters {
-        let step = v.clone() * eps_col.clone();
-        let plus = grad_at(step.clone());
-        let minus = grad_at(step.neg());
-        let hv = (plus - minus) / eps_col.clone().mul_scalar(2.0);
+        let hv = setup.hvp(model, &loss, v.clone());
         // λ = vᵀHv (‖v‖ = 1); the iteration runs on H − σI.
         let lambda = host((v.clone() * hv.clone()).sum_dim(1));
         let w = hv - v.clone() * shift_col.clone();
@@ -441,53 +484,11 @@ where
     M: Module,
     F: Fn(&M) -> Tensor<1>,
 {
-    let c = member_seeds.len();
-    if c == 0 {
-        anyhow::bail!("member_seeds is empty: at least one member");
-    }
-    if opts.max_iters == 0 {
-        anyhow::bail!("max_iters = 0: at least 1 iteration");
-    }
-    if !(opts.tol.is_finite() && opts.tol > 0.0) {
-        anyhow::bail!("tol = {}: a finite tolerance > 0", opts.tol);
-    }
-    if !(opts.eps_rel.is_finite() && opts.eps_rel > 0.0) {
-        anyhow::bail!("eps_rel = {}: a finite step > 0", opts.eps_rel);
-    }
-    let n: usize = trainable_sizes(model, c)?.iter().sum();
-    let theta = flatten(model, c, None);
-    let device = theta.device();
-    let norms = host(theta.square().sum_dim(1).sqrt());
-    let eps: Vec<f64> = norms.iter().map(|t| opts.eps_rel * t.max(1.0)).collect();
-    let eps_col = column(&eps, &device);
-    let mut start = Vec::with_capacity(c * n);
-    for &seed in member_seeds {
-        let mut rng = SplitMix64(opts.seed ^ seed.wrapping_mul(0xA076_1D64_78BD_642F));
-        start.extend((0..n).map(|_| rng.next_f32()));
-    }
-    let v0: Tensor<2> = Tensor::from_data(TensorData::new(start, [c, n]), &device);
-    let mut q = v0.clone() / v0.square().sum_dim(1).sqrt();
-    let hvp = |v: Tensor<2>| -> Tensor<2> {
-        let step = v * eps_col.clone();
-        let grad_at = |delta: Tensor<2>| {
-            let moved = shifted(model, delta);
-            let total = loss(&moved).sum();
-            let mut grads = GradientsParams::from_grads(total.backward(), &moved);
-            flatten(&moved, c, Some(&mut grads))
-        };
-        (grad_at(step.clone()) - grad_at(step.neg())) / eps_col.clone().mul_scalar(2.0)
-    };
-    let mut out: Vec<MemberSharpness> = eps
-        .iter()
-        .map(|&epsilon| MemberSharpness {
-            lambda_max: f64::NAN,
-            iterations: 0,
-            converged: false,
-            epsilon,
-            history: Vec::new(),
-            lambda_min: None,
-        })
-        .collect();
+    let setup = HvpSetup::new(model, member_seeds, opts)?;
+    let (c, n, device) = (setup.c, setup.n, setup.device.clone());
+    let hvp = |v: Tensor<2>| setup.hvp(model, &loss, v);
+    let mut q = setup.v_start.clone();
+    let mut out = setup.fresh_results();
     let mut basis: Vec<Tensor<2>> = Vec::new();
     let mut alphas: Vec<Vec<f64>> = vec![Vec::new(); c];
     let mut betas: Vec<Vec<f64>> = vec![Vec::new(); c];
