@@ -9,7 +9,7 @@ use figs::{FigureOptions, draw_figures, report::ReportInput};
 use serde::{Deserialize, Serialize};
 
 use crate::ExperimentConfig;
-use crate::store::{read_trials, write_atomic};
+use crate::store::write_atomic;
 
 /// One `lrscape run` invocation, appended to `run_log.jsonl` when it ends:
 /// the report's wall time is the sum over the log.
@@ -27,19 +27,14 @@ pub struct RunLogEntry {
     pub git_revision: String,
 }
 
-/// Appends one entry to `<out>/run_log.jsonl`.
-pub fn append_run_log(out: &Path, entry: &RunLogEntry) -> anyhow::Result<()> {
-    append_run_log_to(&out.join("run_log.jsonl"), entry)
-}
-
-/// Appends one entry to the run log at `path` (a shard has its own).
-pub fn append_run_log_to(path: &Path, entry: &RunLogEntry) -> anyhow::Result<()> {
+/// Appends one entry to the run log at `path` (`<out>/run_log.jsonl`; a
+/// shard has its own).
+pub fn append_run_log(path: &Path, entry: &RunLogEntry) -> anyhow::Result<()> {
     use std::io::Write;
-    let path = path.to_path_buf();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     writeln!(file, "{}", serde_json::to_string(entry)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -115,13 +110,13 @@ pub fn write_report(
         eprintln!("warning: {w}");
     }
     let trials = gathered.trials;
-    if trials.is_empty() {
+    let Some(provenance) = trials.last().map(|t| t.provenance.clone()) else {
         anyhow::bail!(
             "{} holds no trial records: run `lrscape run --config <file> --out {}` first",
             out.join("trials.jsonl").display(),
             out.display()
         );
-    }
+    };
     let foreign = trials
         .iter()
         .filter(|t| t.experiment != config.name)
@@ -134,22 +129,16 @@ pub fn write_report(
             config.name
         );
     }
-    let figures = draw_figures(
-        &trials,
-        &FigureOptions::new(out.to_path_buf(), config.grid.parity_rank),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;
+    let options = FigureOptions::new(out.to_path_buf(), config.grid.parity_rank);
+    let mut figures = draw_figures(&trials, &options)
+        .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;
     // λmax per cell (`lrscape sharpness`) beside the best LRs, when measured.
-    let mut figures = figures;
     let sharpness = match crate::sharpness::read_sharpness(out)? {
         Some(file) => {
             let points = figs::sharpness_points(&records::cell_curves(&trials), &file.cells());
             figures.extend(
-                figs::draw_sharpness(
-                    &points,
-                    &FigureOptions::new(out.to_path_buf(), config.grid.parity_rank),
-                )
-                .map_err(|e| anyhow::anyhow!("cannot draw the sharpness figure: {e}"))?,
+                figs::draw_sharpness(&points, &options)
+                    .map_err(|e| anyhow::anyhow!("cannot draw the sharpness figure: {e}"))?,
             );
             Some(points)
         }
@@ -162,39 +151,32 @@ pub fn write_report(
         .collect();
     let comparison = match compare {
         Some(dir) => {
-            let (other, _, warnings) = read_trials(&dir.join("trials.jsonl"))?;
-            for w in warnings {
+            let other = crate::shard::gather(dir)?;
+            for w in &other.warnings {
                 eprintln!("warning: {w}");
             }
-            if other.is_empty() {
+            let Some(name) = other.trials.first().map(|t| t.experiment.clone()) else {
                 anyhow::bail!(
                     "--compare {}: no trial records there (trials.jsonl missing or empty)",
                     dir.display()
                 );
-            }
-            let name = other[0].experiment.clone();
-            Some((name, other))
+            };
+            Some((name, other.trials))
         }
         None => None,
     };
     let log = read_run_log(out)?;
-    let last = trials.last().map(|t| t.provenance.clone());
+    let n_trials = trials.len();
     let input = ReportInput {
         experiment: config.name.clone(),
         description: config.description.clone(),
         config_hash: config.results_hash(),
         config_toml: toml::to_string(config).unwrap_or_default(),
-        git_revision: last
-            .as_ref()
-            .map_or_else(|| "unknown".into(), |p| p.git_revision.clone()),
-        backend: last
-            .as_ref()
-            .map_or_else(|| "unknown".into(), |p| p.backend.clone()),
-        device: last
-            .as_ref()
-            .map_or_else(|| "unknown".into(), |p| p.device.clone()),
+        git_revision: provenance.git_revision,
+        backend: provenance.backend,
+        device: provenance.device,
         wall_seconds: log.iter().map(|e| e.seconds).sum(),
-        trials: trials.clone(),
+        trials,
         figures: relative,
         comparison,
         sharpness,
@@ -204,6 +186,6 @@ pub fn write_report(
     Ok(ReportOutput {
         report,
         figures,
-        trials: trials.len(),
+        trials: n_trials,
     })
 }

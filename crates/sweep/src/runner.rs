@@ -153,7 +153,7 @@ pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::R
         Some(shard) => shard.run_log_file(),
         None => "run_log.jsonl".to_string(),
     };
-    crate::report::append_run_log_to(
+    crate::report::append_run_log(
         &opts.out.join(log_file),
         &crate::report::RunLogEntry {
             ended_unix: std::time::SystemTime::now()
@@ -273,8 +273,7 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
         _ => {}
     }
     for cell in &cells {
-        let mut done = store.done();
-        done.extend(elsewhere_done.iter().cloned());
+        let done = done_keys(&store, &elsewhere_done);
         let wanted: Vec<(f64, u64)> = lrs
             .iter()
             .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
@@ -364,7 +363,14 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
     Ok(summary)
 }
 
-/// Trials of the grid not yet in the store.
+/// Keys of the trials recorded in `store` or read from other records files.
+fn done_keys(store: &TrialStore, elsewhere: &HashSet<TrialKey>) -> HashSet<TrialKey> {
+    let mut done = store.done();
+    done.extend(elsewhere.iter().cloned());
+    done
+}
+
+/// Trials of the grid not yet recorded (in the store or elsewhere).
 fn trials_left(
     config: &ExperimentConfig,
     cells: &[Cell],
@@ -372,8 +378,7 @@ fn trials_left(
     store: &TrialStore,
     elsewhere: &HashSet<TrialKey>,
 ) -> usize {
-    let mut done = store.done();
-    done.extend(elsewhere.iter().cloned());
+    let done = done_keys(store, elsewhere);
     cells
         .iter()
         .flat_map(|cell| {
@@ -382,7 +387,7 @@ fn trials_left(
                     .grid
                     .seeds
                     .iter()
-                    .map(move |&seed| trial_stub(config, cell, lr, seed).key())
+                    .map(move |&seed| trial_key(config, cell, lr, seed))
             })
         })
         .filter(|key| !done.contains(key))
@@ -563,7 +568,7 @@ pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String
         let keys: Vec<_> = lrs
             .iter()
             .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
-            .map(|(lr, seed)| trial_stub(config, &cell, lr, seed).key())
+            .map(|(lr, seed)| trial_key(config, &cell, lr, seed))
             .collect();
         let recorded: Vec<&TrialRecord> =
             trials.iter().filter(|t| keys.contains(&t.key())).collect();
