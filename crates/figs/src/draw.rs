@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::ranged1d::{AsRangedCoord, DefaultFormatting, KeyPointHint, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -368,6 +368,50 @@ fn layout<DB: DrawingBackend>(
     Ok(plot)
 }
 
+/// Axis titles and tick labels of a chart drawn by [`chart_with_axes`].
+struct Axes<'f> {
+    x_desc: &'f str,
+    y_desc: &'f str,
+    x_label: &'f dyn Fn(&f64) -> String,
+    y_label: &'f dyn Fn(&f64) -> String,
+    /// Keep plotters' light grid lines (log-LR axes use them as minor ticks).
+    light_grid: bool,
+}
+
+/// The line charts' common frame: margins, label areas, and the mesh with
+/// the shared fonts and grid style.
+fn chart_with_axes<'a, DB, Y>(
+    plot: &'a DrawingArea<DB, Shift>,
+    x: Ticked,
+    y: Y,
+    axes: &Axes,
+) -> Result<ChartContext<'a, DB, Cartesian2d<Ticked, Y::CoordDescType>>, String>
+where
+    DB: DrawingBackend + 'a,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(plot)
+        .margin(16)
+        .x_label_area_size(60)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .x_label_formatter(axes.x_label)
+        .y_label_formatter(axes.y_label)
+        .label_style(font(16))
+        .axis_desc_style(font(18))
+        .bold_line_style(BLACK.mix(0.12));
+    if !axes.light_grid {
+        mesh.light_line_style(TRANSPARENT);
+    }
+    mesh.draw().map_err(err)?;
+    Ok(chart)
+}
+
 fn error_bar(x: f64, lo: f64, hi: f64, cap: f64, color: RGBColor) -> Vec<PathElement<(f64, f64)>> {
     let style = color.stroke_width(2);
     vec![
@@ -431,25 +475,18 @@ impl Figure for LrSweepFigure<'_> {
             })
             .collect();
         let (y0, y1) = accuracy_range(&ends);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(16)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(ticked(x0..x1, ticks), y0..y1)
-            .map_err(err)?;
-        let fmt = |x: &f64| log_tick_label(*x, decades);
-        chart
-            .configure_mesh()
-            .x_desc("Learning rate (log scale)")
-            .y_desc(ACC_DESC)
-            .x_label_formatter(&fmt)
-            .y_label_formatter(&|y| format!("{y:.2}"))
-            .label_style(font(16))
-            .axis_desc_style(font(18))
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_with_axes(
+            &plot,
+            ticked(x0..x1, ticks),
+            y0..y1,
+            &Axes {
+                x_desc: "Learning rate (log scale)",
+                y_desc: ACC_DESC,
+                x_label: &|x| log_tick_label(*x, decades),
+                y_label: &|y| format!("{y:.2}"),
+                light_grid: false,
+            },
+        )?;
         for s in self.series {
             let color = self.colors.of(&s.kind);
             let pts: Vec<(f64, f64, f64)> = s
@@ -842,24 +879,18 @@ impl Figure for BestVsRankFigure<'_> {
             })
             .collect();
         let (y0, y1) = accuracy_range(&ends);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(16)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(ticked(x0..x1, ticks), y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(RANK_DESC)
-            .y_desc(ACC_DESC)
-            .x_label_formatter(&|x| rank_label(*x))
-            .y_label_formatter(&|y| format!("{y:.2}"))
-            .label_style(font(16))
-            .axis_desc_style(font(18))
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_with_axes(
+            &plot,
+            ticked(x0..x1, ticks),
+            y0..y1,
+            &Axes {
+                x_desc: RANK_DESC,
+                y_desc: ACC_DESC,
+                x_label: &|x| rank_label(*x),
+                y_label: &|y| format!("{y:.2}"),
+                light_grid: false,
+            },
+        )?;
         for p in self.refs.iter().filter(|p| p.mean.is_finite()) {
             chart
                 .draw_series(DashedLineSeries::new(
@@ -957,24 +988,18 @@ impl Figure for BestLrVsRankFigure<'_> {
             yticks = grid;
             decades = false;
         }
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(16)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(ticked(x0..x1, xticks), ticked(y0..y1, yticks))
-            .map_err(err)?;
-        let fmt_y = |y: &f64| log_tick_label(*y, decades);
-        chart
-            .configure_mesh()
-            .x_desc(RANK_DESC)
-            .y_desc("Best learning rate (log scale)")
-            .x_label_formatter(&|x| rank_label(*x))
-            .y_label_formatter(&fmt_y)
-            .label_style(font(16))
-            .axis_desc_style(font(18))
-            .bold_line_style(BLACK.mix(0.12))
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_with_axes(
+            &plot,
+            ticked(x0..x1, xticks),
+            ticked(y0..y1, yticks),
+            &Axes {
+                x_desc: RANK_DESC,
+                y_desc: "Best learning rate (log scale)",
+                x_label: &|x| rank_label(*x),
+                y_label: &|y| log_tick_label(*y, decades),
+                light_grid: true,
+            },
+        )?;
         for p in self.refs.iter().filter(|p| p.lr > 0.0) {
             let y = p.lr.log10();
             chart
@@ -1046,31 +1071,25 @@ impl Figure for ShiftAlignedFigure<'_> {
             .map(f64::from)
             .collect();
         let y0 = min_max(&ys).map_or(0.0, |(l, _)| (l - 0.05).clamp(0.0, 0.9));
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(16)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(ticked(x0..x1, ticks), y0..1.05)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("log₁₀(LR / method's best LR)  (decades from the peak)")
-            .y_desc("Accuracy / best accuracy (normalized)")
-            .x_label_formatter(&|x| {
-                let k = x.round() as i32;
-                if k > 0 {
-                    format!("+{k}")
-                } else {
-                    k.to_string()
-                }
-            })
-            .y_label_formatter(&|y| format!("{y:.2}"))
-            .label_style(font(16))
-            .axis_desc_style(font(18))
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_with_axes(
+            &plot,
+            ticked(x0..x1, ticks),
+            y0..1.05,
+            &Axes {
+                x_desc: "log₁₀(LR / method's best LR)  (decades from the peak)",
+                y_desc: "Accuracy / best accuracy (normalized)",
+                x_label: &|x| {
+                    let k = x.round() as i32;
+                    if k > 0 {
+                        format!("+{k}")
+                    } else {
+                        k.to_string()
+                    }
+                },
+                y_label: &|y| format!("{y:.2}"),
+                light_grid: false,
+            },
+        )?;
         chart
             .draw_series(DashedLineSeries::new(
                 [(0.0, y0), (0.0, 1.05)],
@@ -1188,25 +1207,18 @@ impl Figure for SharpnessFigure<'_> {
         let lrs: Vec<f64> = usable.iter().map(|p| p.best_lr).collect();
         let (x0, x1, xticks, xdec) = log10_axis(&lambdas);
         let (y0, y1, yticks, ydec) = log10_axis(&lrs);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(16)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d(ticked(x0..x1, xticks), ticked(y0..y1, yticks))
-            .map_err(err)?;
-        let fmt_x = |x: &f64| log_tick_label(*x, xdec);
-        let fmt_y = |y: &f64| log_tick_label(*y, ydec);
-        chart
-            .configure_mesh()
-            .x_desc("λmax of the loss Hessian at initialisation (log scale)")
-            .y_desc("Best learning rate (log scale)")
-            .x_label_formatter(&fmt_x)
-            .y_label_formatter(&fmt_y)
-            .label_style(font(16))
-            .axis_desc_style(font(18))
-            .bold_line_style(BLACK.mix(0.12))
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart_with_axes(
+            &plot,
+            ticked(x0..x1, xticks),
+            ticked(y0..y1, yticks),
+            &Axes {
+                x_desc: "λmax of the loss Hessian at initialisation (log scale)",
+                y_desc: "Best learning rate (log scale)",
+                x_label: &|x| log_tick_label(*x, xdec),
+                y_label: &|y| log_tick_label(*y, ydec),
+                light_grid: true,
+            },
+        )?;
         if let Some(fit) = self.fit {
             // log10(lr) = log10(c) - log10(λ), clipped to the plot.
             let lc = fit.c.log10();
