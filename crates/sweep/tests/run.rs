@@ -159,6 +159,17 @@ fn quick_end_to_end_writes_every_derived_file_in_its_schema() {
     for label in ["LoRA", "DoRA", "PiSSA", "Full FT"] {
         assert!(report.contains(label), "{label} not in report");
     }
+    // --compare with a directory holding no records names the flag.
+    let empty = tempfile::tempdir().unwrap();
+    let err = sweep::report::write_report(&config, &out, Some(empty.path())).unwrap_err();
+    assert!(err.to_string().contains("--compare"), "{err}");
+    // Compared with itself, the report gains the comparison section.
+    sweep::report::write_report(&config, &out, Some(&out)).unwrap();
+    let compared = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(
+        compared.contains("## Comparison with `quick`"),
+        "{compared}"
+    );
 }
 
 #[test]
