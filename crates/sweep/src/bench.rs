@@ -203,8 +203,9 @@ impl FlopCount {
 ///
 /// Per block with `N = batch·seq_len` tokens: the linears q, k, v, o
 /// (`d → d`) and the MLP (`d → d_ff → d`) on `N` rows; attention
-/// `2·(2·batch·seq_len²·d_model)` forward; the head `d → vocab` on the last
-/// position only (`batch` rows). Adapters, activation space: `x A`
+/// `2·(2·batch·seq_len²·d_model)` forward. The last block runs q, o, the
+/// MLP and attention's queries on the last position only (`batch` rows;
+/// k and v still on `N`), and the head `d → vocab` reads that position. Adapters, activation space: `x A`
 /// (`N × in × r`) and `(x A) B` (`N × r × out`), ×3 (×2 for `x A` on an
 /// untracked input); weight space: `A B` (`in × r × out`, ×3) and the
 /// product with the merged weight instead of the base's, its weight
@@ -219,50 +220,57 @@ pub fn step_flops(
     train_head: bool,
 ) -> FlopCount {
     let (d, ff, t) = (model.d_model, model.d_ff, model.seq_len);
-    let n = batch * t;
     let full = workload == Workload::Full;
     let mut count = FlopCount::default();
-    // One block linear at `kind` on input tracked-ness `x_tracked`; returns
-    // whether its output carries a gradient.
-    let linear =
-        |count: &mut FlopCount, kind: LinearKind, d_in, d_out, x_tracked: bool| match workload {
-            Workload::Full => {
-                count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
-                true
-            }
-            Workload::Lora { rank, compute } if targets.contains(&kind) => {
-                match compute {
-                    Compute::ActivationSpace => {
-                        count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
-                        count.adapters += matmul_step_flops(n, d_in, rank, x_tracked, true)
-                            + matmul_step_flops(n, rank, d_out, true, true);
-                    }
-                    Compute::WeightSpace => {
-                        count.adapters += matmul_step_flops(d_in, rank, d_out, true, true);
-                        count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
-                    }
+    // One block linear at `kind` over `n` rows on input tracked-ness
+    // `x_tracked`; returns whether its output carries a gradient.
+    let linear = |count: &mut FlopCount,
+                  kind: LinearKind,
+                  n: usize,
+                  d_in,
+                  d_out,
+                  x_tracked: bool| match workload {
+        Workload::Full => {
+            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
+            true
+        }
+        Workload::Lora { rank, compute } if targets.contains(&kind) => {
+            match compute {
+                Compute::ActivationSpace => {
+                    count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
+                    count.adapters += matmul_step_flops(n, d_in, rank, x_tracked, true)
+                        + matmul_step_flops(n, rank, d_out, true, true);
                 }
-                true
+                Compute::WeightSpace => {
+                    count.adapters += matmul_step_flops(d_in, rank, d_out, true, true);
+                    count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
+                }
             }
-            Workload::Lora { .. } => {
-                count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
-                x_tracked
-            }
-        };
+            true
+        }
+        Workload::Lora { .. } => {
+            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
+            x_tracked
+        }
+    };
     let mut stream = full;
-    for _ in 0..model.n_layers {
-        let q = linear(&mut count, LinearKind::Q, d, d, stream);
-        let k = linear(&mut count, LinearKind::K, d, d, stream);
-        let v = linear(&mut count, LinearKind::V, d, d, stream);
-        // scores = q kᵀ over batch·heads of [T, dh] × [dh, T]; mixed = p v.
-        let scores = matmul_step_flops(batch * t, d, t, q, k);
-        let mixed = matmul_step_flops(batch * t, t, d, q || k, v);
+    for layer in 0..model.n_layers {
+        // The last block computes queries and everything after them for
+        // the last position only (`Tinyformer::forward_with`).
+        let all = batch * t;
+        let rows = if layer + 1 == model.n_layers { batch } else { all };
+        let q = linear(&mut count, LinearKind::Q, rows, d, d, stream);
+        let k = linear(&mut count, LinearKind::K, all, d, d, stream);
+        let v = linear(&mut count, LinearKind::V, all, d, d, stream);
+        // scores = q kᵀ over batch·heads of [rows/batch, dh] × [dh, T]; mixed = p v.
+        let scores = matmul_step_flops(rows, d, t, q, k);
+        let mixed = matmul_step_flops(rows, t, d, q || k, v);
         count.attention += scores + mixed;
         let mixed_tracked = q || k || v;
-        let o = linear(&mut count, LinearKind::O, d, d, mixed_tracked);
+        let o = linear(&mut count, LinearKind::O, rows, d, d, mixed_tracked);
         stream = stream || o;
-        let up = linear(&mut count, LinearKind::MlpUp, d, ff, stream);
-        let down = linear(&mut count, LinearKind::MlpDown, ff, d, up);
+        let up = linear(&mut count, LinearKind::MlpUp, rows, d, ff, stream);
+        let down = linear(&mut count, LinearKind::MlpDown, rows, ff, d, up);
         stream = stream || down;
     }
     count.head = matmul_step_flops(batch, d, model.vocab, stream, full || train_head);

@@ -63,15 +63,27 @@ fn tiny() -> TinyformerConfig {
 
 #[test]
 fn full_fine_tuning_is_forward_times_three() {
-    // Forward by hand: q, k, v, o 2·2·4·4 = 64 each; up and down 2·2·4·8 =
-    // 128 each; attention q kᵀ and p v 2·1·2·2·4 = 32 each; head on the
-    // last position 2·1·4·4 = 32. Everything trained: ×3.
+    // The one block is the last: q, o and the MLP see the last position
+    // only (1 row), k and v both positions (2 rows). Forward by hand: q and
+    // o 2·1·4·4 = 32 each, k and v 2·2·4·4 = 64 each; up and down
+    // 2·1·4·8 = 64 each; attention q kᵀ and p v 2·1·2·4 = 16 each; head on
+    // the last position 2·1·4·4 = 32. Everything trained: ×3.
     let f = step_flops(&tiny(), 1, Workload::Full, &all(), true);
-    assert_eq!(f.linears, 3.0 * (4.0 * 64.0 + 2.0 * 128.0));
-    assert_eq!(f.attention, 3.0 * 64.0);
+    assert_eq!(f.linears, 3.0 * (2.0 * 32.0 + 2.0 * 64.0 + 2.0 * 64.0));
+    assert_eq!(f.attention, 3.0 * 32.0);
     assert_eq!(f.head, 3.0 * 32.0);
     assert_eq!(f.adapters, 0.0);
-    assert_eq!(f.total(), 1824.0);
+    assert_eq!(f.total(), 1152.0);
+    // A block before the last runs on every position: q, k, v, o 64 each,
+    // up and down 2·2·4·8 = 128 each, attention 32 each.
+    let two = TinyformerConfig {
+        n_layers: 2,
+        ..tiny()
+    };
+    let f = step_flops(&two, 1, Workload::Full, &all(), true);
+    assert_eq!(f.linears, 3.0 * (4.0 * 64.0 + 2.0 * 128.0) + 3.0 * 320.0);
+    assert_eq!(f.attention, 3.0 * 64.0 + 3.0 * 32.0);
+    assert_eq!(f.total(), 2880.0);
 }
 
 #[test]
@@ -81,22 +93,25 @@ fn lora_counts_only_the_gradients_it_needs() {
         compute: Compute::ActivationSpace,
     };
     let f = step_flops(&tiny(), 1, act, &all(), true);
-    // Base products: q, k, v read the frozen embedding (forward only, 64
-    // each); o, up, down have a tracked input (×2).
+    // Base products (rows as in the full fine-tuning test): q, k, v read
+    // the frozen embedding (forward only: 32, 64, 64); o, up, down have a
+    // tracked input (×2).
     assert_eq!(
         f.linears,
-        3.0 * 64.0 + 2.0 * 64.0 + 2.0 * 128.0 + 2.0 * 128.0
+        32.0 + 2.0 * 64.0 + 2.0 * 32.0 + 2.0 * 64.0 + 2.0 * 64.0
     );
-    // x A (2·2·4·1 = 16; 32 for down's 8 inputs) and (x A) B (16; 32 for
-    // up's 8 outputs): ×3, but x A of q, k, v has no input gradient (×2).
-    let qkv = 3.0 * (2.0 * 16.0 + 3.0 * 16.0);
-    let o = 3.0 * 16.0 + 3.0 * 16.0;
-    let up = 3.0 * 16.0 + 3.0 * 32.0;
-    let down = 3.0 * 32.0 + 3.0 * 16.0;
-    assert_eq!(f.adapters, qkv + o + up + down);
-    assert_eq!(f.attention, 3.0 * 64.0);
+    // x A and (x A) B, ×3, but x A of q, k, v has no input gradient (×2).
+    // q (1 row): x A 2·1·4·1 = 8, (x A) B 8; k, v (2 rows): 16 and 16;
+    // o: 8 and 8; up: 8 and 2·1·1·8 = 16; down: 2·1·8·1 = 16 and 8.
+    let q = 2.0 * 8.0 + 3.0 * 8.0;
+    let kv = 2.0 * (2.0 * 16.0 + 3.0 * 16.0);
+    let o = 3.0 * 8.0 + 3.0 * 8.0;
+    let up = 3.0 * 8.0 + 3.0 * 16.0;
+    let down = 3.0 * 16.0 + 3.0 * 8.0;
+    assert_eq!(f.adapters, q + kv + o + up + down);
+    assert_eq!(f.attention, 3.0 * 32.0);
     assert_eq!(f.head, 3.0 * 32.0);
-    assert_eq!(f.total(), 1744.0);
+    assert_eq!(f.total(), 1064.0);
     // Weight space: A B is 2·4·1·4 = 32 (64 for the MLP), ×3; the merged
     // weight is tracked, so every product gets its weight gradient.
     let weight = Workload::Lora {
@@ -105,7 +120,10 @@ fn lora_counts_only_the_gradients_it_needs() {
     };
     let w = step_flops(&tiny(), 1, weight, &all(), true);
     assert_eq!(w.adapters, 3.0 * (4.0 * 32.0 + 2.0 * 64.0));
-    assert_eq!(w.linears, 3.0 * 2.0 * 64.0 + 3.0 * 64.0 + 2.0 * 3.0 * 128.0);
+    assert_eq!(
+        w.linears,
+        2.0 * 32.0 + 2.0 * 2.0 * 64.0 + 3.0 * 32.0 + 2.0 * 3.0 * 64.0
+    );
     // Head frozen and no adapters on q: q's base stays forward-only and the
     // head loses its weight gradient.
     let only_v: BTreeSet<LinearKind> = [LinearKind::V].into_iter().collect();

@@ -51,7 +51,16 @@ pub struct Tinyformer {
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
+    /// `x: [C, B, T, d]`; with `last_only` the queries (and so the output)
+    /// are the last position's alone, `[C, B, 1, d]`, while keys and values
+    /// still come from every position.
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        last_only: bool,
+        layer: usize,
+        hook: &impl LinearHook,
+    ) -> Tensor<4> {
         let [_, b, t, d] = x.dims();
         let h = self.n_heads;
         let dh = d / h;
@@ -59,16 +68,21 @@ impl Attention {
         // [C, B, T, d] -> [C, B, H, T, dh]. q, k and v may differ in member
         // count (1 or C) when only some are adapted; matmul broadcasts.
         let split = |y: Tensor<4>| {
-            let c = y.dims()[0];
+            let [c, _, t, _] = y.dims();
             y.reshape([c, b, t, h, dh]).swap_dims(2, 3)
         };
-        let q = split(hook.linear(site(LinearKind::Q), &self.q, x.clone()));
+        let queries = if last_only {
+            x.clone().narrow(2, t - 1, 1)
+        } else {
+            x.clone()
+        };
+        let q = split(hook.linear(site(LinearKind::Q), &self.q, queries));
         let k = split(hook.linear(site(LinearKind::K), &self.k, x.clone()));
         let v = split(hook.linear(site(LinearKind::V), &self.v, x));
         let scores = q.matmul(k.swap_dims(3, 4)).div_scalar((dh as f64).sqrt());
         let mixed = softmax(scores, 4).matmul(v);
-        let c = mixed.dims()[0];
-        let merged = mixed.swap_dims(2, 3).reshape([c, b, t, d]);
+        let [c, _, _, tq, _] = mixed.dims();
+        let merged = mixed.swap_dims(2, 3).reshape([c, b, tq, d]);
         hook.linear(site(LinearKind::O), &self.o, merged)
     }
 }
@@ -82,9 +96,23 @@ impl Mlp {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
+    /// `x: [C, B, T, d] -> [C, B, T, d]`, or `[C, B, 1, d]` (the last
+    /// position) with `last_only`: the classifier reads the last position
+    /// only, and in the final block nothing else reaches it past k and v.
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        last_only: bool,
+        layer: usize,
+        hook: &impl LinearHook,
+    ) -> Tensor<4> {
+        let t = x.dims()[2];
+        let attn = self
+            .attn
+            .forward(self.n1.forward(x.clone()), last_only, layer, hook);
+        let residual = if last_only { x.narrow(2, t - 1, 1) } else { x };
         // Residual sums broadcast a 1-member stream against C members.
-        let x = x.clone() + self.attn.forward(self.n1.forward(x), layer, hook);
+        let x = residual + attn;
         x.clone() + self.mlp.forward(self.n2.forward(x), layer, hook)
     }
 }
@@ -164,8 +192,9 @@ impl Tinyformer {
     /// streams `G`, the parameters and what the hook adds.
     pub fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
         let mut h = self.embed(tokens);
+        let n_layers = self.blocks.len();
         for (layer, block) in self.blocks.iter().enumerate() {
-            h = block.forward(h, layer, hook);
+            h = block.forward(h, layer + 1 == n_layers, layer, hook);
         }
         let h = self.norm.forward(h);
         let [c, b, t, d] = h.dims();
