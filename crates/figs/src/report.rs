@@ -113,6 +113,62 @@ fn sorted_desc(mut methods: Vec<MethodAcc>) -> Vec<MethodAcc> {
     methods
 }
 
+/// One adapter kind's best learning rate at each of its ranks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrAcrossRanks {
+    pub kind: String,
+    pub label: String,
+    /// `(rank, best LR)`, ascending in rank.
+    pub best: Vec<(usize, f64)>,
+}
+
+impl LrAcrossRanks {
+    /// Best LR at the largest rank over the best LR at the smallest: 1 when
+    /// the optimum does not move with the rank.
+    pub fn drift(&self) -> f64 {
+        match (self.best.first(), self.best.last()) {
+            (Some(first), Some(last)) => last.1 / first.1,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// Every adapter kind's best LR per rank (from the report's rows), in kind
+/// order; kinds with one rank are included (their drift is 1).
+pub fn best_lr_across_ranks(rows: &[CellSummary]) -> Vec<LrAcrossRanks> {
+    let mut by_kind: BTreeMap<&str, LrAcrossRanks> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.best.rank > 0) {
+        let b = &row.best;
+        by_kind
+            .entry(&b.kind)
+            .or_insert_with(|| LrAcrossRanks {
+                kind: b.kind.clone(),
+                label: b.label.clone(),
+                best: Vec::new(),
+            })
+            .best
+            .push((b.rank, b.lr));
+    }
+    by_kind
+        .into_values()
+        .map(|mut k| {
+            k.best.sort_by_key(|&(rank, _)| rank);
+            k
+        })
+        .collect()
+}
+
+/// The typical ratio between neighbouring learning rates of a grid (the
+/// median over neighbours): the finest LR shift a grid can resolve.
+pub fn lr_grid_step(lrs: &[f64]) -> Option<f64> {
+    let mut lrs: Vec<f64> = lrs.iter().copied().filter(|l| *l > 0.0).collect();
+    lrs.sort_by(f64::total_cmp);
+    lrs.dedup();
+    let mut steps: Vec<f64> = lrs.windows(2).map(|w| w[1] / w[0]).collect();
+    steps.sort_by(f64::total_cmp);
+    steps.get(steps.len().checked_sub(1)? / 2).copied()
+}
+
 /// Per adapter rank with at least two methods: the spread of the methods'
 /// best accuracies, each at its own best LR (after LR tuning).
 pub fn spread_after_tuning(curves: &[CellCurve]) -> Vec<Spread> {
@@ -520,6 +576,8 @@ pub fn render(input: &ReportInput) -> String {
         md.push('\n');
     }
 
+    render_lr_across_ranks(&mut md, &rows, &lrs);
+
     if let Some(points) = input.sharpness.as_deref().filter(|p| !p.is_empty()) {
         render_sharpness(&mut md, points);
     }
@@ -674,6 +732,87 @@ fn render_comparison(
 
 /// The "Sharpness" section: λmax per cell, its product with the best LR, and
 /// how well `best_lr ≈ c / λmax` fits.
+/// "Best learning rate across ranks": does the optimum move with the rank
+/// (the alpha rule decides), and how it compares with full fine-tuning's.
+fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
+    let kinds = best_lr_across_ranks(rows);
+    let full = rows
+        .iter()
+        .find(|r| r.best.rank == 0)
+        .map(|r| (r.best.label.clone(), r.best.lr));
+    let several_ranks = kinds.iter().any(|k| k.best.len() > 1);
+    if kinds.is_empty() || (!several_ranks && full.is_none()) {
+        return;
+    }
+    let ranks: BTreeSet<usize> = kinds
+        .iter()
+        .flat_map(|k| k.best.iter().map(|&(r, _)| r))
+        .collect();
+    md.push_str(
+        "## Best learning rate across ranks
+
+",
+    );
+    md.push_str(
+        "The learning rate that maximizes each method's mean accuracy, per rank. *Drift* \
+         is the best LR at the largest rank over the best LR at the smallest: 1× means the \
+         optimum does not move with the rank.",
+    );
+    if let Some(step) = lr_grid_step(lrs) {
+        let _ = write!(
+            md,
+            " The grid's neighbouring LRs are {step:.2}× apart, so a drift within \
+             ÷{step:.2}…×{step:.2} is one grid step, the finest shift the grid resolves."
+        );
+    }
+    if let Some((label, lr)) = &full {
+        let _ = write!(
+            md,
+            " *÷ {label}* is each best LR over {label}'s best ({}).",
+            fmt_lr(*lr)
+        );
+    }
+    md.push_str("\n\n| Method |");
+    for r in &ranks {
+        let _ = write!(md, " r={r} |");
+    }
+    md.push_str(" Drift |");
+    if let Some((label, _)) = &full {
+        let _ = write!(md, " ÷ {} |", cell(label));
+    }
+    md.push_str("\n|---|");
+    for _ in &ranks {
+        md.push_str("---:|");
+    }
+    md.push_str("---:|");
+    if full.is_some() {
+        md.push_str("---|");
+    }
+    md.push('\n');
+    for k in &kinds {
+        let _ = write!(md, "| {} |", cell(&k.label));
+        for r in &ranks {
+            match k.best.iter().find(|(rank, _)| rank == r) {
+                Some((_, lr)) => {
+                    let _ = write!(md, " {} |", fmt_lr(*lr));
+                }
+                None => md.push_str(" – |"),
+            }
+        }
+        let _ = write!(md, " {:.2}× |", k.drift());
+        if let Some((_, full_lr)) = &full {
+            let ratios: Vec<String> = k
+                .best
+                .iter()
+                .map(|(r, lr)| format!("r={r}: {:.2}×", lr / full_lr))
+                .collect();
+            let _ = write!(md, " {} |", ratios.join(", "));
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+}
+
 fn render_sharpness(md: &mut String, points: &[crate::data::SharpnessPoint]) {
     md.push_str("## Sharpness at initialisation vs best learning rate\n\n");
     md.push_str(

@@ -358,6 +358,39 @@ fn report_numbers_are_recomputed_from_the_trials() {
     let expected = format!("({} of 4 LRs)", band.len());
     let lora_row = md.lines().find(|l| l.starts_with("| LoRA | 16 |")).unwrap();
     assert!(lora_row.contains(&expected), "{lora_row} lacks {expected}");
+
+    // Best LR across ranks: each kind's best LR per rank, the drift from
+    // the smallest to the largest rank, and the ratio to full FT's best.
+    assert!(md.contains("## Best learning rate across ranks"));
+    assert!(md.contains("neighbouring LRs are 3.00× apart"), "{md}");
+    let full_lr = best_by_hand(&trials, "full", 0).2;
+    for method in ["dora", "lora"] {
+        let lr4 = best_by_hand(&trials, method, 4).2;
+        let lr16 = best_by_hand(&trials, method, 16).2;
+        let row = format!(
+            "| {} | {} | {} | {:.2}× | r=4: {:.2}×, r=16: {:.2}× |",
+            records::method_label(method),
+            lr_text(lr4),
+            lr_text(lr16),
+            lr16 / lr4,
+            lr4 / full_lr,
+            lr16 / full_lr
+        );
+        assert!(md.contains(&row), "missing row {row:?} in\n{md}");
+    }
+}
+
+fn lr_text(lr: f64) -> &'static str {
+    [
+        (1e-4, "1e-4"),
+        (3e-4, "3e-4"),
+        (1e-3, "1e-3"),
+        (3e-3, "3e-3"),
+    ]
+    .into_iter()
+    .find(|(v, _)| *v == lr)
+    .map(|(_, text)| text)
+    .expect("an LR of the synthetic grid")
 }
 
 #[test]

@@ -88,6 +88,15 @@ impl Method {
     pub fn has_adapters(self) -> bool {
         self != Method::Full
     }
+
+    /// Whether `A` is drawn at random, so that [`LoraInit`] matters (not
+    /// for the SVD methods or full fine-tuning).
+    pub fn uses_init(self) -> bool {
+        matches!(
+            self,
+            Method::Lora | Method::Rslora | Method::InitAb | Method::Dora | Method::DoraSeed
+        )
+    }
 }
 
 /// How `A` (`[r, in]` in PyTorch's layout) starts for random-init methods.

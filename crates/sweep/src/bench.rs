@@ -224,41 +224,43 @@ pub fn step_flops(
     let mut count = FlopCount::default();
     // One block linear at `kind` over `n` rows on input tracked-ness
     // `x_tracked`; returns whether its output carries a gradient.
-    let linear = |count: &mut FlopCount,
-                  kind: LinearKind,
-                  n: usize,
-                  d_in,
-                  d_out,
-                  x_tracked: bool| match workload {
-        Workload::Full => {
-            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
-            true
-        }
-        Workload::Lora { rank, compute } if targets.contains(&kind) => {
-            match compute {
-                Compute::ActivationSpace => {
-                    count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
-                    count.adapters += matmul_step_flops(n, d_in, rank, x_tracked, true)
-                        + matmul_step_flops(n, rank, d_out, true, true);
-                }
-                Compute::WeightSpace => {
-                    count.adapters += matmul_step_flops(d_in, rank, d_out, true, true);
+    let linear =
+        |count: &mut FlopCount, kind: LinearKind, n: usize, d_in, d_out, x_tracked: bool| {
+            match workload {
+                Workload::Full => {
                     count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
+                    true
+                }
+                Workload::Lora { rank, compute } if targets.contains(&kind) => {
+                    match compute {
+                        Compute::ActivationSpace => {
+                            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
+                            count.adapters += matmul_step_flops(n, d_in, rank, x_tracked, true)
+                                + matmul_step_flops(n, rank, d_out, true, true);
+                        }
+                        Compute::WeightSpace => {
+                            count.adapters += matmul_step_flops(d_in, rank, d_out, true, true);
+                            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
+                        }
+                    }
+                    true
+                }
+                Workload::Lora { .. } => {
+                    count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
+                    x_tracked
                 }
             }
-            true
-        }
-        Workload::Lora { .. } => {
-            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
-            x_tracked
-        }
-    };
+        };
     let mut stream = full;
     for layer in 0..model.n_layers {
         // The last block computes queries and everything after them for
         // the last position only (`Tinyformer::forward_with`).
         let all = batch * t;
-        let rows = if layer + 1 == model.n_layers { batch } else { all };
+        let rows = if layer + 1 == model.n_layers {
+            batch
+        } else {
+            all
+        };
         let q = linear(&mut count, LinearKind::Q, rows, d, d, stream);
         let k = linear(&mut count, LinearKind::K, all, d, d, stream);
         let v = linear(&mut count, LinearKind::V, all, d, d, stream);
@@ -699,18 +701,19 @@ impl BenchOptions {
     }
 }
 
-/// The LoRA setting of the bench: the config's alpha rule, init, targets
-/// and head at `rank`.
+/// The LoRA setting of the bench: the config's (first) alpha rule and
+/// init, its targets and head at `rank`.
 fn lora_config(config: &ExperimentConfig, rank: usize, compute: Compute) -> LoraConfig {
     let g = &config.grid;
+    let alpha = g.alpha.first().unwrap_or_default();
     LoraConfig {
         method: Method::Lora,
         r: rank,
-        lora_alpha: g.alpha.alpha(rank),
+        lora_alpha: alpha.alpha(rank),
         target_modules: g.targets.clone(),
-        init: g.init,
+        init: g.init.first().unwrap_or_default(),
         train_head: g.train_head,
-        use_rslora: matches!(g.alpha, AlphaRule::Rslora { .. }),
+        use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
         compute,
     }
 }

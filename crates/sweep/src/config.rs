@@ -115,17 +115,80 @@ impl AlphaRule {
     }
 }
 
-/// The axes of the study; one cell per (method, rank), each cell training
-/// every (learning rate, seed) as one population.
+/// One value, or a list of them that becomes an axis of the grid
+/// (`alpha = { rule = "alpha_eq_r" }` or `alpha = [{ ... }, { ... }]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    /// The values in config order (possibly empty: `validate` rejects that).
+    pub fn values(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(list) => list.clone(),
+        }
+    }
+
+    /// The first value: what a single-setting command (bench, sharpness's
+    /// default) uses.
+    pub fn first(&self) -> Option<T> {
+        self.values().into_iter().next()
+    }
+}
+
+impl<T: Default> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany::One(T::default())
+    }
+}
+
+/// A table is one value, an array a list; inner errors keep their own
+/// message (serde's untagged enums would say only "did not match").
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table or an array of tables")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(SeqAccessDeserializer::new(seq)).map(OneOrMany::Many)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(OneOrMany::One)
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
+/// The axes of the study; one cell per (method, alpha rule, init, rank),
+/// each cell training every (learning rate, seed) as one population.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GridConfig {
     pub methods: Vec<Method>,
     pub ranks: Vec<usize>,
+    /// One alpha rule, or a list: an axis of the grid.
     #[serde(default)]
-    pub alpha: AlphaRule,
+    pub alpha: OneOrMany<AlphaRule>,
+    /// One init of `A`, or a list: an axis of the grid (methods whose
+    /// factors come from the SVD, or Init[AB]'s own init, ignore it beyond
+    /// the first).
     #[serde(default)]
-    pub init: LoraInit,
+    pub init: OneOrMany<LoraInit>,
     #[serde(default)]
     pub targets: TargetModules,
     /// Seeds of adapter init and data order; one member per (lr, seed).
@@ -239,12 +302,65 @@ pub struct PretrainConfig {
     pub seed: u64,
 }
 
-/// One grid cell: a method at a rank (full fine-tuning: rank 0, no adapter).
+/// One grid cell: a method at an alpha rule, init and rank (full
+/// fine-tuning: rank 0, no adapter).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     pub method: Method,
     pub rank: usize,
+    pub alpha: AlphaRule,
+    pub init: LoraInit,
     pub lora: Option<LoraConfig>,
+}
+
+impl Cell {
+    /// The record spelling of the alpha rule (`none` without adapters).
+    pub fn alpha_label(&self) -> String {
+        match self.lora {
+            Some(_) => self.alpha.label(),
+            None => "none".into(),
+        }
+    }
+
+    /// The record spelling of A's init (`none` without adapters).
+    pub fn init_label(&self) -> String {
+        match self.lora {
+            Some(_) => init_label(self.init),
+            None => "none".into(),
+        }
+    }
+
+    /// The record spelling of the targets (`all` without adapters).
+    pub fn targets_label(&self, config: &ExperimentConfig) -> String {
+        match self.lora {
+            Some(_) => targets_label(&config.grid.targets),
+            None => "all".into(),
+        }
+    }
+
+    /// `alpha/init/targets`, as records and figures name a cell's variant.
+    pub fn variant(&self, config: &ExperimentConfig) -> String {
+        format!(
+            "{}/{}/{}",
+            self.alpha_label(),
+            self.init_label(),
+            self.targets_label(config)
+        )
+    }
+
+    /// `lora r=16`, plus the alpha rule and init where the grid has several.
+    pub fn label(&self, config: &ExperimentConfig) -> String {
+        let mut label = format!("{} r={}", self.method.name(), self.rank);
+        if self.lora.is_some() {
+            if config.grid.alpha.values().len() > 1 {
+                label.push_str(&format!(" {}", self.alpha.label()));
+            }
+            if config.grid.init.values().len() > 1 {
+                label.push_str(&format!(" {}", init_label(self.init)));
+            }
+        }
+        label
+    }
 }
 
 /// A config value that is out of range, named by its TOML path.
@@ -369,10 +485,18 @@ impl ExperimentConfig {
         if g.seeds.is_empty() {
             return Err(bad("grid.seeds", "[]", "at least one seed"));
         }
-        if let AlphaRule::Constant { alpha } | AlphaRule::Rslora { alpha } = g.alpha
-            && !(alpha.is_finite() && alpha > 0.0)
-        {
-            return Err(bad("grid.alpha.alpha", alpha, "a finite number > 0"));
+        if g.alpha.values().is_empty() {
+            return Err(bad("grid.alpha", "[]", "at least one alpha rule"));
+        }
+        if g.init.values().is_empty() {
+            return Err(bad("grid.init", "[]", "at least one init"));
+        }
+        for rule in g.alpha.values() {
+            if let AlphaRule::Constant { alpha } | AlphaRule::Rslora { alpha } = rule
+                && !(alpha.is_finite() && alpha > 0.0)
+            {
+                return Err(bad("grid.alpha.alpha", alpha, "a finite number > 0"));
+            }
         }
         for cell in self.cells() {
             if let Some(lora) = &cell.lora {
@@ -400,39 +524,57 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// The grid's cells in run order: methods as listed, ranks ascending;
-    /// full fine-tuning (no rank) is one cell.
+    /// The grid's cells in run order: methods, alpha rules and inits as
+    /// listed, ranks ascending; full fine-tuning (no rank) is one cell.
     pub fn cells(&self) -> Vec<Cell> {
         let g = &self.grid;
         let mut ranks = g.ranks.clone();
         ranks.sort_unstable();
         ranks.dedup();
+        let alphas = g.alpha.values();
+        let inits = g.init.values();
+        let first_alpha = alphas.first().copied().unwrap_or_default();
+        let first_init = inits.first().copied().unwrap_or_default();
         let mut cells = Vec::new();
         for &method in &g.methods {
             if !method.has_adapters() {
                 cells.push(Cell {
                     method,
                     rank: 0,
+                    alpha: first_alpha,
+                    init: first_init,
                     lora: None,
                 });
                 continue;
             }
-            for &r in &ranks {
-                let lora = LoraConfig {
-                    method,
-                    r,
-                    lora_alpha: g.alpha.alpha(r),
-                    target_modules: g.targets.clone(),
-                    init: g.init,
-                    train_head: g.train_head,
-                    use_rslora: matches!(g.alpha, AlphaRule::Rslora { .. }),
-                    compute: self.run.adapter_compute,
-                };
-                cells.push(Cell {
-                    method,
-                    rank: r,
-                    lora: Some(lora),
-                });
+            // A's init only matters where A is drawn at random with B = 0.
+            let inits: &[LoraInit] = if method.uses_init() {
+                &inits
+            } else {
+                &inits[..inits.len().min(1)]
+            };
+            for &alpha in &alphas {
+                for &init in inits {
+                    for &r in &ranks {
+                        let lora = LoraConfig {
+                            method,
+                            r,
+                            lora_alpha: alpha.alpha(r),
+                            target_modules: g.targets.clone(),
+                            init,
+                            train_head: g.train_head,
+                            use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
+                            compute: self.run.adapter_compute,
+                        };
+                        cells.push(Cell {
+                            method,
+                            rank: r,
+                            alpha,
+                            init,
+                            lora: Some(lora),
+                        });
+                    }
+                }
             }
         }
         cells
@@ -562,6 +704,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("epochs"), "{err}");
+    }
+
+    #[test]
+    fn alpha_and_init_lists_are_grid_axes() {
+        let text = include_str!("../../../configs/quick.toml");
+        let one_alpha = "alpha = { rule = \"alpha_eq_r\" }\n";
+        let one_init = "init = { kind = \"kaiming_uniform\" }\n";
+        assert!(text.contains(one_alpha) && text.contains(one_init));
+        let axes = text
+            .replacen(
+                one_alpha,
+                "alpha = [{ rule = \"alpha_eq_r\" }, { rule = \"constant\", alpha = 32.0 }]\n",
+                1,
+            )
+            .replacen(
+                one_init,
+                "init = [{ kind = \"kaiming_uniform\" }, { kind = \"gaussian\", std = 0.02 }]\n",
+                1,
+            );
+        let mut config = ExperimentConfig::from_toml_str(&axes, "axes.toml").unwrap();
+        config.grid.methods = vec![Method::Lora, Method::Pissa, Method::Full];
+        config.grid.ranks = vec![2, 4];
+        let cells = config.cells();
+        // LoRA: 2 alphas × 2 inits × 2 ranks; PiSSA ignores the init: 2 × 2;
+        // full fine-tuning: 1.
+        assert_eq!(cells.len(), 8 + 4 + 1);
+        let constant = cells
+            .iter()
+            .find(|c| c.method == Method::Lora && c.rank == 4 && c.alpha.label() == "constant:32")
+            .unwrap();
+        assert_eq!(constant.lora.as_ref().unwrap().lora_alpha, 32.0);
+        assert_eq!(constant.lora.as_ref().unwrap().scaling(), 8.0);
+        let labels: std::collections::BTreeSet<String> =
+            cells.iter().map(|c| c.variant(&config)).collect();
+        assert_eq!(labels.len(), 2 * 2 + 1, "{labels:?}");
+        assert!(constant.label(&config).contains("constant:32"));
+
+        let empty = text.replacen(one_alpha, "alpha = []\n", 1);
+        let err = ExperimentConfig::from_toml_str(&empty, "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("grid.alpha = []"), "{err}");
+        let negative = text.replacen(
+            one_alpha,
+            "alpha = [{ rule = \"alpha_eq_r\" }, { rule = \"constant\", alpha = -1.0 }]\n",
+            1,
+        );
+        let err = ExperimentConfig::from_toml_str(&negative, "n.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("grid.alpha.alpha = -1"), "{err}");
+        let typo = text.replacen(one_alpha, "alpha = [{ rule = \"const\" }]\n", 1);
+        let err = ExperimentConfig::from_toml_str(&typo, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("const") && err.contains("alpha_eq_r"), "{err}");
     }
 
     #[test]

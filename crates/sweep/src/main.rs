@@ -63,6 +63,10 @@ struct Overrides {
     /// Override pretrain.epochs.
     #[arg(long)]
     pretrain_epochs: Option<usize>,
+    /// Override run.max_population (an execution setting: on CPU backends
+    /// small populations are faster per member, see README "Benchmarks").
+    #[arg(long)]
+    max_population: Option<usize>,
 }
 
 impl Overrides {
@@ -98,6 +102,9 @@ impl Overrides {
         }
         if let Some(epochs) = self.pretrain_epochs {
             config.pretrain.epochs = epochs;
+        }
+        if let Some(max) = self.max_population {
+            config.run.max_population = max;
         }
         config
             .validate()

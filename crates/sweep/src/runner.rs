@@ -21,7 +21,7 @@ use records::{
 use synth_data::{Dataset, RetrievalDataset, retrieve_at_k};
 use tinyformer::Tinyformer;
 
-use crate::config::{Cell, ExperimentConfig, init_label, targets_label};
+use crate::config::{Cell, ExperimentConfig};
 use crate::device::SelectedDevice;
 use crate::optim::AdamWConfig;
 use crate::pretrain::{load_base, pretrain, provenance};
@@ -307,9 +307,8 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
             step_bar.set_length((steps_per_member * group.len()) as u64);
             step_bar.set_position(0);
             step_bar.set_prefix(format!(
-                "{} r{} ×{}",
-                cell.method.name(),
-                cell.rank,
+                "{} ×{}",
+                cell.label(config),
                 group.iter().map(|c| c.len()).sum::<usize>()
             ));
             let results: Vec<anyhow::Result<Vec<TrialRecord>>> = std::thread::scope(|scope| {
@@ -430,23 +429,11 @@ fn trial_stub(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> Tri
         experiment: config.name.clone(),
         method: cell.method.name().to_string(),
         rank: cell.rank,
-        alpha_rule: if cell.lora.is_some() {
-            config.grid.alpha.label()
-        } else {
-            "none".into()
-        },
+        alpha_rule: cell.alpha_label(),
         lora_alpha,
         scaling,
-        init: if cell.lora.is_some() {
-            init_label(config.grid.init)
-        } else {
-            "none".into()
-        },
-        targets: if cell.lora.is_some() {
-            targets_label(&config.grid.targets)
-        } else {
-            "all".into()
-        },
+        init: cell.init_label(),
+        targets: cell.targets_label(config),
         lr,
         seed,
         train_loss: Vec::new(),
@@ -485,7 +472,7 @@ fn train_chunk(
         .clone()
         .unwrap_or_else(|| peft::LoraConfig::new(Method::Full, 1));
     let model = PeftModel::new(base.clone(), &config.model, &lora, &seeds)
-        .map_err(|e| anyhow::anyhow!("cell {} r={}: {e}", cell.method.name(), cell.rank))?;
+        .map_err(|e| anyhow::anyhow!("cell {}: {e}", cell.label(config)))?;
     let members: Vec<Member> = chunk
         .iter()
         .map(|&(lr, seed)| Member {
@@ -517,19 +504,25 @@ fn train_chunk(
 }
 
 fn report_cell(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) {
+    let stub = trial_stub(config, cell, 0.0, 0);
     let own: Vec<TrialRecord> = trials
         .iter()
-        .filter(|t| t.method == cell.method.name() && t.rank == cell.rank)
+        .filter(|t| {
+            t.method == stub.method
+                && t.rank == stub.rank
+                && t.alpha_rule == stub.alpha_rule
+                && t.init == stub.init
+                && t.targets == stub.targets
+        })
         .cloned()
         .collect();
     if let Some(curve) = cell_curves(&own).first()
         && let Some((best, lr)) = best_of_lr(curve)
     {
         eprintln!(
-            "{}: {} r={}: best val_acc {best:.4} at lr {lr:.3e}",
+            "{}: {}: best val_acc {best:.4} at lr {lr:.3e}",
             config.name,
-            cell.method.name(),
-            cell.rank
+            cell.label(config)
         );
     }
 }
@@ -559,12 +552,11 @@ pub fn write_derived(
 /// recorded out of those the grid asks for, and the best accuracy so far.
 pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String {
     let lrs = config.finetune.lrs.values().unwrap_or_default();
-    let mut out = format!(
-        "{:<14} {:>5} {:>9} {:>9}\n",
-        "method", "rank", "done", "best_acc"
-    );
+    let labels: Vec<String> = config.cells().iter().map(|c| c.label(config)).collect();
+    let width = labels.iter().map(String::len).max().unwrap_or(0).max(4);
+    let mut out = format!("{:<width$} {:>9} {:>9}\n", "cell", "done", "best_acc");
     let (mut done_all, mut wanted_all) = (0, 0);
-    for cell in config.cells() {
+    for (cell, label) in config.cells().into_iter().zip(&labels) {
         let keys: Vec<_> = lrs
             .iter()
             .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
@@ -579,9 +571,7 @@ pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String
         done_all += recorded.len();
         wanted_all += keys.len();
         out.push_str(&format!(
-            "{:<14} {:>5} {:>4}/{:<4} {:>9}\n",
-            cell.method.name(),
-            cell.rank,
+            "{label:<width$} {:>4}/{:<4} {:>9}\n",
             recorded.len(),
             keys.len(),
             if best.is_nan() {

@@ -489,7 +489,7 @@ pub fn missing_cells(
             let recorded = keys.iter().filter(|k| done.contains(k)).count();
             (recorded < keys.len()).then(|| MissingCell {
                 shard: owner.get(&i).copied(),
-                label: format!("{} r={}", cell.method.name(), cell.rank),
+                label: cell.label(config),
                 recorded,
                 wanted: keys.len(),
             })

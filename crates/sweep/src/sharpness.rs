@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use synth_data::{Dataset, RetrievalBatch};
 use tinyformer::{Classifier, member_cross_entropy};
 
-use crate::config::{Cell, ExperimentConfig, init_label, targets_label};
+use crate::config::ExperimentConfig;
 use crate::device::SelectedDevice;
 use crate::store::write_atomic;
 
@@ -646,20 +646,6 @@ pub fn read_sharpness(out: &Path) -> anyhow::Result<Option<SharpnessFile>> {
     Ok(Some(file))
 }
 
-/// The variant label of a cell, as its trial records spell it.
-pub fn cell_variant(config: &ExperimentConfig, cell: &Cell) -> String {
-    if cell.lora.is_some() {
-        format!(
-            "{}/{}/{}",
-            config.grid.alpha.label(),
-            init_label(config.grid.init),
-            targets_label(&config.grid.targets)
-        )
-    } else {
-        "none/none/all".into()
-    }
-}
-
 /// What `lrscape sharpness` is asked to do.
 pub struct SharpnessOptions {
     pub out: PathBuf,
@@ -720,18 +706,17 @@ pub fn measure_grid(
         );
         let members: &[u64] = if seed_free { &seeds[..1] } else { &seeds };
         let model = PeftModel::new(base.clone(), &config.model, &lora, members)
-            .map_err(|e| anyhow::anyhow!("cell {} r={}: {e}", cell.method.name(), cell.rank))?;
+            .map_err(|e| anyhow::anyhow!("cell {}: {e}", cell.label(config)))?;
         let mut result = classifier_lambda_max(&model, &batch, members, &opts.power)
-            .with_context(|| format!("cell {} r={}", cell.method.name(), cell.rank))?;
+            .with_context(|| format!("cell {}", cell.label(config)))?;
         if seed_free {
             result = vec![result[0].clone(); seeds.len()];
         }
-        let variant = cell_variant(config, &cell);
+        let variant = cell.variant(config);
         for (seed, m) in seeds.iter().zip(result) {
             eprintln!(
-                "{} r={} seed {seed}: λmax {:.4} ({} iterations{}{})",
-                cell.method.name(),
-                cell.rank,
+                "{} seed {seed}: λmax {:.4} ({} iterations{}{})",
+                cell.label(config),
                 m.lambda_max,
                 m.iterations,
                 m.lambda_min
@@ -753,9 +738,8 @@ pub fn measure_grid(
             });
         }
         eprintln!(
-            "{} r={}: {:.0}s",
-            cell.method.name(),
-            cell.rank,
+            "{}: {:.0}s",
+            cell.label(config),
             cell_started.elapsed().as_secs_f64()
         );
     }
