@@ -2,6 +2,7 @@
 //! `lrscape` binary only.
 //!
 //! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite,
+//!   the flex/ndarray parity test (crates/sweep/tests/backend_parity.rs),
 //!   then the SLURM test on a one-node cluster: crates/sweep/tests/slurm.rs).
 //! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
 //!   a config (default: the embedded configs/default.toml) and a backend
@@ -26,8 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Format check, clippy with warnings denied, the workspace tests, and the
-    /// SLURM job-array test (a real one-node cluster; needs root under CI).
+    /// Format check, clippy with warnings denied, the workspace tests, the
+    /// flex/ndarray backend parity test, and the SLURM job-array test (a
+    /// real one-node cluster; needs root under CI).
     Ci,
     /// Run the experiment of a config end to end into results/<name>/.
     Reproduce {
@@ -105,6 +107,21 @@ fn main() -> anyhow::Result<()> {
             let mut test = cargo();
             test.args(["test", "--workspace"]);
             run(test)?;
+            // The second CPU backend: the same population on ndarray
+            // follows flex's loss trajectory (crates/sweep/tests/backend_parity.rs).
+            let mut parity = cargo();
+            parity.args([
+                "test",
+                "--package",
+                "sweep",
+                "--features",
+                "ndarray",
+                "--test",
+                "backend_parity",
+                "--",
+                "--nocapture",
+            ]);
+            run(parity)?;
             // A real one-node SLURM cluster (tools/slurm/cluster.sh): the
             // sharded sweep as a job array, merged, with a requeued task.
             // Under CI=true it starts the cluster itself and never skips.

@@ -122,9 +122,16 @@ fn max_rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 }
 
 /// f32 kernels differ in summation order between backends; over a dozen
-/// AdamW steps that stays far below this bound, while a wrong kernel (or
-/// a different init) moves the losses by orders of magnitude more.
-const TOLERANCE: f32 = 2e-3;
+/// AdamW steps that stays far below these bounds (ndarray vs flex measured
+/// 7e-6), while a wrong kernel or a different init moves the losses by
+/// orders of magnitude more. GPU kernels (wgpu, CUDA) reorder sums more
+/// freely and get a looser bound.
+fn tolerance(backend: &str) -> f32 {
+    match backend {
+        "ndarray" | "tch" => 1e-4,
+        _ => 2e-3,
+    }
+}
 
 #[test]
 fn every_compiled_backend_follows_flex() {
@@ -138,10 +145,16 @@ fn every_compiled_backend_follows_flex() {
     );
     for method in [Method::Lora, Method::Dora] {
         let reference = trajectory("flex", method);
-        let first = &reference.loss[0];
+        // The comparison means something only if training moves the
+        // losses well beyond the tolerance, differently per learning rate.
+        let fast = &reference.loss[0];
+        let moved = fast.iter().fold(f32::MIN, |a, &b| a.max(b))
+            - fast.iter().fold(f32::MAX, |a, &b| a.min(b));
+        let last_gap = (fast.last().unwrap() - reference.loss[2].last().unwrap()).abs();
         assert!(
-            first.last().unwrap() < &(first[0] * 0.9),
-            "the reference must learn for the comparison to mean anything: {first:?}"
+            moved > 0.1 && last_gap > 0.01,
+            "training must move the loss for the comparison to mean anything: {:?}",
+            reference.loss
         );
         for backend in &others {
             // wgpu/vulkan pick their default adapter: a GPU, or llvmpipe on
@@ -152,6 +165,7 @@ fn every_compiled_backend_follows_flex() {
                 "{backend}: initial weights differ from flex's"
             );
             let diff = max_rel_diff(&reference.loss, &other.loss);
+            let bound = tolerance(backend);
             eprintln!(
                 "{} on {backend} vs flex: {} steps × {} members, max relative loss difference {diff:.2e}",
                 method.name(),
@@ -159,8 +173,8 @@ fn every_compiled_backend_follows_flex() {
                 LRS.len()
             );
             assert!(
-                diff <= TOLERANCE,
-                "{backend} ({}) departs from flex by {diff:.2e} > {TOLERANCE:.0e}:\n flex {:?}\n {backend} {:?}",
+                diff <= bound,
+                "{backend} ({}) departs from flex by {diff:.2e} > {bound:.0e}:\n flex {:?}\n {backend} {:?}",
                 method.name(),
                 reference.loss,
                 other.loss
