@@ -552,15 +552,16 @@ pub fn write_derived(
 /// recorded out of those the grid asks for, and the best accuracy so far.
 pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String {
     let lrs = config.finetune.lrs.values().unwrap_or_default();
-    let labels: Vec<String> = config.cells().iter().map(|c| c.label(config)).collect();
+    let cells = config.cells();
+    let labels: Vec<String> = cells.iter().map(|c| c.label(config)).collect();
     let width = labels.iter().map(String::len).max().unwrap_or(0).max(4);
     let mut out = format!("{:<width$} {:>9} {:>9}\n", "cell", "done", "best_acc");
     let (mut done_all, mut wanted_all) = (0, 0);
-    for (cell, label) in config.cells().into_iter().zip(&labels) {
+    for (cell, label) in cells.iter().zip(&labels) {
         let keys: Vec<_> = lrs
             .iter()
             .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
-            .map(|(lr, seed)| trial_key(config, &cell, lr, seed))
+            .map(|(lr, seed)| trial_key(config, cell, lr, seed))
             .collect();
         let recorded: Vec<&TrialRecord> =
             trials.iter().filter(|t| keys.contains(&t.key())).collect();
