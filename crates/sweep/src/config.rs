@@ -676,6 +676,11 @@ mod tests {
             (Box::new(|c| c.pretrain.lr = f64::NAN), "pretrain.lr = NaN"),
             (Box::new(|c| c.model.n_heads = 5), "model.n_heads = 5"),
             (Box::new(|c| c.name = "a/b".into()), "name = \"a/b\""),
+            // What `lrscape run --max-population 0` sets before validating.
+            (
+                Box::new(|c| c.run.max_population = 0),
+                "run.max_population = 0",
+            ),
         ];
         for (mutate, expected) in cases {
             let mut config = quick();
