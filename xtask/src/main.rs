@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's own commands. Shells out to cargo and the
 //! `lrscape` binary only.
 //!
-//! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite,
-//!   the flex/ndarray parity test (crates/sweep/tests/backend_parity.rs),
+//! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite
+//!   built once with flex, ndarray and (where a Vulkan driver is installed)
+//!   wgpu, the backend parity test (crates/sweep/tests/backend_parity.rs),
 //!   then the SLURM test on a one-node cluster: crates/sweep/tests/slurm.rs).
 //! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
 //!   a config (default: the embedded configs/default.toml) and a backend
@@ -27,9 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Format check, clippy with warnings denied, the workspace tests, the
-    /// flex/ndarray backend parity test, and the SLURM job-array test (a
-    /// real one-node cluster; needs root under CI).
+    /// Format check, clippy with warnings denied, the workspace tests (built
+    /// with flex, ndarray and, where Vulkan is installed, wgpu), the backend
+    /// parity test, and the SLURM job-array test (a real one-node cluster;
+    /// needs root under CI).
     Ci,
     /// Run the experiment of a config end to end into results/<name>/.
     Reproduce {
@@ -86,6 +88,36 @@ fn run(mut command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sweep/ndarray`, plus `sweep/wgpu` where a Vulkan driver is installed.
+/// Under `CI=true` wgpu is required: CI installs Mesa's CPU driver
+/// (`.ci/run`), so a missing driver is a broken CI, not a skip.
+fn ci_backend_features() -> anyhow::Result<String> {
+    let icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
+    let has_vulkan = icd_dirs.iter().any(|dir| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+    });
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    match (has_vulkan, ci) {
+        (true, _) => Ok("sweep/ndarray,sweep/wgpu".into()),
+        (false, true) => bail!(
+            "CI=true but no Vulkan driver (no ICD json in {}): install mesa-vulkan-drivers \
+             (.ci/run does) for the wgpu parity test",
+            icd_dirs.join(" or ")
+        ),
+        (false, false) => {
+            eprintln!(
+                "ci: no Vulkan driver found, so no wgpu parity test \
+                 (Debian/Ubuntu: apt install mesa-vulkan-drivers libvulkan1)"
+            );
+            Ok("sweep/ndarray".into())
+        }
+    }
+}
+
 const BACKENDS: [&str; 7] = ["flex", "ndarray", "wgpu", "vulkan", "metal", "cuda", "tch"];
 
 fn main() -> anyhow::Result<()> {
@@ -94,48 +126,38 @@ fn main() -> anyhow::Result<()> {
             let mut fmt = cargo();
             fmt.args(["fmt", "--all", "--check"]);
             run(fmt)?;
+            // One build of the test suite with every backend that runs on
+            // this CPU machine: flex (the default), ndarray, and wgpu where
+            // a Vulkan driver is installed (Mesa's llvmpipe on CI). Clippy
+            // sees the same features, so backend-gated code is linted too.
+            let features = ci_backend_features()?;
+            eprintln!("ci: testing with {features}");
             let mut clippy = cargo();
             clippy.args([
                 "clippy",
                 "--workspace",
                 "--all-targets",
-                "--",
-                "-D",
-                "warnings",
+                "--features",
+                &features,
             ]);
+            clippy.args(["--", "-D", "warnings"]);
             run(clippy)?;
             let mut test = cargo();
-            test.args(["test", "--workspace"]);
+            test.args(["test", "--workspace", "--features", &features, "--"]);
+            test.args(["--skip", "every_compiled_backend_follows_flex"]);
             run(test)?;
-            // The second CPU backend: the same population on ndarray
-            // follows flex's loss trajectory (crates/sweep/tests/backend_parity.rs).
+            // The same population on each other backend follows flex's loss
+            // trajectory (crates/sweep/tests/backend_parity.rs).
             let mut parity = cargo();
-            parity.args([
-                "test",
-                "--package",
-                "sweep",
-                "--features",
-                "ndarray",
-                "--test",
-                "backend_parity",
-                "--",
-                "--nocapture",
-            ]);
+            parity.args(["test", "--package", "sweep", "--features", &features]);
+            parity.args(["--test", "backend_parity", "--", "--nocapture"]);
             run(parity)?;
             // A real one-node SLURM cluster (tools/slurm/cluster.sh): the
             // sharded sweep as a job array, merged, with a requeued task.
             // Under CI=true it starts the cluster itself and never skips.
             let mut slurm = cargo();
-            slurm.args([
-                "test",
-                "--package",
-                "sweep",
-                "--test",
-                "slurm",
-                "--",
-                "--ignored",
-                "--nocapture",
-            ]);
+            slurm.args(["test", "--package", "sweep", "--features", &features]);
+            slurm.args(["--test", "slurm", "--", "--ignored", "--nocapture"]);
             run(slurm)
         }
         Task::Bench { backend, out, rest } => {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use figs::report::{ReportInput, render};
 use figs::{FigureOptions, draw_figures};
-use records::{Provenance, TrialRecord};
+use records::TrialRecord;
 
 fn main() {
     let out = PathBuf::from(
@@ -35,31 +35,9 @@ fn main() {
     ];
     let mut trials = Vec::new();
     let mut push = |method: &str, rank: usize, lr: f64, seed: u64, acc: f64| {
-        trials.push(TrialRecord {
-            experiment: "demo".into(),
-            method: method.into(),
-            rank,
-            alpha_rule: "alpha_eq_r".into(),
-            lora_alpha: rank as f64,
-            scaling: 1.0,
-            init: "kaiming_uniform".into(),
-            targets: "all".into(),
-            lr,
-            seed,
-            train_loss: vec![1.0],
-            val_accuracy: acc,
-            val_loss: 0.5,
-            steps: 100,
-            seconds: 1.0,
-            diverged: acc < 0.3,
-            config_hash: "demo".into(),
-            provenance: Provenance {
-                backend: "ndarray".into(),
-                device: "cpu".into(),
-                git_revision: "demo".into(),
-                lrscape_version: "0.1.0".into(),
-            },
-        })
+        let mut t = TrialRecord::synthetic(method, rank, lr, seed, acc);
+        (t.experiment, t.steps, t.diverged) = ("demo".into(), 100, acc < 0.3);
+        trials.push(t)
     };
     let noise = |s: u64, i: usize| ((s as f64 * 7.3 + i as f64 * 3.1).sin()) * 0.012;
     for (method, shift, offset) in methods {

@@ -21,13 +21,13 @@ pub fn curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
 }
 
 /// The name a figure or table gives a cell's method: the paper's label, plus
-/// the variant where an experiment has several of one method.
+/// the variant and budget where an experiment has several of one method
+/// (the kind's suffix).
 pub fn curve_label(curve: &CellCurve) -> String {
     let label = method_label(&curve.method);
-    if curve.kind.contains('@') {
-        format!("{label} [{}]", curve.variant)
-    } else {
-        label
+    match curve.kind.split_once('@') {
+        Some((_, suffix)) => format!("{label} [{suffix}]"),
+        None => label,
     }
 }
 
@@ -51,6 +51,12 @@ pub struct BestPoint {
     pub method: String,
     pub label: String,
     pub rank: usize,
+    /// `alpha_rule/init/targets`.
+    pub variant: String,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// `bs64/ep3`.
+    pub budget: String,
     pub lr: f64,
     /// Mean accuracy over seeds at `lr` (the maximum of the means).
     pub mean: f64,
@@ -69,6 +75,10 @@ pub fn best_point(curve: &CellCurve) -> Option<BestPoint> {
         method: curve.method.clone(),
         label: curve_label(curve),
         rank: curve.rank,
+        variant: curve.variant.clone(),
+        batch_size: curve.batch_size,
+        epochs: curve.epochs,
+        budget: curve.budget(),
         lr: curve.lrs[i],
         mean: ci.mean,
         half_width: ci.half_width,

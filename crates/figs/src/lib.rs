@@ -276,6 +276,8 @@ mod tests {
             method: "lora".into(),
             rank: 4,
             variant: "alpha_eq_r/kaiming_uniform/all".into(),
+            batch_size: 64,
+            epochs: 3,
             lrs: lrs.to_vec(),
             acc: acc.to_vec(),
             seeds: vec![1; lrs.len()],

@@ -75,10 +75,13 @@ pub struct MethodAcc {
     pub acc: f64,
 }
 
-/// How far apart the methods are at one rank.
+/// How far apart the methods are at one rank (and budget).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spread {
     pub rank: usize,
+    /// The fine-tuning budget compared at, where the experiment has several
+    /// (methods are compared within a budget, never across).
+    pub budget: Option<String>,
     /// The one LR every method was read at, or `None` after LR tuning (each
     /// method at its own best LR).
     pub lr: Option<f64>,
@@ -102,10 +105,44 @@ impl Spread {
     pub fn bottom(&self) -> Option<&MethodAcc> {
         self.methods.last()
     }
+
+    /// `4`, or `4 · bs16/ep3` where budgets vary.
+    pub fn place(&self) -> String {
+        match &self.budget {
+            Some(budget) => format!("{} · {budget}", self.rank),
+            None => self.rank.to_string(),
+        }
+    }
 }
 
 fn adapter_ranks(curves: &[CellCurve]) -> BTreeSet<usize> {
     curves.iter().map(|c| c.rank).filter(|r| *r > 0).collect()
+}
+
+/// The groups methods are compared in: each adapter rank, times each budget
+/// where the experiment has several (`None` where it has one).
+fn comparison_groups(curves: &[CellCurve]) -> Vec<(usize, Option<(usize, usize)>)> {
+    let budgets: BTreeSet<(usize, usize)> =
+        curves.iter().map(|c| (c.batch_size, c.epochs)).collect();
+    adapter_ranks(curves)
+        .into_iter()
+        .flat_map(|rank| {
+            let per_budget: Vec<Option<(usize, usize)>> = if budgets.len() > 1 {
+                budgets.iter().copied().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            per_budget.into_iter().map(move |b| (rank, b))
+        })
+        .collect()
+}
+
+fn in_group(c: &CellCurve, rank: usize, budget: Option<(usize, usize)>) -> bool {
+    c.rank == rank && budget.is_none_or(|b| (c.batch_size, c.epochs) == b)
+}
+
+fn budget_name(budget: Option<(usize, usize)>) -> Option<String> {
+    budget.map(|(b, e)| records::budget_label(b, e))
 }
 
 fn sorted_desc(mut methods: Vec<MethodAcc>) -> Vec<MethodAcc> {
@@ -118,6 +155,8 @@ fn sorted_desc(mut methods: Vec<MethodAcc>) -> Vec<MethodAcc> {
 pub struct LrAcrossRanks {
     pub kind: String,
     pub label: String,
+    /// `bs64/ep3`.
+    pub budget: String,
     /// `(rank, best LR)`, ascending in rank.
     pub best: Vec<(usize, f64)>,
 }
@@ -144,6 +183,7 @@ pub fn best_lr_across_ranks(rows: &[CellSummary]) -> Vec<LrAcrossRanks> {
             .or_insert_with(|| LrAcrossRanks {
                 kind: b.kind.clone(),
                 label: b.label.clone(),
+                budget: b.budget.clone(),
                 best: Vec::new(),
             })
             .best
@@ -154,6 +194,90 @@ pub fn best_lr_across_ranks(rows: &[CellSummary]) -> Vec<LrAcrossRanks> {
         .map(|mut k| {
             k.best.sort_by_key(|&(rank, _)| rank);
             k
+        })
+        .collect()
+}
+
+/// One method's (variant's, rank's) best point at each fine-tuning budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrAcrossBudgets {
+    pub label: String,
+    pub rank: usize,
+    /// `(batch size, epochs, best LR, mean accuracy there)`, ascending in
+    /// (batch size, epochs).
+    pub best: Vec<(usize, usize, f64, f64)>,
+}
+
+impl LrAcrossBudgets {
+    /// Largest over smallest best LR across the budgets: 1 when the optimum
+    /// does not move with the budget.
+    pub fn drift(&self) -> f64 {
+        let lrs = self.best.iter().map(|b| b.2);
+        let (lo, hi) = lrs.fold((f64::INFINITY, 0.0f64), |(lo, hi), l| {
+            (lo.min(l), hi.max(l))
+        });
+        if self.best.is_empty() {
+            f64::NAN
+        } else {
+            hi / lo
+        }
+    }
+
+    /// Per value of the other axis, the best LR at the largest batch size
+    /// over the best LR at the smallest (`(epochs, batch ratio, LR ratio)`),
+    /// or with `by_epochs` the same along epochs at each batch size.
+    pub fn axis_ratios(&self, by_epochs: bool) -> Vec<(usize, f64, f64)> {
+        let mut lines: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
+        for &(b, e, lr, _) in &self.best {
+            let (fixed, moving) = if by_epochs { (b, e) } else { (e, b) };
+            lines.entry(fixed).or_default().push((moving, lr));
+        }
+        lines
+            .into_iter()
+            .filter(|(_, line)| line.len() > 1)
+            .map(|(fixed, mut line)| {
+                line.sort_by_key(|p| p.0);
+                let (first, last) = (line[0], line[line.len() - 1]);
+                (fixed, last.0 as f64 / first.0 as f64, last.1 / first.1)
+            })
+            .collect()
+    }
+}
+
+/// Per (method, variant, rank) with more than one budget: the best LR and
+/// accuracy at each budget, in row order.
+pub fn best_lr_across_budgets(rows: &[CellSummary]) -> Vec<LrAcrossBudgets> {
+    let mut variants: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in rows {
+        variants
+            .entry(&r.best.method)
+            .or_default()
+            .insert(&r.best.variant);
+    }
+    let mut groups: BTreeMap<(&str, &str, usize), LrAcrossBudgets> = BTreeMap::new();
+    for r in rows {
+        let b = &r.best;
+        let label = if variants[b.method.as_str()].len() > 1 {
+            format!("{} [{}]", records::method_label(&b.method), b.variant)
+        } else {
+            records::method_label(&b.method)
+        };
+        groups
+            .entry((&b.method, &b.variant, b.rank))
+            .or_insert_with(|| LrAcrossBudgets {
+                label,
+                rank: b.rank,
+                best: Vec::new(),
+            })
+            .best
+            .push((b.batch_size, b.epochs, b.lr, b.mean));
+    }
+    groups
+        .into_values()
+        .filter(|g| g.best.len() > 1)
+        .map(|mut g| {
+            g.best.sort_by_key(|&(b, e, _, _)| (b, e));
+            g
         })
         .collect()
 }
@@ -169,15 +293,15 @@ pub fn lr_grid_step(lrs: &[f64]) -> Option<f64> {
     steps.get(steps.len().checked_sub(1)? / 2).copied()
 }
 
-/// Per adapter rank with at least two methods: the spread of the methods'
-/// best accuracies, each at its own best LR (after LR tuning).
+/// Per adapter rank (and budget) with at least two methods: the spread of
+/// the methods' best accuracies, each at its own best LR (after LR tuning).
 pub fn spread_after_tuning(curves: &[CellCurve]) -> Vec<Spread> {
-    adapter_ranks(curves)
+    comparison_groups(curves)
         .into_iter()
-        .filter_map(|rank| {
+        .filter_map(|(rank, budget)| {
             let methods: Vec<MethodAcc> = curves
                 .iter()
-                .filter(|c| c.rank == rank)
+                .filter(|c| in_group(c, rank, budget))
                 .filter_map(best_point)
                 .map(|p| MethodAcc {
                     kind: p.kind,
@@ -187,6 +311,7 @@ pub fn spread_after_tuning(curves: &[CellCurve]) -> Vec<Spread> {
                 .collect();
             (methods.len() >= 2).then(|| Spread {
                 rank,
+                budget: budget_name(budget),
                 lr: None,
                 methods: sorted_desc(methods),
                 missing: Vec::new(),
@@ -199,14 +324,18 @@ fn same_lr(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
 
-/// Per adapter rank: every method read at the one LR that is best for LoRA
-/// there, the way a single-LR comparison would report them. Ranks without a
-/// LoRA cell, or with fewer than two methods at that LR, are left out.
+/// Per adapter rank (and budget): every method read at the one LR that is
+/// best for LoRA there, the way a single-LR comparison would report them.
+/// Groups without a LoRA cell, or with fewer than two methods at that LR,
+/// are left out.
 pub fn spread_at_lora_lr(curves: &[CellCurve]) -> Vec<Spread> {
-    adapter_ranks(curves)
+    comparison_groups(curves)
         .into_iter()
-        .filter_map(|rank| {
-            let at_rank: Vec<&CellCurve> = curves.iter().filter(|c| c.rank == rank).collect();
+        .filter_map(|(rank, budget)| {
+            let at_rank: Vec<&CellCurve> = curves
+                .iter()
+                .filter(|c| in_group(c, rank, budget))
+                .collect();
             let lora = at_rank.iter().find(|c| c.method == "lora")?;
             let lr = best_point(lora)?.lr;
             let mut methods = Vec::new();
@@ -229,6 +358,7 @@ pub fn spread_at_lora_lr(curves: &[CellCurve]) -> Vec<Spread> {
             }
             (methods.len() >= 2).then(|| Spread {
                 rank,
+                budget: budget_name(budget),
                 lr: Some(lr),
                 methods: sorted_desc(methods),
                 missing,
@@ -433,11 +563,11 @@ pub fn render(input: &ReportInput) -> String {
         let _ = writeln!(
             md,
             "**After LR tuning the methods land within {} points of each other** \
-             (the widest gap over {} rank{}, at rank {}).\n",
+             (the widest gap over {} comparison{}, at rank {}).\n",
             pct(widest.spread()),
             tuned.len(),
             if tuned.len() == 1 { "" } else { "s" },
-            widest.rank
+            widest.place()
         );
     }
     let _ = writeln!(
@@ -496,7 +626,7 @@ pub fn render(input: &ReportInput) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} ({}) | {} ({}) | {} |",
-                s.rank,
+                s.place(),
                 s.methods.len(),
                 cell(&top.label),
                 pct(top.acc),
@@ -510,7 +640,7 @@ pub fn render(input: &ReportInput) -> String {
             let _ = writeln!(
                 md,
                 "- At rank {}, after LR tuning the methods land within {} points of each other.",
-                s.rank,
+                s.place(),
                 pct(s.spread())
             );
         }
@@ -537,12 +667,12 @@ pub fn render(input: &ReportInput) -> String {
             let (top, bottom) = (s.top().expect("two methods"), s.bottom().expect("two"));
             let after = tuned
                 .iter()
-                .find(|t| t.rank == s.rank)
+                .find(|t| (t.rank, &t.budget) == (s.rank, &s.budget))
                 .map_or("n/a".to_string(), |t| pct(t.spread()));
             let _ = writeln!(
                 md,
                 "| {} | {} | {} ({}) | {} ({}) | {} | {} |",
-                s.rank,
+                s.place(),
                 fmt_lr(s.lr.unwrap_or(f64::NAN)),
                 cell(&top.label),
                 pct(top.acc),
@@ -554,12 +684,15 @@ pub fn render(input: &ReportInput) -> String {
         }
         md.push('\n');
         for s in &fixed {
-            if let Some(t) = tuned.iter().find(|t| t.rank == s.rank) {
+            if let Some(t) = tuned
+                .iter()
+                .find(|t| (t.rank, &t.budget) == (s.rank, &s.budget))
+            {
                 let _ = writeln!(
                     md,
                     "- At rank {}, one LR ({}) puts the methods {} points apart; tuning each \
                      method's LR puts them {} points apart.",
-                    s.rank,
+                    s.place(),
                     fmt_lr(s.lr.unwrap_or(f64::NAN)),
                     pct(s.spread()),
                     pct(t.spread())
@@ -577,6 +710,7 @@ pub fn render(input: &ReportInput) -> String {
     }
 
     render_lr_across_ranks(&mut md, &rows, &lrs);
+    render_lr_across_budgets(&mut md, &rows, &lrs);
 
     if let Some(points) = input.sharpness.as_deref().filter(|p| !p.is_empty()) {
         render_sharpness(&mut md, points);
@@ -736,10 +870,21 @@ fn render_comparison(
 /// (the alpha rule decides), and how it compares with full fine-tuning's.
 fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
     let kinds = best_lr_across_ranks(rows);
-    let full = rows
+    // Full fine-tuning's best LR per budget: each kind is compared with the
+    // full fine-tuning of its own budget.
+    let fulls: BTreeMap<&str, (&str, f64)> = rows
         .iter()
-        .find(|r| r.best.rank == 0)
-        .map(|r| (r.best.label.clone(), r.best.lr));
+        .filter(|r| r.best.rank == 0)
+        .map(|r| (r.best.budget.as_str(), (r.best.label.as_str(), r.best.lr)))
+        .collect();
+    let full = match fulls.len() {
+        0 => None,
+        1 => fulls
+            .values()
+            .next()
+            .map(|(label, lr)| (label.to_string(), *lr)),
+        _ => Some(("full fine-tuning at the same budget".to_string(), f64::NAN)),
+    };
     let several_ranks = kinds.iter().any(|k| k.best.len() > 1);
     if kinds.is_empty() || (!several_ranks && full.is_none()) {
         return;
@@ -766,11 +911,15 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
         );
     }
     if let Some((label, lr)) = &full {
-        let _ = write!(
-            md,
-            " *÷ {label}* is each best LR over {label}'s best ({}).",
-            fmt_lr(*lr)
-        );
+        if lr.is_finite() {
+            let _ = write!(
+                md,
+                " *÷ {label}* is each best LR over {label}'s best ({}).",
+                fmt_lr(*lr)
+            );
+        } else {
+            let _ = write!(md, " *÷ {label}* is each best LR over {label}'s best.");
+        }
     }
     md.push_str("\n\n| Method |");
     for r in &ranks {
@@ -800,7 +949,8 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
             }
         }
         let _ = write!(md, " {:.2}× |", k.drift());
-        if let Some((_, full_lr)) = &full {
+        if full.is_some() {
+            let full_lr = fulls.get(k.budget.as_str()).map_or(f64::NAN, |f| f.1);
             let ratios: Vec<String> = k
                 .best
                 .iter()
@@ -809,6 +959,79 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
             let _ = write!(md, " {} |", ratios.join(", "));
         }
         md.push('\n');
+    }
+    md.push('\n');
+}
+
+/// "Best learning rate across budgets": does the optimum move with the
+/// batch size or the number of epochs.
+fn render_lr_across_budgets(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
+    let groups = best_lr_across_budgets(rows);
+    if groups.is_empty() {
+        return;
+    }
+    let budgets: BTreeSet<(usize, usize)> = groups
+        .iter()
+        .flat_map(|g| g.best.iter().map(|&(b, e, _, _)| (b, e)))
+        .collect();
+    md.push_str("## Best learning rate across budgets\n\n");
+    md.push_str(
+        "The learning rate that maximizes each method's mean accuracy at each fine-tuning \
+         budget (batch size `bs`, epochs `ep`), with the accuracy there in percent. *Drift* \
+         is the largest best LR over the smallest: 1× means the optimum does not move with \
+         the budget.",
+    );
+    if let Some(step) = lr_grid_step(lrs) {
+        let _ = write!(
+            md,
+            " Neighbouring LRs of the grid are {step:.2}× apart (one grid step)."
+        );
+    }
+    md.push_str("\n\n| Method | Rank |");
+    for &(b, e) in &budgets {
+        let _ = write!(md, " {} |", records::budget_label(b, e));
+    }
+    md.push_str(" Drift |\n|---|---:|");
+    for _ in &budgets {
+        md.push_str("---:|");
+    }
+    md.push_str("---:|\n");
+    for g in &groups {
+        let _ = write!(md, "| {} | {} |", cell(&g.label), rank_name(g.rank));
+        for &(b, e) in &budgets {
+            match g.best.iter().find(|p| (p.0, p.1) == (b, e)) {
+                Some(&(_, _, lr, acc)) => {
+                    let _ = write!(md, " {} ({}) |", fmt_lr(lr), pct(acc));
+                }
+                None => md.push_str(" – |"),
+            }
+        }
+        let _ = writeln!(md, " {:.2}× |", g.drift());
+    }
+    md.push('\n');
+    for g in &groups {
+        let mut parts = Vec::new();
+        for (epochs, batch_ratio, lr_ratio) in g.axis_ratios(false) {
+            parts.push(format!(
+                "at {epochs} epoch{}, {batch_ratio:.0}× the batch size moves the best LR \
+                 {lr_ratio:.2}×",
+                if epochs == 1 { "" } else { "s" }
+            ));
+        }
+        for (batch, epoch_ratio, lr_ratio) in g.axis_ratios(true) {
+            parts.push(format!(
+                "at batch size {batch}, {epoch_ratio:.0}× the epochs moves it {lr_ratio:.2}×"
+            ));
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(
+                md,
+                "- {} ({}): {}.",
+                cell(&g.label),
+                rank_name(g.rank),
+                parts.join("; ")
+            );
+        }
     }
     md.push('\n');
 }

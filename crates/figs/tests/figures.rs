@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use figs::report::{ReportInput, render};
 use figs::{FigureOptions, Format, draw_figures};
-use records::{Provenance, TrialRecord};
+use records::TrialRecord;
 
 const LRS: [f64; 4] = [1e-4, 3e-4, 1e-3, 3e-3];
 const SEEDS: [u64; 3] = [0, 1, 2];
@@ -16,31 +16,7 @@ const SEEDS: [u64; 3] = [0, 1, 2];
 const T2: f64 = 4.3027;
 
 fn trial(method: &str, rank: usize, lr: f64, seed: u64, acc: f64) -> TrialRecord {
-    TrialRecord {
-        experiment: "synthetic".into(),
-        method: method.into(),
-        rank,
-        alpha_rule: "alpha_eq_r".into(),
-        lora_alpha: rank as f64,
-        scaling: 1.0,
-        init: "kaiming_uniform".into(),
-        targets: "all".into(),
-        lr,
-        seed,
-        train_loss: vec![1.0, 0.5],
-        val_accuracy: acc,
-        val_loss: 0.5,
-        steps: 10,
-        seconds: 1.0,
-        diverged: false,
-        config_hash: "cafe".into(),
-        provenance: Provenance {
-            backend: "ndarray".into(),
-            device: "cpu".into(),
-            git_revision: "abc123".into(),
-            lrscape_version: "0.1.0".into(),
-        },
-    }
+    TrialRecord::synthetic(method, rank, lr, seed, acc)
 }
 
 /// (method, rank, base accuracy, best LR).
@@ -465,4 +441,91 @@ fn odd_input_never_panics() {
         trials: nan,
         ..Default::default()
     });
+}
+
+/// LoRA, DoRA and full fine-tuning at two budgets: each method's accuracy
+/// peaks at a chosen LR per budget (bs16: one grid point lower than bs64).
+fn budget_study() -> Vec<TrialRecord> {
+    // (method, rank, batch size, best LR, peak accuracy)
+    let cells: [(&str, usize, usize, f64, f64); 6] = [
+        ("lora", 4, 16, 1e-4, 0.70),
+        ("lora", 4, 64, 3e-4, 0.90),
+        ("dora", 4, 16, 1e-4, 0.80),
+        ("dora", 4, 64, 3e-4, 0.85),
+        ("full", 0, 16, 3e-4, 0.80),
+        ("full", 0, 64, 1e-3, 0.85),
+    ];
+    let mut out = Vec::new();
+    for (method, rank, batch, best, peak) in cells {
+        for lr in [1e-4, 3e-4, 1e-3, 3e-3] {
+            for seed in 0..3 {
+                let d = (lr / best).log10();
+                let mut t = trial(method, rank, lr, seed, peak - 0.2 * d * d);
+                (t.batch_size, t.epochs) = (batch, 2);
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn budgets_are_compared_within_and_tabulated_across() {
+    use figs::report::{best_lr_across_budgets, spread_after_tuning, summarize};
+    let trials = budget_study();
+    let curves = figs::curves(&trials);
+    assert_eq!(curves.len(), 6);
+    assert!(
+        curves.iter().all(|c| c.kind.ends_with("/ep2")),
+        "{curves:?}"
+    );
+
+    // Methods are compared per budget (LoRA vs DoRA at bs16, at bs64),
+    // never LoRA at one budget against DoRA at another.
+    let tuned = spread_after_tuning(&curves);
+    assert_eq!(tuned.len(), 2, "{tuned:?}");
+    for (spread, budget, points) in [(&tuned[0], "bs16/ep2", 0.10), (&tuned[1], "bs64/ep2", 0.05)] {
+        assert_eq!(spread.budget.as_deref(), Some(budget));
+        assert_eq!(spread.methods.len(), 2);
+        assert!((spread.spread() - points).abs() < 1e-9, "{spread:?}");
+    }
+
+    let across = best_lr_across_budgets(&summarize(&curves));
+    let lora = across.iter().find(|g| g.label == "LoRA").unwrap();
+    assert_eq!(lora.rank, 4);
+    let lrs: Vec<(usize, usize, f64)> = lora.best.iter().map(|b| (b.0, b.1, b.2)).collect();
+    assert_eq!(lrs, vec![(16, 2, 1e-4), (64, 2, 3e-4)]);
+    assert!((lora.drift() - 3.0).abs() < 1e-9);
+    let ratios = lora.axis_ratios(false);
+    assert_eq!(ratios.len(), 1);
+    assert_eq!(ratios[0].0, 2);
+    assert!((ratios[0].1 - 4.0).abs() < 1e-12 && (ratios[0].2 - 3.0).abs() < 1e-9);
+    assert!(
+        lora.axis_ratios(true).is_empty(),
+        "one epochs value: no epochs axis"
+    );
+    let full = across.iter().find(|g| g.rank == 0).unwrap();
+    assert!((full.drift() - 1e-3 / 3e-4).abs() < 1e-9);
+
+    let md = render(&ReportInput {
+        experiment: "budget".into(),
+        description: String::new(),
+        config_hash: "cafe".into(),
+        config_toml: String::new(),
+        git_revision: "abc".into(),
+        backend: "flex".into(),
+        device: "cpu".into(),
+        wall_seconds: 1.0,
+        trials,
+        figures: Vec::new(),
+        comparison: None,
+        sharpness: None,
+    });
+    assert!(md.contains("## Best learning rate across budgets"), "{md}");
+    assert!(md.contains("| bs16/ep2 | bs64/ep2 |"), "{md}");
+    assert!(md.contains("| 4 · bs16/ep2 | 2 |"), "{md}");
+    assert!(
+        md.contains("at 2 epochs, 4× the batch size moves the best LR 3.00×"),
+        "{md}"
+    );
 }

@@ -7,37 +7,12 @@ use figs::{
     FigureOptions, Format, SharpnessCell, average_ranks, draw_sharpness, pearson, sharpness_fit,
     sharpness_points, spearman,
 };
-use records::{Provenance, TrialRecord, cell_curves};
+use records::{TrialRecord, cell_curves};
 
 const LRS: [f64; 4] = [1e-4, 3e-4, 1e-3, 3e-3];
 
 fn trial(method: &str, rank: usize, lr: f64, seed: u64, acc: f64) -> TrialRecord {
-    let adapter = rank > 0;
-    TrialRecord {
-        experiment: "synthetic".into(),
-        method: method.into(),
-        rank,
-        alpha_rule: if adapter { "alpha_eq_r" } else { "none" }.into(),
-        lora_alpha: rank as f64,
-        scaling: 1.0,
-        init: if adapter { "kaiming_uniform" } else { "none" }.into(),
-        targets: "all".into(),
-        lr,
-        seed,
-        train_loss: vec![1.0],
-        val_accuracy: acc,
-        val_loss: 0.5,
-        steps: 10,
-        seconds: 1.0,
-        diverged: false,
-        config_hash: "cafe".into(),
-        provenance: Provenance {
-            backend: "flex".into(),
-            device: "cpu".into(),
-            git_revision: "abc".into(),
-            lrscape_version: "0.1.0".into(),
-        },
-    }
+    TrialRecord::synthetic(method, rank, lr, seed, acc)
 }
 
 /// (method, rank, best LR, λmax).

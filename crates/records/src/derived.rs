@@ -9,13 +9,16 @@ use crate::{TrialRecord, method_label};
 /// Accuracy vs learning rate of one grid cell, averaged over seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellCurve {
-    /// The result-file key: the method, suffixed with the variant
-    /// (`lora@constant:32/kaiming_uniform/all`) when an experiment has
-    /// several variants of one method.
+    /// The result-file key: the method, suffixed with the variant and the
+    /// budget where an experiment has several of them for one method
+    /// (`lora@constant:32/kaiming_uniform/all`, `lora@bs16/ep3`).
     pub kind: String,
     pub method: String,
     pub rank: usize,
+    /// `alpha_rule/init/targets`.
     pub variant: String,
+    pub batch_size: usize,
+    pub epochs: usize,
     /// Descending, as the seed notebook orders its grid.
     pub lrs: Vec<f64>,
     /// Mean validation accuracy over seeds, per learning rate.
@@ -26,25 +29,43 @@ pub struct CellCurve {
     pub per_seed: Vec<Vec<f64>>,
 }
 
+impl CellCurve {
+    /// `bs64/ep3`.
+    pub fn budget(&self) -> String {
+        crate::budget_label(self.batch_size, self.epochs)
+    }
+}
+
 /// Groups trials into cells, sorted by (kind, rank).
 pub fn cell_curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
-    let variant = |t: &TrialRecord| format!("{}/{}/{}", t.alpha_rule, t.init, t.targets);
     let mut variants: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut budgets: BTreeMap<&str, BTreeSet<(usize, usize)>> = BTreeMap::new();
     for t in trials {
-        variants.entry(&t.method).or_default().insert(variant(t));
+        variants.entry(&t.method).or_default().insert(t.variant());
+        budgets
+            .entry(&t.method)
+            .or_default()
+            .insert((t.batch_size, t.epochs));
     }
-    // (kind, rank) -> lr bits -> accuracies
-    type Cell = (String, String, usize, String);
+    // (kind, method, rank, variant, batch size, epochs) -> lr bits -> accuracies
+    type Cell = (String, String, usize, String, usize, usize);
     let mut cells: BTreeMap<Cell, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for t in trials {
-        let v = variant(t);
-        let kind = if variants[t.method.as_str()].len() > 1 {
-            format!("{}@{v}", t.method)
-        } else {
+        let v = t.variant();
+        let mut suffix = Vec::new();
+        if variants[t.method.as_str()].len() > 1 {
+            suffix.push(v.clone());
+        }
+        if budgets[t.method.as_str()].len() > 1 {
+            suffix.push(t.budget());
+        }
+        let kind = if suffix.is_empty() {
             t.method.clone()
+        } else {
+            format!("{}@{}", t.method, suffix.join("/"))
         };
         cells
-            .entry((kind, t.method.clone(), t.rank, v))
+            .entry((kind, t.method.clone(), t.rank, v, t.batch_size, t.epochs))
             .or_default()
             .entry(t.lr.to_bits())
             .or_default()
@@ -52,26 +73,30 @@ pub fn cell_curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
     }
     cells
         .into_iter()
-        .map(|((kind, method, rank, variant), by_lr)| {
-            let mut points: Vec<(f64, Vec<f64>)> = by_lr
-                .into_iter()
-                .map(|(bits, accs)| (f64::from_bits(bits), accs))
-                .collect();
-            points.sort_by(|a, b| b.0.total_cmp(&a.0));
-            CellCurve {
-                kind,
-                method,
-                rank,
-                variant,
-                lrs: points.iter().map(|p| p.0).collect(),
-                acc: points
-                    .iter()
-                    .map(|p| p.1.iter().sum::<f64>() / p.1.len() as f64)
-                    .collect(),
-                seeds: points.iter().map(|p| p.1.len()).collect(),
-                per_seed: points.into_iter().map(|p| p.1).collect(),
-            }
-        })
+        .map(
+            |((kind, method, rank, variant, batch_size, epochs), by_lr)| {
+                let mut points: Vec<(f64, Vec<f64>)> = by_lr
+                    .into_iter()
+                    .map(|(bits, accs)| (f64::from_bits(bits), accs))
+                    .collect();
+                points.sort_by(|a, b| b.0.total_cmp(&a.0));
+                CellCurve {
+                    kind,
+                    method,
+                    rank,
+                    variant,
+                    batch_size,
+                    epochs,
+                    lrs: points.iter().map(|p| p.0).collect(),
+                    acc: points
+                        .iter()
+                        .map(|p| p.1.iter().sum::<f64>() / p.1.len() as f64)
+                        .collect(),
+                    seeds: points.iter().map(|p| p.1.len()).collect(),
+                    per_seed: points.into_iter().map(|p| p.1).collect(),
+                }
+            },
+        )
         .collect()
 }
 
@@ -162,12 +187,12 @@ pub fn lr_sweep_results(curves: &[CellCurve], rank: usize) -> BTreeMap<String, L
 /// Every trial as one CSV row (the loss curve joined by `;`).
 pub fn trials_csv(trials: &[TrialRecord]) -> String {
     let mut out = String::from(
-        "method,rank,alpha_rule,lora_alpha,scaling,init,targets,lr,seed,val_accuracy,val_loss,diverged,steps,seconds,train_loss,backend\n",
+        "method,rank,alpha_rule,lora_alpha,scaling,init,targets,batch_size,epochs,lr,seed,val_accuracy,val_loss,diverged,steps,seconds,train_loss,backend\n",
     );
     for t in trials {
         let loss: Vec<String> = t.train_loss.iter().map(|l| format!("{l:.6}")).collect();
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{:e},{},{},{},{},{},{:.3},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{:e},{},{},{},{},{},{:.3},{},{}\n",
             t.method,
             t.rank,
             t.alpha_rule,
@@ -175,6 +200,8 @@ pub fn trials_csv(trials: &[TrialRecord]) -> String {
             t.scaling,
             t.init,
             t.targets,
+            t.batch_size,
+            t.epochs,
             t.lr,
             t.seed,
             t.val_accuracy,

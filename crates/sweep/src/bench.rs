@@ -744,7 +744,7 @@ pub fn run_case(job: &CaseJob) -> anyhow::Result<CaseResult> {
     let device = selected.device.clone().autodiff();
     let config = &job.config;
     let case = job.case;
-    let batch = config.finetune.batch_size;
+    let batch = config.finetune.first_batch_size();
     let model_config = &config.model;
     let data = |steps: usize, seed: u64| {
         retrieve_at_k(
@@ -986,7 +986,7 @@ pub fn run_bench(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
     let settings = Settings {
         config_name: opts.config.name.clone(),
         model: opts.config.model.clone(),
-        batch_size: opts.config.finetune.batch_size,
+        batch_size: opts.config.finetune.first_batch_size(),
         rank: opts.rank,
         steps: opts.steps,
         warmup: opts.warmup,

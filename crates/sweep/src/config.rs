@@ -32,12 +32,21 @@ pub struct ExperimentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FinetuneConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
+    /// Epochs over the fine-tuning set; a list is an axis of the grid.
+    pub epochs: OneOrMany<usize>,
+    /// Examples per step; a list is an axis of the grid.
+    pub batch_size: OneOrMany<usize>,
     #[serde(default)]
     pub weight_decay: f64,
     /// `"paper16"` or a list of learning rates.
     pub lrs: LrGrid,
+}
+
+impl FinetuneConfig {
+    /// The first batch size: what single-setting commands (bench) use.
+    pub fn first_batch_size(&self) -> usize {
+        self.batch_size.first().unwrap_or(64)
+    }
 }
 
 /// The learning-rate axis.
@@ -116,7 +125,8 @@ impl AlphaRule {
 }
 
 /// One value, or a list of them that becomes an axis of the grid
-/// (`alpha = { rule = "alpha_eq_r" }` or `alpha = [{ ... }, { ... }]`).
+/// (`alpha = { rule = "alpha_eq_r" }` or `alpha = [{ ... }, { ... }]`;
+/// `epochs = 3` or `epochs = [1, 3, 9]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
@@ -146,7 +156,7 @@ impl<T: Default> Default for OneOrMany<T> {
     }
 }
 
-/// A table is one value, an array a list; inner errors keep their own
+/// A table or a scalar is one value, an array a list; inner errors keep their own
 /// message (serde's untagged enums would say only "did not match").
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -155,7 +165,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
         impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
             type Value = OneOrMany<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a table or an array of tables")
+                f.write_str("a value or an array of values")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                T::deserialize(serde::de::value::I64Deserializer::new(v)).map(OneOrMany::One)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                T::deserialize(serde::de::value::U64Deserializer::new(v)).map(OneOrMany::One)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                T::deserialize(serde::de::value::F64Deserializer::new(v)).map(OneOrMany::One)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(serde::de::value::StrDeserializer::new(v)).map(OneOrMany::One)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -302,14 +324,16 @@ pub struct PretrainConfig {
     pub seed: u64,
 }
 
-/// One grid cell: a method at an alpha rule, init and rank (full
-/// fine-tuning: rank 0, no adapter).
+/// One grid cell: a method at a fine-tuning budget (batch size, epochs),
+/// alpha rule, init and rank (full fine-tuning: rank 0, no adapter).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     pub method: Method,
     pub rank: usize,
     pub alpha: AlphaRule,
     pub init: LoraInit,
+    pub batch_size: usize,
+    pub epochs: usize,
     pub lora: Option<LoraConfig>,
 }
 
@@ -348,9 +372,21 @@ impl Cell {
         )
     }
 
-    /// `lora r=16`, plus the alpha rule and init where the grid has several.
+    /// Optimizer steps of one member: `epochs × ⌈n_train / batch_size⌉`.
+    pub fn steps(&self, n_train: usize) -> usize {
+        self.epochs * n_train.div_ceil(self.batch_size.max(1))
+    }
+
+    /// `lora r=16`, plus the alpha rule, init, batch size and epochs where
+    /// the grid has several.
     pub fn label(&self, config: &ExperimentConfig) -> String {
         let mut label = format!("{} r={}", self.method.name(), self.rank);
+        if config.finetune.batch_size.values().len() > 1 {
+            label.push_str(&format!(" bs={}", self.batch_size));
+        }
+        if config.finetune.epochs.values().len() > 1 {
+            label.push_str(&format!(" ep={}", self.epochs));
+        }
         if self.lora.is_some() {
             if config.grid.alpha.values().len() > 1 {
                 label.push_str(&format!(" {}", self.alpha.label()));
@@ -461,11 +497,21 @@ impl ExperimentConfig {
             ));
         }
         let f = &self.finetune;
-        if f.epochs == 0 {
-            return Err(bad("finetune.epochs", f.epochs, "at least 1"));
-        }
-        if f.batch_size == 0 {
-            return Err(bad("finetune.batch_size", f.batch_size, "at least 1"));
+        for (field, axis) in [
+            ("finetune.epochs", &f.epochs),
+            ("finetune.batch_size", &f.batch_size),
+        ] {
+            let values = axis.values();
+            if values.is_empty() {
+                return Err(bad(field, "[]", "at least one value"));
+            }
+            if let Some(&zero) = values.iter().find(|&&v| v == 0) {
+                return Err(bad(field, zero, "at least 1"));
+            }
+            let distinct: std::collections::BTreeSet<usize> = values.iter().copied().collect();
+            if distinct.len() != values.len() {
+                return Err(bad(field, format!("{values:?}"), "distinct values"));
+            }
         }
         if !(f.weight_decay.is_finite() && f.weight_decay >= 0.0) {
             return Err(bad(
@@ -524,9 +570,29 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// The grid's cells in run order: methods, alpha rules and inits as
-    /// listed, ranks ascending; full fine-tuning (no rank) is one cell.
+    /// The grid's cells in run order: methods, batch sizes, epochs, alpha
+    /// rules and inits as listed, ranks ascending; full fine-tuning (no
+    /// rank) is one cell per budget.
     pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for &method in &self.grid.methods {
+            for batch_size in self.finetune.batch_size.values() {
+                for epochs in self.finetune.epochs.values() {
+                    self.method_cells(method, batch_size, epochs, &mut cells);
+                }
+            }
+        }
+        cells
+    }
+
+    /// The cells of one method at one budget.
+    fn method_cells(
+        &self,
+        method: Method,
+        batch_size: usize,
+        epochs: usize,
+        cells: &mut Vec<Cell>,
+    ) {
         let g = &self.grid;
         let mut ranks = g.ranks.clone();
         ranks.sort_unstable();
@@ -535,62 +601,61 @@ impl ExperimentConfig {
         let inits = g.init.values();
         let first_alpha = alphas.first().copied().unwrap_or_default();
         let first_init = inits.first().copied().unwrap_or_default();
-        let mut cells = Vec::new();
-        for &method in &g.methods {
-            if !method.has_adapters() {
-                cells.push(Cell {
-                    method,
-                    rank: 0,
-                    alpha: first_alpha,
-                    init: first_init,
-                    lora: None,
-                });
-                continue;
-            }
-            // A's init only matters where A is drawn at random with B = 0.
-            let inits: &[LoraInit] = if method.uses_init() {
-                &inits
-            } else {
-                &inits[..inits.len().min(1)]
-            };
-            for &alpha in &alphas {
-                for &init in inits {
-                    for &r in &ranks {
-                        let lora = LoraConfig {
-                            method,
-                            r,
-                            lora_alpha: alpha.alpha(r),
-                            target_modules: g.targets.clone(),
-                            init,
-                            train_head: g.train_head,
-                            use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
-                            compute: self.run.adapter_compute,
-                        };
-                        cells.push(Cell {
-                            method,
-                            rank: r,
-                            alpha,
-                            init,
-                            lora: Some(lora),
-                        });
-                    }
+        if !method.has_adapters() {
+            cells.push(Cell {
+                method,
+                rank: 0,
+                alpha: first_alpha,
+                init: first_init,
+                batch_size,
+                epochs,
+                lora: None,
+            });
+            return;
+        }
+        // A's init only matters where A is drawn at random with B = 0.
+        let inits: &[LoraInit] = if method.uses_init() {
+            &inits
+        } else {
+            &inits[..inits.len().min(1)]
+        };
+        for &alpha in &alphas {
+            for &init in inits {
+                for &r in &ranks {
+                    let lora = LoraConfig {
+                        method,
+                        r,
+                        lora_alpha: alpha.alpha(r),
+                        target_modules: g.targets.clone(),
+                        init,
+                        train_head: g.train_head,
+                        use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
+                        compute: self.run.adapter_compute,
+                    };
+                    cells.push(Cell {
+                        method,
+                        rank: r,
+                        alpha,
+                        init,
+                        batch_size,
+                        epochs,
+                        lora: Some(lora),
+                    });
                 }
             }
         }
-        cells
     }
 
     /// Hash of everything that changes a trial's result besides its grid
-    /// coordinates (method, rank, alpha, init, targets, lr, seed are in the
-    /// record itself): the grid can grow and a rerun still resumes.
+    /// coordinates (method, rank, alpha, init, targets, batch size, epochs,
+    /// lr, seed are in the record itself): the grid can grow and a rerun
+    /// still resumes.
     pub fn results_hash(&self) -> String {
         #[derive(Serialize)]
         struct Key<'a> {
             task: &'a TaskConfig,
             model: &'a TinyformerConfig,
             pretrain: &'a PretrainConfig,
-            epochs: usize,
-            batch_size: usize,
             weight_decay: f64,
             train_head: bool,
         }
@@ -598,8 +663,6 @@ impl ExperimentConfig {
             task: &self.task,
             model: &self.model,
             pretrain: &self.pretrain,
-            epochs: self.finetune.epochs,
-            batch_size: self.finetune.batch_size,
             weight_decay: self.finetune.weight_decay,
             train_head: self.grid.train_head,
         };
@@ -765,6 +828,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("const") && err.contains("alpha_eq_r"), "{err}");
+    }
+
+    #[test]
+    fn batch_size_and_epochs_lists_are_grid_axes() {
+        let text = include_str!("../../../configs/quick.toml");
+        let (one_epochs, one_batch) = ("epochs = 3\n", "batch_size = 64\nweight_decay");
+        assert!(text.contains(one_epochs) && text.contains(one_batch));
+        let axes = text.replacen(one_epochs, "epochs = [1, 3]\n", 1).replacen(
+            one_batch,
+            "batch_size = [16, 64, 256]\nweight_decay",
+            1,
+        );
+        let mut config = ExperimentConfig::from_toml_str(&axes, "axes.toml").unwrap();
+        config.grid.methods = vec![Method::Lora, Method::Full];
+        config.grid.ranks = vec![2, 4];
+        let cells = config.cells();
+        // (LoRA: 2 ranks + full fine-tuning: 1) × 3 batch sizes × 2 epochs.
+        assert_eq!(cells.len(), 3 * 3 * 2);
+        let n = config.task.n_finetune_train;
+        let small = cells
+            .iter()
+            .find(|c| c.method == Method::Lora && c.batch_size == 16 && c.epochs == 3)
+            .unwrap();
+        assert_eq!(small.steps(n), 3 * n.div_ceil(16));
+        assert!(
+            small.label(&config).contains("bs=16 ep=3"),
+            "{}",
+            small.label(&config)
+        );
+        // One value keeps the labels as they were.
+        assert!(!quick().cells()[0].label(&quick()).contains("bs="));
+        // The budget is in the trial key, not in the results hash: growing
+        // an axis keeps the recorded trials valid.
+        assert_eq!(config.results_hash(), quick().results_hash());
+
+        for (field, bad_value, expected) in [
+            ("epochs", "[]", "finetune.epochs = []"),
+            ("epochs", "[1, 0]", "finetune.epochs = 0"),
+            (
+                "epochs",
+                "[2, 2]",
+                "finetune.epochs = [2, 2]: distinct values",
+            ),
+            ("batch_size", "0", "finetune.batch_size = 0"),
+        ] {
+            let bad_text = if field == "epochs" {
+                text.replacen(one_epochs, &format!("epochs = {bad_value}\n"), 1)
+            } else {
+                text.replacen(
+                    one_batch,
+                    &format!("batch_size = {bad_value}\nweight_decay"),
+                    1,
+                )
+            };
+            let err = ExperimentConfig::from_toml_str(&bad_text, "b.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+        let negative = text.replacen(one_epochs, "epochs = [-1]\n", 1);
+        let err = ExperimentConfig::from_toml_str(&negative, "n.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("epochs") && err.contains("-1"), "{err}");
     }
 
     #[test]

@@ -57,9 +57,12 @@ struct Overrides {
     /// Override grid.seeds.
     #[arg(long, value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
-    /// Override finetune.epochs.
-    #[arg(long)]
-    finetune_epochs: Option<usize>,
+    /// Override finetune.epochs (several, comma-separated: an axis).
+    #[arg(long, value_delimiter = ',')]
+    finetune_epochs: Option<Vec<usize>>,
+    /// Override finetune.batch_size (several, comma-separated: an axis).
+    #[arg(long, value_delimiter = ',')]
+    batch_sizes: Option<Vec<usize>>,
     /// Override pretrain.epochs.
     #[arg(long)]
     pretrain_epochs: Option<usize>,
@@ -67,6 +70,15 @@ struct Overrides {
     /// small populations are faster per member, see README "Benchmarks").
     #[arg(long)]
     max_population: Option<usize>,
+}
+
+/// A single value stays one value (records and labels as before); several
+/// make an axis.
+fn one_or_many(values: &[usize]) -> sweep::config::OneOrMany<usize> {
+    match values {
+        [one] => sweep::config::OneOrMany::One(*one),
+        many => sweep::config::OneOrMany::Many(many.to_vec()),
+    }
 }
 
 impl Overrides {
@@ -97,8 +109,11 @@ impl Overrides {
         if let Some(seeds) = &self.seeds {
             config.grid.seeds = seeds.clone();
         }
-        if let Some(epochs) = self.finetune_epochs {
-            config.finetune.epochs = epochs;
+        if let Some(epochs) = &self.finetune_epochs {
+            config.finetune.epochs = one_or_many(epochs);
+        }
+        if let Some(sizes) = &self.batch_sizes {
+            config.finetune.batch_size = one_or_many(sizes);
         }
         if let Some(epochs) = self.pretrain_epochs {
             config.pretrain.epochs = epochs;
@@ -511,25 +526,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (mut config, out) = load_config(&common)?;
             overrides.apply(&mut config)?;
             let selected = device::select_device(&common.device)?;
-            let cells = config.cells().len();
+            let all_cells = config.cells();
             let members = config.finetune.lrs.values()?.len() * config.grid.seeds.len();
-            let steps = config.finetune.epochs
-                * config
-                    .task
-                    .n_finetune_train
-                    .div_ceil(config.finetune.batch_size);
-            let cells = match shard {
+            let n_train = config.task.n_finetune_train;
+            let chosen: Vec<&sweep::config::Cell> = match shard {
                 Some(shard) => {
-                    let own = sweep::shard::shard_cells(&config, shard).len();
-                    eprintln!("shard {shard}: {own} of the grid's {cells} cells");
+                    let own: Vec<_> = sweep::shard::shard_cells(&config, shard)
+                        .into_iter()
+                        .filter_map(|i| all_cells.get(i))
+                        .collect();
+                    eprintln!(
+                        "shard {shard}: {} of the grid's {} cells",
+                        own.len(),
+                        all_cells.len()
+                    );
                     own
                 }
-                None => cells,
+                None => all_cells.iter().collect(),
             };
+            let member_steps: usize = chosen.iter().map(|c| members * c.steps(n_train)).sum();
             eprintln!(
-                "{}: {cells} cells × {members} members × {steps} steps = {} member-steps on {} -> {}",
+                "{}: {} cells × {members} members = {member_steps} member-steps on {} -> {}",
                 config.name,
-                cells * members * steps,
+                chosen.len(),
                 selected.name,
                 out.display()
             );

@@ -244,11 +244,6 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
         None => config.cells(),
     };
     let elsewhere_done: HashSet<TrialKey> = elsewhere.iter().map(TrialRecord::key).collect();
-    let schedule = Schedule {
-        epochs: config.finetune.epochs,
-        batch_size: config.finetune.batch_size,
-    };
-    let steps_per_member = schedule.epochs * train.len().div_ceil(schedule.batch_size);
     let cell_bar = bars.add(steps_bar("cells", opts.progress));
     cell_bar.set_length(cells.len() as u64);
     let step_bar = bars.add(steps_bar("steps", opts.progress));
@@ -260,19 +255,26 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
     }
     let total_trials = cells.len() * lrs.len() * config.grid.seeds.len();
     let workers = config.run.workers().max(1);
-    let left = trials_left(config, &cells, &lrs, &store, &elsewhere_done);
-    match eta_seconds(store.trials(), left * steps_per_member, workers) {
-        Some(eta) if left > 0 => eprintln!(
-            "{left} of {total_trials} trials to train; ETA {} (from the {} recorded trials' speed)",
+    let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
+    match eta_seconds(store.trials(), left.member_examples, workers) {
+        Some(eta) if left.trials > 0 => eprintln!(
+            "{} of {total_trials} trials to train; ETA {} (from the {} recorded trials' speed)",
+            left.trials,
             format_duration(eta),
             store.trials().len()
         ),
-        _ if left > 0 => {
-            eprintln!("{left} of {total_trials} trials to train; the ETA follows the first cell")
-        }
+        _ if left.trials > 0 => eprintln!(
+            "{} of {total_trials} trials to train; the ETA follows the first cell",
+            left.trials
+        ),
         _ => {}
     }
     for cell in &cells {
+        let schedule = Schedule {
+            epochs: cell.epochs,
+            batch_size: cell.batch_size,
+        };
+        let steps_per_member = cell.steps(train.len());
         let done = done_keys(&store, &elsewhere_done);
         let wanted: Vec<(f64, u64)> = lrs
             .iter()
@@ -348,11 +350,11 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
         }
         cell_bar.inc(1);
         report_cell(config, cell, store.trials());
-        let left = trials_left(config, &cells, &lrs, &store, &elsewhere_done);
-        if left > 0
-            && let Some(eta) = eta_seconds(store.trials(), left * steps_per_member, workers)
+        let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
+        if left.trials > 0
+            && let Some(eta) = eta_seconds(store.trials(), left.member_examples, workers)
         {
-            eprintln!("{left} trials left; ETA {}", format_duration(eta));
+            eprintln!("{} trials left; ETA {}", left.trials, format_duration(eta));
         }
     }
     cell_bar.finish_and_clear();
@@ -369,39 +371,54 @@ fn done_keys(store: &TrialStore, elsewhere: &HashSet<TrialKey>) -> HashSet<Trial
     done
 }
 
-/// Trials of the grid not yet recorded (in the store or elsewhere).
-fn trials_left(
+/// Work of the grid not yet recorded (in the store or elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WorkLeft {
+    trials: usize,
+    /// Examples the left trials will step through (steps × batch size,
+    /// summed): what wall time is proportional to across budgets.
+    member_examples: usize,
+}
+
+fn work_left(
     config: &ExperimentConfig,
     cells: &[Cell],
     lrs: &[f64],
     store: &TrialStore,
     elsewhere: &HashSet<TrialKey>,
-) -> usize {
+    n_train: usize,
+) -> WorkLeft {
     let done = done_keys(store, elsewhere);
-    cells
-        .iter()
-        .flat_map(|cell| {
-            lrs.iter().flat_map(move |&lr| {
-                config
-                    .grid
-                    .seeds
-                    .iter()
-                    .map(move |&seed| trial_key(config, cell, lr, seed))
-            })
-        })
-        .filter(|key| !done.contains(key))
-        .count()
+    let mut left = WorkLeft {
+        trials: 0,
+        member_examples: 0,
+    };
+    for cell in cells {
+        for &lr in lrs {
+            for &seed in &config.grid.seeds {
+                if !done.contains(&trial_key(config, cell, lr, seed)) {
+                    left.trials += 1;
+                    left.member_examples += cell.steps(n_train) * cell.batch_size;
+                }
+            }
+        }
+    }
+    left
 }
 
-/// Wall seconds to train `member_steps` more, at the speed of the recorded
-/// trials (each holds its population's wall time divided by its size, and
-/// `workers` populations train at once); `None` without timed records.
-pub fn eta_seconds(trials: &[TrialRecord], member_steps: usize, workers: usize) -> Option<f64> {
-    let (seconds, steps) = trials
+/// Wall seconds to train `member_examples` more, at the speed of the
+/// recorded trials (each holds its population's wall time divided by its
+/// size, and `workers` populations train at once); `None` without timed
+/// records.
+pub fn eta_seconds(trials: &[TrialRecord], member_examples: usize, workers: usize) -> Option<f64> {
+    let (seconds, examples) = trials
         .iter()
         .filter(|t| t.steps > 0 && t.seconds.is_finite() && t.seconds > 0.0)
-        .fold((0.0, 0usize), |(s, n), t| (s + t.seconds, n + t.steps));
-    (steps > 0).then(|| seconds / steps as f64 * member_steps as f64 / workers.max(1) as f64)
+        .fold((0.0, 0usize), |(s, n), t| {
+            (s + t.seconds, n + t.steps * t.batch_size.max(1))
+        });
+    (examples > 0)
+        .then(|| seconds / examples as f64 * member_examples as f64 / workers.max(1) as f64)
 }
 
 /// `1h 05m`, `12m 30s`, `45s`.
@@ -434,6 +451,8 @@ fn trial_stub(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> Tri
         scaling,
         init: cell.init_label(),
         targets: cell.targets_label(config),
+        batch_size: cell.batch_size,
+        epochs: cell.epochs,
         lr,
         seed,
         train_loss: Vec::new(),
@@ -504,16 +523,16 @@ fn train_chunk(
 }
 
 fn report_cell(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) {
-    let stub = trial_stub(config, cell, 0.0, 0);
+    // Same cell: the same key up to the learning rate and seed.
+    let cell_of = |t: &TrialRecord| {
+        let mut key = t.key();
+        (key.lr_bits, key.seed) = (0, 0);
+        key
+    };
+    let own_cell = cell_of(&trial_stub(config, cell, 0.0, 0));
     let own: Vec<TrialRecord> = trials
         .iter()
-        .filter(|t| {
-            t.method == stub.method
-                && t.rank == stub.rank
-                && t.alpha_rule == stub.alpha_rule
-                && t.init == stub.init
-                && t.targets == stub.targets
-        })
+        .filter(|t| cell_of(t) == own_cell)
         .cloned()
         .collect();
     if let Some(curve) = cell_curves(&own).first()
@@ -613,12 +632,12 @@ mod tests {
         let config = ExperimentConfig::embedded_default();
         let cell = &config.cells()[0];
         let mut a = trial_stub(&config, cell, 1e-3, 0);
-        (a.seconds, a.steps) = (10.0, 50);
+        (a.seconds, a.steps, a.batch_size) = (10.0, 50, 10);
         let mut b = trial_stub(&config, cell, 1e-4, 0);
-        (b.seconds, b.steps) = (30.0, 50);
-        // 40 s over 100 member-steps: 0.4 s each; 1000 left on 2 workers.
+        (b.seconds, b.steps, b.batch_size) = (30.0, 25, 20);
+        // 40 s over 1000 member-examples: 0.04 s each; 1000 left on 2 workers.
         let eta = eta_seconds(&[a.clone(), b], 1000, 2).unwrap();
-        assert!((eta - 200.0).abs() < 1e-9, "{eta}");
+        assert!((eta - 20.0).abs() < 1e-9, "{eta}");
         a.steps = 0;
         assert_eq!(eta_seconds(&[a], 1000, 2), None);
         assert_eq!(eta_seconds(&[], 1000, 2), None);
@@ -632,7 +651,7 @@ mod tests {
     }
 
     #[test]
-    fn trials_left_counts_only_the_grid() {
+    fn work_left_counts_only_the_grid() {
         let config = ExperimentConfig::embedded_default();
         let cells = config.cells();
         let lrs = config.finetune.lrs.values().unwrap();
@@ -643,12 +662,23 @@ mod tests {
         let (mut store, _) = TrialStore::open(&path).unwrap();
         let all = cells.len() * lrs.len() * config.grid.seeds.len();
         let none = HashSet::new();
-        assert_eq!(trials_left(&config, &cells, &lrs, &store, &none), all);
+        let n = config.task.n_finetune_train;
+        let per_trial = config.cells()[0].steps(n) * config.cells()[0].batch_size;
+        assert_eq!(
+            work_left(&config, &cells, &lrs, &store, &none, n),
+            WorkLeft {
+                trials: all,
+                member_examples: all * per_trial
+            }
+        );
         let mut inside = trial_stub(&config, &cells[0], lrs[0], config.grid.seeds[0]);
         let mut outside = trial_stub(&config, &cells[0], 0.5, 99);
         (inside.val_accuracy, outside.val_accuracy) = (0.5, 0.5);
         store.append(vec![inside, outside]).unwrap();
-        assert_eq!(trials_left(&config, &cells, &lrs, &store, &none), all - 1);
+        assert_eq!(
+            work_left(&config, &cells, &lrs, &store, &none, n).trials,
+            all - 1
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -108,18 +108,15 @@ pub fn partition(costs: &[u64], n: usize) -> Vec<Vec<usize>> {
     shards
 }
 
-/// Member-steps of each cell of `config`: population size × steps.
+/// Work of each cell of `config`: population size × steps × batch size
+/// (member-examples, so cells of different budgets weigh what they cost).
 pub fn cell_costs(config: &ExperimentConfig) -> Vec<u64> {
     let members = config.finetune.lrs.values().map_or(0, |l| l.len()) * config.grid.seeds.len();
-    let steps = config.finetune.epochs
-        * config
-            .task
-            .n_finetune_train
-            .div_ceil(config.finetune.batch_size.max(1));
+    let n = config.task.n_finetune_train;
     config
         .cells()
         .iter()
-        .map(|_| (members * steps) as u64)
+        .map(|cell| (members * cell.steps(n) * cell.batch_size) as u64)
         .collect()
 }
 

@@ -53,6 +53,8 @@ const BATCH: usize = 16;
 const LRS: [f64; 3] = [3e-2, 1e-2, 1e-3];
 
 struct Trajectory {
+    /// The device as Burn describes it.
+    device: String,
     /// Every parameter of the adapted model before training, flattened.
     initial: Vec<f32>,
     /// `[member][step]` training loss.
@@ -80,6 +82,7 @@ fn flat(model: &impl Module) -> Vec<f32> {
 
 fn trajectory(device_spec: &str, method: Method) -> Trajectory {
     let selected = select_device(device_spec).unwrap();
+    let described = format!("{:?}", selected.device);
     let device = selected.device.autodiff();
     let config = model_config();
     let base = Tinyformer::init(&config, 3, &device).unwrap();
@@ -102,6 +105,7 @@ fn trajectory(device_spec: &str, method: Method) -> Trajectory {
         &ProgressBar::hidden(),
     );
     Trajectory {
+        device: described,
         initial,
         loss: outcome.step_loss,
     }
@@ -160,15 +164,30 @@ fn every_compiled_backend_follows_flex() {
             // wgpu/vulkan pick their default adapter: a GPU, or llvmpipe on
             // a machine with Mesa's CPU Vulkan driver only.
             let other = trajectory(backend, method);
-            assert_eq!(
-                reference.initial, other.initial,
-                "{backend}: initial weights differ from flex's"
+            // Host-drawn weights are bit-equal; values computed from them
+            // on the device (DoRA's magnitude, the column norms of W) may
+            // differ in the last bits of f32.
+            assert_eq!(reference.initial.len(), other.initial.len());
+            let init_diff = reference
+                .initial
+                .iter()
+                .zip(&other.initial)
+                .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+                .fold(0.0, f32::max);
+            assert!(
+                init_diff <= 1e-6,
+                "{backend}: initial weights differ from flex's by {init_diff:.2e}"
+            );
+            assert_ne!(
+                other.device, reference.device,
+                "{backend} ran on flex's device"
             );
             let diff = max_rel_diff(&reference.loss, &other.loss);
             let bound = tolerance(backend);
             eprintln!(
-                "{} on {backend} vs flex: {} steps × {} members, max relative loss difference {diff:.2e}",
+                "{} on {backend} ({}) vs flex: {} steps × {} members, max relative loss difference {diff:.2e}",
                 method.name(),
+                other.device,
                 steps(),
                 LRS.len()
             );

@@ -70,7 +70,7 @@ fn quick_end_to_end_writes_every_derived_file_in_its_schema() {
     assert_eq!(all.len(), cells.len() * lrs.len());
     for t in &all {
         assert!((0.0..=1.0).contains(&t.val_accuracy));
-        assert_eq!(t.train_loss.len(), config.finetune.epochs);
+        assert_eq!(Some(t.train_loss.len()), config.finetune.epochs.first());
         assert_eq!(t.config_hash, config.results_hash());
         assert_eq!(t.provenance.backend, "flex");
         assert!(t.steps > 0 && !t.diverged);
@@ -273,9 +273,52 @@ fn records_of_another_setup_are_refused() {
     config.grid.ranks = vec![2];
     config.finetune.lrs = sweep::config::LrGrid::List(vec![1e-2]);
     run_experiment(&config, &options(&out, None)).unwrap();
-    config.finetune.epochs += 1;
+    config.finetune.weight_decay += 0.1;
     let err = run_experiment(&config, &options(&out, None))
         .unwrap_err()
         .to_string();
     assert!(err.contains("holds trials of another setup"), "{err}");
+}
+
+#[test]
+fn budget_axes_are_trained_recorded_and_grow_without_rerunning() {
+    use sweep::config::OneOrMany;
+    let dir = tempfile::tempdir().unwrap();
+    let out = with_base(dir.path());
+    let mut config = quick();
+    config.grid.methods = vec![peft::Method::Lora];
+    config.grid.ranks = vec![2];
+    config.finetune.lrs = sweep::config::LrGrid::List(vec![1e-2]);
+    config.finetune.epochs = OneOrMany::One(1);
+    config.finetune.batch_size = OneOrMany::Many(vec![16, 64]);
+    let first = run_experiment(&config, &options(&out, None)).unwrap();
+    assert_eq!(first.trained, 2);
+
+    // A second epochs value is a new axis point: only its trials train.
+    config.finetune.epochs = OneOrMany::Many(vec![1, 2]);
+    let second = run_experiment(&config, &options(&out, None)).unwrap();
+    assert_eq!((second.trained, second.skipped), (2, 2));
+
+    let n = config.task.n_finetune_train;
+    let all = trials(&out);
+    let mut budgets: Vec<(usize, usize)> = all.iter().map(|t| (t.batch_size, t.epochs)).collect();
+    budgets.sort_unstable();
+    assert_eq!(budgets, vec![(16, 1), (16, 2), (64, 1), (64, 2)]);
+    for t in &all {
+        assert_eq!(t.train_loss.len(), t.epochs);
+        assert_eq!(t.steps, t.epochs * n.div_ceil(t.batch_size), "{t:?}");
+    }
+    // Each budget is a curve of its own in the derived files.
+    let table: std::collections::BTreeMap<String, RankLrEntry> =
+        serde_json::from_str(&rank_x_lr(&out)).unwrap();
+    let kinds: Vec<&str> = table.keys().map(String::as_str).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "lora@bs16/ep1",
+            "lora@bs16/ep2",
+            "lora@bs64/ep1",
+            "lora@bs64/ep2"
+        ]
+    );
 }
