@@ -145,7 +145,8 @@ pub(crate) fn file_stem(kind: &str) -> String {
 }
 
 /// Colours per method kind, the same in every figure; full fine-tuning is
-/// black (and dashed where it is a reference line).
+/// black (and dashed where it is a reference line) where it is one kind, and
+/// coloured like the others where it is several (one per budget).
 #[derive(Debug, Clone)]
 pub(crate) struct Colors(BTreeMap<String, RGBColor>);
 
@@ -164,13 +165,19 @@ const TAB10: [RGBColor; 10] = [
 
 impl Colors {
     pub(crate) fn new<'a>(kinds: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let kinds: Vec<(&str, &str)> = kinds.into_iter().collect();
+        let full_kinds: std::collections::BTreeSet<&str> = kinds
+            .iter()
+            .filter(|(_, method)| *method == "full")
+            .map(|(kind, _)| *kind)
+            .collect();
         let mut map = BTreeMap::new();
         let mut next = 0;
         for (kind, method) in kinds {
             if map.contains_key(kind) {
                 continue;
             }
-            let color = if method == "full" {
+            let color = if method == "full" && full_kinds.len() == 1 {
                 BLACK
             } else {
                 next += 1;

@@ -63,8 +63,18 @@ pub fn summarize(curves: &[CellCurve]) -> Vec<CellSummary> {
             })
         })
         .collect();
-    rows.sort_by(|a, b| (a.best.rank, &a.best.kind).cmp(&(b.best.rank, &b.best.kind)));
+    rows.sort_by(|a, b| row_order(&a.best).cmp(&row_order(&b.best)));
     rows
+}
+
+/// Rank, then the kind without its budget, then the budget numerically
+/// (bs16 before bs64 before bs256).
+fn row_order(b: &BestPoint) -> (usize, &str, usize, usize) {
+    let base = b
+        .kind
+        .strip_suffix(b.budget.as_str())
+        .map_or(b.kind.as_str(), |k| k.trim_end_matches(['/', '@']));
+    (b.rank, base, b.batch_size, b.epochs)
 }
 
 /// One method's accuracy in a comparison across methods.
@@ -175,11 +185,12 @@ impl LrAcrossRanks {
 /// Every adapter kind's best LR per rank (from the report's rows), in kind
 /// order; kinds with one rank are included (their drift is 1).
 pub fn best_lr_across_ranks(rows: &[CellSummary]) -> Vec<LrAcrossRanks> {
-    let mut by_kind: BTreeMap<&str, LrAcrossRanks> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(&str, usize, usize, &str), LrAcrossRanks> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.best.rank > 0) {
         let b = &row.best;
+        let (_, base, batch, epochs) = row_order(b);
         by_kind
-            .entry(&b.kind)
+            .entry((base, batch, epochs, &b.kind))
             .or_insert_with(|| LrAcrossRanks {
                 kind: b.kind.clone(),
                 label: b.label.clone(),
@@ -203,34 +214,67 @@ pub fn best_lr_across_ranks(rows: &[CellSummary]) -> Vec<LrAcrossRanks> {
 pub struct LrAcrossBudgets {
     pub label: String,
     pub rank: usize,
-    /// `(batch size, epochs, best LR, mean accuracy there)`, ascending in
-    /// (batch size, epochs).
-    pub best: Vec<(usize, usize, f64, f64)>,
+    /// Ascending in (batch size, epochs).
+    pub best: Vec<BudgetBest>,
 }
 
+/// The best LR of one budget, the mean accuracy there, and its LR band.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetBest {
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub lr: f64,
+    pub acc: f64,
+    /// LRs within [`BAND_FRACTION`] of the best accuracy, ascending.
+    pub band: Vec<f64>,
+}
+
+/// A budget whose best accuracy is below this fraction of the method's best
+/// budget did not learn: its argmax LR is noise and is left out of drifts.
+pub const LEARNED_FRACTION: f64 = 0.5;
+
 impl LrAcrossBudgets {
-    /// Largest over smallest best LR across the budgets: 1 when the optimum
-    /// does not move with the budget.
+    /// Whether the budget at `i` learned (best accuracy at least
+    /// [`LEARNED_FRACTION`] of the best over budgets).
+    pub fn learned(&self, i: usize) -> bool {
+        let top = self.best.iter().map(|b| b.acc).fold(f64::NAN, f64::max);
+        self.best
+            .get(i)
+            .is_some_and(|b| b.acc >= LEARNED_FRACTION * top)
+    }
+
+    fn learned_points(&self) -> impl Iterator<Item = &BudgetBest> {
+        self.best
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.learned(*i))
+            .map(|(_, b)| b)
+    }
+
+    /// Largest over smallest best LR across the budgets that learned: 1
+    /// when the optimum does not move with the budget.
     pub fn drift(&self) -> f64 {
-        let lrs = self.best.iter().map(|b| b.2);
-        let (lo, hi) = lrs.fold((f64::INFINITY, 0.0f64), |(lo, hi), l| {
-            (lo.min(l), hi.max(l))
-        });
-        if self.best.is_empty() {
-            f64::NAN
-        } else {
-            hi / lo
-        }
+        let (lo, hi) = self
+            .learned_points()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), b| {
+                (lo.min(b.lr), hi.max(b.lr))
+            });
+        if hi > 0.0 { hi / lo } else { f64::NAN }
     }
 
     /// Per value of the other axis, the best LR at the largest batch size
     /// over the best LR at the smallest (`(epochs, batch ratio, LR ratio)`),
-    /// or with `by_epochs` the same along epochs at each batch size.
+    /// or with `by_epochs` the same along epochs at each batch size; only
+    /// budgets that learned count.
     pub fn axis_ratios(&self, by_epochs: bool) -> Vec<(usize, f64, f64)> {
         let mut lines: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
-        for &(b, e, lr, _) in &self.best {
-            let (fixed, moving) = if by_epochs { (b, e) } else { (e, b) };
-            lines.entry(fixed).or_default().push((moving, lr));
+        for p in self.learned_points() {
+            let (fixed, moving) = if by_epochs {
+                (p.batch_size, p.epochs)
+            } else {
+                (p.epochs, p.batch_size)
+            };
+            lines.entry(fixed).or_default().push((moving, p.lr));
         }
         lines
             .into_iter()
@@ -270,13 +314,19 @@ pub fn best_lr_across_budgets(rows: &[CellSummary]) -> Vec<LrAcrossBudgets> {
                 best: Vec::new(),
             })
             .best
-            .push((b.batch_size, b.epochs, b.lr, b.mean));
+            .push(BudgetBest {
+                batch_size: b.batch_size,
+                epochs: b.epochs,
+                lr: b.lr,
+                acc: b.mean,
+                band: r.band.clone(),
+            });
     }
     groups
         .into_values()
         .filter(|g| g.best.len() > 1)
         .map(|mut g| {
-            g.best.sort_by_key(|&(b, e, _, _)| (b, e));
+            g.best.sort_by_key(|p| (p.batch_size, p.epochs));
             g
         })
         .collect()
@@ -883,7 +933,7 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
             .values()
             .next()
             .map(|(label, lr)| (label.to_string(), *lr)),
-        _ => Some(("full fine-tuning at the same budget".to_string(), f64::NAN)),
+        _ => Some(("full FT".to_string(), f64::NAN)),
     };
     let several_ranks = kinds.iter().any(|k| k.best.len() > 1);
     if kinds.is_empty() || (!several_ranks && full.is_none()) {
@@ -918,7 +968,10 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
                 fmt_lr(*lr)
             );
         } else {
-            let _ = write!(md, " *÷ {label}* is each best LR over {label}'s best.");
+            let _ = write!(
+                md,
+                " *÷ {label}* is each best LR over full fine-tuning's best at the same budget."
+            );
         }
     }
     md.push_str("\n\n| Method |");
@@ -972,14 +1025,16 @@ fn render_lr_across_budgets(md: &mut String, rows: &[CellSummary], lrs: &[f64]) 
     }
     let budgets: BTreeSet<(usize, usize)> = groups
         .iter()
-        .flat_map(|g| g.best.iter().map(|&(b, e, _, _)| (b, e)))
+        .flat_map(|g| g.best.iter().map(|p| (p.batch_size, p.epochs)))
         .collect();
     md.push_str("## Best learning rate across budgets\n\n");
     md.push_str(
         "The learning rate that maximizes each method's mean accuracy at each fine-tuning \
-         budget (batch size `bs`, epochs `ep`), with the accuracy there in percent. *Drift* \
-         is the largest best LR over the smallest: 1× means the optimum does not move with \
-         the budget.",
+         budget (batch size `bs`, epochs `ep`), with the accuracy there in percent and the \
+         LR band (≥ 95% of that accuracy). † marks a budget that did not learn (best \
+         accuracy below half the method's best budget): its best LR is noise and is left \
+         out of the drift and the ratios below. *Drift* is the largest best LR over the \
+         smallest: 1× means the optimum does not move with the budget.",
     );
     if let Some(step) = lr_grid_step(lrs) {
         let _ = write!(
@@ -999,9 +1054,21 @@ fn render_lr_across_budgets(md: &mut String, rows: &[CellSummary], lrs: &[f64]) 
     for g in &groups {
         let _ = write!(md, "| {} | {} |", cell(&g.label), rank_name(g.rank));
         for &(b, e) in &budgets {
-            match g.best.iter().find(|p| (p.0, p.1) == (b, e)) {
-                Some(&(_, _, lr, acc)) => {
-                    let _ = write!(md, " {} ({}) |", fmt_lr(lr), pct(acc));
+            match g
+                .best
+                .iter()
+                .position(|p| (p.batch_size, p.epochs) == (b, e))
+            {
+                Some(i) => {
+                    let p = &g.best[i];
+                    let mark = if g.learned(i) { "" } else { "†" };
+                    let band = match (p.band.first(), p.band.last()) {
+                        (Some(lo), Some(hi)) if p.band.len() > 1 => {
+                            format!(" {}–{}", fmt_lr(*lo), fmt_lr(*hi))
+                        }
+                        _ => String::new(),
+                    };
+                    let _ = write!(md, " {}{mark} ({}){band} |", fmt_lr(p.lr), pct(p.acc));
                 }
                 None => md.push_str(" – |"),
             }

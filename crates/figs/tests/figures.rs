@@ -493,7 +493,11 @@ fn budgets_are_compared_within_and_tabulated_across() {
     let across = best_lr_across_budgets(&summarize(&curves));
     let lora = across.iter().find(|g| g.label == "LoRA").unwrap();
     assert_eq!(lora.rank, 4);
-    let lrs: Vec<(usize, usize, f64)> = lora.best.iter().map(|b| (b.0, b.1, b.2)).collect();
+    let lrs: Vec<(usize, usize, f64)> = lora
+        .best
+        .iter()
+        .map(|b| (b.batch_size, b.epochs, b.lr))
+        .collect();
     assert_eq!(lrs, vec![(16, 2, 1e-4), (64, 2, 3e-4)]);
     assert!((lora.drift() - 3.0).abs() < 1e-9);
     let ratios = lora.axis_ratios(false);
@@ -506,6 +510,12 @@ fn budgets_are_compared_within_and_tabulated_across() {
     );
     let full = across.iter().find(|g| g.rank == 0).unwrap();
     assert!((full.drift() - 1e-3 / 3e-4).abs() < 1e-9);
+    // A budget far below the method's best did not learn: its argmax is
+    // marked and left out of the drift.
+    let mut dead = full.clone();
+    dead.best[0].acc = 0.3; // below half of 0.85
+    assert!(!dead.learned(0) && dead.learned(1));
+    assert!(dead.drift() == 1.0 && dead.axis_ratios(false).is_empty());
 
     let md = render(&ReportInput {
         experiment: "budget".into(),
@@ -523,6 +533,8 @@ fn budgets_are_compared_within_and_tabulated_across() {
     });
     assert!(md.contains("## Best learning rate across budgets"), "{md}");
     assert!(md.contains("| bs16/ep2 | bs64/ep2 |"), "{md}");
+    // LoRA at bs16: best 1e-4 (70%), band: LRs within 95% of 0.70.
+    assert!(md.contains("| LoRA | 4 | 1e-4 (70.00) |"), "{md}");
     assert!(md.contains("| 4 · bs16/ep2 | 2 |"), "{md}");
     assert!(
         md.contains("at 2 epochs, 4× the batch size moves the best LR 3.00×"),

@@ -11,6 +11,15 @@ fn quick() -> ExperimentConfig {
     ExperimentConfig::from_toml_file(&path).unwrap()
 }
 
+/// The quick config cut to one LoRA r=2 cell at the given learning rates.
+fn one_lora_cell(lrs: &[f64]) -> ExperimentConfig {
+    let mut config = quick();
+    config.grid.methods = vec![peft::Method::Lora];
+    config.grid.ranks = vec![2];
+    config.finetune.lrs = sweep::config::LrGrid::List(lrs.to_vec());
+    config
+}
+
 fn options(out: &Path, max_chunks: Option<usize>) -> RunOptions {
     RunOptions {
         out: out.to_path_buf(),
@@ -250,10 +259,7 @@ fn a_corrupt_record_in_the_middle_is_an_error_naming_its_line() {
 fn a_diverging_member_is_recorded_and_the_others_finish() {
     let dir = tempfile::tempdir().unwrap();
     let out = with_base(dir.path());
-    let mut config = quick();
-    config.grid.methods = vec![peft::Method::Lora];
-    config.grid.ranks = vec![2];
-    config.finetune.lrs = sweep::config::LrGrid::List(vec![1e30, 1e-2]);
+    let config = one_lora_cell(&[1e30, 1e-2]);
     run_experiment(&config, &options(&out, None)).unwrap();
     let all = trials(&out);
     assert_eq!(all.len(), 2);
@@ -268,10 +274,7 @@ fn a_diverging_member_is_recorded_and_the_others_finish() {
 fn records_of_another_setup_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = with_base(dir.path());
-    let mut config = quick();
-    config.grid.methods = vec![peft::Method::Lora];
-    config.grid.ranks = vec![2];
-    config.finetune.lrs = sweep::config::LrGrid::List(vec![1e-2]);
+    let mut config = one_lora_cell(&[1e-2]);
     run_experiment(&config, &options(&out, None)).unwrap();
     config.finetune.weight_decay += 0.1;
     let err = run_experiment(&config, &options(&out, None))
@@ -285,10 +288,7 @@ fn budget_axes_are_trained_recorded_and_grow_without_rerunning() {
     use sweep::config::OneOrMany;
     let dir = tempfile::tempdir().unwrap();
     let out = with_base(dir.path());
-    let mut config = quick();
-    config.grid.methods = vec![peft::Method::Lora];
-    config.grid.ranks = vec![2];
-    config.finetune.lrs = sweep::config::LrGrid::List(vec![1e-2]);
+    let mut config = one_lora_cell(&[1e-2]);
     config.finetune.epochs = OneOrMany::One(1);
     config.finetune.batch_size = OneOrMany::Many(vec![16, 64]);
     let first = run_experiment(&config, &options(&out, None)).unwrap();
