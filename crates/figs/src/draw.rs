@@ -150,7 +150,9 @@ pub(crate) fn file_stem(kind: &str) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Colors(BTreeMap<String, RGBColor>);
 
-const TAB10: [RGBColor; 10] = [
+/// Tableau's ten colours, then the same hues darkened: twenty kinds (a
+/// budget grid: 2 methods × 6 budgets) before a colour repeats.
+const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -161,6 +163,16 @@ const TAB10: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(16, 60, 90),
+    RGBColor(150, 75, 8),
+    RGBColor(22, 85, 22),
+    RGBColor(120, 20, 20),
+    RGBColor(80, 55, 105),
+    RGBColor(75, 45, 40),
+    RGBColor(130, 50, 105),
+    RGBColor(60, 60, 60),
+    RGBColor(100, 100, 15),
+    RGBColor(10, 100, 110),
 ];
 
 impl Colors {
@@ -181,7 +193,7 @@ impl Colors {
                 BLACK
             } else {
                 next += 1;
-                TAB10[(next - 1) % TAB10.len()]
+                PALETTE[(next - 1) % PALETTE.len()]
             };
             map.insert(kind.to_string(), color);
         }
@@ -640,11 +652,21 @@ impl Figure for BestOfLrFigure<'_> {
             } else {
                 format!("{:.2}% at LR {} (1 seed)", p.mean * 100.0, fmt_lr(p.lr))
             };
+            // Near an end of the axis the note runs inwards, so it is not
+            // cut off at the plot's edge.
+            let third = (x1 - x0) / 3.0;
+            let side = if p.mean > x1 - third {
+                HPos::Right
+            } else if p.mean < x0 + third {
+                HPos::Left
+            } else {
+                HPos::Center
+            };
             chart
                 .draw_series(std::iter::once(Text::new(
                     note,
                     (p.mean, y + 0.2),
-                    anchored(15, HPos::Center, VPos::Bottom),
+                    anchored(15, side, VPos::Bottom),
                 )))
                 .map_err(err)?;
         }
