@@ -927,13 +927,12 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
         .filter(|r| r.best.rank == 0)
         .map(|r| (r.best.budget.as_str(), (r.best.label.as_str(), r.best.lr)))
         .collect();
-    let full = match fulls.len() {
-        0 => None,
-        1 => fulls
-            .values()
-            .next()
-            .map(|(label, lr)| (label.to_string(), *lr)),
-        _ => Some(("full FT".to_string(), f64::NAN)),
+    // The ratio column's name: full fine-tuning's own label where it has
+    // one budget, a generic one where each budget has its own.
+    let full = match fulls.values().collect::<Vec<_>>()[..] {
+        [] => None,
+        [&(label, _)] => Some(label.to_string()),
+        _ => Some("full FT".to_string()),
     };
     let several_ranks = kinds.iter().any(|k| k.best.len() > 1);
     if kinds.is_empty() || (!several_ranks && full.is_none()) {
@@ -960,18 +959,21 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
              ÷{step:.2}…×{step:.2} is one grid step, the finest shift the grid resolves."
         );
     }
-    if let Some((label, lr)) = &full {
-        if lr.is_finite() {
-            let _ = write!(
-                md,
-                " *÷ {label}* is each best LR over {label}'s best ({}).",
-                fmt_lr(*lr)
-            );
-        } else {
-            let _ = write!(
-                md,
-                " *÷ {label}* is each best LR over full fine-tuning's best at the same budget."
-            );
+    if let Some(label) = &full {
+        match fulls.values().collect::<Vec<_>>()[..] {
+            [&(_, lr)] => {
+                let _ = write!(
+                    md,
+                    " *÷ {label}* is each best LR over {label}'s best ({}).",
+                    fmt_lr(lr)
+                );
+            }
+            _ => {
+                let _ = write!(
+                    md,
+                    " *÷ {label}* is each best LR over full fine-tuning's best at the same budget."
+                );
+            }
         }
     }
     md.push_str("\n\n| Method |");
@@ -979,7 +981,7 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
         let _ = write!(md, " r={r} |");
     }
     md.push_str(" Drift |");
-    if let Some((label, _)) = &full {
+    if let Some(label) = &full {
         let _ = write!(md, " ÷ {} |", cell(label));
     }
     md.push_str("\n|---|");

@@ -241,8 +241,7 @@ mod tests {
             3.5566 * 1e-5,
             0.1 + 0.2,
         ] {
-            let mut t = TrialRecord::synthetic("lora", 4, lr, 0, 0.5);
-            t.lr = lr;
+            let t = TrialRecord::synthetic("lora", 4, lr, 0, 0.5);
             let back: TrialRecord =
                 serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
             assert_eq!(back.lr.to_bits(), lr.to_bits(), "{lr:e}");
