@@ -3,13 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use records::{CellCurve, TrialRecord, cell_curves, mean_ci95, method_label};
+use records::{CellCurve, Metric, TrialRecord, cell_curves_of, mean_ci95, method_label};
 
 /// Cells of an experiment (`records::cell_curves`), with each mean taken over
 /// the finite seeds only, so that one failed evaluation (NaN) does not blank
 /// a whole grid point.
 pub fn curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
-    cell_curves(trials)
+    curves_of(trials, Metric::Accuracy)
+}
+
+/// [`curves`] of another metric (perplexity for a language model).
+pub fn curves_of(trials: &[TrialRecord], metric: Metric) -> Vec<CellCurve> {
+    cell_curves_of(trials, metric)
         .into_iter()
         .map(|mut c| {
             let stats: Vec<_> = c.per_seed.iter().map(|s| mean_ci95(s)).collect();
@@ -68,7 +73,18 @@ pub struct BestPoint {
 
 /// The best point of a cell; `None` when it has no finite accuracy.
 pub fn best_point(curve: &CellCurve) -> Option<BestPoint> {
-    let i = best_index(&curve.acc)?;
+    best_point_by(curve, Metric::Accuracy)
+}
+
+/// The best point of a `metric` curve (the lowest perplexity); ties go to
+/// the largest LR.
+pub fn best_point_by(curve: &CellCurve, metric: Metric) -> Option<BestPoint> {
+    let i = if metric.higher_is_better() {
+        best_index(&curve.acc)?
+    } else {
+        let negated: Vec<f64> = curve.acc.iter().map(|v| -v).collect();
+        best_index(&negated)?
+    };
     let ci = mean_ci95(curve.per_seed.get(i)?);
     Some(BestPoint {
         kind: curve.kind.clone(),

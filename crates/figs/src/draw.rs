@@ -14,6 +14,7 @@ use crate::data::{
     AlignedSeries, BestPoint, HeatmapData, LrSeries, RankSeries, SharpnessFit, SharpnessPoint,
 };
 use crate::{FigsError, Format, decade_ticks};
+use records::Metric;
 
 /// Pixel size of every figure (PNG); the SVG has the same view box.
 pub const WIDTH: u32 = 1000;
@@ -456,13 +457,32 @@ fn error_bar_y(
 }
 
 const ACC_DESC: &str = "Validation accuracy (fraction correct)";
+const PPL_DESC: &str = "Validation perplexity (lower is better)";
 const RANK_DESC: &str = "Adapter rank r (log₂ scale)";
 
-/// `lr_sweep_parity`: accuracy vs LR per method at one rank.
+/// A padded y range for perplexities: from the lowest up to at most
+/// `PERPLEXITY_SPAN` times it, so a diverged or untrained LR (perplexity
+/// near the vocabulary size) does not flatten the curves near their best;
+/// points above are drawn at the top edge.
+fn perplexity_range(values: &[f64]) -> (f64, f64) {
+    let Some((lo, hi)) = min_max(values) else {
+        return (1.0, 2.0);
+    };
+    let lo = lo.max(1.0);
+    let hi = hi.min(lo * PERPLEXITY_SPAN).max(lo * 1.05);
+    let pad = (hi - lo) * 0.06;
+    ((lo - pad).max(1.0), hi + pad)
+}
+
+const PERPLEXITY_SPAN: f64 = 3.0;
+
+/// `lr_sweep_parity` (accuracy) and `perplexity_vs_lr_r{rank}`: a metric vs
+/// LR per method at one rank.
 pub(crate) struct LrSweepFigure<'a> {
     pub rank: usize,
     pub series: &'a [LrSeries],
     pub colors: &'a Colors,
+    pub metric: Metric,
 }
 
 impl Figure for LrSweepFigure<'_> {
@@ -476,8 +496,12 @@ impl Figure for LrSweepFigure<'_> {
                 dashed: false,
             })
             .collect();
+        let what = match self.metric {
+            Metric::Accuracy => "Accuracy",
+            Metric::Perplexity => "Perplexity",
+        };
         let title = format!(
-            "Accuracy vs learning rate at rank {} (mean ± 95% CI over seeds)",
+            "{what} vs learning rate at rank {} (mean ± 95% CI over seeds)",
             self.rank
         );
         let plot = layout(root, &title, &legend)?;
@@ -493,14 +517,20 @@ impl Figure for LrSweepFigure<'_> {
                 })
             })
             .collect();
-        let (y0, y1) = accuracy_range(&ends);
+        let (y0, y1) = match self.metric {
+            Metric::Accuracy => accuracy_range(&ends),
+            Metric::Perplexity => perplexity_range(&ends),
+        };
         let mut chart = chart_with_axes(
             &plot,
             ticked(x0..x1, ticks),
             y0..y1,
             &Axes {
                 x_desc: "Learning rate (log scale)",
-                y_desc: ACC_DESC,
+                y_desc: match self.metric {
+                    Metric::Accuracy => ACC_DESC,
+                    Metric::Perplexity => PPL_DESC,
+                },
                 x_label: &|x| log_tick_label(*x, decades),
                 y_label: &|y| format!("{y:.2}"),
                 light_grid: false,
@@ -514,7 +544,7 @@ impl Figure for LrSweepFigure<'_> {
                 .zip(&s.mean)
                 .zip(&s.half_width)
                 .filter(|((lr, m), _)| **lr > 0.0 && m.is_finite())
-                .map(|((lr, m), h)| (lr.log10(), *m, finite_or(*h, 0.0)))
+                .map(|((lr, m), h)| (lr.log10(), m.min(y1), finite_or(*h, 0.0)))
                 .collect();
             if pts.iter().any(|p| p.2 > 0.0) && pts.len() >= 2 {
                 let mut band: Vec<(f64, f64)> =

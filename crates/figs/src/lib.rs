@@ -24,9 +24,10 @@ pub mod report;
 
 pub use data::{
     AlignedSeries, BestPoint, HeatmapData, LrSeries, RankSeries, SharpnessCell, SharpnessFit,
-    SharpnessPoint, average_ranks, best_index, best_of_lr_data, best_point, best_vs_rank_data,
-    curve_label, curves, heatmap_data, lr_band, lr_series, lr_sweep_data, normalized_heatmap,
-    pearson, reference_points, sharpness_fit, sharpness_points, shift_aligned_data, spearman,
+    SharpnessPoint, average_ranks, best_index, best_of_lr_data, best_point, best_point_by,
+    best_vs_rank_data, curve_label, curves, curves_of, heatmap_data, lr_band, lr_series,
+    lr_sweep_data, normalized_heatmap, pearson, reference_points, sharpness_fit, sharpness_points,
+    shift_aligned_data, spearman,
 };
 pub use draw::{HEIGHT, WIDTH};
 
@@ -112,6 +113,7 @@ pub fn draw_figures(
             rank: opts.parity_rank,
             series: &sweep,
             colors: &colors,
+            metric: records::Metric::Accuracy,
         };
         out.extend(save(&fig, &raw, "lr_sweep_parity", formats)?);
     }
@@ -191,6 +193,48 @@ pub fn draw_figures(
             colors: &colors,
         };
         out.extend(save(&fig, &raw, "best_lr_vs_rank", formats)?);
+    }
+    Ok(out)
+}
+
+/// Draws `raw/perplexity_vs_lr_r{rank}` for every adapter rank (each with
+/// full fine-tuning), for a language-modelling experiment, in every format
+/// of `opts`; nothing when no trial has a finite validation loss.
+pub fn draw_perplexity(
+    trials: &[TrialRecord],
+    opts: &FigureOptions,
+) -> Result<Vec<PathBuf>, FigsError> {
+    use draw::*;
+    let curves = data::curves_of(trials, records::Metric::Perplexity);
+    if !curves.iter().any(|c| c.acc.iter().any(|v| v.is_finite())) {
+        return Ok(Vec::new());
+    }
+    draw::ensure_font()?;
+    // The same colours as the accuracy figures: built from the same kinds.
+    let colors = Colors::new(curves.iter().map(|c| (c.kind.as_str(), c.method.as_str())));
+    let raw = opts.out_dir.join("figures").join("raw");
+    let mut ranks: Vec<usize> = curves.iter().map(|c| c.rank).filter(|&r| r > 0).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    if ranks.is_empty() {
+        ranks.push(0);
+    }
+    let mut out = Vec::new();
+    for rank in ranks {
+        let mut series = lr_sweep_data(&curves, rank);
+        series.sort_by_key(|s| s.method == "full");
+        let fig = LrSweepFigure {
+            rank,
+            series: &series,
+            colors: &colors,
+            metric: records::Metric::Perplexity,
+        };
+        out.extend(save(
+            &fig,
+            &raw,
+            &format!("perplexity_vs_lr_r{rank}"),
+            &opts.formats,
+        )?);
     }
     Ok(out)
 }

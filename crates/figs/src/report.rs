@@ -36,6 +36,125 @@ pub struct ReportInput {
     /// λmax at initialisation per cell beside its best LR (`lrscape
     /// sharpness`); a "Sharpness" section when present.
     pub sharpness: Option<Vec<crate::data::SharpnessPoint>>,
+    /// A language-modelling experiment: a "Perplexity" section first.
+    pub language_model: Option<LanguageModel>,
+}
+
+/// What the report says of a language-modelling task beyond its trials.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LanguageModel {
+    /// One line on the task and its shift.
+    pub task: String,
+    /// Perplexity of the fine-tuning source's own predictions: no model
+    /// can go below it.
+    pub floor_perplexity: f64,
+    /// Next-token accuracy of those predictions.
+    pub floor_accuracy: f64,
+}
+
+/// The lowest perplexity of every cell, ordered as the accuracy table.
+pub fn perplexity_rows(trials: &[TrialRecord]) -> Vec<BestPoint> {
+    let mut rows: Vec<BestPoint> = crate::data::curves_of(trials, records::Metric::Perplexity)
+        .iter()
+        .filter_map(|c| crate::data::best_point_by(c, records::Metric::Perplexity))
+        .collect();
+    rows.sort_by(|a, b| row_order(a).cmp(&row_order(b)));
+    rows
+}
+
+/// Per method kind (full fine-tuning apart), the adapter rank with the
+/// lowest best perplexity, and whether the next-best rank is inside its
+/// 95% CI (then the data do not single out one rank).
+pub fn best_rank_by_perplexity(rows: &[BestPoint]) -> Vec<(String, usize, f64, bool)> {
+    let mut kinds: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.rank > 0)
+        .map(|r| r.kind.as_str())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .filter_map(|kind| {
+            let mut cells: Vec<&BestPoint> = rows
+                .iter()
+                .filter(|r| r.kind == kind && r.rank > 0)
+                .collect();
+            cells.sort_by(|a, b| a.mean.total_cmp(&b.mean));
+            let best = cells.first()?;
+            let tied = cells
+                .get(1)
+                .is_some_and(|next| next.mean <= best.mean + best.half_width.max(0.0));
+            Some((best.label.clone(), best.rank, best.mean, tied))
+        })
+        .collect()
+}
+
+fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageModel) {
+    md.push_str(
+        "## Perplexity (language modelling)
+
+",
+    );
+    let _ = writeln!(
+        md,
+        "{} Scored by validation perplexity, exp of the mean cross-entropy per predicted \
+         token (lower is better). The fine-tuning source's own predictions reach \
+         perplexity **{:.3}** (next-token accuracy {}): no model can go below that floor. \
+         Elsewhere in this report \"accuracy\" is next-token accuracy.\n",
+        lm.task.trim(),
+        lm.floor_perplexity,
+        pct(lm.floor_accuracy)
+    );
+    let rows = perplexity_rows(&input.trials);
+    let acc = curves(&input.trials);
+    md.push_str(
+        "| Method | Rank | Best perplexity | Above the floor | Seeds | Best LR | Next-token accuracy there, % |\n",
+    );
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    for b in &rows {
+        let at_lr = acc
+            .iter()
+            .find(|c| c.kind == b.kind && c.rank == b.rank)
+            .and_then(|c| c.lrs.iter().position(|&lr| lr == b.lr).map(|i| c.acc[i]))
+            .unwrap_or(f64::NAN);
+        let ci = if b.n > 1 && b.half_width.is_finite() {
+            format!("{:.3} ± {:.3}", b.mean, b.half_width)
+        } else {
+            format!("{:.3} (1 seed)", b.mean)
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:+.1}% | {} | {} | {} |",
+            cell(&b.label),
+            rank_name(b.rank),
+            ci,
+            (b.mean / lm.floor_perplexity - 1.0) * 100.0,
+            b.n,
+            fmt_lr(b.lr),
+            pct(at_lr)
+        );
+    }
+    md.push('\n');
+    let best_ranks = best_rank_by_perplexity(&rows);
+    if !best_ranks.is_empty() {
+        md.push_str("Best rank per method (lowest best-of-LR perplexity):\n\n");
+        for (label, rank, ppl, tied) in best_ranks {
+            let _ = writeln!(
+                md,
+                "- {}: rank {} ({:.3}){}",
+                cell(&label),
+                rank,
+                ppl,
+                if tied {
+                    "; the next-best rank is inside its 95% CI"
+                } else {
+                    ""
+                }
+            );
+        }
+        md.push('\n');
+    }
 }
 
 /// One method × rank row of the report's table.
@@ -629,6 +748,9 @@ pub fn render(input: &ReportInput) -> String {
     if input.trials.is_empty() {
         md.push_str("No trial records: nothing to report yet.\n");
         return md;
+    }
+    if let Some(lm) = &input.language_model {
+        language_model_section(&mut md, input, lm);
     }
 
     // Best accuracy table.

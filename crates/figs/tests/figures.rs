@@ -271,6 +271,7 @@ fn report_numbers_are_recomputed_from_the_trials() {
         figures: vec![PathBuf::from("figures/raw/lr_sweep_parity.png")],
         comparison: None,
         sharpness: None,
+        language_model: None,
     };
     let md = render(&input);
     assert!(md.contains("name = \"synthetic\""));
@@ -530,6 +531,7 @@ fn budgets_are_compared_within_and_tabulated_across() {
         figures: Vec::new(),
         comparison: None,
         sharpness: None,
+        language_model: None,
     });
     assert!(md.contains("## Best learning rate across budgets"), "{md}");
     assert!(md.contains("| bs16/ep2 | bs64/ep2 |"), "{md}");

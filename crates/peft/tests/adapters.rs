@@ -17,6 +17,7 @@ fn config() -> TinyformerConfig {
         n_heads: 2,
         d_ff: 16,
         pos_init: PosInit::Normal { std: 0.5 },
+        causal: false,
     }
 }
 

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{TrialRecord, method_label};
 
-/// Accuracy vs learning rate of one grid cell, averaged over seeds.
+/// A metric vs learning rate of one grid cell, averaged over seeds:
+/// validation accuracy ([`cell_curves`]) or another [`Metric`]
+/// ([`cell_curves_of`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellCurve {
     /// The result-file key: the method, suffixed with the variant and the
@@ -21,11 +23,12 @@ pub struct CellCurve {
     pub epochs: usize,
     /// Descending, as the seed notebook orders its grid.
     pub lrs: Vec<f64>,
-    /// Mean validation accuracy over seeds, per learning rate.
+    /// Mean over seeds, per learning rate, of the curve's metric
+    /// (validation accuracy unless built by [`cell_curves_of`]).
     pub acc: Vec<f64>,
     /// Seeds behind each mean.
     pub seeds: Vec<usize>,
-    /// Accuracy of each seed, per learning rate.
+    /// The metric of each seed, per learning rate.
     pub per_seed: Vec<Vec<f64>>,
 }
 
@@ -36,8 +39,47 @@ impl CellCurve {
     }
 }
 
-/// Groups trials into cells, sorted by (kind, rank).
+/// What a curve plots of each trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// `val_accuracy`: per example for a classifier, per token for a
+    /// language model. Higher is better.
+    Accuracy,
+    /// `exp(val_loss)`, the validation loss per target in nats: a language
+    /// model's perplexity. Lower is better.
+    Perplexity,
+}
+
+impl Metric {
+    pub fn of(self, trial: &TrialRecord) -> f64 {
+        match self {
+            Metric::Accuracy => trial.val_accuracy,
+            Metric::Perplexity => trial.val_loss.exp(),
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        self == Metric::Accuracy
+    }
+
+    /// Whether `a` is strictly better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        if self.higher_is_better() {
+            a > b
+        } else {
+            a < b
+        }
+    }
+}
+
+/// Groups trials into cells, sorted by (kind, rank): validation accuracy.
 pub fn cell_curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
+    cell_curves_of(trials, Metric::Accuracy)
+}
+
+/// Groups trials into cells, sorted by (kind, rank), each point the mean of
+/// `metric` over seeds.
+pub fn cell_curves_of(trials: &[TrialRecord], metric: Metric) -> Vec<CellCurve> {
     let mut variants: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut budgets: BTreeMap<&str, BTreeSet<(usize, usize)>> = BTreeMap::new();
     for t in trials {
@@ -69,7 +111,7 @@ pub fn cell_curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
             .or_default()
             .entry(t.lr.to_bits())
             .or_default()
-            .push(t.val_accuracy);
+            .push(metric.of(t));
     }
     cells
         .into_iter()
@@ -104,10 +146,17 @@ pub fn cell_curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
 /// go to the first point in the curve's order (the largest LR), as
 /// `np.argmax` over the seed notebook's descending grid.
 pub fn best_of_lr(curve: &CellCurve) -> Option<(f64, f64)> {
+    best_of_lr_by(curve, Metric::Accuracy)
+}
+
+/// The best finite value of a `metric` curve (the highest accuracy, the
+/// lowest perplexity) and its learning rate; ties go to the largest LR.
+pub fn best_of_lr_by(curve: &CellCurve, metric: Metric) -> Option<(f64, f64)> {
     let mut best: Option<(f64, f64)> = None;
-    for (&lr, &acc) in curve.lrs.iter().zip(&curve.acc) {
-        if best.is_none_or(|(b, _)| acc > b) {
-            best = Some((acc, lr));
+    for (&lr, &value) in curve.lrs.iter().zip(&curve.acc) {
+        let usable = metric == Metric::Accuracy || value.is_finite();
+        if usable && best.is_none_or(|(b, _)| metric.better(value, b)) {
+            best = Some((value, lr));
         }
     }
     best
@@ -214,4 +263,40 @@ pub fn trials_csv(trials: &[TrialRecord]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perplexity_curves_take_exp_of_the_loss_and_the_lowest_is_best() {
+        let mut trials = Vec::new();
+        // (lr, seed 0 loss, seed 1 loss); the middle LR is best, the top one diverged.
+        for (lr, losses) in [
+            (1e-2, [f64::NAN, f64::NAN]),
+            (1e-3, [1.0, 1.2]),
+            (1e-4, [2.0, 2.0]),
+        ] {
+            for (seed, loss) in losses.into_iter().enumerate() {
+                let mut t = TrialRecord::synthetic("lora", 4, lr, seed as u64, 0.5);
+                t.val_loss = loss;
+                trials.push(t);
+            }
+        }
+        let curves = cell_curves_of(&trials, Metric::Perplexity);
+        assert_eq!(curves.len(), 1);
+        let c = &curves[0];
+        assert_eq!(c.lrs, vec![1e-2, 1e-3, 1e-4]);
+        let want = (1f64.exp() + 1.2f64.exp()) / 2.0;
+        assert!((c.acc[1] - want).abs() < 1e-12);
+        assert!(c.acc[0].is_nan());
+        assert_eq!(best_of_lr_by(c, Metric::Perplexity), Some((c.acc[1], 1e-3)));
+        // Accuracy keeps the notebook's argmax over the same cell.
+        assert_eq!(
+            best_of_lr(&cell_curves(&trials)[0]).map(|b| b.1),
+            Some(1e-2)
+        );
+        assert!(Metric::Perplexity.better(2.0, 3.0) && Metric::Accuracy.better(3.0, 2.0));
+    }
 }

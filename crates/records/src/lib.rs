@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 mod derived;
 pub use derived::{
-    CellCurve, LrSweepEntry, RankEntry, RankLrEntry, best_of_lr, cell_curves, lr_sweep_results,
-    rank_x_lr_results, trials_csv,
+    CellCurve, LrSweepEntry, Metric, RankEntry, RankLrEntry, best_of_lr, best_of_lr_by,
+    cell_curves, cell_curves_of, lr_sweep_results, rank_x_lr_results, trials_csv,
 };
 mod stats;
 pub use stats::{MeanCi, mean_ci95, t_critical_95};

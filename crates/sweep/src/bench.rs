@@ -43,7 +43,6 @@ use burn::tensor::{Device, Distribution, Tensor};
 use indicatif::ProgressBar;
 use peft::{Compute, LoraConfig, Method, PeftModel};
 use serde::{Deserialize, Serialize};
-use synth_data::retrieve_at_k;
 use tinyformer::{LinearKind, Tinyformer, TinyformerConfig};
 
 use crate::config::{AlphaRule, ExperimentConfig};
@@ -253,10 +252,12 @@ pub fn step_flops(
         };
     let mut stream = full;
     for layer in 0..model.n_layers {
-        // The last block computes queries and everything after them for
-        // the last position only (`Tinyformer::forward_with`).
+        // A classifier's last block computes queries and everything after
+        // them for the last position only (`Tinyformer::forward_with`); a
+        // causal model (the head on every position) runs every row. Its
+        // masked attention is counted as the full T × T product, as computed.
         let all = batch * t;
-        let rows = if layer + 1 == model.n_layers {
+        let rows = if layer + 1 == model.n_layers && !model.causal {
             batch
         } else {
             all
@@ -275,7 +276,8 @@ pub fn step_flops(
         let down = linear(&mut count, LinearKind::MlpDown, rows, ff, d, up);
         stream = stream || down;
     }
-    count.head = matmul_step_flops(batch, d, model.vocab, stream, full || train_head);
+    let head_rows = if model.causal { batch * t } else { batch };
+    count.head = matmul_step_flops(head_rows, d, model.vocab, stream, full || train_head);
     count
 }
 
@@ -747,11 +749,10 @@ pub fn run_case(job: &CaseJob) -> anyhow::Result<CaseResult> {
     let batch = config.finetune.first_batch_size();
     let model_config = &config.model;
     let data = |steps: usize, seed: u64| {
-        retrieve_at_k(
+        crate::task::examples(
+            config,
+            crate::task::Phase::Finetune,
             (steps * batch).max(1),
-            model_config.seq_len,
-            model_config.vocab,
-            config.task.k_finetune,
             seed,
         )
     };

@@ -293,21 +293,180 @@ pub fn targets_label(targets: &TargetModules) -> String {
     }
 }
 
-/// Retrieve-at-k with a pre-train -> fine-tune shift of the position `k`.
+/// The synthetic task and its pre-train -> fine-tune shift.
+///
+/// `kind = "retrieve_at_k"` (the default, the seed's classification): the
+/// label is the token at position `k`, and fine-tuning moves `k` from
+/// `k_pretrain` to `k_finetune`. `kind = "markov_lm"`: next-token prediction
+/// on sequences of a random Markov chain with `branching` successors per
+/// token; fine-tuning redraws a fraction `shift` of the chain's rows (needs
+/// `model.causal = true`).
 ///
 /// The four splits are drawn from `data_seed + 0..3` (pre-train train / val,
-/// fine-tune train / val), as the seed notebook does with its `seed`.
+/// fine-tune train / val), as the seed notebook does with its `seed`;
+/// `markov_lm`'s chain from `data_seed + 4` and its shift from
+/// `data_seed + 5`. Fields a kind does not use are left out of its hashes,
+/// so the seed-shaped configs keep theirs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    pub k_pretrain: usize,
-    pub k_finetune: usize,
+    #[serde(default, skip_serializing_if = "TaskKind::is_retrieval")]
+    pub kind: TaskKind,
+    /// `retrieve_at_k`: the position the base learns to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_pretrain: Option<usize>,
+    /// `retrieve_at_k`: the position fine-tuning must read instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_finetune: Option<usize>,
+    /// `markov_lm`: successors per token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branching: Option<usize>,
+    /// `markov_lm`: fraction of the chain's rows redrawn for fine-tuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f64>,
     pub n_pretrain_train: usize,
     pub n_pretrain_val: usize,
     pub n_finetune_train: usize,
     pub n_finetune_val: usize,
     #[serde(default)]
     pub data_seed: u64,
+}
+
+/// Which synthetic task a config trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Classification: the token at position `k`, read from the last position.
+    #[default]
+    RetrieveAtK,
+    /// Next-token prediction on a Markov chain, every position a target.
+    MarkovLm,
+}
+
+impl TaskKind {
+    fn is_retrieval(&self) -> bool {
+        *self == TaskKind::RetrieveAtK
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::RetrieveAtK => "retrieve_at_k",
+            TaskKind::MarkovLm => "markov_lm",
+        }
+    }
+
+    /// A language-modelling task: scored by perplexity, the model causal.
+    pub fn is_language_model(self) -> bool {
+        self == TaskKind::MarkovLm
+    }
+}
+
+/// A task's own parameters, checked: what [`TaskConfig::spec`] returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TaskSpec {
+    RetrieveAtK {
+        k_pretrain: usize,
+        k_finetune: usize,
+    },
+    MarkovLm {
+        branching: usize,
+        shift: f64,
+    },
+}
+
+impl TaskConfig {
+    /// The kind's parameters: each one the kind needs present, the other
+    /// kind's absent, every value in range for `model`.
+    pub fn spec(&self, model: &TinyformerConfig) -> Result<TaskSpec, ConfigError> {
+        let kind = self.kind.name();
+        let absent = |field: &str, set: bool| {
+            if set {
+                Err(bad(
+                    &format!("task.{field}"),
+                    "set",
+                    format!("not a parameter of task.kind = \"{kind}\" (remove it)"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let needed = |field: &str, value: Option<usize>| {
+            value.ok_or_else(|| {
+                bad(
+                    &format!("task.{field}"),
+                    "missing",
+                    format!("required for task.kind = \"{kind}\""),
+                )
+            })
+        };
+        match self.kind {
+            TaskKind::RetrieveAtK => {
+                absent("branching", self.branching.is_some())?;
+                absent("shift", self.shift.is_some())?;
+                let k_pretrain = needed("k_pretrain", self.k_pretrain)?;
+                let k_finetune = needed("k_finetune", self.k_finetune)?;
+                let seq = model.seq_len;
+                for (field, k) in [
+                    ("task.k_pretrain", k_pretrain),
+                    ("task.k_finetune", k_finetune),
+                ] {
+                    if k >= seq {
+                        return Err(bad(
+                            field,
+                            k,
+                            format!("a position below model.seq_len = {seq}"),
+                        ));
+                    }
+                }
+                if model.causal {
+                    return Err(bad(
+                        "model.causal",
+                        true,
+                        "false for task.kind = \"retrieve_at_k\" (a classifier reads the last position)",
+                    ));
+                }
+                Ok(TaskSpec::RetrieveAtK {
+                    k_pretrain,
+                    k_finetune,
+                })
+            }
+            TaskKind::MarkovLm => {
+                absent("k_pretrain", self.k_pretrain.is_some())?;
+                absent("k_finetune", self.k_finetune.is_some())?;
+                let branching = needed("branching", self.branching)?;
+                if branching == 0 || branching > model.vocab {
+                    return Err(bad(
+                        "task.branching",
+                        branching,
+                        format!("between 1 and model.vocab = {}", model.vocab),
+                    ));
+                }
+                let shift = self.shift.ok_or_else(|| {
+                    bad(
+                        "task.shift",
+                        "missing",
+                        "required for task.kind = \"markov_lm\"",
+                    )
+                })?;
+                if !(shift > 0.0 && shift <= 1.0) {
+                    return Err(bad(
+                        "task.shift",
+                        shift,
+                        "a fraction of the chain's rows in (0, 1]",
+                    ));
+                }
+                if !model.causal {
+                    return Err(bad(
+                        "model.causal",
+                        false,
+                        "true for task.kind = \"markov_lm\" (a language model predicts every \
+                         next token, seeing only the past)",
+                    ));
+                }
+                Ok(TaskSpec::MarkovLm { branching, shift })
+            }
+        }
+    }
 }
 
 /// Full training of the base model on the pre-training task.
@@ -455,20 +614,8 @@ impl ExperimentConfig {
         self.model
             .validate()
             .map_err(|e| bad(&format!("model.{}", e.field), e.value, e.allowed))?;
-        let seq = self.model.seq_len;
         let t = &self.task;
-        for (field, k) in [
-            ("task.k_pretrain", t.k_pretrain),
-            ("task.k_finetune", t.k_finetune),
-        ] {
-            if k >= seq {
-                return Err(bad(
-                    field,
-                    k,
-                    format!("a position below model.seq_len = {seq}"),
-                ));
-            }
-        }
+        t.spec(&self.model)?;
         for (field, n) in [
             ("task.n_pretrain_train", t.n_pretrain_train),
             ("task.n_pretrain_val", t.n_pretrain_val),
@@ -677,7 +824,12 @@ impl ExperimentConfig {
         struct Key<'a> {
             model: &'a TinyformerConfig,
             pretrain: &'a PretrainConfig,
-            k: usize,
+            #[serde(skip_serializing_if = "TaskKind::is_retrieval")]
+            kind: TaskKind,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            k: Option<usize>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            branching: Option<usize>,
             n_train: usize,
             n_val: usize,
             data_seed: u64,
@@ -685,7 +837,9 @@ impl ExperimentConfig {
         let key = Key {
             model: &self.model,
             pretrain: &self.pretrain,
+            kind: self.task.kind,
             k: self.task.k_pretrain,
+            branching: self.task.branching,
             n_train: self.task.n_pretrain_train,
             n_val: self.task.n_pretrain_val,
             data_seed: self.task.data_seed,
@@ -728,7 +882,7 @@ mod tests {
         type Mutation = Box<dyn Fn(&mut ExperimentConfig)>;
         let cases: Vec<(Mutation, &str)> = vec![
             (
-                Box::new(|c| c.task.k_pretrain = c.model.seq_len),
+                Box::new(|c| c.task.k_pretrain = Some(c.model.seq_len)),
                 "task.k_pretrain",
             ),
             (
@@ -901,7 +1055,7 @@ mod tests {
     fn pretrain_hash_tracks_what_the_base_depends_on() {
         let a = quick();
         let mut b = a.clone();
-        b.task.k_finetune = (a.task.k_finetune + 1) % a.model.seq_len;
+        b.task.k_finetune = a.task.k_finetune.map(|k| (k + 1) % a.model.seq_len);
         b.description = "changed".into();
         assert_eq!(
             a.pretrain_hash(),

@@ -16,9 +16,10 @@ pub mod shard;
 pub mod sharpness;
 pub mod slurm;
 pub mod store;
+pub mod task;
 pub mod train;
 
-pub use config::{ExperimentConfig, PretrainConfig, TaskConfig};
+pub use config::{ExperimentConfig, PretrainConfig, TaskConfig, TaskKind};
 pub use device::{SelectedDevice, select_device};
 pub use optim::{AdamWConfig, PopulationAdamW};
 pub use train::{Evaluation, Member, Schedule, TrainOutcome, evaluate, train_population};

@@ -10,7 +10,7 @@ use anyhow::Context;
 use burn::module::Module;
 use indicatif::ProgressBar;
 use records::{PretrainRecord, Provenance};
-use synth_data::{Dataset, RetrievalDataset, retrieve_at_k};
+use synth_data::{Dataset, SequenceDataset};
 use tinyformer::Tinyformer;
 
 use crate::config::ExperimentConfig;
@@ -21,12 +21,8 @@ use crate::train::{Member, Schedule, evaluate, train_population};
 /// The pre-training splits (train, val) of an experiment.
 pub fn pretrain_data(
     config: &ExperimentConfig,
-) -> anyhow::Result<(RetrievalDataset, RetrievalDataset)> {
-    let t = &config.task;
-    let (seq, vocab) = (config.model.seq_len, config.model.vocab);
-    let train = retrieve_at_k(t.n_pretrain_train, seq, vocab, t.k_pretrain, t.data_seed)?;
-    let val = retrieve_at_k(t.n_pretrain_val, seq, vocab, t.k_pretrain, t.data_seed + 1)?;
-    Ok((train, val))
+) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
+    crate::task::splits(config, crate::task::Phase::Pretrain)
 }
 
 /// Directory of the base for `config` under the experiment output `out`.

@@ -88,6 +88,31 @@ fn read_run_log_file(path: &Path) -> anyhow::Result<Vec<RunLogEntry>> {
         .collect()
 }
 
+/// The floor and a description of a `markov_lm` task; `None` for another.
+fn language_model(
+    config: &ExperimentConfig,
+) -> anyhow::Result<Option<figs::report::LanguageModel>> {
+    let Some(chains) = crate::task::markov_chains(config)? else {
+        return Ok(None);
+    };
+    let floor = chains.finetune.optimum(config.model.seq_len);
+    Ok(Some(figs::report::LanguageModel {
+        task: format!(
+            "Next-token prediction on a random Markov chain over {} tokens, {} successors \
+             each; fine-tuning redraws the successors of {} of them ({} of the rows).",
+            chains.finetune.vocab(),
+            chains.finetune.branching(),
+            chains.shifted_rows.len(),
+            config
+                .task
+                .shift
+                .map_or("?".into(), |s| format!("{:.0}%", s * 100.0)),
+        ),
+        floor_perplexity: floor.perplexity(),
+        floor_accuracy: floor.accuracy,
+    }))
+}
+
 /// What [`write_report`] produced.
 #[derive(Debug, Clone)]
 pub struct ReportOutput {
@@ -132,6 +157,13 @@ pub fn write_report(
     let options = FigureOptions::new(out.to_path_buf(), config.grid.parity_rank);
     let mut figures = draw_figures(&trials, &options)
         .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;
+    let language_model = language_model(config)?;
+    if language_model.is_some() {
+        figures.extend(
+            figs::draw_perplexity(&trials, &options)
+                .map_err(|e| anyhow::anyhow!("cannot draw the perplexity figures: {e}"))?,
+        );
+    }
     // λmax per cell (`lrscape sharpness`) beside the best LRs, when measured.
     let sharpness = match crate::sharpness::read_sharpness(out)? {
         Some(file) => {
@@ -180,6 +212,7 @@ pub fn write_report(
         figures: relative,
         comparison,
         sharpness,
+        language_model,
     };
     let report = out.join("REPORT.md");
     write_atomic(&report, &figs::report::render(&input))?;

@@ -18,7 +18,7 @@ use peft::{Method, PeftModel};
 use records::{
     TrialKey, TrialRecord, best_of_lr, cell_curves, lr_sweep_results, rank_x_lr_results, trials_csv,
 };
-use synth_data::{Dataset, RetrievalDataset, retrieve_at_k};
+use synth_data::{Dataset, SequenceDataset};
 use tinyformer::Tinyformer;
 
 use crate::config::{Cell, ExperimentConfig};
@@ -67,18 +67,8 @@ pub struct RunSummary {
 /// The fine-tuning splits (train, val).
 pub fn finetune_data(
     config: &ExperimentConfig,
-) -> anyhow::Result<(RetrievalDataset, RetrievalDataset)> {
-    let t = &config.task;
-    let (seq, vocab) = (config.model.seq_len, config.model.vocab);
-    let train = retrieve_at_k(
-        t.n_finetune_train,
-        seq,
-        vocab,
-        t.k_finetune,
-        t.data_seed + 2,
-    )?;
-    let val = retrieve_at_k(t.n_finetune_val, seq, vocab, t.k_finetune, t.data_seed + 3)?;
-    Ok((train, val))
+) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
+    crate::task::splits(config, crate::task::Phase::Finetune)
 }
 
 /// Pre-trained base for `config`, trained now if missing or unusable.
@@ -477,8 +467,8 @@ fn train_chunk(
     cell: &Cell,
     chunk: &[(f64, u64)],
     base: &Tinyformer,
-    train: &RetrievalDataset,
-    val: &RetrievalDataset,
+    train: &SequenceDataset,
+    val: &SequenceDataset,
     schedule: Schedule,
     opts: &RunOptions,
     bar: &ProgressBar,

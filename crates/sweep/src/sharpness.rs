@@ -51,7 +51,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use peft::{Method, PeftModel};
 use serde::{Deserialize, Serialize};
-use synth_data::{Dataset, RetrievalBatch};
+use synth_data::{Dataset, SequenceBatch};
 use tinyformer::{Classifier, member_cross_entropy};
 
 use crate::config::ExperimentConfig;
@@ -549,13 +549,13 @@ where
 /// cross-entropy, as in training (Lanczos, [`lanczos_lambda_max`]).
 pub fn classifier_lambda_max<M: Classifier>(
     model: &M,
-    batch: &RetrievalBatch,
+    batch: &SequenceBatch,
     member_seeds: &[u64],
     opts: &PowerOptions,
 ) -> anyhow::Result<Vec<MemberSharpness>> {
     lanczos_lambda_max(
         model,
-        |m: &M| member_cross_entropy(m.logits(batch.tokens.clone()), batch.labels.clone()),
+        |m: &M| member_cross_entropy(m.logits(batch.tokens.clone()), batch.targets.clone()),
         member_seeds,
         opts,
     )
@@ -688,7 +688,7 @@ pub fn measure_grid(
         );
     }
     let rows: Vec<usize> = (0..opts.examples).collect();
-    let batch = RetrievalBatch::gather(&train, &[&rows], &device);
+    let batch = SequenceBatch::gather(&train, &[&rows], &device);
     let seeds = config.grid.seeds.clone();
     let mut entries = Vec::new();
     for cell in config.cells() {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
-use synth_data::{EpochOrder, RetrievalBatch, RetrievalDataset};
+use synth_data::{EpochOrder, SequenceBatch, SequenceDataset};
 use tinyformer::{Classifier, member_correct, member_cross_entropy};
 
 use crate::optim::{AdamWConfig, PopulationAdamW};
@@ -43,7 +43,8 @@ pub struct TrainOutcome<M> {
     pub seconds: f64,
 }
 
-/// Accuracy and mean loss of each member on a dataset.
+/// Accuracy and mean loss of each member on a dataset, per target (per
+/// example for a classifier, per token for a language model).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
     pub accuracy: Vec<f64>,
@@ -62,7 +63,7 @@ fn host_f32(t: Tensor<1>) -> Vec<f32> {
 /// every member gets its own order.
 pub fn train_population<M: Classifier>(
     model: M,
-    data: &RetrievalDataset,
+    data: &SequenceDataset,
     members: &[Member],
     schedule: Schedule,
     adamw: AdamWConfig,
@@ -96,8 +97,8 @@ pub fn train_population<M: Classifier>(
         let mut losses_this_epoch: Vec<Tensor<1>> = Vec::with_capacity(batches[0].len());
         for step in 0..batches[0].len() {
             let rows: Vec<&[usize]> = batches.iter().map(|b| b[step].as_slice()).collect();
-            let batch = RetrievalBatch::gather(data, &rows, device);
-            let losses = member_cross_entropy(model.logits(batch.tokens), batch.labels);
+            let batch = SequenceBatch::gather(data, &rows, device);
+            let losses = member_cross_entropy(model.logits(batch.tokens), batch.targets);
             optim.stop_members(losses.clone().is_finite().bool_not());
             let stopped = optim.stopped();
             losses_this_epoch.push(losses.clone().inner());
@@ -136,7 +137,7 @@ pub fn train_population<M: Classifier>(
 /// Evaluates every member of `model` on `data` in order, without gradients.
 pub fn evaluate<M: Classifier>(
     model: &M,
-    data: &RetrievalDataset,
+    data: &SequenceDataset,
     batch_size: usize,
     device: &Device,
 ) -> Evaluation {
@@ -147,11 +148,14 @@ pub fn evaluate<M: Classifier>(
     let mut correct: Option<Tensor<1>> = None;
     let mut loss_sum: Option<Tensor<1>> = None;
     let indices: Vec<usize> = (0..n).collect();
+    let mut targets = 0usize;
     for chunk in indices.chunks(batch_size) {
-        let batch = RetrievalBatch::gather(data, &[chunk], &device);
+        let batch = SequenceBatch::gather(data, &[chunk], &device);
+        let n_targets = batch.n_targets();
         let logits = model.logits(batch.tokens);
-        let right = member_correct(logits.clone(), batch.labels.clone()).float();
-        let loss = member_cross_entropy(logits, batch.labels).mul_scalar(chunk.len() as f64);
+        let right = member_correct(logits.clone(), batch.targets.clone()).float();
+        let loss = member_cross_entropy(logits, batch.targets).mul_scalar(n_targets as f64);
+        targets += n_targets;
         correct = Some(match correct {
             Some(acc) => acc + right,
             None => right,
@@ -170,11 +174,11 @@ pub fn evaluate<M: Classifier>(
     Evaluation {
         accuracy: host_f32(correct)
             .into_iter()
-            .map(|c| f64::from(c) / n as f64)
+            .map(|c| f64::from(c) / targets as f64)
             .collect(),
         loss: host_f32(loss_sum)
             .into_iter()
-            .map(|l| f64::from(l) / n as f64)
+            .map(|l| f64::from(l) / targets as f64)
             .collect(),
     }
 }

@@ -35,6 +35,7 @@ fn model_config() -> TinyformerConfig {
         n_heads: 2,
         d_ff: 64,
         pos_init: PosInit::Normal { std: 1.0 },
+        causal: false,
     }
 }
 

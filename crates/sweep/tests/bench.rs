@@ -58,6 +58,7 @@ fn tiny() -> TinyformerConfig {
         n_heads: 1,
         d_ff: 8,
         pos_init: PosInit::Zeros,
+        causal: false,
     }
 }
 
@@ -84,6 +85,22 @@ fn full_fine_tuning_is_forward_times_three() {
     assert_eq!(f.linears, 3.0 * (4.0 * 64.0 + 2.0 * 128.0) + 3.0 * 320.0);
     assert_eq!(f.attention, 3.0 * 64.0 + 3.0 * 32.0);
     assert_eq!(f.total(), 2880.0);
+}
+
+#[test]
+fn a_causal_model_runs_every_row_and_the_head_on_every_position() {
+    // Causal, one block: every linear over both positions (2 rows): q, k, v,
+    // o 2·2·4·4 = 64 each, up and down 2·2·4·8 = 128 each; attention
+    // 2·2·4·2 = 32 each; the head on both positions 2·2·4·4 = 64. ×3.
+    let causal = TinyformerConfig {
+        causal: true,
+        ..tiny()
+    };
+    let f = step_flops(&causal, 1, Workload::Full, &all(), true);
+    assert_eq!(f.linears, 3.0 * (4.0 * 64.0 + 2.0 * 128.0));
+    assert_eq!(f.attention, 3.0 * 64.0);
+    assert_eq!(f.head, 3.0 * 64.0);
+    assert_eq!(f.total(), 1920.0);
 }
 
 #[test]

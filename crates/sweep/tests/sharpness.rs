@@ -9,7 +9,7 @@ use sweep::ExperimentConfig;
 use sweep::sharpness::{
     PowerOptions, classifier_lambda_max, lambda_max, lanczos_lambda_max, tridiagonal_extremes,
 };
-use synth_data::RetrievalBatch;
+use synth_data::SequenceBatch;
 use tinyformer::Tinyformer;
 
 /// `L_c(θ_c) = ½ θ_cᵀ A_c θ_c + 5 ‖φ_c‖²`: θ is trainable, φ frozen (were
@@ -168,7 +168,7 @@ fn a_member_of_a_population_gets_what_it_gets_alone() {
     let lora = cell.lora.clone().unwrap();
     let (train, _) = sweep::runner::finetune_data(&config).unwrap();
     let rows: Vec<usize> = (0..64).collect();
-    let batch = RetrievalBatch::gather(&train, &[&rows], &device);
+    let batch = SequenceBatch::gather(&train, &[&rows], &device);
     let opts = PowerOptions {
         max_iters: 60,
         ..PowerOptions::default()

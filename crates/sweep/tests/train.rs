@@ -16,6 +16,7 @@ fn config() -> TinyformerConfig {
         n_heads: 2,
         d_ff: 32,
         pos_init: PosInit::Normal { std: 0.5 },
+        causal: false,
     }
 }
 
@@ -174,7 +175,7 @@ fn evaluation_counts_correct_predictions() {
     let model = outcome.model.valid();
     let inner = device.clone().inner();
     let all: Vec<usize> = (0..100).collect();
-    let batch = synth_data::RetrievalBatch::gather(&data, &[&all], &inner);
+    let batch = synth_data::SequenceBatch::gather(&data, &[&all], &inner);
     let predicted: Vec<i64> = model
         .forward(batch.tokens)
         .argmax(2)
@@ -185,7 +186,7 @@ fn evaluation_counts_correct_predictions() {
     let right = predicted
         .iter()
         .enumerate()
-        .filter(|&(i, &p)| p == i64::from(data.label_of(i)))
+        .filter(|&(i, &p)| p == i64::from(data.targets_of(i)[0]))
         .count();
     assert!((eval.accuracy[0] - right as f64 / 100.0).abs() < 1e-12);
     assert!(eval.loss[0].is_finite() && eval.loss[0] > 0.0);

@@ -11,17 +11,28 @@
 //! [`uniform_below`]. So a seed names the same data everywhere; nothing here
 //! depends on a Burn backend's RNG.
 //!
-//! Batches are assembled by [`RetrievalBatcher`] (Burn's [`Batcher`] trait) on
-//! any device; [`EpochOrder`] gives the per-epoch shuffles of a population, one
+//! The language-modelling task is [`markov_lm`]: sequences from a random
+//! sparse [`MarkovChain`], every position's next token a target. Pre-training
+//! uses one chain, fine-tuning the chain with some rows redrawn
+//! ([`MarkovChain::shifted`]), so the model must relearn what follows those
+//! tokens; [`MarkovChain::optimum`] is the best loss any model can reach.
+//!
+//! Both tasks produce a [`SequenceDataset`] (tokens and targets). Batches are
+//! assembled by [`SequenceBatcher`] (Burn's [`Batcher`] trait) on any device;
+//! [`EpochOrder`] gives the per-epoch shuffles of a population, one
 //! permutation per member seed.
 
 mod batch;
+mod dataset;
+mod markov;
 mod order;
 mod retrieval;
 
-pub use batch::{RetrievalBatch, RetrievalBatcher};
+pub use batch::{SequenceBatch, SequenceBatcher};
+pub use dataset::{SequenceDataset, SequenceItem, TaskError};
+pub use markov::{MAX_WEIGHT, MarkovChain, Optimum, markov_lm};
 pub use order::EpochOrder;
-pub use retrieval::{RetrievalDataset, RetrievalItem, TaskError, retrieve_at_k};
+pub use retrieval::retrieve_at_k;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};

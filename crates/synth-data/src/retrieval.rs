@@ -1,44 +1,7 @@
 //! The retrieve-at-k task of the seed study.
 
-use burn::data::dataset::{Dataset, DatasetError};
-use serde::{Deserialize, Serialize};
-
-use crate::{seeded_rng, uniform_below};
-
-/// A task parameter the caller got wrong.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum TaskError {
-    #[error("{field} = {value}: {allowed}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        allowed: String,
-    },
-}
-
-fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> TaskError {
-    TaskError::Invalid {
-        field,
-        value: value.to_string(),
-        allowed: allowed.into(),
-    }
-}
-
-/// One example: `seq_len` tokens and the label (a token id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetrievalItem {
-    pub tokens: Vec<u32>,
-    pub label: u32,
-}
-
-/// `n` retrieve-at-k examples held in memory, row-major.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetrievalDataset {
-    tokens: Vec<u32>,
-    labels: Vec<u32>,
-    seq_len: usize,
-    vocab: usize,
-}
+use crate::dataset::invalid;
+use crate::{SequenceDataset, TaskError, seeded_rng, uniform_below};
 
 /// `n` sequences of `seq_len` tokens, each uniform in `[0, vocab)`, labelled
 /// with the token at position `k` (0-based), drawn from `seed`.
@@ -51,7 +14,7 @@ pub fn retrieve_at_k(
     vocab: usize,
     k: usize,
     seed: u64,
-) -> Result<RetrievalDataset, TaskError> {
+) -> Result<SequenceDataset, TaskError> {
     if n == 0 {
         return Err(invalid("n", n, "at least 1 example"));
     }
@@ -74,55 +37,14 @@ pub fn retrieve_at_k(
     let tokens: Vec<u32> = (0..n * seq_len)
         .map(|_| uniform_below(&mut rng, vocab_u32))
         .collect();
-    let labels = tokens.chunks_exact(seq_len).map(|row| row[k]).collect();
-    Ok(RetrievalDataset {
-        tokens,
-        labels,
-        seq_len,
-        vocab,
-    })
-}
-
-impl RetrievalDataset {
-    pub fn seq_len(&self) -> usize {
-        self.seq_len
-    }
-
-    pub fn vocab(&self) -> usize {
-        self.vocab
-    }
-
-    /// Tokens of example `index`; panics when out of range like slice indexing.
-    pub fn tokens_of(&self, index: usize) -> &[u32] {
-        &self.tokens[index * self.seq_len..(index + 1) * self.seq_len]
-    }
-
-    pub fn label_of(&self, index: usize) -> u32 {
-        self.labels[index]
-    }
-
-    pub fn labels(&self) -> &[u32] {
-        &self.labels
-    }
-}
-
-impl Dataset<RetrievalItem> for RetrievalDataset {
-    /// Panics when `index >= len()`, as Burn's `Dataset` contract says.
-    fn get(&self, index: usize) -> Result<RetrievalItem, DatasetError> {
-        Ok(RetrievalItem {
-            tokens: self.tokens_of(index).to_vec(),
-            label: self.labels[index],
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
+    let targets = tokens.chunks_exact(seq_len).map(|row| row[k]).collect();
+    Ok(SequenceDataset::new(tokens, targets, seq_len, 1, vocab))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::data::dataset::Dataset;
 
     #[test]
     fn label_is_the_token_at_k() {
@@ -131,7 +53,7 @@ mod tests {
         for i in 0..data.len() {
             let item = data.get(i).unwrap();
             assert_eq!(item.tokens.len(), 8);
-            assert_eq!(item.label, item.tokens[3]);
+            assert_eq!(item.targets, vec![item.tokens[3]]);
             assert!(item.tokens.iter().all(|&t| t < 10));
         }
     }

@@ -20,6 +20,17 @@ pub struct TinyformerConfig {
     pub d_ff: usize,
     #[serde(default)]
     pub pos_init: PosInit,
+    /// A language model: a causal attention mask and the head on every
+    /// position (logits for the next token at each). `false`, the seed's
+    /// classifier: attention sees the whole sequence, the head reads the
+    /// last position. Left out of serialized configs when `false`, so the
+    /// seed-shaped configs' hashes are what they were.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub causal: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Initial value of the learned position table `[seq_len, d_model]`.
@@ -63,7 +74,7 @@ mod defaults {
 
 impl Default for TinyformerConfig {
     /// The seed notebook's model: vocab 64, seq 32, d 128, 3 layers, 4 heads,
-    /// d_ff 256, zero position table.
+    /// d_ff 256, zero position table, a classifier (not causal).
     fn default() -> Self {
         Self {
             vocab: defaults::vocab(),
@@ -73,6 +84,7 @@ impl Default for TinyformerConfig {
             n_heads: defaults::n_heads(),
             d_ff: defaults::d_ff(),
             pos_init: PosInit::Zeros,
+            causal: false,
         }
     }
 }

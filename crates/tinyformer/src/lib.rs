@@ -3,7 +3,8 @@
 //! [`Tinyformer`] is the seed notebook's `TinyTransformer`: token embedding,
 //! a learned position table, pre-norm blocks (RMSNorm, unmasked multi-head
 //! attention with bias-free q/k/v/o, a GELU MLP with biases), a final RMSNorm
-//! and a linear head on the last position.
+//! and a linear head on the last position. With `causal` it is a language
+//! model instead: a causal attention mask and the head on every position.
 //!
 //! **Member axis.** Every parameter carries a leading axis `M`: 1 for one
 //! shared copy, `C` when each of `C` population members trains its own

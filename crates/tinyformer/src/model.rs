@@ -9,7 +9,8 @@ use crate::hook::{LinearHook, LinearKind, LinearSite, NoAdapter};
 use crate::init::{ParamRng, tensor_from};
 use crate::layers::{PopLinear, RmsNorm};
 
-/// Multi-head self-attention without a mask; q, k, v, o bias-free.
+/// Multi-head self-attention, without a mask (the seed) or causal (a
+/// language model); q, k, v, o bias-free.
 #[derive(Module, Debug)]
 pub struct Attention {
     pub q: PopLinear,
@@ -18,6 +19,9 @@ pub struct Attention {
     pub o: PopLinear,
     #[module(skip)]
     pub n_heads: usize,
+    /// Position `i` attends to positions `<= i` only.
+    #[module(skip)]
+    pub causal: bool,
 }
 
 /// `Linear(d, d_ff) -> GELU (erf) -> Linear(d_ff, d)`, with biases.
@@ -37,7 +41,8 @@ pub struct Block {
 }
 
 /// Token embedding, learned positions, blocks, final norm, and a linear head
-/// on the last position. Every parameter has a leading member axis `M`.
+/// on the last position (a classifier) or on every position (`causal`, a
+/// language model). Every parameter has a leading member axis `M`.
 #[derive(Module, Debug)]
 pub struct Tinyformer {
     /// `[M, vocab, d]`.
@@ -48,6 +53,9 @@ pub struct Tinyformer {
     pub norm: RmsNorm,
     /// `[M, d, vocab]` plus bias.
     pub head: PopLinear,
+    /// Causal attention and the head on every position.
+    #[module(skip)]
+    pub causal: bool,
 }
 
 impl Attention {
@@ -62,6 +70,7 @@ impl Attention {
         hook: &impl LinearHook,
     ) -> Tensor<4> {
         let [_, b, t, d] = x.dims();
+        let x_device = x.device();
         let h = self.n_heads;
         let dh = d / h;
         let site = |kind| LinearSite { layer, kind };
@@ -80,11 +89,26 @@ impl Attention {
         let k = split(hook.linear(site(LinearKind::K), &self.k, x.clone()));
         let v = split(hook.linear(site(LinearKind::V), &self.v, x));
         let scores = q.matmul(k.swap_dims(3, 4)).div_scalar((dh as f64).sqrt());
+        let scores = if self.causal {
+            scores + causal_bias(t, &x_device)
+        } else {
+            scores
+        };
         let mixed = softmax(scores, 4).matmul(v);
         let [c, _, _, tq, _] = mixed.dims();
         let merged = mixed.swap_dims(2, 3).reshape([c, b, tq, d]);
         hook.linear(site(LinearKind::O), &self.o, merged)
     }
+}
+
+/// `[1, 1, 1, T, T]`: 0 where key `j <= i` (query `i`), a large negative
+/// number above the diagonal, so softmax gives those keys weight 0 (finite,
+/// so no backend sees `inf - inf`).
+fn causal_bias(t: usize, device: &Device) -> Tensor<5> {
+    let above = Tensor::<2, burn::tensor::Bool>::tril_mask([t, t], 0, device);
+    Tensor::<2>::zeros([t, t], device)
+        .mask_fill(above, -1.0e9)
+        .reshape([1, 1, 1, t, t])
 }
 
 impl Mlp {
@@ -135,6 +159,7 @@ impl Tinyformer {
             n_heads,
             d_ff,
             pos_init,
+            causal,
         } = *config;
         let mut rng = ParamRng::new(seed);
         let embedding = tensor_from(rng.normal(vocab * d, 1.0), [1, vocab, d], device);
@@ -152,6 +177,7 @@ impl Tinyformer {
                     v: PopLinear::init(d, d, false, &mut rng, device),
                     o: PopLinear::init(d, d, false, &mut rng, device),
                     n_heads,
+                    causal,
                 },
                 mlp: Mlp {
                     up: PopLinear::init(d, d_ff, true, &mut rng, device),
@@ -167,6 +193,7 @@ impl Tinyformer {
             blocks,
             norm: RmsNorm::init(d, device),
             head: PopLinear::init(d, vocab, true, &mut rng, device),
+            causal,
         })
     }
 
@@ -182,24 +209,32 @@ impl Tinyformer {
         self.embedding.dims()[2]
     }
 
-    /// Logits `[C, B, vocab]` of the plain model.
+    /// Logits of the plain model: `[C, B, vocab]`, or `[C, B × T, vocab]`
+    /// when `causal`.
     pub fn forward(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.forward_with(tokens, &NoAdapter)
     }
 
-    /// Logits `[C, B, vocab]` for `tokens: [G, B, T]` with every block linear
-    /// evaluated through `hook`. `C` is the largest member count among the
-    /// streams `G`, the parameters and what the hook adds.
+    /// Logits for `tokens: [G, B, T]` with every block linear evaluated
+    /// through `hook`: `[C, B, vocab]` from the last position, or, when
+    /// `causal`, `[C, B × T, vocab]` from every position (example-major, the
+    /// order of `SequenceBatch` targets). `C` is the largest member count
+    /// among the streams `G`, the parameters and what the hook adds.
     pub fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
         let mut h = self.embed(tokens);
         let n_layers = self.blocks.len();
         for (layer, block) in self.blocks.iter().enumerate() {
-            h = block.forward(h, layer + 1 == n_layers, layer, hook);
+            let last_only = !self.causal && layer + 1 == n_layers;
+            h = block.forward(h, last_only, layer, hook);
         }
         let h = self.norm.forward(h);
         let [c, b, t, d] = h.dims();
-        let last = h.narrow(2, t - 1, 1).reshape([c, b, d]);
-        self.head.forward3(last)
+        let read = if self.causal {
+            h.reshape([c, b * t, d])
+        } else {
+            h.narrow(2, t - 1, 1).reshape([c, b, d])
+        };
+        self.head.forward3(read)
     }
 
     /// Token embedding plus position table: `[G, B, T] -> [max(G, M), B, T, d]`.
@@ -235,8 +270,10 @@ impl Tinyformer {
     }
 }
 
-/// What a trainer needs of a model: logits `[C, B, vocab]` for token streams
-/// `[G, B, T]`. Implemented by [`Tinyformer`] and by adapted models built on it.
+/// What a trainer needs of a model: logits `[C, N, vocab]` for token streams
+/// `[G, B, T]`, one row per target (`N = B` for a classifier, `B × T` for a
+/// language model). Implemented by [`Tinyformer`] and by adapted models
+/// built on it.
 pub trait Classifier: Module + Clone {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3>;
 }

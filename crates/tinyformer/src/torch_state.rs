@@ -131,6 +131,7 @@ impl Tinyformer {
                     v: linear(state, &format!("{p}.attn.v"), d, d, false, device)?,
                     o: linear(state, &format!("{p}.attn.o"), d, d, false, device)?,
                     n_heads: config.n_heads,
+                    causal: config.causal,
                 },
                 n2: norm(state, &format!("{p}.n2.scale"), d, device)?,
                 mlp: Mlp {
@@ -147,6 +148,7 @@ impl Tinyformer {
             blocks,
             norm: norm(state, "norm.scale", d, device)?,
             head: linear(state, "head", d, vocab, true, device)?,
+            causal: config.causal,
         })
     }
 

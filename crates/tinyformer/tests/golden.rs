@@ -93,3 +93,92 @@ fn broken_state_dicts_are_named() {
         "{err}"
     );
 }
+
+/// `tools/golden/causal_lm_golden.py`: the same model as a causal language
+/// model (masked attention, the head on every position).
+#[derive(Deserialize)]
+struct CausalGolden {
+    config: TinyformerConfig,
+    state: TorchState,
+    tokens: Vec<Vec<i64>>,
+    targets: Vec<Vec<i64>>,
+    logits: Vec<Vec<f32>>,
+    loss: f32,
+    grads: std::collections::BTreeMap<String, tinyformer::NamedTensor>,
+}
+
+#[test]
+fn causal_language_model_matches_pytorch() {
+    use burn::optim::GradientsParams;
+    let device = Device::flex().autodiff();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/causal_lm_golden.json"
+    );
+    let golden: CausalGolden =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture present")).unwrap();
+    assert!(golden.config.causal);
+    let mut model = Tinyformer::from_torch_state(&golden.config, &golden.state, &device).unwrap();
+    model.head.weight = model.head.weight.clone().map(|w| w.require_grad());
+    model.blocks[0].attn.q.weight = model.blocks[0]
+        .attn
+        .q
+        .weight
+        .clone()
+        .map(|w| w.require_grad());
+    let (b, t) = (golden.tokens.len(), golden.tokens[0].len());
+    let tokens = Tensor::from_data(TensorData::new(golden.tokens.concat(), [1, b, t]), &device);
+    let targets = Tensor::from_data(
+        TensorData::new(golden.targets.concat(), [1, b * t]),
+        &device,
+    );
+    let logits = model.forward(tokens);
+    assert_eq!(logits.dims(), [1, b * t, golden.config.vocab]);
+    let got: Vec<f32> = logits
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap();
+    for (i, (g, w)) in got.iter().zip(golden.logits.concat()).enumerate() {
+        assert!((g - w).abs() <= 1e-5, "logit {i}: lrscape {g} vs torch {w}");
+    }
+    let loss = member_cross_entropy(logits, targets);
+    let value: Vec<f32> = loss
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap();
+    assert!(
+        (value[0] - golden.loss).abs() <= 1e-5,
+        "loss {} vs {}",
+        value[0],
+        golden.loss
+    );
+
+    let grads = GradientsParams::from_grads(loss.sum().backward(), &model);
+    for (name, weight) in [
+        ("head.weight", &model.head.weight),
+        ("blocks.0.attn.q.weight", &model.blocks[0].attn.q.weight),
+    ] {
+        // lrscape keeps weights as [1, in, out], PyTorch as [out, in].
+        let grad: Tensor<3> = grads.get(weight.id).expect("a gradient");
+        let [_, d_in, d_out] = weight.dims();
+        let got: Vec<f32> = grad
+            .reshape([d_in, d_out])
+            .transpose()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap();
+        let want = &golden.grads[name];
+        assert_eq!(got.len(), want.data.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5,
+                "{name}[{i}]: lrscape {g} vs torch {w}"
+            );
+        }
+    }
+}

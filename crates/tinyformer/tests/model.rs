@@ -15,6 +15,7 @@ fn small() -> TinyformerConfig {
         n_heads: 2,
         d_ff: 12,
         pos_init: PosInit::Normal { std: 0.3 },
+        causal: false,
     }
 }
 
@@ -137,4 +138,40 @@ fn hook_reaches_every_block_linear() {
         );
     }
     assert!(max_abs_diff(&hooked, &values(model.forward(input))) > 1e-4);
+}
+
+/// A causal model's logits at position `t` depend on tokens `..=t` only,
+/// and it emits one row of logits per position.
+#[test]
+fn causal_logits_see_only_the_past() {
+    let device = Device::flex();
+    let config = TinyformerConfig {
+        causal: true,
+        ..small()
+    };
+    let model = Tinyformer::init(&config, 3, &device).unwrap();
+    let input = tokens(1, 2, 5, &device);
+    let logits = model.forward(input.clone());
+    assert_eq!(logits.dims(), [1, 2 * 5, 10]);
+    let before = values(logits);
+    // Change the token at position 3 of example 1.
+    let mut changed: Vec<i64> = input.into_data().convert::<i64>().try_into_vec().unwrap();
+    changed[5 + 3] = (changed[5 + 3] + 1) % 10;
+    let after = values(model.forward(Tensor::from_data(
+        TensorData::new(changed, [1, 2, 5]),
+        &device,
+    )));
+    let row = |v: &[f32], example: usize, pos: usize| v[(example * 5 + pos) * 10..][..10].to_vec();
+    for pos in 0..5 {
+        let same = row(&before, 1, pos) == row(&after, 1, pos);
+        assert_eq!(same, pos < 3, "example 1, position {pos}");
+        assert_eq!(
+            row(&before, 0, pos),
+            row(&after, 0, pos),
+            "example 0 untouched"
+        );
+    }
+    // Without the mask the change reaches every position.
+    let open = Tinyformer::init(&small(), 3, &device).unwrap();
+    assert_eq!(open.forward(tokens(1, 2, 5, &device)).dims(), [1, 2, 10]);
 }

@@ -1,0 +1,99 @@
+//! The data of an experiment's task, split by split, from its config.
+
+use synth_data::{MarkovChain, Optimum, SequenceDataset, markov_lm, retrieve_at_k};
+
+use crate::config::{ExperimentConfig, TaskSpec};
+
+/// The two phases of an experiment: the base learns the pre-training
+/// distribution, the adapters the shifted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Pretrain,
+    Finetune,
+}
+
+/// `markov_lm`'s chains: the pre-training chain and the fine-tuning chain
+/// (some rows redrawn), with the redrawn tokens.
+#[derive(Debug, Clone)]
+pub struct Chains {
+    pub pretrain: MarkovChain,
+    pub finetune: MarkovChain,
+    pub shifted_rows: Vec<u32>,
+}
+
+/// The chains of a `markov_lm` config (drawn from `data_seed + 4` and
+/// `+ 5`); `None` for another task.
+pub fn markov_chains(config: &ExperimentConfig) -> anyhow::Result<Option<Chains>> {
+    let TaskSpec::MarkovLm { branching, shift } = config.task.spec(&config.model)? else {
+        return Ok(None);
+    };
+    let seed = config.task.data_seed;
+    let pretrain = MarkovChain::random(config.model.vocab, branching, seed + 4)?;
+    let (finetune, shifted_rows) = pretrain.shifted(shift, seed + 5)?;
+    Ok(Some(Chains {
+        pretrain,
+        finetune,
+        shifted_rows,
+    }))
+}
+
+/// `n` examples of `phase`'s distribution drawn from `seed`.
+pub fn examples(
+    config: &ExperimentConfig,
+    phase: Phase,
+    n: usize,
+    seed: u64,
+) -> anyhow::Result<SequenceDataset> {
+    let (seq, vocab) = (config.model.seq_len, config.model.vocab);
+    Ok(match config.task.spec(&config.model)? {
+        TaskSpec::RetrieveAtK {
+            k_pretrain,
+            k_finetune,
+        } => {
+            let k = match phase {
+                Phase::Pretrain => k_pretrain,
+                Phase::Finetune => k_finetune,
+            };
+            retrieve_at_k(n, seq, vocab, k, seed)?
+        }
+        TaskSpec::MarkovLm { .. } => {
+            let chains = markov_chains(config)?.expect("a markov_lm spec has chains");
+            let chain = match phase {
+                Phase::Pretrain => &chains.pretrain,
+                Phase::Finetune => &chains.finetune,
+            };
+            markov_lm(chain, n, seq, seed)?
+        }
+    })
+}
+
+/// The (train, val) splits of `phase`, sized and seeded as the config says.
+pub fn splits(
+    config: &ExperimentConfig,
+    phase: Phase,
+) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
+    let t = &config.task;
+    let seed = t.data_seed;
+    Ok(match phase {
+        Phase::Pretrain => (
+            examples(config, phase, t.n_pretrain_train, seed)?,
+            examples(config, phase, t.n_pretrain_val, seed + 1)?,
+        ),
+        Phase::Finetune => (
+            examples(config, phase, t.n_finetune_train, seed + 2)?,
+            examples(config, phase, t.n_finetune_val, seed + 3)?,
+        ),
+    })
+}
+
+/// The lowest loss any model can reach on `phase`'s data (`markov_lm`); `None`
+/// for retrieval, where it is 0.
+pub fn optimum(config: &ExperimentConfig, phase: Phase) -> anyhow::Result<Option<Optimum>> {
+    Ok(markov_chains(config)?.map(|chains| {
+        let chain = match phase {
+            Phase::Pretrain => &chains.pretrain,
+            Phase::Finetune => &chains.finetune,
+        };
+        chain.optimum(config.model.seq_len)
+    }))
+}

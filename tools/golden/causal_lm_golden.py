@@ -1,0 +1,107 @@
+"""Golden numbers for lrscape's tinyformer as a causal language model.
+
+The seed notebook's TinyTransformer (tools/golden/tinyformer_golden.py)
+with the two changes `model.causal = true` makes: a causal attention mask
+(position i attends to positions <= i) and the head on every position. Writes
+fixtures/causal_lm_golden.json: the config, the state dict, tokens and
+next-token targets, the logits [B*T, vocab] (example-major), the mean
+cross-entropy over every target, and the loss gradient of two weights.
+
+Run: python3 tools/golden/causal_lm_golden.py   (needs torch)
+"""
+
+import json
+import math
+import pathlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinyformer_golden import Block, RMSNorm, state_of
+
+
+class CausalSelfAttention(nn.Module):
+    """The notebook's SelfAttention with a causal mask."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.d_head = d_model // n_heads
+        self.q = nn.Linear(d_model, d_model, bias=False)
+        self.k = nn.Linear(d_model, d_model, bias=False)
+        self.v = nn.Linear(d_model, d_model, bias=False)
+        self.o = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q = self.q(x).view(B, T, self.n_heads, self.d_head).transpose(1, 2)
+        k = self.k(x).view(B, T, self.n_heads, self.d_head).transpose(1, 2)
+        v = self.v(x).view(B, T, self.n_heads, self.d_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)
+        future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+        att = att.masked_fill(future, float("-inf")).softmax(dim=-1)
+        out = att @ v
+        out = out.transpose(1, 2).reshape(B, T, C)
+        return self.o(out)
+
+
+class CausalLM(nn.Module):
+    def __init__(self, vocab, seq_len, d_model, n_layers, n_heads, d_ff):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d_model)
+        self.pos = nn.Parameter(torch.zeros(1, seq_len, d_model))
+        self.blocks = nn.ModuleList([Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
+        for b in self.blocks:
+            b.attn = CausalSelfAttention(d_model, n_heads)
+        self.norm = RMSNorm(d_model)
+        self.head = nn.Linear(d_model, vocab)
+
+    def forward(self, x):
+        h = self.emb(x) + self.pos[:, : x.size(1)]
+        for b in self.blocks:
+            h = b(h)
+        return self.head(self.norm(h))  # [B, T, vocab]: every position
+
+
+CONFIG = dict(vocab=12, seq_len=6, d_model=8, n_layers=2, n_heads=2, d_ff=16)
+BATCH = 4
+GRADS = ["head.weight", "blocks.0.attn.q.weight"]
+
+
+def main():
+    torch.manual_seed(4321)
+    model = CausalLM(**CONFIG)
+    with torch.no_grad():
+        model.pos.normal_(0.0, 0.5)
+        for name, p in model.named_parameters():
+            if name.endswith(".scale"):
+                p.uniform_(0.5, 1.5)
+    seq = torch.randint(0, CONFIG["vocab"], (BATCH, CONFIG["seq_len"] + 1))
+    tokens, targets = seq[:, :-1], seq[:, 1:]
+    logits = model(tokens).reshape(-1, CONFIG["vocab"])
+    loss = F.cross_entropy(logits, targets.reshape(-1))
+    loss.backward()
+    params = dict(model.named_parameters())
+    out = {
+        "generator": "tools/golden/causal_lm_golden.py",
+        "torch_version": torch.__version__,
+        "config": dict(CONFIG, causal=True),
+        "state": state_of(model),
+        "tokens": tokens.tolist(),
+        "targets": targets.tolist(),
+        "logits": [[float(v) for v in row] for row in logits.detach()],
+        "loss": float(loss.detach()),
+        "grads": {
+            name: {"shape": list(params[name].grad.shape),
+                   "data": [float(v) for v in params[name].grad.reshape(-1)]}
+            for name in GRADS
+        },
+    }
+    path = pathlib.Path(__file__).resolve().parents[2] / "fixtures/causal_lm_golden.json"
+    path.write_text(json.dumps(out))
+    print(f"wrote {path} ({path.stat().st_size} bytes), loss {float(loss.detach()):.6f}")
+
+
+if __name__ == "__main__":
+    main()
