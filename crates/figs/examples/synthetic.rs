@@ -92,6 +92,7 @@ fn main() {
         figures,
         comparison: None,
         sharpness: None,
+        sharpness_after: Vec::new(),
         language_model: None,
     });
     std::fs::write(out.join("REPORT.md"), md).expect("report");

@@ -356,7 +356,7 @@ pub struct SharpnessPoint {
     pub lambda_max: f64,
     /// Best LR of the seed-mean curve (`records::best_of_lr`).
     pub best_lr: f64,
-    /// Seed-mean accuracy there.
+    /// The seed-mean metric there (accuracy, or perplexity by `sharpness_points_by`).
     pub best_acc: f64,
 }
 
@@ -364,13 +364,23 @@ pub struct SharpnessPoint {
 /// and that curve's best LR; cells without a curve or a best LR are left
 /// out. Ordered by rank, then kind.
 pub fn sharpness_points(curves: &[CellCurve], cells: &[SharpnessCell]) -> Vec<SharpnessPoint> {
+    sharpness_points_by(curves, cells, Metric::Accuracy)
+}
+
+/// [`sharpness_points`] on `metric` curves, each cell's best LR the one
+/// `metric` prefers (the lowest perplexity for a language model).
+pub fn sharpness_points_by(
+    curves: &[CellCurve],
+    cells: &[SharpnessCell],
+    metric: Metric,
+) -> Vec<SharpnessPoint> {
     let mut points: Vec<SharpnessPoint> = cells
         .iter()
         .filter_map(|cell| {
             let curve = curves.iter().find(|c| {
                 c.method == cell.method && c.rank == cell.rank && c.variant == cell.variant
             })?;
-            let (best_acc, best_lr) = records::best_of_lr(curve)?;
+            let (best_acc, best_lr) = records::best_of_lr_by(curve, metric)?;
             Some(SharpnessPoint {
                 kind: curve.kind.clone(),
                 method: curve.method.clone(),

@@ -27,7 +27,7 @@ pub use data::{
     SharpnessPoint, average_ranks, best_index, best_of_lr_data, best_point, best_point_by,
     best_vs_rank_data, curve_label, curves, curves_of, heatmap_data, lr_band, lr_series,
     lr_sweep_data, normalized_heatmap, pearson, reference_points, sharpness_fit, sharpness_points,
-    shift_aligned_data, spearman,
+    sharpness_points_by, shift_aligned_data, spearman,
 };
 pub use draw::{HEIGHT, WIDTH};
 

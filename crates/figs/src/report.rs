@@ -36,6 +36,9 @@ pub struct ReportInput {
     /// λmax at initialisation per cell beside its best LR (`lrscape
     /// sharpness`); a "Sharpness" section when present.
     pub sharpness: Option<Vec<crate::data::SharpnessPoint>>,
+    /// The same after N training steps (`lrscape sharpness --after-steps
+    /// N`), one section per N.
+    pub sharpness_after: Vec<(usize, Vec<crate::data::SharpnessPoint>)>,
     /// A language-modelling experiment: a "Perplexity" section first.
     pub language_model: Option<LanguageModel>,
 }
@@ -885,7 +888,12 @@ pub fn render(input: &ReportInput) -> String {
     render_lr_across_budgets(&mut md, &rows, &lrs);
 
     if let Some(points) = input.sharpness.as_deref().filter(|p| !p.is_empty()) {
-        render_sharpness(&mut md, points);
+        render_sharpness(&mut md, points, 0);
+    }
+    for (steps, points) in &input.sharpness_after {
+        if !points.is_empty() {
+            render_sharpness(&mut md, points, *steps);
+        }
     }
 
     // Figures.
@@ -1227,13 +1235,23 @@ fn render_lr_across_budgets(md: &mut String, rows: &[CellSummary], lrs: &[f64]) 
     md.push('\n');
 }
 
-fn render_sharpness(md: &mut String, points: &[crate::data::SharpnessPoint]) {
-    md.push_str("## Sharpness at initialisation vs best learning rate\n\n");
-    md.push_str(
-        "λmax: the largest eigenvalue of the fine-tuning loss Hessian with respect to \
-         the trainable parameters, at initialisation (`lrscape sharpness`, mean over \
-         seeds; `sharpness.json`). Best LR: of the mean over seeds.\n\n",
-    );
+fn render_sharpness(md: &mut String, points: &[crate::data::SharpnessPoint], after_steps: usize) {
+    if after_steps == 0 {
+        md.push_str("## Sharpness at initialisation vs best learning rate\n\n");
+        md.push_str(
+            "λmax: the largest eigenvalue of the fine-tuning loss Hessian with respect to \
+             the trainable parameters, at initialisation (`lrscape sharpness`, mean over \
+             seeds; `sharpness.json`). Best LR: of the mean over seeds.\n\n",
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "## Sharpness after {after_steps} steps vs best learning rate\n\n\
+             λmax as above, measured after every member trained {after_steps} steps at its \
+             cell's best LR (`lrscape sharpness --after-steps {after_steps}`, mean over \
+             seeds; `sharpness-after-{after_steps}.json`).\n"
+        );
+    }
     md.push_str("| method | rank | λmax | best LR | best LR × λmax |\n|---|---|---|---|---|\n");
     for p in points {
         let _ = writeln!(

@@ -271,6 +271,7 @@ fn report_numbers_are_recomputed_from_the_trials() {
         figures: vec![PathBuf::from("figures/raw/lr_sweep_parity.png")],
         comparison: None,
         sharpness: None,
+        sharpness_after: Vec::new(),
         language_model: None,
     };
     let md = render(&input);
@@ -531,6 +532,7 @@ fn budgets_are_compared_within_and_tabulated_across() {
         figures: Vec::new(),
         comparison: None,
         sharpness: None,
+        sharpness_after: Vec::new(),
         language_model: None,
     });
     assert!(md.contains("## Best learning rate across budgets"), "{md}");
@@ -542,4 +544,108 @@ fn budgets_are_compared_within_and_tabulated_across() {
         md.contains("at 2 epochs, 4× the batch size moves the best LR 3.00×"),
         "{md}"
     );
+}
+
+/// A language-modelling study: perplexity = exp(val_loss), lowest is best;
+/// the section's table and best ranks, recomputed by hand.
+#[test]
+fn a_language_model_is_reported_by_perplexity_and_best_rank() {
+    use figs::report::{LanguageModel, best_rank_by_perplexity, perplexity_rows};
+    // (method, rank, lr, seed losses): LoRA r=16 beats r=4 clearly; DoRA's
+    // two ranks tie within the seeds' CI.
+    let cells: [(&str, usize, f64, [f64; 3]); 8] = [
+        ("lora", 4, 1e-3, [1.50, 1.52, 1.54]),
+        ("lora", 4, 1e-2, [1.40, 1.41, 1.42]),
+        ("lora", 16, 1e-3, [1.20, 1.21, 1.22]),
+        ("lora", 16, 1e-2, [3.00, 3.10, 3.20]),
+        ("dora", 4, 1e-3, [1.30, 1.35, 1.40]),
+        ("dora", 16, 1e-3, [1.31, 1.36, 1.41]),
+        ("full", 0, 1e-3, [1.10, 1.11, 1.12]),
+        ("full", 0, 1e-2, [f64::NAN, f64::NAN, f64::NAN]),
+    ];
+    let mut trials = Vec::new();
+    for (method, rank, lr, losses) in cells {
+        for (seed, loss) in losses.into_iter().enumerate() {
+            let mut t = trial(method, rank, lr, seed as u64, 0.4);
+            t.val_loss = loss;
+            trials.push(t);
+        }
+    }
+    let mean_ppl = |losses: [f64; 3]| losses.iter().map(|l| l.exp()).sum::<f64>() / 3.0;
+    let rows = perplexity_rows(&trials);
+    let lora4 = rows
+        .iter()
+        .find(|r| r.method == "lora" && r.rank == 4)
+        .unwrap();
+    assert_eq!(lora4.lr, 1e-2);
+    assert!((lora4.mean - mean_ppl([1.40, 1.41, 1.42])).abs() < 1e-12);
+    let full = rows.iter().find(|r| r.method == "full").unwrap();
+    assert_eq!(full.lr, 1e-3, "a diverged LR is never the best");
+
+    let best = best_rank_by_perplexity(&rows);
+    let lora = best.iter().find(|b| b.0 == "LoRA").unwrap();
+    assert_eq!((lora.1, lora.3), (16, false));
+    let dora = best.iter().find(|b| b.0 == "DoRA").unwrap();
+    assert_eq!((dora.1, dora.3), (4, true), "r=16 is inside r=4's CI");
+
+    let md = render(&ReportInput {
+        trials: trials.clone(),
+        language_model: Some(LanguageModel {
+            task: "A chain.".into(),
+            floor_perplexity: 2.5,
+            floor_accuracy: 0.45,
+        }),
+        ..Default::default()
+    });
+    let section = md
+        .split("## Perplexity (language modelling)")
+        .nth(1)
+        .expect("a perplexity section");
+    let lora16 = mean_ppl([1.20, 1.21, 1.22]);
+    assert!(
+        section.contains(&format!(
+            "| LoRA | 16 | {lora16:.3} ± {:.3} | {:+.1}% | 3 | 1e-3 |",
+            rows.iter()
+                .find(|r| r.method == "lora" && r.rank == 16)
+                .unwrap()
+                .half_width,
+            (lora16 / 2.5 - 1.0) * 100.0
+        )),
+        "{section}"
+    );
+    assert!(section.contains("perplexity **2.500**"), "{section}");
+    assert!(section.contains("- DoRA: rank 4"), "{section}");
+    assert!(
+        !render(&ReportInput {
+            trials,
+            ..Default::default()
+        })
+        .contains("## Perplexity")
+    );
+}
+
+#[test]
+fn perplexity_figures_are_drawn_per_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trials = study();
+    for t in &mut trials {
+        t.val_loss = 1.0 + (1.0 - t.val_accuracy);
+    }
+    let opts = FigureOptions {
+        formats: vec![Format::Png],
+        ..FigureOptions::new(dir.path(), 16)
+    };
+    let written = figs::draw_perplexity(&trials, &opts).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["perplexity_vs_lr_r4.png", "perplexity_vs_lr_r16.png"]
+    );
+    for t in &mut trials {
+        t.val_loss = f64::NAN;
+    }
+    assert!(figs::draw_perplexity(&trials, &opts).unwrap().is_empty());
 }

@@ -592,6 +592,16 @@ impl ExperimentConfig {
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
+    /// What decides a cell's best LR: perplexity for a language model,
+    /// accuracy otherwise.
+    pub fn metric(&self) -> records::Metric {
+        if self.task.kind.is_language_model() {
+            records::Metric::Perplexity
+        } else {
+            records::Metric::Accuracy
+        }
+    }
+
     /// The embedded `configs/default.toml`.
     pub fn embedded_default() -> Self {
         Self::from_toml_str(DEFAULT_CONFIG, "configs/default.toml (embedded)")

@@ -254,6 +254,10 @@ enum Command {
         /// Finite-difference step relative to the parameter norm: ε = eps·max(‖θ‖, 1).
         #[arg(long, default_value_t = 1e-3)]
         eps: f64,
+        /// Measure after this many training steps at each cell's best recorded
+        /// LR instead of at initialisation (-> sharpness-after-N.json).
+        #[arg(long, default_value_t = 0)]
+        after_steps: usize,
     },
     /// Measure training speed here: member-steps/s of a LoRA cell at several
     /// population sizes, full fine-tuning, both adapter compute modes, GFLOP/s
@@ -438,6 +442,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             iters,
             tol,
             eps,
+            after_steps,
         } => {
             let (mut config, out) = load_config(&common)?;
             if let Some(methods) = &methods {
@@ -469,7 +474,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.grid.seeds.len(),
                 examples,
                 selected.name,
-                out.join("sharpness.json").display()
+                out.join(sweep::sharpness::sharpness_file_name(after_steps))
+                    .display()
             );
             let options = sweep::sharpness::SharpnessOptions {
                 out: out.clone(),
@@ -481,6 +487,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     eps_rel: eps,
                     seed: 0,
                 },
+                after_steps,
                 config_path: common.config.clone(),
             };
             let file = sweep::sharpness::measure_grid(&config, &options)?;
@@ -496,14 +503,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!(
                     "{}",
-                    sweep::sharpness::sharpness_table(&file, &gathered.trials)
+                    sweep::sharpness::sharpness_table(&file, &gathered.trials, config.metric())
                 );
             }
             println!(
                 "{} measurements in {:.0}s -> {}",
                 file.entries.len(),
                 file.seconds,
-                out.join("sharpness.json").display()
+                out.join(sweep::sharpness::sharpness_file_name(after_steps))
+                    .display()
             );
             Ok(())
         }
@@ -642,6 +650,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if record.diverged { " (DIVERGED)" } else { "" },
                 dir.display()
             );
+            if let Some(floor) = sweep::task::optimum(&config, sweep::task::Phase::Pretrain)? {
+                println!(
+                    "  perplexity {:.4}; the pre-training chain's own predictions reach {:.4}",
+                    record.val_loss.exp(),
+                    floor.perplexity()
+                );
+            }
             Ok(())
         }
     }

@@ -165,9 +165,10 @@ pub fn write_report(
         );
     }
     // λmax per cell (`lrscape sharpness`) beside the best LRs, when measured.
+    let curves = records::cell_curves_of(&trials, config.metric());
     let sharpness = match crate::sharpness::read_sharpness(out)? {
         Some(file) => {
-            let points = figs::sharpness_points(&records::cell_curves(&trials), &file.cells());
+            let points = figs::sharpness_points_by(&curves, &file.cells(), config.metric());
             figures.extend(
                 figs::draw_sharpness(&points, &options)
                     .map_err(|e| anyhow::anyhow!("cannot draw the sharpness figure: {e}"))?,
@@ -176,6 +177,15 @@ pub fn write_report(
         }
         None => None,
     };
+    let sharpness_after = crate::sharpness::read_sharpness_after(out)?
+        .iter()
+        .map(|file| {
+            (
+                file.after_steps,
+                figs::sharpness_points_by(&curves, &file.cells(), config.metric()),
+            )
+        })
+        .collect();
     let relative: Vec<PathBuf> = figures
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
@@ -212,6 +222,7 @@ pub fn write_report(
         figures: relative,
         comparison,
         sharpness,
+        sharpness_after,
         language_model,
     };
     let report = out.join("REPORT.md");

@@ -127,7 +127,8 @@ fn steps_bar(label: &str, visible: bool) -> ProgressBar {
 }
 
 /// The data-order seed of a trial seed: distinct per seed, fixed per experiment.
-fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
+/// The seed of a member's data order: the task's data seed and the trial seed.
+pub fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
     config
         .task
         .data_seed
@@ -530,6 +531,17 @@ fn report_cell(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) {
     {
         eprintln!(
             "{}: {}: best val_acc {best:.4} at lr {lr:.3e}",
+            config.name,
+            cell.label(config)
+        );
+    }
+    let perplexity = records::Metric::Perplexity;
+    if config.task.kind.is_language_model()
+        && let Some(curve) = records::cell_curves_of(&own, perplexity).first()
+        && let Some((best, lr)) = records::best_of_lr_by(curve, perplexity)
+    {
+        eprintln!(
+            "{}: {}: best val perplexity {best:.4} at lr {lr:.3e}",
             config.name,
             cell.label(config)
         );

@@ -561,7 +561,8 @@ pub fn classifier_lambda_max<M: Classifier>(
     )
 }
 
-/// One line of `sharpness.json`: a (cell, seed) at initialisation.
+/// One line of `sharpness.json`: a (cell, seed) at initialisation (or, in
+/// `sharpness-after-N.json`, after N steps at the cell's best LR).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharpnessEntry {
@@ -578,6 +579,10 @@ pub struct SharpnessEntry {
     /// The most negative eigenvalue found, if any.
     #[serde(default)]
     pub lambda_min: Option<f64>,
+    /// The learning rate the member trained at before the measurement
+    /// (none at initialisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_lr: Option<f64>,
 }
 
 /// `sharpness.json`: how λmax was measured, and one entry per (cell, seed).
@@ -594,7 +599,22 @@ pub struct SharpnessFile {
     pub eps_rel: f64,
     pub backend: String,
     pub seconds: f64,
+    /// Training steps before the measurement (0: at initialisation).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub after_steps: usize,
     pub entries: Vec<SharpnessEntry>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// `sharpness.json` at initialisation, `sharpness-after-N.json` after N steps.
+pub fn sharpness_file_name(after_steps: usize) -> String {
+    match after_steps {
+        0 => "sharpness.json".into(),
+        n => format!("sharpness-after-{n}.json"),
+    }
 }
 
 impl SharpnessFile {
@@ -631,12 +651,37 @@ impl SharpnessFile {
 
 /// Reads `<out>/sharpness.json`; `None` when there is none.
 pub fn read_sharpness(out: &Path) -> anyhow::Result<Option<SharpnessFile>> {
-    let path = out.join("sharpness.json");
+    read_sharpness_file(&out.join("sharpness.json"))
+}
+
+/// The `sharpness-after-N.json` files of `out`, by N.
+pub fn read_sharpness_after(out: &Path) -> anyhow::Result<Vec<SharpnessFile>> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(files);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let steps = name
+            .strip_prefix("sharpness-after-")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if steps.is_some()
+            && let Some(file) = read_sharpness_file(&entry.path())?
+        {
+            files.push(file);
+        }
+    }
+    files.sort_by_key(|f| f.after_steps);
+    Ok(files)
+}
+
+fn read_sharpness_file(path: &Path) -> anyhow::Result<Option<SharpnessFile>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a sharpness file; delete it and rerun `lrscape sharpness`",
@@ -653,6 +698,9 @@ pub struct SharpnessOptions {
     /// Fine-tuning training examples in the fixed batch.
     pub examples: usize,
     pub power: PowerOptions,
+    /// Train this many steps before measuring, each cell at the best LR of
+    /// its recorded seed-mean curve (0: measure at initialisation).
+    pub after_steps: usize,
     /// The config file, for messages naming a command.
     pub config_path: Option<PathBuf>,
 }
@@ -660,7 +708,11 @@ pub struct SharpnessOptions {
 /// `lrscape sharpness`: λmax at initialisation of every cell of the grid
 /// (every seed of a cell is one member of one population; methods whose
 /// init does not depend on the seed are measured once) on the cached base,
-/// written to `<out>/sharpness.json`.
+/// written to `<out>/sharpness.json`. With `after_steps = N`, every member
+/// first trains N steps (the first N batches' examples, in its seed's
+/// order) at its cell's recorded best LR, and the result goes to
+/// `<out>/sharpness-after-N.json`: how the curvature has moved once
+/// training is under way.
 pub fn measure_grid(
     config: &ExperimentConfig,
     opts: &SharpnessOptions,
@@ -690,6 +742,12 @@ pub fn measure_grid(
     let rows: Vec<usize> = (0..opts.examples).collect();
     let batch = SequenceBatch::gather(&train, &[&rows], &device);
     let seeds = config.grid.seeds.clone();
+    let best_lrs = if opts.after_steps > 0 {
+        let trials = crate::shard::gather(&opts.out)?.trials;
+        records::cell_curves_of(&trials, config.metric())
+    } else {
+        Vec::new()
+    };
     let mut entries = Vec::new();
     for cell in config.cells() {
         let cell_started = Instant::now();
@@ -704,9 +762,29 @@ pub fn measure_grid(
             cell.method,
             Method::Pissa | Method::Milora | Method::PissaSeed | Method::MiloraSeed | Method::Full
         );
+        // Training orders the data by seed, so trained members all differ.
+        let seed_free = seed_free && opts.after_steps == 0;
         let members: &[u64] = if seed_free { &seeds[..1] } else { &seeds };
         let model = PeftModel::new(base.clone(), &config.model, &lora, members)
             .map_err(|e| anyhow::anyhow!("cell {}: {e}", cell.label(config)))?;
+        let (model, trained_lr) = if opts.after_steps > 0 {
+            let lr = cell_best_lr(config, &cell, &best_lrs, opts)?;
+            (
+                train_steps(
+                    config,
+                    &cell,
+                    model,
+                    &train,
+                    members,
+                    lr,
+                    opts.after_steps,
+                    &device,
+                )?,
+                Some(lr),
+            )
+        } else {
+            (model, None)
+        };
         let mut result = classifier_lambda_max(&model, &batch, members, &opts.power)
             .with_context(|| format!("cell {}", cell.label(config)))?;
         if seed_free {
@@ -735,6 +813,7 @@ pub fn measure_grid(
                 epsilon: m.epsilon,
                 history: m.history,
                 lambda_min: m.lambda_min,
+                trained_lr,
             });
         }
         eprintln!(
@@ -752,22 +831,106 @@ pub fn measure_grid(
         eps_rel: opts.power.eps_rel,
         backend: opts.device.backend.to_string(),
         seconds: started.elapsed().as_secs_f64(),
+        after_steps: opts.after_steps,
         entries,
     };
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     write_atomic(
-        &opts.out.join("sharpness.json"),
+        &opts.out.join(sharpness_file_name(opts.after_steps)),
         &(serde_json::to_string_pretty(&file)? + "\n"),
     )?;
     Ok(file)
 }
 
+/// The best LR of `cell`'s recorded seed-mean curve; an error naming the
+/// command to run when the cell has no records.
+fn cell_best_lr(
+    config: &ExperimentConfig,
+    cell: &crate::config::Cell,
+    curves: &[records::CellCurve],
+    opts: &SharpnessOptions,
+) -> anyhow::Result<f64> {
+    let variant = cell.variant(config);
+    curves
+        .iter()
+        .find(|c| {
+            c.method == cell.method.name()
+                && c.rank == cell.rank
+                && c.variant == variant
+                && c.batch_size == cell.batch_size
+                && c.epochs == cell.epochs
+        })
+        .and_then(|c| records::best_of_lr_by(c, config.metric()))
+        .map(|(_, lr)| lr)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--after-steps trains each cell at its best recorded LR, and cell {} has no \
+                 records in {}: run `lrscape run` on this config first",
+                cell.label(config),
+                opts.out.display()
+            )
+        })
+}
+
+/// `steps` AdamW steps of every member at `lr`, on the first `steps`
+/// batches' worth of training examples in each member's own order.
+#[allow(clippy::too_many_arguments)]
+fn train_steps(
+    config: &ExperimentConfig,
+    cell: &crate::config::Cell,
+    model: PeftModel,
+    train: &synth_data::SequenceDataset,
+    seeds: &[u64],
+    lr: f64,
+    steps: usize,
+    device: &Device,
+) -> anyhow::Result<PeftModel> {
+    let per_epoch = train.len().div_ceil(cell.batch_size);
+    if steps > per_epoch {
+        anyhow::bail!(
+            "--after-steps {steps}: at most {per_epoch} (one epoch of {} examples at batch size {})",
+            train.len(),
+            cell.batch_size
+        );
+    }
+    let subset = train.take(steps * cell.batch_size);
+    let members: Vec<crate::train::Member> = seeds
+        .iter()
+        .map(|&seed| crate::train::Member {
+            lr,
+            data_seed: crate::runner::data_order_seed(config, seed),
+        })
+        .collect();
+    let adamw = crate::optim::AdamWConfig {
+        weight_decay: config.finetune.weight_decay,
+        ..crate::optim::AdamWConfig::default()
+    };
+    let schedule = crate::train::Schedule {
+        epochs: 1,
+        batch_size: cell.batch_size,
+    };
+    let outcome = crate::train::train_population(
+        model,
+        &subset,
+        &members,
+        schedule,
+        adamw,
+        device,
+        &indicatif::ProgressBar::hidden(),
+    );
+    Ok(outcome.model)
+}
+
 /// The table `lrscape sharpness` prints: λmax per cell beside the best LR
 /// of `trials`, and the fit across cells.
-pub fn sharpness_table(file: &SharpnessFile, trials: &[records::TrialRecord]) -> String {
-    let curves = records::cell_curves(trials);
-    let points = figs::sharpness_points(&curves, &file.cells());
+pub fn sharpness_table(
+    file: &SharpnessFile,
+    trials: &[records::TrialRecord],
+    metric: records::Metric,
+) -> String {
+    let curves = records::cell_curves_of(trials, metric);
+    let points = figs::sharpness_points_by(&curves, &file.cells(), metric);
     let mut out = format!(
         "{:<10} {:>5} {:>11} {:>10} {:>12}\n",
         "method", "rank", "lambda_max", "best_lr", "lr*lambda"

@@ -201,3 +201,69 @@ fn a_member_of_a_population_gets_what_it_gets_alone() {
         alone[1].lambda_max
     );
 }
+
+#[test]
+fn after_steps_trains_each_cell_at_its_recorded_best_lr() {
+    use sweep::sharpness::{SharpnessOptions, measure_grid, read_sharpness_after};
+    let mut config = ExperimentConfig::from_toml_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/quick.toml"
+    )))
+    .unwrap();
+    config.grid.methods = vec![peft::Method::Lora];
+    config.grid.ranks = vec![2];
+    config.grid.seeds = vec![0];
+    let dir = tempfile::tempdir().unwrap();
+    let selected = sweep::select_device("flex").unwrap();
+    sweep::pretrain::pretrain(
+        &config,
+        dir.path(),
+        &selected,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let options = |after_steps| SharpnessOptions {
+        out: dir.path().to_path_buf(),
+        device: selected.clone(),
+        examples: 64,
+        power: PowerOptions {
+            max_iters: 40,
+            ..PowerOptions::default()
+        },
+        after_steps,
+        config_path: None,
+    };
+    let err = measure_grid(&config, &options(2)).unwrap_err().to_string();
+    assert!(
+        err.contains("no records") && err.contains("lrscape run"),
+        "{err}"
+    );
+
+    // Records saying the cell's best LR is 3e-3 (of 3e-2 and 3e-3).
+    let records: String = [(3e-2, 0.2), (3e-3, 0.9)]
+        .into_iter()
+        .map(|(lr, acc)| {
+            let mut t = records::TrialRecord::synthetic("lora", 2, lr, 0, acc);
+            t.epochs = 3;
+            serde_json::to_string(&t).unwrap() + "\n"
+        })
+        .collect();
+    std::fs::write(dir.path().join("trials.jsonl"), records).unwrap();
+    let at_init = measure_grid(&config, &options(0)).unwrap();
+    let after = measure_grid(&config, &options(2)).unwrap();
+    assert_eq!(after.after_steps, 2);
+    assert_eq!(after.entries[0].trained_lr, Some(3e-3));
+    assert_eq!(at_init.entries[0].trained_lr, None);
+    assert!(dir.path().join("sharpness.json").exists());
+    let read = read_sharpness_after(dir.path()).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0], after);
+    // Two steps at 3e-3 moved the adapter, so the curvature moved too.
+    let (a, b) = (at_init.entries[0].lambda_max, after.entries[0].lambda_max);
+    assert!((a - b).abs() > 1e-3 * a, "{a} at init, {b} after 2 steps");
+
+    let err = measure_grid(&config, &options(1000))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--after-steps 1000: at most"), "{err}");
+}

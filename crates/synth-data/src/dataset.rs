@@ -95,6 +95,18 @@ impl SequenceDataset {
         &self.tokens[index * self.seq_len..(index + 1) * self.seq_len]
     }
 
+    /// The first `n` examples (all of them when `n >= len()`).
+    pub fn take(&self, n: usize) -> Self {
+        let n = n.min(self.tokens.len() / self.seq_len);
+        Self {
+            tokens: self.tokens[..n * self.seq_len].to_vec(),
+            targets: self.targets[..n * self.targets_per_example].to_vec(),
+            seq_len: self.seq_len,
+            targets_per_example: self.targets_per_example,
+            vocab: self.vocab,
+        }
+    }
+
     /// Targets of example `index`; panics when out of range.
     pub fn targets_of(&self, index: usize) -> &[u32] {
         let l = self.targets_per_example;
