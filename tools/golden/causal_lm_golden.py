@@ -18,20 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyformer_golden import Block, RMSNorm, state_of
+from tinyformer_golden import Block, RMSNorm, SelfAttention, state_of
 
 
-class CausalSelfAttention(nn.Module):
+class CausalSelfAttention(SelfAttention):
     """The notebook's SelfAttention with a causal mask."""
-
-    def __init__(self, d_model, n_heads):
-        super().__init__()
-        self.n_heads = n_heads
-        self.d_head = d_model // n_heads
-        self.q = nn.Linear(d_model, d_model, bias=False)
-        self.k = nn.Linear(d_model, d_model, bias=False)
-        self.v = nn.Linear(d_model, d_model, bias=False)
-        self.o = nn.Linear(d_model, d_model, bias=False)
 
     def forward(self, x):
         B, T, C = x.shape

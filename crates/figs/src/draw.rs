@@ -457,19 +457,21 @@ fn error_bar_y(
 }
 
 const ACC_DESC: &str = "Validation accuracy (fraction correct)";
-const PPL_DESC: &str = "Validation perplexity (lower is better)";
+const PPL_DESC: &str = "Validation perplexity (lower is better; higher values on the top edge)";
 const RANK_DESC: &str = "Adapter rank r (log₂ scale)";
 
-/// A padded y range for perplexities: from the lowest up to at most
-/// `PERPLEXITY_SPAN` times it, so a diverged or untrained LR (perplexity
-/// near the vocabulary size) does not flatten the curves near their best;
-/// points above are drawn at the top edge.
-fn perplexity_range(values: &[f64]) -> (f64, f64) {
-    let Some((lo, hi)) = min_max(values) else {
+/// A padded y range for perplexities: from just below the lowest mean up
+/// to at most `PERPLEXITY_SPAN` times it, so a diverged or untrained LR
+/// (perplexity near the vocabulary size) and its wide CI do not flatten the
+/// curves near their best; points above are drawn at the top edge.
+fn perplexity_range(means: &[f64], ends: &[f64]) -> (f64, f64) {
+    let Some((best, _)) = min_max(means) else {
         return (1.0, 2.0);
     };
-    let lo = lo.max(1.0);
-    let hi = hi.min(lo * PERPLEXITY_SPAN).max(lo * 1.05);
+    let best = best.max(1.0);
+    let (lo_end, hi_end) = min_max(ends).unwrap_or((best, best));
+    let lo = lo_end.max(best * 0.9).min(best);
+    let hi = hi_end.min(best * PERPLEXITY_SPAN).max(best * 1.05);
     let pad = (hi - lo) * 0.06;
     ((lo - pad).max(1.0), hi + pad)
 }
@@ -519,7 +521,10 @@ impl Figure for LrSweepFigure<'_> {
             .collect();
         let (y0, y1) = match self.metric {
             Metric::Accuracy => accuracy_range(&ends),
-            Metric::Perplexity => perplexity_range(&ends),
+            Metric::Perplexity => {
+                let means: Vec<f64> = self.series.iter().flat_map(|s| s.mean.clone()).collect();
+                perplexity_range(&means, &ends)
+            }
         };
         let mut chart = chart_with_axes(
             &plot,
@@ -544,7 +549,11 @@ impl Figure for LrSweepFigure<'_> {
                 .zip(&s.mean)
                 .zip(&s.half_width)
                 .filter(|((lr, m), _)| **lr > 0.0 && m.is_finite())
-                .map(|((lr, m), h)| (lr.log10(), m.min(y1), finite_or(*h, 0.0)))
+                // A point above the range sits on the top edge, without a CI.
+                .map(|((lr, m), h)| {
+                    let h = if *m > y1 { 0.0 } else { finite_or(*h, 0.0) };
+                    (lr.log10(), m.min(y1), h)
+                })
                 .collect();
             if pts.iter().any(|p| p.2 > 0.0) && pts.len() >= 2 {
                 let mut band: Vec<(f64, f64)> =

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use records::{CellCurve, TrialRecord};
+use records::{CellCurve, Metric, TrialRecord};
 
 use crate::data::{BestPoint, best_point, curves, lr_band};
 use crate::draw::fmt_lr;
@@ -158,6 +158,124 @@ fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageMod
         }
         md.push('\n');
     }
+    render_perplexity_spreads(md, &rows, &input.trials);
+    let summaries: Vec<CellSummary> = rows
+        .iter()
+        .map(|b| CellSummary {
+            best: b.clone(),
+            band: Vec::new(),
+            n_lrs: 0,
+        })
+        .collect();
+    let lrs = trial_lrs(&input.trials);
+    render_lr_across_ranks(md, &summaries, &lrs, Metric::Perplexity);
+}
+
+/// The distinct learning rates of `trials`, ascending.
+fn trial_lrs(trials: &[TrialRecord]) -> Vec<f64> {
+    sorted_values(
+        trials
+            .iter()
+            .map(|t| t.lr.to_bits())
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .map(f64::from_bits),
+    )
+}
+
+/// How far apart the methods' perplexities land at one rank, each at its own
+/// best LR, and all at LoRA's best LR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerplexitySpread {
+    pub rank: usize,
+    /// (label, best perplexity), lowest first.
+    pub tuned: Vec<(String, f64)>,
+    /// LoRA's best LR and every method's perplexity there, lowest first.
+    pub at_lora_lr: Option<(f64, Vec<(String, f64)>)>,
+}
+
+/// `worst / best − 1` of a list sorted lowest first.
+pub fn relative_spread(values: &[(String, f64)]) -> f64 {
+    match (values.first(), values.last()) {
+        (Some(best), Some(worst)) => worst.1 / best.1 - 1.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Per adapter rank with two or more methods (one budget and variant per
+/// method, as in the language-modelling study): the perplexity spreads.
+pub fn perplexity_spreads(rows: &[BestPoint], trials: &[TrialRecord]) -> Vec<PerplexitySpread> {
+    let curves = crate::data::curves_of(trials, Metric::Perplexity);
+    let mut ranks: Vec<usize> = rows.iter().map(|r| r.rank).filter(|&r| r > 0).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let by_value = |a: &(String, f64), b: &(String, f64)| a.1.total_cmp(&b.1);
+    ranks
+        .into_iter()
+        .filter_map(|rank| {
+            let at: Vec<&BestPoint> = rows.iter().filter(|r| r.rank == rank).collect();
+            if at.len() < 2 {
+                return None;
+            }
+            let mut tuned: Vec<(String, f64)> =
+                at.iter().map(|b| (b.label.clone(), b.mean)).collect();
+            tuned.sort_by(by_value);
+            let at_lora_lr = at.iter().find(|b| b.method == "lora").map(|lora| {
+                let mut values: Vec<(String, f64)> = curves
+                    .iter()
+                    .filter(|c| c.rank == rank)
+                    .filter_map(|c| {
+                        let i = c.lrs.iter().position(|&lr| lr == lora.lr)?;
+                        Some((crate::curve_label(c), c.acc[i]))
+                    })
+                    .filter(|v| v.1.is_finite())
+                    .collect();
+                values.sort_by(by_value);
+                (lora.lr, values)
+            });
+            Some(PerplexitySpread {
+                rank,
+                tuned,
+                at_lora_lr,
+            })
+        })
+        .collect()
+}
+
+fn render_perplexity_spreads(md: &mut String, rows: &[BestPoint], trials: &[TrialRecord]) {
+    let spreads = perplexity_spreads(rows, trials);
+    if spreads.is_empty() {
+        return;
+    }
+    md.push_str(
+        "How far apart the methods land (the highest over the lowest perplexity, minus 1), \
+         each at its own best LR and all at LoRA's best LR:\n\n\
+         | Rank | Lowest (tuned) | Highest (tuned) | Spread after tuning | LoRA's best LR | Spread at that LR |\n\
+         |---:|---|---|---:|---:|---:|\n",
+    );
+    for s in &spreads {
+        let (lo, hi) = (&s.tuned[0], &s.tuned[s.tuned.len() - 1]);
+        let (lr, fixed) = match &s.at_lora_lr {
+            Some((lr, values)) => (
+                fmt_lr(*lr),
+                format!("{:.1}%", relative_spread(values) * 100.0),
+            ),
+            None => ("n/a".into(), "n/a".into()),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} ({:.3}) | {} ({:.3}) | {:.1}% | {} | {} |",
+            s.rank,
+            cell(&lo.0),
+            lo.1,
+            cell(&hi.0),
+            hi.1,
+            relative_spread(&s.tuned) * 100.0,
+            lr,
+            fixed
+        );
+    }
+    md.push('\n');
 }
 
 /// One method × rank row of the report's table.
@@ -669,15 +787,7 @@ pub fn render(input: &ReportInput) -> String {
     }
     let methods: BTreeSet<String> = curves.iter().map(crate::curve_label).collect();
     let ranks = adapter_ranks(&curves);
-    let lrs = sorted_values(
-        input
-            .trials
-            .iter()
-            .map(|t| t.lr.to_bits())
-            .collect::<BTreeSet<u64>>()
-            .into_iter()
-            .map(f64::from_bits),
-    );
+    let lrs = trial_lrs(&input.trials);
     let seeds: BTreeSet<u64> = input.trials.iter().map(|t| t.seed).collect();
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| Config hash | `{}` |", input.config_hash);
@@ -728,7 +838,24 @@ pub fn render(input: &ReportInput) -> String {
         }
     }
     let _ = writeln!(md, "| Seeds | {} |\n", seeds.len());
-    if let Some(widest) = tuned
+    let lm_spreads = match &input.language_model {
+        Some(_) => perplexity_spreads(&perplexity_rows(&input.trials), &input.trials),
+        None => Vec::new(),
+    };
+    if let Some(widest) = lm_spreads
+        .iter()
+        .max_by(|a, b| relative_spread(&a.tuned).total_cmp(&relative_spread(&b.tuned)))
+    {
+        let _ = writeln!(
+            md,
+            "**After LR tuning the methods' perplexities land within {:.1}% of each other** \
+             (the widest gap over {} rank{}, at rank {}).\n",
+            relative_spread(&widest.tuned) * 100.0,
+            lm_spreads.len(),
+            if lm_spreads.len() == 1 { "" } else { "s" },
+            widest.rank
+        );
+    } else if let Some(widest) = tuned
         .iter()
         .max_by(|a, b| a.spread().total_cmp(&b.spread()))
     {
@@ -884,7 +1011,7 @@ pub fn render(input: &ReportInput) -> String {
         md.push('\n');
     }
 
-    render_lr_across_ranks(&mut md, &rows, &lrs);
+    render_lr_across_ranks(&mut md, &rows, &lrs, Metric::Accuracy);
     render_lr_across_budgets(&mut md, &rows, &lrs);
 
     if let Some(points) = input.sharpness.as_deref().filter(|p| !p.is_empty()) {
@@ -1048,7 +1175,7 @@ fn render_comparison(
 /// how well `best_lr ≈ c / λmax` fits.
 /// "Best learning rate across ranks": does the optimum move with the rank
 /// (the alpha rule decides), and how it compares with full fine-tuning's.
-fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
+fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64], by: Metric) {
     let kinds = best_lr_across_ranks(rows);
     // Full fine-tuning's best LR per budget: each kind is compared with the
     // full fine-tuning of its own budget.
@@ -1072,15 +1199,19 @@ fn render_lr_across_ranks(md: &mut String, rows: &[CellSummary], lrs: &[f64]) {
         .iter()
         .flat_map(|k| k.best.iter().map(|&(r, _)| r))
         .collect();
-    md.push_str(
-        "## Best learning rate across ranks
-
-",
-    );
-    md.push_str(
-        "The learning rate that maximizes each method's mean accuracy, per rank. *Drift* \
+    let (title, best) = match by {
+        Metric::Accuracy => ("", "maximizes each method's mean accuracy"),
+        Metric::Perplexity => (
+            " (by perplexity)",
+            "minimizes each method's mean perplexity",
+        ),
+    };
+    let _ = write!(
+        md,
+        "## Best learning rate across ranks{title}\n\n\
+         The learning rate that {best}, per rank. *Drift* \
          is the best LR at the largest rank over the best LR at the smallest: 1× means the \
-         optimum does not move with the rank.",
+         optimum does not move with the rank."
     );
     if let Some(step) = lr_grid_step(lrs) {
         let _ = write!(

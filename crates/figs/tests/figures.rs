@@ -614,6 +614,33 @@ fn a_language_model_is_reported_by_perplexity_and_best_rank() {
         "{section}"
     );
     assert!(section.contains("perplexity **2.500**"), "{section}");
+    // Rank 16: LoRA (its best, 1e-3) vs DoRA (1e-3); rank 4: DoRA (1e-3)
+    // vs LoRA (1e-2), and at LoRA's 1e-2 only LoRA has a value.
+    let (lora16, dora16) = (mean_ppl([1.20, 1.21, 1.22]), mean_ppl([1.31, 1.36, 1.41]));
+    let (dora4, lora4) = (mean_ppl([1.30, 1.35, 1.40]), mean_ppl([1.40, 1.41, 1.42]));
+    let spread16 = (dora16 / lora16 - 1.0) * 100.0;
+    assert!(
+        section.contains(&format!(
+            "| 16 | LoRA ({lora16:.3}) | DoRA ({dora16:.3}) | {spread16:.1}% | 1e-3 | {spread16:.1}% |"
+        )),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!(
+            "| 4 | DoRA ({dora4:.3}) | LoRA ({lora4:.3}) | {:.1}% | 1e-2 | 0.0% |",
+            (lora4 / dora4 - 1.0) * 100.0
+        )),
+        "{section}"
+    );
+    assert!(
+        md.contains(&format!(
+            "**After LR tuning the methods' perplexities land within {spread16:.1}% of each other** \
+             (the widest gap over 2 ranks, at rank 16)"
+        )),
+        "{md}"
+    );
+    assert!(section.contains("## Best learning rate across ranks (by perplexity)"));
+    assert!(section.contains("| LoRA | 1e-2 | 1e-3 |"), "{section}");
     assert!(section.contains("- DoRA: rank 4"), "{section}");
     assert!(
         !render(&ReportInput {

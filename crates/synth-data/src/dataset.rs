@@ -27,6 +27,17 @@ pub(crate) fn invalid(
     }
 }
 
+/// `n` examples of `seq_len` tokens: at least one of each.
+pub(crate) fn check_shape(n: usize, seq_len: usize) -> Result<(), TaskError> {
+    if n == 0 {
+        return Err(invalid("n", n, "at least 1 example"));
+    }
+    if seq_len == 0 {
+        return Err(invalid("seq_len", seq_len, "at least 1"));
+    }
+    Ok(())
+}
+
 /// One example: `seq_len` tokens and its targets (token ids): one for a
 /// classification task, one per position for next-token prediction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 //! bit for bit) and the best any model can do is known in closed form
 //! ([`MarkovChain::optimum`]): the floor under a trained model's loss.
 
-use crate::dataset::invalid;
+use crate::dataset::{check_shape, invalid};
 use crate::{SequenceDataset, TaskError, seeded_rng, uniform_below};
 use rand_chacha::ChaCha8Rng;
 
@@ -199,12 +199,7 @@ pub fn markov_lm(
     seq_len: usize,
     seed: u64,
 ) -> Result<SequenceDataset, TaskError> {
-    if n == 0 {
-        return Err(invalid("n", n, "at least 1 example"));
-    }
-    if seq_len == 0 {
-        return Err(invalid("seq_len", seq_len, "at least 1"));
-    }
+    check_shape(n, seq_len)?;
     let vocab = chain.vocab();
     let v = check_vocab(vocab)?;
     let mut rng = seeded_rng(seed);

@@ -1,6 +1,6 @@
 //! The retrieve-at-k task of the seed study.
 
-use crate::dataset::invalid;
+use crate::dataset::{check_shape, invalid};
 use crate::{SequenceDataset, TaskError, seeded_rng, uniform_below};
 
 /// `n` sequences of `seq_len` tokens, each uniform in `[0, vocab)`, labelled
@@ -15,12 +15,7 @@ pub fn retrieve_at_k(
     k: usize,
     seed: u64,
 ) -> Result<SequenceDataset, TaskError> {
-    if n == 0 {
-        return Err(invalid("n", n, "at least 1 example"));
-    }
-    if seq_len == 0 {
-        return Err(invalid("seq_len", seq_len, "at least 1"));
-    }
+    check_shape(n, seq_len)?;
     if vocab < 2 {
         return Err(invalid("vocab", vocab, "at least 2 tokens"));
     }
