@@ -267,12 +267,18 @@ fn log10_axis(values: &[f64]) -> (f64, f64, Vec<f64>, bool) {
     if decades.len() >= 2 {
         (lo, hi, decades, true)
     } else {
+        // The values themselves, each at least MIN_TICK_GAP from the last
+        // kept one, so that labels of nearby values do not overprint.
         let mut ticks = logs;
         ticks.sort_by(f64::total_cmp);
-        ticks.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        ticks.dedup_by(|a, b| (*a - *b).abs() < MIN_TICK_GAP * (hi - lo));
         (lo, hi, ticks, false)
     }
 }
+
+/// Smallest distance between value ticks on a log axis, as a fraction of the
+/// axis (about one label's width on a figure 1000 pixels wide).
+const MIN_TICK_GAP: f64 = 0.08;
 
 fn log_tick_label(x: f64, decades: bool) -> String {
     if decades {
@@ -1191,11 +1197,15 @@ where
     CT::From: Clone + 'static,
 {
     let style = color.filled();
-    match i % 4 {
+    match i % 6 {
         0 => area.draw(&Circle::new(at, 7, style)),
         1 => area.draw(&TriangleMarker::new(at, 9, style)),
         2 => area.draw(&(EmptyElement::at(at) + Rectangle::new([(-6, -6), (6, 6)], style))),
-        _ => area.draw(&Cross::new(at, 7, color.stroke_width(3))),
+        3 => area.draw(&Cross::new(at, 7, color.stroke_width(3))),
+        4 => area.draw(&Circle::new(at, 7, color.stroke_width(3))),
+        _ => area.draw(
+            &(EmptyElement::at(at) + Rectangle::new([(-6, -6), (6, 6)], color.stroke_width(3))),
+        ),
     }
     .map_err(err)
 }
