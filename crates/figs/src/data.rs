@@ -250,9 +250,16 @@ pub struct RankSeries {
 /// `best_of_lr_vs_rank` and `best_lr_vs_rank`: per adapter kind (rank > 0),
 /// the best point at each rank.
 pub fn best_vs_rank_data(curves: &[CellCurve]) -> Vec<RankSeries> {
+    best_vs_rank_data_by(curves, Metric::Accuracy)
+}
+
+/// [`best_vs_rank_data`] of `metric` curves (the lowest perplexity).
+pub fn best_vs_rank_data_by(curves: &[CellCurve], metric: Metric) -> Vec<RankSeries> {
     let mut by_kind: BTreeMap<&str, RankSeries> = BTreeMap::new();
     for c in curves.iter().filter(|c| c.rank > 0) {
-        let Some(p) = best_point(c) else { continue };
+        let Some(p) = best_point_by(c, metric) else {
+            continue;
+        };
         by_kind
             .entry(&c.kind)
             .or_insert_with(|| RankSeries {
@@ -274,10 +281,15 @@ pub fn best_vs_rank_data(curves: &[CellCurve]) -> Vec<RankSeries> {
 /// Best points of the rankless cells (full fine-tuning), drawn as reference
 /// lines where the x axis is the rank.
 pub fn reference_points(curves: &[CellCurve]) -> Vec<BestPoint> {
+    reference_points_by(curves, Metric::Accuracy)
+}
+
+/// [`reference_points`] of `metric` curves.
+pub fn reference_points_by(curves: &[CellCurve], metric: Metric) -> Vec<BestPoint> {
     curves
         .iter()
         .filter(|c| c.rank == 0)
-        .filter_map(best_point)
+        .filter_map(|c| best_point_by(c, metric))
         .collect()
 }
 

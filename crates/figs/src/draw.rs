@@ -1025,17 +1025,21 @@ pub(crate) struct BestLrVsRankFigure<'a> {
     pub series: &'a [RankSeries],
     pub refs: &'a [BestPoint],
     pub colors: &'a Colors,
+    /// Which metric's best: accuracy (highest) or perplexity (lowest).
+    pub metric: Metric,
 }
 
 impl Figure for BestLrVsRankFigure<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         let mut legend = series_entries(self.series, self.colors);
         legend.extend(reference_entries(self.refs, "no rank"));
-        let plot = layout(
-            root,
-            "Best learning rate (of the mean over seeds) vs rank",
-            &legend,
-        )?;
+        let title = match self.metric {
+            Metric::Accuracy => "Best learning rate (of the mean over seeds) vs rank",
+            Metric::Perplexity => {
+                "Best learning rate by perplexity (of the mean over seeds) vs rank"
+            }
+        };
+        let plot = layout(root, title, &legend)?;
         let ranks: Vec<usize> = self
             .series
             .iter()

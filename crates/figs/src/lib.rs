@@ -191,6 +191,7 @@ pub fn draw_figures(
             series: &by_rank,
             refs: &refs,
             colors: &colors,
+            metric: records::Metric::Accuracy,
         };
         out.extend(save(&fig, &raw, "best_lr_vs_rank", formats)?);
     }
@@ -198,7 +199,8 @@ pub fn draw_figures(
 }
 
 /// Draws `raw/perplexity_vs_lr_r{rank}` for every adapter rank (each with
-/// full fine-tuning), for a language-modelling experiment, in every format
+/// full fine-tuning) and `raw/best_lr_vs_rank_by_perplexity` (where two
+/// ranks or more), for a language-modelling experiment, in every format
 /// of `opts`; nothing when no trial has a finite validation loss.
 pub fn draw_perplexity(
     trials: &[TrialRecord],
@@ -233,6 +235,23 @@ pub fn draw_perplexity(
             &fig,
             &raw,
             &format!("perplexity_vs_lr_r{rank}"),
+            &opts.formats,
+        )?);
+    }
+    let perplexity = records::Metric::Perplexity;
+    let by_rank = data::best_vs_rank_data_by(&curves, perplexity);
+    if by_rank.iter().any(|s| s.points.len() >= 2) {
+        let refs = data::reference_points_by(&curves, perplexity);
+        let fig = BestLrVsRankFigure {
+            series: &by_rank,
+            refs: &refs,
+            colors: &colors,
+            metric: perplexity,
+        };
+        out.extend(save(
+            &fig,
+            &raw,
+            "best_lr_vs_rank_by_perplexity",
             &opts.formats,
         )?);
     }

@@ -738,6 +738,10 @@ fn figure_caption(stem: &str, labels: &BTreeMap<String, String>) -> String {
         ),
         ("best_lr_vs_rank", "Best learning rate vs rank"),
         (
+            "best_lr_vs_rank_by_perplexity",
+            "Best learning rate by perplexity vs rank",
+        ),
+        (
             "sharpness_vs_best_lr",
             "Sharpness (λmax) at initialisation vs best learning rate",
         ),
@@ -748,6 +752,9 @@ fn figure_caption(stem: &str, labels: &BTreeMap<String, String>) -> String {
     ];
     if let Some((_, caption)) = known.iter().find(|(s, _)| *s == stem) {
         return caption.to_string();
+    }
+    if let Some(rank) = stem.strip_prefix("perplexity_vs_lr_r") {
+        return format!("Perplexity vs learning rate at rank {rank}");
     }
     if let Some(kind) = stem.strip_prefix("heatmap_normalized_") {
         return format!("{}: rank × LR, normalized per rank", label(kind));

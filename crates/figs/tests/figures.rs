@@ -669,7 +669,11 @@ fn perplexity_figures_are_drawn_per_rank() {
         .collect();
     assert_eq!(
         names,
-        ["perplexity_vs_lr_r4.png", "perplexity_vs_lr_r16.png"]
+        [
+            "perplexity_vs_lr_r4.png",
+            "perplexity_vs_lr_r16.png",
+            "best_lr_vs_rank_by_perplexity.png"
+        ]
     );
     for t in &mut trials {
         t.val_loss = f64::NAN;
