@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tinyformer_golden import Block, RMSNorm, SelfAttention, state_of
+from tinyformer_golden import SelfAttention, TinyTransformer, state_of
 
 
 class CausalSelfAttention(SelfAttention):
@@ -37,16 +37,13 @@ class CausalSelfAttention(SelfAttention):
         return self.o(out)
 
 
-class CausalLM(nn.Module):
-    def __init__(self, vocab, seq_len, d_model, n_layers, n_heads, d_ff):
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d_model)
-        self.pos = nn.Parameter(torch.zeros(1, seq_len, d_model))
-        self.blocks = nn.ModuleList([Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
+class CausalLM(TinyTransformer):
+    """The notebook's model with causal attention and the head on every position."""
+
+    def __init__(self, **config):
+        super().__init__(**config)
         for b in self.blocks:
-            b.attn = CausalSelfAttention(d_model, n_heads)
-        self.norm = RMSNorm(d_model)
-        self.head = nn.Linear(d_model, vocab)
+            b.attn = CausalSelfAttention(config["d_model"], config["n_heads"])
 
     def forward(self, x):
         h = self.emb(x) + self.pos[:, : x.size(1)]

@@ -109,7 +109,6 @@ struct CausalGolden {
 
 #[test]
 fn causal_language_model_matches_pytorch() {
-    use burn::optim::GradientsParams;
     let device = Device::flex().autodiff();
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -157,13 +156,13 @@ fn causal_language_model_matches_pytorch() {
         golden.loss
     );
 
-    let grads = GradientsParams::from_grads(loss.sum().backward(), &model);
+    let grads = loss.sum().backward();
     for (name, weight) in [
         ("head.weight", &model.head.weight),
         ("blocks.0.attn.q.weight", &model.blocks[0].attn.q.weight),
     ] {
         // lrscape keeps weights as [1, in, out], PyTorch as [out, in].
-        let grad: Tensor<3> = grads.get(weight.id).expect("a gradient");
+        let grad: Tensor<3> = weight.val().grad(&grads).expect("a gradient");
         let [_, d_in, d_out] = weight.dims();
         let got: Vec<f32> = grad
             .reshape([d_in, d_out])
