@@ -570,13 +570,19 @@ pub fn write_derived(
 }
 
 /// Progress of an experiment from its records alone: per cell, trials
-/// recorded out of those the grid asks for, and the best accuracy so far.
+/// recorded out of those the grid asks for, and the best accuracy (the
+/// lowest perplexity for a language model) so far.
 pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String {
     let lrs = config.finetune.lrs.values().unwrap_or_default();
     let cells = config.cells();
     let labels: Vec<String> = cells.iter().map(|c| c.label(config)).collect();
     let width = labels.iter().map(String::len).max().unwrap_or(0).max(4);
-    let mut out = format!("{:<width$} {:>9} {:>9}\n", "cell", "done", "best_acc");
+    let metric = config.metric();
+    let heading = match metric {
+        records::Metric::Accuracy => "best_acc",
+        records::Metric::Perplexity => "best_ppl",
+    };
+    let mut out = format!("{:<width$} {:>9} {:>9}\n", "cell", "done", heading);
     let (mut done_all, mut wanted_all) = (0, 0);
     for (cell, label) in cells.iter().zip(&labels) {
         let keys: Vec<_> = lrs
@@ -586,10 +592,13 @@ pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String
             .collect();
         let recorded: Vec<&TrialRecord> =
             trials.iter().filter(|t| keys.contains(&t.key())).collect();
+        // The best single trial so far (NaN where none is finite).
         let best = recorded
             .iter()
-            .map(|t| t.val_accuracy)
-            .fold(f64::NAN, f64::max);
+            .map(|t| metric.of(t))
+            .filter(|v| v.is_finite())
+            .reduce(|a, b| if metric.better(b, a) { b } else { a })
+            .unwrap_or(f64::NAN);
         done_all += recorded.len();
         wanted_all += keys.len();
         out.push_str(&format!(

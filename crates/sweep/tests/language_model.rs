@@ -88,6 +88,19 @@ fn quick_lm_learns_the_shift_and_reports_perplexity() {
         );
     }
 
+    let status = sweep::runner::status_table(&config, &all);
+    assert!(
+        status.lines().next().unwrap().contains("best_ppl"),
+        "{status}"
+    );
+    let lora2 = all
+        .iter()
+        .filter(|t| t.method == "lora" && t.rank == 2)
+        .map(|t| t.val_loss.exp())
+        .fold(f64::INFINITY, f64::min);
+    let row = status.lines().find(|l| l.starts_with("lora r=2")).unwrap();
+    assert!(row.ends_with(&format!("{lora2:.4}")), "{row}");
+
     let report = sweep::report::write_report(&config, out, None).unwrap();
     let md = std::fs::read_to_string(&report.report).unwrap();
     let section = md
