@@ -12,13 +12,27 @@ pub fn curves(trials: &[TrialRecord]) -> Vec<CellCurve> {
     curves_of(trials, Metric::Accuracy)
 }
 
-/// [`curves`] of another metric (perplexity for a language model).
+/// [`curves`] of another metric (perplexity for a language model). A
+/// perplexity point with a non-finite seed (a diverged run) is infinite: a
+/// failed seed is the LR's failure there, not a missing number, so such an
+/// LR is never a cell's best (figures draw it on their top edge).
 pub fn curves_of(trials: &[TrialRecord], metric: Metric) -> Vec<CellCurve> {
     cell_curves_of(trials, metric)
         .into_iter()
         .map(|mut c| {
             let stats: Vec<_> = c.per_seed.iter().map(|s| mean_ci95(s)).collect();
-            c.acc = stats.iter().map(|s| s.mean).collect();
+            c.acc = stats
+                .iter()
+                .zip(&c.per_seed)
+                .map(|(s, seeds)| {
+                    let failed = seeds.iter().any(|v| !v.is_finite());
+                    if metric == Metric::Perplexity && failed {
+                        f64::INFINITY
+                    } else {
+                        s.mean
+                    }
+                })
+                .collect();
             c.seeds = stats.iter().map(|s| s.n).collect();
             c
         })

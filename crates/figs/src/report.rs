@@ -102,7 +102,8 @@ fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageMod
     let _ = writeln!(
         md,
         "{} Scored by validation perplexity, exp of the mean cross-entropy per predicted \
-         token (lower is better). The fine-tuning source's own predictions reach \
+         token (lower is better); a cell's perplexity at an LR is the mean of its seeds' \
+         perplexities (infinite if a seed diverged), with a 95% CI. The fine-tuning source's own predictions reach \
          perplexity **{:.3}** (next-token accuracy {}): no model can go below that floor. \
          Elsewhere in this report \"accuracy\" is next-token accuracy.\n",
         lm.task.trim(),
@@ -194,11 +195,20 @@ pub struct PerplexitySpread {
     pub at_lora_lr: Option<(f64, Vec<(String, f64)>)>,
 }
 
-/// `worst / best − 1` of a list sorted lowest first.
+/// `worst / best − 1` of a list sorted lowest first; NaN with fewer than
+/// two values (nothing to compare).
 pub fn relative_spread(values: &[(String, f64)]) -> f64 {
-    match (values.first(), values.last()) {
-        (Some(best), Some(worst)) => worst.1 / best.1 - 1.0,
+    match values {
+        [best, .., worst] => worst.1 / best.1 - 1.0,
         _ => f64::NAN,
+    }
+}
+
+fn spread_text(spread: f64) -> String {
+    if spread.is_finite() {
+        format!("{:.1}%", spread * 100.0)
+    } else {
+        "n/a".into()
     }
 }
 
@@ -256,10 +266,7 @@ fn render_perplexity_spreads(md: &mut String, rows: &[BestPoint], trials: &[Tria
     for s in &spreads {
         let (lo, hi) = (&s.tuned[0], &s.tuned[s.tuned.len() - 1]);
         let (lr, fixed) = match &s.at_lora_lr {
-            Some((lr, values)) => (
-                fmt_lr(*lr),
-                format!("{:.1}%", relative_spread(values) * 100.0),
-            ),
+            Some((lr, values)) => (fmt_lr(*lr), spread_text(relative_spread(values))),
             None => ("n/a".into(), "n/a".into()),
         };
         let _ = writeln!(

@@ -790,6 +790,7 @@ pub fn run_case(job: &CaseJob) -> anyhow::Result<CaseResult> {
     let schedule = Schedule {
         epochs: 1,
         batch_size: batch,
+        max_steps: None,
     };
     let hidden = ProgressBar::hidden();
     let model = if job.warmup > 0 {

@@ -448,11 +448,16 @@ impl TaskConfig {
                         "required for task.kind = \"markov_lm\"",
                     )
                 })?;
-                if !(shift > 0.0 && shift <= 1.0) {
+                let vocab = model.vocab as f64;
+                if !(shift > 0.0 && shift <= 1.0) || (shift * vocab).round() < 1.0 {
                     return Err(bad(
                         "task.shift",
                         shift,
-                        "a fraction of the chain's rows in (0, 1]",
+                        format!(
+                            "a fraction of the chain's rows in (0, 1] that redraws at least \
+                             one of model.vocab = {} rows (shift × vocab rounds to ≥ 1)",
+                            model.vocab
+                        ),
                     ));
                 }
                 if !model.causal {

@@ -64,6 +64,7 @@ pub fn pretrain(
     let schedule = Schedule {
         epochs: p.epochs,
         batch_size: p.batch_size,
+        max_steps: None,
     };
     progress.set_length((p.epochs * train.len().div_ceil(p.batch_size)) as u64);
     let member = Member {

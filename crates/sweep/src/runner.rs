@@ -264,6 +264,7 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
         let schedule = Schedule {
             epochs: cell.epochs,
             batch_size: cell.batch_size,
+            max_steps: None,
         };
         let steps_per_member = cell.steps(train.len());
         let done = done_keys(&store, &elsewhere_done);

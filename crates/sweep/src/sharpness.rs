@@ -873,8 +873,8 @@ fn cell_best_lr(
         })
 }
 
-/// `steps` AdamW steps of every member at `lr`, on the first `steps`
-/// batches' worth of training examples in each member's own order.
+/// The first `steps` AdamW steps of `cell`'s schedule for every member at
+/// `lr`: the same batches, in the same order, as the recorded run's.
 #[allow(clippy::too_many_arguments)]
 fn train_steps(
     config: &ExperimentConfig,
@@ -886,15 +886,17 @@ fn train_steps(
     steps: usize,
     device: &Device,
 ) -> anyhow::Result<PeftModel> {
-    let per_epoch = train.len().div_ceil(cell.batch_size);
-    if steps > per_epoch {
+    let total = cell.steps(train.len());
+    if steps > total {
         anyhow::bail!(
-            "--after-steps {steps}: at most {per_epoch} (one epoch of {} examples at batch size {})",
+            "--after-steps {steps}: at most {total} (cell {}: {} epochs of {} examples at \
+             batch size {})",
+            cell.label(config),
+            cell.epochs,
             train.len(),
             cell.batch_size
         );
     }
-    let subset = train.take(steps * cell.batch_size);
     let members: Vec<crate::train::Member> = seeds
         .iter()
         .map(|&seed| crate::train::Member {
@@ -907,12 +909,13 @@ fn train_steps(
         ..crate::optim::AdamWConfig::default()
     };
     let schedule = crate::train::Schedule {
-        epochs: 1,
+        epochs: cell.epochs,
         batch_size: cell.batch_size,
+        max_steps: Some(steps),
     };
     let outcome = crate::train::train_population(
         model,
-        &subset,
+        train,
         &members,
         schedule,
         adamw,

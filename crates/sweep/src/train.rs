@@ -21,6 +21,9 @@ use crate::optim::{AdamWConfig, PopulationAdamW};
 pub struct Schedule {
     pub epochs: usize,
     pub batch_size: usize,
+    /// Stop after this many steps (the first steps of the full schedule,
+    /// in the same order); `None`: every step of every epoch.
+    pub max_steps: Option<usize>,
 }
 
 /// One population member: its learning rate and the seed of its data order.
@@ -89,13 +92,20 @@ pub fn train_population<M: Classifier>(
     let mut step_loss: Vec<Vec<f32>> = vec![Vec::new(); c];
     let mut epoch_loss: Vec<Vec<f64>> = vec![Vec::new(); c];
     let mut steps = 0;
+    let done = |steps: usize| schedule.max_steps.is_some_and(|max| steps >= max);
     for epoch in 0..schedule.epochs {
+        if done(steps) {
+            break;
+        }
         let batches: Vec<Vec<Vec<usize>>> = orders
             .iter()
             .map(|o| o.batches(data.len(), schedule.batch_size, epoch as u64))
             .collect();
         let mut losses_this_epoch: Vec<Tensor<1>> = Vec::with_capacity(batches[0].len());
         for step in 0..batches[0].len() {
+            if done(steps) {
+                break;
+            }
             let rows: Vec<&[usize]> = batches.iter().map(|b| b[step].as_slice()).collect();
             let batch = SequenceBatch::gather(data, &rows, device);
             let losses = member_cross_entropy(model.logits(batch.tokens), batch.targets);

@@ -132,6 +132,7 @@ fn a_language_model_config_names_what_does_not_fit() {
         ("branching = 3", "branching = 17", "task.branching = 17"),
         ("branching = 3\n", "", "task.branching = missing"),
         ("shift = 0.5", "shift = 0.0", "task.shift = 0"),
+        ("shift = 0.5", "shift = 0.01", "task.shift = 0.01"),
         (
             "shift = 0.5",
             "shift = 0.5\nk_pretrain = 3",

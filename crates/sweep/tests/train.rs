@@ -24,6 +24,7 @@ fn config() -> TinyformerConfig {
 const SCHEDULE: Schedule = Schedule {
     epochs: 1,
     batch_size: 16,
+    max_steps: None,
 };
 
 fn run(members: &[Member], device: &Device) -> TrainOutcome<Tinyformer> {
@@ -190,4 +191,44 @@ fn evaluation_counts_correct_predictions() {
         .count();
     assert!((eval.accuracy[0] - right as f64 / 100.0).abs() < 1e-12);
     assert!(eval.loss[0].is_finite() && eval.loss[0] > 0.0);
+}
+
+/// `max_steps` stops after the first steps of the full schedule, exactly as
+/// the full run took them.
+#[test]
+fn max_steps_is_a_prefix_of_the_full_schedule() {
+    let device = Device::flex().autodiff();
+    let data = retrieve_at_k(320, 8, 16, 2, 42).unwrap();
+    let members = [
+        member(3e-3),
+        Member {
+            lr: 1e-3,
+            data_seed: 6,
+        },
+    ];
+    let train = |max_steps| {
+        let model = expand_members(Tinyformer::init(&config(), 9, &device).unwrap(), 2);
+        let schedule = Schedule {
+            epochs: 2,
+            max_steps,
+            ..SCHEDULE
+        };
+        train_population(
+            model,
+            &data,
+            &members,
+            schedule,
+            AdamWConfig::default(),
+            &device,
+            &ProgressBar::hidden(),
+        )
+    };
+    let full = train(None);
+    // 20 steps per epoch: stop 3 steps into the second epoch.
+    let cut = train(Some(23));
+    assert_eq!((full.steps, cut.steps), (40, 23));
+    for m in 0..2 {
+        assert_eq!(cut.step_loss[m], full.step_loss[m][..23]);
+        assert_eq!(cut.epoch_loss[m].len(), 2);
+    }
 }

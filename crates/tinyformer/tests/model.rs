@@ -140,6 +140,10 @@ fn hook_reaches_every_block_linear() {
     assert!(max_abs_diff(&hooked, &values(model.forward(input))) > 1e-4);
 }
 
+fn input_again(device: &Device) -> Tensor<3, Int> {
+    tokens(1, 2, 5, device)
+}
+
 /// A causal model's logits at position `t` depend on tokens `..=t` only,
 /// and it emits one row of logits per position.
 #[test]
@@ -171,7 +175,20 @@ fn causal_logits_see_only_the_past() {
             "example 0 untouched"
         );
     }
-    // Without the mask the change reaches every position.
+    // Without the mask the last position (the classifier's) sees the change.
     let open = Tinyformer::init(&small(), 3, &device).unwrap();
-    assert_eq!(open.forward(tokens(1, 2, 5, &device)).dims(), [1, 2, 10]);
+    assert_eq!(open.forward(input_again(&device)).dims(), [1, 2, 10]);
+    let mut changed_open: Vec<i64> = input_again(&device)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec()
+        .unwrap();
+    changed_open[5 + 3] = (changed_open[5 + 3] + 1) % 10;
+    let before = values(open.forward(input_again(&device)));
+    let after = values(open.forward(Tensor::from_data(
+        TensorData::new(changed_open, [1, 2, 5]),
+        &device,
+    )));
+    assert_ne!(before[10..20], after[10..20], "example 1's logits");
+    assert_eq!(before[..10], after[..10], "example 0's logits");
 }
