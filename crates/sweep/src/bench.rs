@@ -756,8 +756,8 @@ pub fn run_case(job: &CaseJob) -> anyhow::Result<CaseResult> {
             seed,
         )
     };
-    let warm_data = data(job.warmup, config.task.data_seed + 2)?;
-    let timed_data = data(job.steps, config.task.data_seed + 3)?;
+    let warm_data = data(job.warmup, config.task.data_seed.wrapping_add(2))?;
+    let timed_data = data(job.steps, config.task.data_seed.wrapping_add(3))?;
     let base = Tinyformer::init(model_config, config.pretrain.seed, &device)?;
     let idle = vm_hwm_kib();
     let (lora, targets, train_head) = match case.workload {

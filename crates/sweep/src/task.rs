@@ -22,14 +22,14 @@ pub struct Chains {
 }
 
 /// The chains of a `markov_lm` config (drawn from `data_seed + 4` and
-/// `+ 5`); `None` for another task.
+/// `+ 5`, wrapping, as every seed offset here); `None` for another task.
 pub fn markov_chains(config: &ExperimentConfig) -> anyhow::Result<Option<Chains>> {
     let TaskSpec::MarkovLm { branching, shift } = config.task.spec(&config.model)? else {
         return Ok(None);
     };
     let seed = config.task.data_seed;
-    let pretrain = MarkovChain::random(config.model.vocab, branching, seed + 4)?;
-    let (finetune, shifted_rows) = pretrain.shifted(shift, seed + 5)?;
+    let pretrain = MarkovChain::random(config.model.vocab, branching, seed.wrapping_add(4))?;
+    let (finetune, shifted_rows) = pretrain.shifted(shift, seed.wrapping_add(5))?;
     Ok(Some(Chains {
         pretrain,
         finetune,
@@ -77,11 +77,11 @@ pub fn splits(
     Ok(match phase {
         Phase::Pretrain => (
             examples(config, phase, t.n_pretrain_train, seed)?,
-            examples(config, phase, t.n_pretrain_val, seed + 1)?,
+            examples(config, phase, t.n_pretrain_val, seed.wrapping_add(1))?,
         ),
         Phase::Finetune => (
-            examples(config, phase, t.n_finetune_train, seed + 2)?,
-            examples(config, phase, t.n_finetune_val, seed + 3)?,
+            examples(config, phase, t.n_finetune_train, seed.wrapping_add(2))?,
+            examples(config, phase, t.n_finetune_val, seed.wrapping_add(3))?,
         ),
     })
 }

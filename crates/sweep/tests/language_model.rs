@@ -191,3 +191,13 @@ fn shipped_results_keep_their_config_hashes() {
     }
     assert!(checked >= 3, "results/ holds the committed studies");
 }
+
+/// Seed offsets wrap: the largest data seed is a seed like any other.
+#[test]
+fn the_largest_data_seed_draws_data() {
+    let mut config = quick_lm();
+    config.task.data_seed = u64::MAX;
+    let (train, val) = splits(&config, Phase::Finetune).unwrap();
+    assert_eq!((train.len(), val.len()), (200, 100));
+    assert!(optimum(&config, Phase::Finetune).unwrap().is_some());
+}
