@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use records::TrialRecord;
+use synth_data::Dataset;
 use sweep::runner::{RunOptions, run_experiment};
 use sweep::task::{Phase, optimum, splits};
 use sweep::{ExperimentConfig, evaluate, select_device};
