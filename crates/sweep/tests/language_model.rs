@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use records::TrialRecord;
-use synth_data::Dataset;
 use sweep::runner::{RunOptions, run_experiment};
 use sweep::task::{Phase, optimum, splits};
 use sweep::{ExperimentConfig, evaluate, select_device};
+use synth_data::Dataset;
 
 fn quick_lm() -> ExperimentConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quick-lm.toml");
