@@ -165,7 +165,8 @@ pub fn write_report(
         );
     }
     // λmax per cell (`lrscape sharpness`) beside the best LRs, when measured.
-    let curves = records::cell_curves_of(&trials, config.metric());
+    // The seed means the report's own tables use.
+    let curves = figs::curves_of(&trials, config.metric());
     let sharpness = match crate::sharpness::read_sharpness(out)? {
         Some(file) => {
             let points = figs::sharpness_points_by(&curves, &file.cells(), config.metric());

@@ -709,7 +709,7 @@ pub struct SharpnessOptions {
 /// (every seed of a cell is one member of one population; methods whose
 /// init does not depend on the seed are measured once) on the cached base,
 /// written to `<out>/sharpness.json`. With `after_steps = N`, every member
-/// first trains N steps (the first N batches' examples, in its seed's
+/// first replays the first N steps of its recorded run (same batches, same
 /// order) at its cell's recorded best LR, and the result goes to
 /// `<out>/sharpness-after-N.json`: how the curvature has moved once
 /// training is under way.
@@ -744,7 +744,7 @@ pub fn measure_grid(
     let seeds = config.grid.seeds.clone();
     let best_lrs = if opts.after_steps > 0 {
         let trials = crate::shard::gather(&opts.out)?.trials;
-        records::cell_curves_of(&trials, config.metric())
+        figs::curves_of(&trials, config.metric())
     } else {
         Vec::new()
     };
@@ -932,7 +932,7 @@ pub fn sharpness_table(
     trials: &[records::TrialRecord],
     metric: records::Metric,
 ) -> String {
-    let curves = records::cell_curves_of(trials, metric);
+    let curves = figs::curves_of(trials, metric);
     let points = figs::sharpness_points_by(&curves, &file.cells(), metric);
     let mut out = format!(
         "{:<10} {:>5} {:>11} {:>10} {:>12}\n",
