@@ -9,7 +9,10 @@
 //!   learning rates with one seed do); at the largest population also with
 //!   a batch of its own per member; with the low-rank path in activation
 //!   space and in weight space ([`peft::Compute`]) at the smallest and
-//!   largest population; and a full fine-tuning step (population 1). A
+//!   largest population; `--workers` populations of the largest size at
+//!   once, one per thread, as `lrscape run` trains one population per core
+//!   (the sweep's throughput on this machine); and a full fine-tuning step
+//!   (population 1). A
 //!   step is [`train_population`]'s: forward, backward,
 //!   [`PopulationAdamW`](crate::optim::PopulationAdamW)
 //!   on a [`PeftModel`] built on a frozen base.
@@ -80,6 +83,14 @@ pub struct Case {
     /// Each member reads its own batch (its own data order) instead of all
     /// reading one.
     pub distinct_data: bool,
+    /// Populations trained at once, one per thread, as `lrscape run` trains
+    /// one population per core.
+    #[serde(default = "one")]
+    pub workers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Case {
@@ -99,7 +110,12 @@ impl Case {
         } else {
             ""
         };
-        format!("{what} ×{}{data}", self.population)
+        let workers = if self.workers > 1 {
+            format!(", {} populations at once", self.workers)
+        } else {
+            String::new()
+        };
+        format!("{what} ×{}{data}{workers}", self.population)
     }
 
     /// The configuration this one's speed-up is relative to: the same
@@ -109,14 +125,16 @@ impl Case {
             workload: self.workload,
             population: 1,
             distinct_data: false,
+            workers: 1,
         }
     }
 }
 
 /// The configurations of a bench: LoRA (activation space) at every
-/// population, with own batches at the largest, weight space at the
+/// population, with own batches at the largest and, with `workers > 1`,
+/// that many populations of the largest size at once; weight space at the
 /// smallest and largest, full fine-tuning at 1.
-pub fn cases(populations: &[usize], rank: usize) -> Vec<Case> {
+pub fn cases(populations: &[usize], rank: usize, workers: usize) -> Vec<Case> {
     let mut pops = populations.to_vec();
     pops.sort_unstable();
     pops.dedup();
@@ -135,10 +153,17 @@ pub fn cases(populations: &[usize], rank: usize) -> Vec<Case> {
         workload,
         population,
         distinct_data,
+        workers: 1,
     };
     let mut out: Vec<Case> = pops.iter().map(|&p| case(act, p, false)).collect();
     if max > 1 {
         out.push(case(act, max, true));
+    }
+    if workers > 1 {
+        out.push(Case {
+            workers,
+            ..case(act, max, false)
+        });
     }
     out.push(case(weight, min, false));
     if max > min {
@@ -314,7 +339,7 @@ pub struct CaseResult {
 
 impl CaseResult {
     pub fn member_steps(&self) -> usize {
-        self.steps * self.case.population
+        self.steps * self.case.population * self.case.workers.max(1)
     }
 
     pub fn ms_per_member_step(&self) -> f64 {
@@ -329,11 +354,11 @@ impl CaseResult {
         self.flops_per_member_step * self.member_steps_per_s() / 1e9
     }
 
-    /// (peak − idle) / population, MiB.
+    /// (peak − idle) / members (population × workers), MiB.
     pub fn peak_mib_per_member(&self) -> Option<f64> {
-        self.memory.map(|m| {
-            m.peak_kib.saturating_sub(m.idle_kib) as f64 / 1024.0 / self.case.population as f64
-        })
+        let members = self.case.population * self.case.workers.max(1);
+        self.memory
+            .map(|m| m.peak_kib.saturating_sub(m.idle_kib) as f64 / 1024.0 / members as f64)
     }
 }
 
@@ -669,6 +694,9 @@ pub struct BenchOptions {
     pub warmup: usize,
     pub populations: Vec<usize>,
     pub rank: usize,
+    /// Populations at once in the extra "populations at once" case (1: no
+    /// such case).
+    pub workers: usize,
     /// Run every configuration in a child process of this `lrscape`
     /// binary (exact peak memory); `None` runs them in this process.
     pub child_exe: Option<PathBuf>,
@@ -689,6 +717,12 @@ impl BenchOptions {
         }
         if let Some(p) = self.populations.iter().find(|&&p| p == 0 || p > 4096) {
             anyhow::bail!("--populations {p}: population sizes from 1 to 4096");
+        }
+        if self.workers == 0 || self.workers > 64 {
+            anyhow::bail!(
+                "--workers {}: from 1 to 64 populations at once",
+                self.workers
+            );
         }
         if self.torch_threads.is_empty() || self.torch_threads.contains(&0) {
             anyhow::bail!(
@@ -773,9 +807,11 @@ pub fn run_case(job: &CaseJob) -> anyhow::Result<CaseResult> {
         ),
     };
     let seeds: Vec<u64> = (0..case.population as u64).collect();
-    let model = PeftModel::new(base, model_config, &lora, &seeds)
+    let models = (0..case.workers.max(1))
+        .map(|_| PeftModel::new(base.clone(), model_config, &lora, &seeds))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("{}: {e}", case.label()))?;
-    let trainable_per_member = model.trainable_per_member();
+    let trainable_per_member = models[0].trainable_per_member();
     let lrs = config.finetune.lrs.values()?;
     let members: Vec<Member> = (0..case.population)
         .map(|i| Member {
@@ -792,36 +828,52 @@ pub fn run_case(job: &CaseJob) -> anyhow::Result<CaseResult> {
         batch_size: batch,
         max_steps: None,
     };
-    let hidden = ProgressBar::hidden();
-    let model = if job.warmup > 0 {
-        train_population(
-            model, &warm_data, &members, schedule, adamw, &device, &hidden,
-        )
-        .model
-    } else {
-        model
-    };
-    let started = Instant::now();
-    let outcome = train_population(
-        model,
-        &timed_data,
-        &members,
-        schedule,
-        adamw,
-        &device,
-        &hidden,
-    );
-    let seconds = started.elapsed().as_secs_f64();
+    // Every worker warms up, then all start their timed steps together (as
+    // `lrscape run` trains one population per thread); the wall clock runs
+    // from that start until the last one is done.
+    let start = std::sync::Barrier::new(models.len() + 1);
+    let (seconds, outcomes) = std::thread::scope(|scope| {
+        let handles: Vec<_> = models
+            .into_iter()
+            .map(|model| {
+                let (start, members, device) = (&start, &members, &device);
+                let (warm_data, timed_data) = (&warm_data, &timed_data);
+                scope.spawn(move || {
+                    let hidden = ProgressBar::hidden();
+                    let model = if job.warmup > 0 {
+                        train_population(
+                            model, warm_data, members, schedule, adamw, device, &hidden,
+                        )
+                        .model
+                    } else {
+                        model
+                    };
+                    start.wait();
+                    train_population(model, timed_data, members, schedule, adamw, device, &hidden)
+                })
+            })
+            .collect();
+        start.wait();
+        let started = Instant::now();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (started.elapsed().as_secs_f64(), outcomes)
+    });
+    let outcomes = outcomes
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow::anyhow!("{}: a training thread panicked", case.label()))?;
     let peak = vm_hwm_kib();
-    let losses_finite = outcome
-        .step_loss
-        .iter()
-        .all(|l| l.last().is_some_and(|v| v.is_finite()));
-    debug_assert_eq!(outcome.steps, job.steps);
+    let losses_finite = outcomes.iter().all(|o| {
+        o.step_loss
+            .iter()
+            .all(|l| l.last().is_some_and(|v| v.is_finite()))
+    });
+    let steps = outcomes.first().map_or(0, |o| o.steps);
+    debug_assert_eq!(steps, job.steps);
     Ok(CaseResult {
         case,
         label: case.label(),
-        steps: outcome.steps,
+        steps,
         seconds,
         flops_per_member_step: step_flops(model_config, batch, case.workload, &targets, train_head)
             .total(),
@@ -1002,7 +1054,7 @@ pub fn run_bench(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
         n = gemm.n
     ));
     let mut results = Vec::new();
-    for case in cases(&opts.populations, opts.rank) {
+    for case in cases(&opts.populations, opts.rank, opts.workers) {
         let job = CaseJob {
             config: opts.config.clone(),
             case,
@@ -1107,6 +1159,10 @@ pub struct BenchArgs {
     /// LoRA rank.
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
+    /// Also time this many populations of the largest size at once, one per
+    /// thread (`lrscape run`'s layout); default: the machine's core count.
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Directory for BENCH.md and bench.json.
     #[arg(long, default_value = "results/bench")]
     pub out: PathBuf,
@@ -1158,6 +1214,9 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         populations: args.populations,
         rank: args.rank,
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         child_exe,
         torch_script: (!args.no_torch).then_some(args.torch_script),
         torch_threads: args.torch_threads,
@@ -1187,7 +1246,7 @@ mod tests {
 
     #[test]
     fn cases_cover_the_spec() {
-        let labels: Vec<String> = cases(&[16, 1, 4], 16).iter().map(Case::label).collect();
+        let labels: Vec<String> = cases(&[16, 1, 4], 16, 2).iter().map(Case::label).collect();
         assert_eq!(
             labels,
             [
@@ -1195,6 +1254,7 @@ mod tests {
                 "LoRA r16 activation-space ×4",
                 "LoRA r16 activation-space ×16",
                 "LoRA r16 activation-space ×16, own batch per member",
+                "LoRA r16 activation-space ×16, 2 populations at once",
                 "LoRA r16 weight-space ×1",
                 "LoRA r16 weight-space ×16",
                 "full fine-tuning ×1",

@@ -153,7 +153,30 @@ fn case(workload: Workload, population: usize, distinct_data: bool) -> Case {
         workload,
         population,
         distinct_data,
+        workers: 1,
     }
+}
+
+#[test]
+fn populations_at_once_count_every_worker_s_member_steps() {
+    let act = Workload::Lora {
+        rank: 16,
+        compute: Compute::ActivationSpace,
+    };
+    let at_once = Case {
+        workers: 2,
+        ..case(act, 16, false)
+    };
+    assert_eq!(
+        at_once.label(),
+        "LoRA r16 activation-space ×16, 2 populations at once"
+    );
+    assert_eq!(at_once.reference(), case(act, 1, false));
+    // 3 steps of 2 populations of 16 in 1.2 s: 96 member-steps.
+    let r = result(at_once, 3, 1.2, 1e9, Some(64));
+    assert_eq!(r.member_steps(), 96);
+    assert!((r.ms_per_member_step() - 12.5).abs() < 1e-9);
+    assert_eq!(r.peak_mib_per_member(), Some(2.0));
 }
 
 fn result(case: Case, steps: usize, seconds: f64, flops: f64, mib: Option<u64>) -> CaseResult {
@@ -302,6 +325,7 @@ fn smoke_in_process_on_the_quick_model() {
         warmup: 0,
         populations: vec![1, 2],
         rank: 2,
+        workers: 2,
         child_exe: None,
         torch_script: None,
         torch_threads: vec![1],
@@ -309,7 +333,7 @@ fn smoke_in_process_on_the_quick_model() {
     };
     let mut lines = Vec::new();
     let report = run_bench(&opts, &mut |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(report.cases.len(), 6, "{lines:?}");
+    assert_eq!(report.cases.len(), 7, "{lines:?}");
     for c in &report.cases {
         assert_eq!(c.steps, 1, "{}", c.label);
         let t = c.member_steps_per_s();
@@ -321,6 +345,10 @@ fn smoke_in_process_on_the_quick_model() {
     assert_eq!(report.torch.status, "not run (--no-torch)");
     let md = render_markdown(&report);
     assert!(md.contains("LoRA r2 weight-space ×2"), "{md}");
+    assert!(
+        md.contains("LoRA r2 activation-space ×2, 2 populations at once"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -338,6 +366,8 @@ fn smoke_binary_with_child_processes() {
             "1,2",
             "--rank",
             "2",
+            "--workers",
+            "1",
             "--no-torch",
             "--out",
         ])
@@ -389,6 +419,8 @@ fn bad_flags_name_the_flag_and_what_is_allowed() {
     );
     let err = run(&["--device", "tpu"]);
     assert!(err.contains("--device \"tpu\""), "{err}");
+    let err = run(&["--workers", "0", "--no-torch"]);
+    assert!(err.contains("--workers 0: from 1 to 64"), "{err}");
 }
 
 #[test]
