@@ -4,7 +4,8 @@
 //! - `cargo xtask ci`: what CI runs (format check, clippy, the test suite
 //!   built once with flex, ndarray and (where a Vulkan driver is installed)
 //!   wgpu, the backend parity test (crates/sweep/tests/backend_parity.rs),
-//!   then the SLURM test on a one-node cluster: crates/sweep/tests/slurm.rs).
+//!   then the SLURM test on a one-node cluster: crates/sweep/tests/slurm.rs;
+//!   and, where `python3` imports torch 2.9.0, the parity test on libtorch).
 //! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
 //!   a config (default: the embedded configs/default.toml) and a backend
 //!   (default: flex, the fastest CPU backend measured here): `lrscape run`,
@@ -118,6 +119,20 @@ fn ci_backend_features() -> anyhow::Result<String> {
     }
 }
 
+/// PyTorch 2.9.0's library directory when `python3` imports exactly that
+/// version (tch 0.22's C++ wrapper compiles against no other).
+fn torch_2_9_lib() -> anyhow::Result<Option<PathBuf>> {
+    let script = "import os, torch\n\
+                  if torch.__version__.split('+')[0] == '2.9.0':\n    \
+                  print(os.path.join(os.path.dirname(torch.__file__), 'lib'))";
+    let Ok(out) = Command::new("python3").args(["-c", script]).output() else {
+        return Ok(None);
+    };
+    let lib = String::from_utf8(out.stdout).context("python3 printed non-UTF-8")?;
+    let lib = lib.trim();
+    Ok((out.status.success() && !lib.is_empty()).then(|| PathBuf::from(lib)))
+}
+
 const BACKENDS: [&str; 7] = ["flex", "ndarray", "wgpu", "vulkan", "metal", "cuda", "tch"];
 
 fn main() -> anyhow::Result<()> {
@@ -158,7 +173,31 @@ fn main() -> anyhow::Result<()> {
             let mut slurm = cargo();
             slurm.args(["test", "--package", "sweep", "--features", &features]);
             slurm.args(["--test", "slurm", "--", "--ignored", "--nocapture"]);
-            run(slurm)
+            run(slurm)?;
+            // libtorch (burn-tch) only where PyTorch 2.9.0 is installed, the
+            // one version tch 0.22 builds against; a build of its own.
+            match torch_2_9_lib()? {
+                Some(lib) => {
+                    eprintln!("ci: torch 2.9.0 found ({}): tch parity test", lib.display());
+                    let mut tch = cargo();
+                    tch.args(["test", "--package", "sweep", "--features", "tch"]);
+                    tch.args(["--test", "backend_parity", "--", "--nocapture"]);
+                    tch.env("LIBTORCH_USE_PYTORCH", "1");
+                    let paths = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
+                    let joined = std::env::join_paths(
+                        std::iter::once(lib).chain(std::env::split_paths(&paths)),
+                    )?;
+                    tch.env("LD_LIBRARY_PATH", joined);
+                    run(tch)
+                }
+                None => {
+                    eprintln!(
+                        "ci: python3 has no torch 2.9.0, so no tch parity test \
+                         (pip install torch==2.9.0 adds it)"
+                    );
+                    Ok(())
+                }
+            }
         }
         Task::Bench { backend, out, rest } => {
             if !BACKENDS.contains(&backend.as_str()) {

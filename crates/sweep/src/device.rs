@@ -115,7 +115,9 @@ fn make_device(
         "metal" => Ok(Device::metal(wgpu_kind(arg, index)?)),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(index(arg)?)),
+        // Deprecated upstream too; checked against flex by the parity test.
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
         "tch" => match arg {
             None | Some("cpu") => Ok(Device::libtorch()),
             Some(_) => Ok(Device::libtorch_cuda(index(arg)?)),
