@@ -650,13 +650,13 @@ pub fn render_markdown(report: &BenchReport) -> String {
         .collect();
     let _ = writeln!(
         md,
-        "\n- *ms / member-step*: wall time of the timed steps / (steps × population). \
+        "\n- *ms / member-step*: wall time of the timed steps / (steps × population × populations at once). \
          *Speed-up vs ×1*: member-steps/s over those of the same workload at population 1.\n\
          - *GFLOP/s*: the counted FLOPs of a member-step (`sweep::bench::step_flops`: matrix \
          products only, 2·m·k·n each, forward plus one more per operand that carries a \
          gradient; {}) × member-steps/s. *% of GEMM peak* divides by the timed GEMM above.\n\
          - *Peak MiB / member*: (VmHWM after the timed steps − VmHWM before the model was \
-         adapted) / population, in the configuration's own process.\n\
+         adapted) / (population × populations at once), in the configuration's own process.\n\
          - *lrscape / PyTorch*: lrscape's ms per member-step over PyTorch eager's ms per step \
          for the same workload (LoRA or full fine-tuning, population 1, the faster of the \
          thread counts tried); below 1 lrscape is faster.",
