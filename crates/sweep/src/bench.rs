@@ -118,6 +118,11 @@ impl Case {
         format!("{what} ×{}{data}{workers}", self.population)
     }
 
+    /// Members trained in one timed step: population × populations at once.
+    pub fn members(&self) -> usize {
+        self.population * self.workers.max(1)
+    }
+
     /// The configuration this one's speed-up is relative to: the same
     /// workload at population 1 on one shared batch.
     pub fn reference(&self) -> Case {
@@ -339,7 +344,7 @@ pub struct CaseResult {
 
 impl CaseResult {
     pub fn member_steps(&self) -> usize {
-        self.steps * self.case.population * self.case.workers.max(1)
+        self.steps * self.case.members()
     }
 
     pub fn ms_per_member_step(&self) -> f64 {
@@ -356,9 +361,9 @@ impl CaseResult {
 
     /// (peak − idle) / members (population × workers), MiB.
     pub fn peak_mib_per_member(&self) -> Option<f64> {
-        let members = self.case.population * self.case.workers.max(1);
-        self.memory
-            .map(|m| m.peak_kib.saturating_sub(m.idle_kib) as f64 / 1024.0 / members as f64)
+        self.memory.map(|m| {
+            m.peak_kib.saturating_sub(m.idle_kib) as f64 / 1024.0 / self.case.members() as f64
+        })
     }
 }
 
@@ -1160,7 +1165,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
     /// Also time this many populations of the largest size at once, one per
-    /// thread (`lrscape run`'s layout); default: the machine's core count.
+    /// thread (`lrscape run`'s layout); default: as many as `lrscape run`
+    /// trains at once for the config (`[run] threads`, 0 = the core count).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Directory for BENCH.md and bench.json.
@@ -1207,6 +1213,7 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
                 .context("cannot find the lrscape binary to run configurations in")?,
         )
     };
+    let workers = args.workers.unwrap_or_else(|| config.run.workers());
     let opts = BenchOptions {
         config,
         device: args.device,
@@ -1214,9 +1221,7 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         populations: args.populations,
         rank: args.rank,
-        workers: args
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers,
         child_exe,
         torch_script: (!args.no_torch).then_some(args.torch_script),
         torch_threads: args.torch_threads,
