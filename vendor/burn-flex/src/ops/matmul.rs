@@ -261,8 +261,8 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
+    let out_len = checked_size(m, n);
+    let mut out_data: Vec<T> = Vec::with_capacity(out_len);
 
     let parallelism = get_parallelism(m, n, k);
 
@@ -282,9 +282,19 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_row_stride,
             parallelism,
         );
+        // gemm wrote all m·n elements (read_dst = false: dst is never read).
+        out_data.set_len(out_len);
     }
 
-    output
+    gemm_output(out_data, out_shape)
+}
+
+/// The output tensor of a gemm product over `data`, which the product
+/// filled. Products write into uninitialised capacity: gemm with
+/// `read_dst = false` overwrites every element without reading it, so
+/// zeroing the buffer first (upstream) only cost a memset per product.
+fn gemm_output<T: GemmScalar>(data: Vec<T>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), T::dtype())
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -364,18 +374,21 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
+    let out_len = checked_size(batch_size, out_matrix_size);
+    let mut out_vec: Vec<T> = Vec::with_capacity(out_len);
 
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
+    // Uninitialised until each batch's gemm writes its m·n block.
+    let out_data: &mut [core::mem::MaybeUninit<T>] = &mut out_vec.spare_capacity_mut()[..out_len];
 
     let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
 
     // Closure: run gemm for one batch slice at the given pointers
-    let run_one = |out_ptr: *mut T, b: usize, parallelism: gemm::Parallelism| {
+    let run_one = |out_ptr: *mut core::mem::MaybeUninit<T>, b: usize, parallelism: gemm::Parallelism| {
+        let out_ptr = out_ptr.cast::<T>();
         let lhs_off = lhs_start + batch_elem_offset(b, &broadcast_shape, &lhs_batch_strides);
         let rhs_off = rhs_start + batch_elem_offset(b, &broadcast_shape, &rhs_batch_strides);
         unsafe {
@@ -443,7 +456,9 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         }
     }
 
-    output
+    // Every batch's gemm wrote its m·n block (read_dst = false).
+    unsafe { out_vec.set_len(out_len) };
+    gemm_output(out_vec, out_shape)
 }
 
 // ============================================================================
