@@ -97,11 +97,16 @@ impl LoraLayer {
             let c = y.dims()[0];
             return y.reshape([c, b, t, base.d_out()]);
         }
-        let low_rank = x3
-            .clone()
-            .matmul(self.a.val())
-            .matmul(self.b.val())
-            .mul_scalar(self.scale);
+        // The scale multiplies the thin `[C, N, r]` product (or nothing when
+        // it is 1): the same function as scaling the `[C, N, out]` result,
+        // at a fraction of the element-wise work forward and backward.
+        let xa = x3.clone().matmul(self.a.val());
+        let xa = if self.scale == 1.0 {
+            xa
+        } else {
+            xa.mul_scalar(self.scale)
+        };
+        let low_rank = xa.matmul(self.b.val());
         let y = match self.kind {
             LayerKind::Additive => base.forward3(x3) + low_rank,
             LayerKind::Dora | LayerKind::DoraSeed => {

@@ -96,10 +96,18 @@ impl RmsNorm {
         }
     }
 
-    /// `x: [C, B, T, d]`.
+    /// `x: [C, B, T, d]`. Multiplies by `1 / rms` rather than dividing by
+    /// `rms`: a division's backward pass costs two more passes over `x`'s size
+    /// than a product's.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let rms = x.clone().square().mean_dim(3).add_scalar(self.eps).sqrt();
+        let inv_rms = x
+            .clone()
+            .square()
+            .mean_dim(3)
+            .add_scalar(self.eps)
+            .sqrt()
+            .recip();
         let scale = self.scale.val().unsqueeze_dim::<3>(1).unsqueeze_dim::<4>(1);
-        x.mul(scale).div(rms)
+        x.mul(inv_rms).mul(scale)
     }
 }

@@ -1,7 +1,7 @@
 //! The seed notebook's `TinyTransformer` with a member axis.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::{ConfigError, PosInit, TinyformerConfig};
@@ -94,11 +94,21 @@ impl Attention {
         } else {
             scores
         };
-        let mixed = softmax(scores, 4).matmul(v);
+        let mixed = softmax_last(scores).matmul(v);
         let [c, _, _, tq, _] = mixed.dims();
         let merged = mixed.swap_dims(2, 3).reshape([c, b, tq, d]);
         hook.linear(site(LinearKind::O), &self.o, merged)
     }
+}
+
+/// Softmax over the last axis as `e · (1 / Σe)` with `e = exp(x − max x)`:
+/// Burn's `softmax` divides by the sum, and a division's backward pass costs
+/// two more passes over the scores than a product's.
+fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let max = x.clone().detach().max_dim(D - 1);
+    let e = (x - max).exp();
+    let inv_sum = e.clone().sum_dim(D - 1).recip();
+    e * inv_sum
 }
 
 /// `[1, 1, 1, T, T]`: 0 where key `j <= i` (query `i`), a large negative
