@@ -138,7 +138,7 @@ impl Case {
 /// The configurations of a bench: LoRA (activation space) at every
 /// population, with own batches at the largest and, with `workers > 1`,
 /// that many populations of the largest size at once; weight space at the
-/// smallest and largest, full fine-tuning at 1.
+/// smallest and largest (and at once), full fine-tuning at 1.
 pub fn cases(populations: &[usize], rank: usize, workers: usize) -> Vec<Case> {
     let mut pops = populations.to_vec();
     pops.sort_unstable();
@@ -173,6 +173,12 @@ pub fn cases(populations: &[usize], rank: usize, workers: usize) -> Vec<Case> {
     out.push(case(weight, min, false));
     if max > min {
         out.push(case(weight, max, false));
+    }
+    if workers > 1 {
+        out.push(Case {
+            workers,
+            ..case(weight, max, false)
+        });
     }
     out.push(case(Workload::Full, 1, false));
     out
@@ -1262,6 +1268,7 @@ mod tests {
                 "LoRA r16 activation-space ×16, 2 populations at once",
                 "LoRA r16 weight-space ×1",
                 "LoRA r16 weight-space ×16",
+                "LoRA r16 weight-space ×16, 2 populations at once",
                 "full fine-tuning ×1",
             ]
         );
