@@ -243,8 +243,8 @@ pub struct RunConfig {
     #[serde(default = "default_max_population")]
     pub max_population: usize,
     /// Populations trained side by side, one per thread (0: one per core).
-    /// Burn's CPU kernels keep about one core busy, so two populations on
-    /// two cores nearly double throughput.
+    /// Burn's CPU kernels leave cores idle between their parallel parts, so
+    /// two populations on two cores are ~1.3× faster than one (bench).
     #[serde(default)]
     pub threads: usize,
     /// Where adapters compute their low-rank path (`activation_space`, the
