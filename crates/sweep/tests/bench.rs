@@ -333,7 +333,9 @@ fn smoke_in_process_on_the_quick_model() {
     };
     let mut lines = Vec::new();
     let report = run_bench(&opts, &mut |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(report.cases.len(), 7, "{lines:?}");
+    // LoRA ×1, ×2, ×2 own batches, ×2 two at once; weight space ×1, ×2, ×2
+    // two at once; full fine-tuning.
+    assert_eq!(report.cases.len(), 8, "{lines:?}");
     for c in &report.cases {
         assert_eq!(c.steps, 1, "{}", c.label);
         let t = c.member_steps_per_s();
