@@ -24,12 +24,9 @@ fn ulps(got: f32, exact: f64) -> f64 {
 
 #[test]
 fn exp_is_within_two_ulp_over_the_normal_range() {
-    // Every 1/1024 from the smallest normal result to the largest finite one,
-    // plus points between the grid (odd multiples of a small step).
-    let mut x: Vec<f32> = (-89_430..=90_850)
-        .map(|i| i as f32 / 1024.0)
-        .filter(|&x| (-87.33..=88.72).contains(&x))
-        .collect();
+    // Every 1/1024 from the smallest normal result (x ≥ −87.33) to the
+    // largest finite one (x ≤ 88.72), plus 20,000 points off that grid.
+    let mut x: Vec<f32> = (-89_425..=90_849).map(|i| i as f32 / 1024.0).collect();
     x.extend((0..20_000).map(|i| -87.0 + i as f32 * 0.008_752_3));
     let got = flex_exp(&x);
     let mut worst = (0.0, 0.0f32);
