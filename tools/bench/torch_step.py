@@ -19,7 +19,12 @@ steps. `--threads 2,1` times both `torch.set_num_threads(2)` and (1): on a
 2-core machine that other processes keep busy, two OpenMP threads can be
 many times slower than one (each barrier waits for a descheduled thread).
 
-Run: python3 tools/bench/torch_step.py [--threads 2,1] [--modes lora,full] ...
+`--device cuda` times the step on the GPU instead (the model, tokens and
+labels on it; `torch.cuda.synchronize()` before the clock starts and before
+it stops; thread counts then only set the host's threads).
+
+Run: python3 tools/bench/torch_step.py [--threads 2,1] [--modes lora,full]
+[--device cpu|cuda] ...
 (`lrscape bench` runs it with the seed model's shape when torch imports).
 """
 
@@ -76,10 +81,16 @@ def time_mode(args, mode, threads):
     )
     if mode == "lora":
         model = adapt(model, args.rank, args.alpha, args.std, args.train_head)
+    device = torch.device(args.device)
+    model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    tokens = torch.randint(0, args.vocab, (args.batch, args.seq_len))
-    labels = torch.randint(0, args.vocab, (args.batch,))
+    tokens = torch.randint(0, args.vocab, (args.batch, args.seq_len)).to(device)
+    labels = torch.randint(0, args.vocab, (args.batch,)).to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -90,12 +101,15 @@ def time_mode(args, mode, threads):
 
     for _ in range(args.warmup):
         step()
+    sync()
     started = time.perf_counter()
     for _ in range(args.steps):
         loss = step()
+    sync()
     seconds = time.perf_counter() - started
     return {
         "mode": mode,
+        "device": args.device,
         "threads": torch.get_num_threads(),
         "rank": args.rank if mode == "lora" else 0,
         "steps": args.steps,
@@ -124,7 +138,10 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 2,1")
     p.add_argument("--modes", default="lora,full")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device")
     if args.alpha is None:
         args.alpha = float(args.rank)
     if args.steps < 1:

@@ -18,7 +18,8 @@
 //!   on a [`PeftModel`] built on a frozen base.
 //! - **achieved GFLOP/s** from [`step_flops`], a counted FLOP model of the
 //!   step, against the GFLOP/s of one large GEMM (`1024 × 1024 × 1024` f32
-//!   matmul, best of a few) timed on the same device: the practical limit.
+//!   matmul, best of a few; larger where that is over in under 5 ms, as on
+//!   a GPU) timed on the same device: the practical limit.
 //! - **peak memory per member**: every configuration runs in a child
 //!   process of its own (`lrscape bench --child ..`); it reads `VmHWM` (the
 //!   resident-set high-water mark, Linux `/proc/self/status`) once before
@@ -28,8 +29,10 @@
 //!   difference is a lower bound: the high-water mark never goes down.
 //! - the **same step in PyTorch eager** (`tools/bench/torch_step.py`,
 //!   population 1, LoRA and full fine-tuning), when `python3 -c "import
-//!   torch"` works, at `torch.set_num_threads(2)` and `(1)`; the ratio
-//!   column divides lrscape's time per member-step by PyTorch's faster one.
+//!   torch"` works, at `torch.set_num_threads(2)` and `(1)`, or once on
+//!   the GPU (`--torch-device cuda`, the default for `--device cuda`); the
+//!   ratio column divides lrscape's time per member-step by PyTorch's
+//!   faster one.
 //!
 //! The base is randomly initialised, not pre-trained: a step costs the same
 //! whatever the weights hold. Timing: `--warmup` steps first (allocator and
@@ -57,8 +60,13 @@ use crate::train::{Member, Schedule, train_population};
 /// notebook's model, batch 64 and LoRA settings.
 pub const SEED_NOTEBOOK_CONFIG: &str = include_str!("../../../configs/seed-notebook.toml");
 
-/// Side of the square GEMM timed as the practical peak.
+/// Side of the square GEMM timed as the practical peak: the smallest one,
+/// doubled (up to [`GEMM_MAX_SIZE`]) while a product takes less than
+/// [`GEMM_MIN_SECONDS`] — on a GPU a 1024³ product is over before the
+/// launch and read-back latency is.
 pub const GEMM_SIZE: usize = 1024;
+pub const GEMM_MAX_SIZE: usize = 8192;
+pub const GEMM_MIN_SECONDS: f64 = 0.005;
 /// Timed repetitions of the GEMM (the best one counts).
 pub const GEMM_REPS: usize = 5;
 
@@ -392,14 +400,51 @@ impl GemmResult {
     }
 }
 
+/// Where the PyTorch reference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TorchDevice {
+    Cpu,
+    Cuda,
+}
+
+impl TorchDevice {
+    pub fn name(self) -> &'static str {
+        match self {
+            TorchDevice::Cpu => "cpu",
+            TorchDevice::Cuda => "cuda",
+        }
+    }
+
+    /// The PyTorch device comparable to lrscape's `--device`: the GPU for
+    /// `cuda[:N]` and `tch:N`, the CPU otherwise (wgpu may be either; its
+    /// caller says).
+    pub fn for_device(spec: &str) -> Self {
+        let backend = spec.split(':').next().unwrap_or_default();
+        let on_gpu = backend == "cuda"
+            || (backend == "tch" && spec.split(':').nth(1).is_some_and(|a| a != "cpu"));
+        if on_gpu {
+            TorchDevice::Cuda
+        } else {
+            TorchDevice::Cpu
+        }
+    }
+}
+
 /// One PyTorch timing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TorchTiming {
     /// `lora` or `full`.
     pub mode: String,
+    /// `cpu` or `cuda` (bench files written before GPU runs: `cpu`).
+    #[serde(default = "cpu")]
+    pub device: String,
     pub threads: usize,
     pub steps: usize,
     pub ms_per_step: f64,
+}
+
+fn cpu() -> String {
+    "cpu".to_string()
 }
 
 /// What the PyTorch reference gave.
@@ -435,6 +480,9 @@ pub struct Machine {
     /// Logical CPUs this process may use (what `nproc` prints).
     pub nproc: usize,
     pub cpu_model: String,
+    /// The GPU, as `nvidia-smi` names it, when one is there.
+    #[serde(default)]
+    pub gpu: Option<String>,
     pub backend: String,
     pub device: String,
     pub git_revision: String,
@@ -532,13 +580,18 @@ pub fn rows(report: &BenchReport) -> Vec<Row> {
         } else {
             "full fine-tuning".to_string()
         };
-        let gflops = flops * 1000.0 / t.ms_per_step / 1e9;
-        rows.push(Row {
-            configuration: format!(
-                "PyTorch eager {what} ×1, {} thread{}",
+        let on = if t.device == "cpu" {
+            format!(
+                "{} thread{}",
                 t.threads,
                 if t.threads == 1 { "" } else { "s" }
-            ),
+            )
+        } else {
+            t.device.clone()
+        };
+        let gflops = flops * 1000.0 / t.ms_per_step / 1e9;
+        rows.push(Row {
+            configuration: format!("PyTorch eager {what} ×1, {on}"),
             ms_per_member_step: t.ms_per_step,
             member_steps_per_s: 1000.0 / t.ms_per_step,
             speedup_vs_population_1: None,
@@ -582,6 +635,9 @@ pub fn render_markdown(report: &BenchReport) -> String {
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| CPU | {} |", m.cpu_model);
     let _ = writeln!(md, "| cores (`nproc`) | {} |", m.nproc);
+    if let Some(gpu) = &m.gpu {
+        let _ = writeln!(md, "| GPU | {gpu} |");
+    }
     let _ = writeln!(md, "| backend / device | {} / `{}` |", m.backend, m.device);
     let _ = writeln!(md, "| git revision | `{}` |", m.git_revision);
     let _ = writeln!(md, "| date | {} |", m.date_utc);
@@ -606,8 +662,19 @@ pub fn render_markdown(report: &BenchReport) -> String {
     let _ = writeln!(
         md,
         "| step | batch {} per member: forward, backward, AdamW; {} warm-up + {} timed steps \
-         per configuration, each configuration in a process of its own |",
-        s.batch_size, s.warmup, s.steps
+         per configuration, {} |",
+        s.batch_size,
+        s.warmup,
+        s.steps,
+        if report
+            .cases
+            .iter()
+            .any(|c| c.memory.is_some_and(|m| !m.isolated))
+        {
+            "all in one process (`--in-process`)"
+        } else {
+            "each configuration in a process of its own"
+        }
     );
     let _ = writeln!(
         md,
@@ -620,8 +687,8 @@ pub fn render_markdown(report: &BenchReport) -> String {
     );
     let torch = match (&report.torch.version, report.torch.status.as_str()) {
         (Some(v), "ok") => format!(
-            "torch {v}, eager, `tools/bench/torch_step.py`, threads {}",
-            thread_list(&report.torch)
+            "torch {v}, eager, `tools/bench/torch_step.py`, {}",
+            torch_where(&report.torch)
         ),
         (_, status) => status.to_string(),
     };
@@ -667,7 +734,8 @@ pub fn render_markdown(report: &BenchReport) -> String {
          products only, 2·m·k·n each, forward plus one more per operand that carries a \
          gradient; {}) × member-steps/s. *% of GEMM peak* divides by the timed GEMM above.\n\
          - *Peak MiB / member*: (VmHWM after the timed steps − VmHWM before the model was \
-         adapted) / (population × populations at once), in the configuration's own process.\n\
+         adapted) / (population × populations at once), in the configuration's own process \
+         (host memory: a GPU's own memory is not in it).\n\
          - *lrscape / PyTorch*: lrscape's ms per member-step over PyTorch eager's ms per step \
          for the same workload (LoRA or full fine-tuning, population 1, the faster of the \
          thread counts tried); below 1 lrscape is faster.",
@@ -682,14 +750,15 @@ pub fn render_markdown(report: &BenchReport) -> String {
     md
 }
 
-fn thread_list(torch: &TorchResult) -> String {
+/// `threads 2 and 1` on the CPU, `on cuda` on the GPU.
+fn torch_where(torch: &TorchResult) -> String {
+    if let Some(t) = torch.timings.iter().find(|t| t.device != "cpu") {
+        return format!("on {}", t.device);
+    }
     let mut threads: Vec<usize> = torch.timings.iter().map(|t| t.threads).collect();
     threads.dedup();
-    threads
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(" and ")
+    let threads: Vec<String> = threads.iter().map(|t| t.to_string()).collect();
+    format!("threads {}", threads.join(" and "))
 }
 
 // ---------------------------------------------------------------------------
@@ -714,6 +783,7 @@ pub struct BenchOptions {
     /// The PyTorch reference script; `None` skips PyTorch.
     pub torch_script: Option<PathBuf>,
     pub torch_threads: Vec<usize>,
+    pub torch_device: TorchDevice,
     pub gemm_reps: usize,
 }
 
@@ -920,6 +990,20 @@ fn run_case_child(exe: &Path, job: &CaseJob) -> anyhow::Result<CaseResult> {
         .with_context(|| format!("{}: unreadable child output {last:?}", job.case.label()))
 }
 
+/// The GEMM peak: [`time_gemm`] at [`GEMM_SIZE`], then at twice the side
+/// while its best product took under [`GEMM_MIN_SECONDS`] (a CPU stays at
+/// 1024; a GPU grows to where latency no longer dominates).
+pub fn time_peak_gemm(device: &Device, reps: usize) -> GemmResult {
+    let mut n = GEMM_SIZE;
+    loop {
+        let result = time_gemm(device, n, reps);
+        if result.best_seconds() >= GEMM_MIN_SECONDS || n >= GEMM_MAX_SIZE {
+            return result;
+        }
+        n *= 2;
+    }
+}
+
 /// Times `reps` products of two random `n × n` f32 matrices on `device`
 /// (after one untimed), each read back to the host to be sure it is done.
 pub fn time_gemm(device: &Device, n: usize, reps: usize) -> GemmResult {
@@ -939,7 +1023,12 @@ pub fn time_gemm(device: &Device, n: usize, reps: usize) -> GemmResult {
 }
 
 /// Runs the PyTorch reference script, or says why not.
-pub fn run_torch(script: &Path, settings: &Settings, threads: &[usize]) -> TorchResult {
+pub fn run_torch(
+    script: &Path,
+    settings: &Settings,
+    threads: &[usize],
+    device: TorchDevice,
+) -> TorchResult {
     let importable = Command::new("python3")
         .args(["-c", "import torch"])
         .stdout(std::process::Stdio::null())
@@ -953,6 +1042,11 @@ pub fn run_torch(script: &Path, settings: &Settings, threads: &[usize]) -> Torch
         return TorchResult::not_run(format!("script not found: {}", script.display()));
     }
     let m = &settings.model;
+    // On the GPU the host's thread count hardly matters: one run.
+    let threads = match device {
+        TorchDevice::Cpu => threads,
+        TorchDevice::Cuda => &threads[..threads.len().min(1)],
+    };
     let threads: Vec<String> = threads.iter().map(|t| t.to_string()).collect();
     let args: Vec<String> = vec![
         script.display().to_string(),
@@ -968,6 +1062,7 @@ pub fn run_torch(script: &Path, settings: &Settings, threads: &[usize]) -> Torch
         format!("--warmup={}", settings.warmup),
         format!("--threads={}", threads.join(",")),
         "--modes=lora,full".to_string(),
+        format!("--device={}", device.name()),
     ];
     let output = match Command::new("python3").args(&args).output() {
         Ok(o) => o,
@@ -1006,6 +1101,20 @@ fn loadavg() -> Option<[f64; 3]> {
         .filter_map(|x| x.parse().ok())
         .collect();
     (v.len() == 3).then(|| [v[0], v[1], v[2]])
+}
+
+/// `nvidia-smi`'s name and memory of the first GPU; `None` without one.
+fn gpu_name() -> Option<String> {
+    let out = Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
 }
 
 fn cpu_model() -> String {
@@ -1057,7 +1166,7 @@ pub fn run_bench(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
         warmup: opts.warmup,
         populations: opts.populations.clone(),
     };
-    let gemm = time_gemm(&selected.device, GEMM_SIZE, opts.gemm_reps);
+    let gemm = time_peak_gemm(&selected.device, opts.gemm_reps);
     log(&format!(
         "GEMM {n}×{n}×{n}: best {:.1} ms, {:.1} GFLOP/s",
         1000.0 * gemm.best_seconds(),
@@ -1089,7 +1198,7 @@ pub fn run_bench(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
         results.push(result);
     }
     let torch = match &opts.torch_script {
-        Some(script) => run_torch(script, &settings, &opts.torch_threads),
+        Some(script) => run_torch(script, &settings, &opts.torch_threads, opts.torch_device),
         None => TorchResult::not_run("not run (--no-torch)"),
     };
     for t in &torch.timings {
@@ -1108,6 +1217,7 @@ pub fn run_bench(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
         machine: Machine {
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu_model: cpu_model(),
+            gpu: gpu_name(),
             backend: selected.backend.to_string(),
             device: provenance.device,
             git_revision: provenance.git_revision,
@@ -1184,6 +1294,10 @@ pub struct BenchArgs {
     /// `torch.set_num_threads` values to time PyTorch at (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "2,1")]
     pub torch_threads: Vec<usize>,
+    /// Where PyTorch runs: `cpu` or `cuda`; default `cuda` when `--device`
+    /// is a CUDA device, else `cpu`.
+    #[arg(long, value_enum)]
+    pub torch_device: Option<TorchDevice>,
     /// Skip the PyTorch reference.
     #[arg(long)]
     pub no_torch: bool,
@@ -1222,7 +1336,7 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
     let workers = args.workers.unwrap_or_else(|| config.run.workers());
     let opts = BenchOptions {
         config,
-        device: args.device,
+        device: args.device.clone(),
         steps: args.steps,
         warmup: args.warmup,
         populations: args.populations,
@@ -1231,6 +1345,9 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
         child_exe,
         torch_script: (!args.no_torch).then_some(args.torch_script),
         torch_threads: args.torch_threads,
+        torch_device: args
+            .torch_device
+            .unwrap_or_else(|| TorchDevice::for_device(&args.device)),
         gemm_reps: GEMM_REPS,
     };
     let report = run_bench(&opts, &mut |line| eprintln!("bench: {line}"))?;

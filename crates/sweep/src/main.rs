@@ -70,6 +70,10 @@ struct Overrides {
     /// small populations are faster per member, see README "Benchmarks").
     #[arg(long)]
     max_population: Option<usize>,
+    /// Override run.threads: populations trained side by side (0: one per
+    /// core; on a GPU, 1 keeps a cell in one population).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// A single value stays one value (records and labels as before); several
@@ -120,6 +124,9 @@ impl Overrides {
         }
         if let Some(max) = self.max_population {
             config.run.max_population = max;
+        }
+        if let Some(threads) = self.threads {
+            config.run.threads = threads;
         }
         config
             .validate()

@@ -9,9 +9,9 @@ use std::process::Command;
 use peft::Compute;
 use sweep::ExperimentConfig;
 use sweep::bench::{
-    BenchOptions, BenchReport, Case, CaseResult, GemmResult, Machine, Memory, Settings,
-    TorchResult, TorchTiming, Workload, matmul_flops, matmul_step_flops, render_markdown, rows,
-    run_bench, run_torch, step_flops,
+    BenchOptions, BenchReport, Case, CaseResult, GEMM_MAX_SIZE, GEMM_MIN_SECONDS, GEMM_SIZE,
+    GemmResult, Machine, Memory, Settings, TorchDevice, TorchResult, TorchTiming, Workload,
+    matmul_flops, matmul_step_flops, render_markdown, rows, run_bench, run_torch, step_flops,
 };
 use tinyformer::{LinearKind, PosInit, TinyformerConfig};
 
@@ -205,6 +205,7 @@ fn fixed_report() -> BenchReport {
         machine: Machine {
             nproc: 2,
             cpu_model: "Test CPU 9000".into(),
+            gpu: None,
             backend: "flex".into(),
             device: "Flex".into(),
             git_revision: "abc123".into(),
@@ -240,18 +241,21 @@ fn fixed_report() -> BenchReport {
             timings: vec![
                 TorchTiming {
                     mode: "lora".into(),
+                    device: "cpu".into(),
                     threads: 2,
                     steps: 4,
                     ms_per_step: 80.0,
                 },
                 TorchTiming {
                     mode: "lora".into(),
+                    device: "cpu".into(),
                     threads: 1,
                     steps: 4,
                     ms_per_step: 40.0,
                 },
                 TorchTiming {
                     mode: "full".into(),
+                    device: "cpu".into(),
                     threads: 2,
                     steps: 4,
                     ms_per_step: 125.0,
@@ -317,6 +321,50 @@ fn the_table_recomputes_its_ratios() {
 }
 
 #[test]
+fn a_gpu_run_names_the_gpu_and_compares_with_pytorch_on_it() {
+    let mut report = fixed_report();
+    report.machine.gpu = Some("NVIDIA H200, 143771 MiB".into());
+    report.machine.backend = "cuda".into();
+    report.torch.timings = vec![TorchTiming {
+        mode: "lora".into(),
+        device: "cuda".into(),
+        threads: 2,
+        steps: 4,
+        ms_per_step: 10.0,
+    }];
+    let rows = rows(&report);
+    assert_eq!(
+        rows.last().unwrap().configuration,
+        "PyTorch eager LoRA r16 ×1, cuda"
+    );
+    // LoRA ×4: 50 ms per member-step against PyTorch's 10.
+    assert!(close(rows[1].lrscape_over_pytorch.unwrap(), 5.0));
+    let md = render_markdown(&report);
+    assert!(
+        md.contains("each configuration in a process of its own"),
+        "{md}"
+    );
+    for needle in [
+        "| GPU | NVIDIA H200, 143771 MiB |",
+        "`tools/bench/torch_step.py`, on cuda |",
+    ] {
+        assert!(md.contains(needle), "BENCH.md lacks {needle:?}:\n{md}");
+    }
+    // PyTorch runs where lrscape does unless told otherwise.
+    for (spec, expected) in [
+        ("cuda", TorchDevice::Cuda),
+        ("cuda:1", TorchDevice::Cuda),
+        ("tch:0", TorchDevice::Cuda),
+        ("tch:cpu", TorchDevice::Cpu),
+        ("tch", TorchDevice::Cpu),
+        ("flex", TorchDevice::Cpu),
+        ("wgpu", TorchDevice::Cpu),
+    ] {
+        assert_eq!(TorchDevice::for_device(spec), expected, "{spec}");
+    }
+}
+
+#[test]
 fn smoke_in_process_on_the_quick_model() {
     let opts = BenchOptions {
         config: quick(),
@@ -329,6 +377,7 @@ fn smoke_in_process_on_the_quick_model() {
         child_exe: None,
         torch_script: None,
         torch_threads: vec![1],
+        torch_device: TorchDevice::Cpu,
         gemm_reps: 1,
     };
     let mut lines = Vec::new();
@@ -344,8 +393,20 @@ fn smoke_in_process_on_the_quick_model() {
         assert!(c.losses_finite, "{}", c.label);
     }
     assert!(report.gemm.gflops().is_finite() && report.gemm.gflops() > 0.0);
+    // The GEMM grows from 1024 only while a product is over too soon.
+    let n = report.gemm.n;
+    assert!(
+        n >= GEMM_SIZE && n <= GEMM_MAX_SIZE && (n / GEMM_SIZE).is_power_of_two(),
+        "{n}"
+    );
+    assert!(
+        report.gemm.best_seconds() >= GEMM_MIN_SECONDS || n == GEMM_MAX_SIZE,
+        "{:?}",
+        report.gemm
+    );
     assert_eq!(report.torch.status, "not run (--no-torch)");
     let md = render_markdown(&report);
+    assert!(md.contains("all in one process (`--in-process`)"), "{md}");
     assert!(md.contains("LoRA r2 weight-space ×2"), "{md}");
     assert!(
         md.contains("LoRA r2 activation-space ×2, 2 populations at once"),
@@ -437,7 +498,12 @@ fn pytorch_reference_runs_when_torch_is_there() {
         warmup: 0,
         populations: vec![1],
     };
-    let torch = run_torch(&repo().join("tools/bench/torch_step.py"), &settings, &[1]);
+    let torch = run_torch(
+        &repo().join("tools/bench/torch_step.py"),
+        &settings,
+        &[1],
+        TorchDevice::Cpu,
+    );
     if torch.status == "torch not installed" {
         eprintln!("torch not installed: the reference script is not exercised");
         return;
@@ -445,10 +511,8 @@ fn pytorch_reference_runs_when_torch_is_there() {
     assert_eq!(torch.status, "ok", "{torch:?}");
     let modes: Vec<&str> = torch.timings.iter().map(|t| t.mode.as_str()).collect();
     assert_eq!(modes, ["lora", "full"]);
-    assert!(
-        torch
-            .timings
-            .iter()
-            .all(|t| t.threads == 1 && t.ms_per_step.is_finite() && t.ms_per_step > 0.0)
-    );
+    assert!(torch.timings.iter().all(|t| t.threads == 1
+        && t.device == "cpu"
+        && t.ms_per_step.is_finite()
+        && t.ms_per_step > 0.0));
 }
