@@ -396,7 +396,7 @@ fn smoke_in_process_on_the_quick_model() {
     // The GEMM grows from 1024 only while a product is over too soon.
     let n = report.gemm.n;
     assert!(
-        n >= GEMM_SIZE && n <= GEMM_MAX_SIZE && (n / GEMM_SIZE).is_power_of_two(),
+        (GEMM_SIZE..=GEMM_MAX_SIZE).contains(&n) && (n / GEMM_SIZE).is_power_of_two(),
         "{n}"
     );
     assert!(
