@@ -1333,7 +1333,8 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
                 .context("cannot find the lrscape binary to run configurations in")?,
         )
     };
-    let workers = args.workers.unwrap_or_else(|| config.run.workers());
+    let on_gpu = select_device(&args.device)?.is_gpu();
+    let workers = args.workers.unwrap_or_else(|| config.run.workers(on_gpu));
     let opts = BenchOptions {
         config,
         device: args.device.clone(),

@@ -242,7 +242,8 @@ pub struct RunConfig {
     /// Most members trained at once (larger cells are split).
     #[serde(default = "default_max_population")]
     pub max_population: usize,
-    /// Populations trained side by side, one per thread (0: one per core).
+    /// Populations trained side by side, one per thread (0: one per core;
+    /// one on a GPU).
     /// Burn's CPU kernels leave cores idle between their parallel parts, so
     /// two populations on two cores are ~1.3× faster than one (bench).
     #[serde(default)]
@@ -254,9 +255,12 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// `threads`, with 0 resolved to the machine's core count.
-    pub fn workers(&self) -> usize {
+    /// `threads`, with 0 resolved to the machine's core count on a CPU
+    /// backend and to 1 on a GPU, where one population per cell keeps the
+    /// device busy and more only split cells into smaller products.
+    pub fn workers(&self, on_gpu: bool) -> usize {
         match self.threads {
+            0 if on_gpu => 1,
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
@@ -868,6 +872,15 @@ impl ExperimentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_threads_mean_every_core_on_a_cpu_and_one_population_on_a_gpu() {
+        let mut run = RunConfig::default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!((run.workers(false), run.workers(true)), (cores, 1));
+        run.threads = 3;
+        assert_eq!((run.workers(false), run.workers(true)), (3, 3));
+    }
 
     #[test]
     fn shipped_configs_parse_and_validate() {

@@ -16,6 +16,22 @@ pub struct SelectedDevice {
     pub device: Device,
 }
 
+impl SelectedDevice {
+    /// Whether the device is a GPU: `cuda`, `metal`, `tch:N`, and `wgpu` /
+    /// `vulkan` unless `:cpu` (their default adapter is a GPU where one
+    /// is; on a machine with Mesa's llvmpipe alone it is that CPU device,
+    /// which parallelises a population itself just the same).
+    pub fn is_gpu(&self) -> bool {
+        let arg = self.name.split_once(':').map(|(_, a)| a);
+        match self.backend {
+            "cuda" | "metal" => true,
+            "wgpu" | "vulkan" => arg != Some("cpu"),
+            "tch" => arg.is_some_and(|a| a != "cpu"),
+            _ => false,
+        }
+    }
+}
+
 /// Backends compiled into this binary, in the order `--device` documents them.
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut names = Vec::new();
@@ -148,6 +164,39 @@ mod tests {
         assert_eq!(default_device_name(), "flex");
         let selected = select_device("flex").unwrap();
         assert_eq!((selected.backend, selected.name.as_str()), ("flex", "flex"));
+        assert!(!selected.is_gpu());
+    }
+
+    #[test]
+    fn gpu_devices_are_told_from_cpu_ones_by_their_spelling() {
+        let gpu = |name: &str, backend: &'static str| {
+            SelectedDevice {
+                name: name.to_string(),
+                backend,
+                device: select_device("flex").unwrap().device,
+            }
+            .is_gpu()
+        };
+        for (name, backend) in [
+            ("cuda", "cuda"),
+            ("cuda:1", "cuda"),
+            ("metal", "metal"),
+            ("wgpu", "wgpu"),
+            ("vulkan:0", "vulkan"),
+            ("tch:0", "tch"),
+        ] {
+            assert!(gpu(name, backend), "{name}");
+        }
+        for (name, backend) in [
+            ("flex", "flex"),
+            ("ndarray", "ndarray"),
+            ("wgpu:cpu", "wgpu"),
+            ("vulkan:cpu", "vulkan"),
+            ("tch", "tch"),
+            ("tch:cpu", "tch"),
+        ] {
+            assert!(!gpu(name, backend), "{name}");
+        }
     }
 
     #[test]

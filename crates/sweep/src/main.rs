@@ -71,7 +71,7 @@ struct Overrides {
     #[arg(long)]
     max_population: Option<usize>,
     /// Override run.threads: populations trained side by side (0: one per
-    /// core; on a GPU, 1 keeps a cell in one population).
+    /// core on a CPU backend, one on a GPU).
     #[arg(long)]
     threads: Option<usize>,
 }

@@ -245,7 +245,7 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
         write_derived(config, &opts.out, store.trials())?;
     }
     let total_trials = cells.len() * lrs.len() * config.grid.seeds.len();
-    let workers = config.run.workers().max(1);
+    let workers = config.run.workers(opts.device.is_gpu()).max(1);
     let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
     match eta_seconds(store.trials(), left.member_examples, workers) {
         Some(eta) if left.trials > 0 => eprintln!(
