@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use tinyformer::{LinearKind, Tinyformer, TinyformerConfig};
 
 use crate::config::{AlphaRule, ExperimentConfig};
-use crate::device::select_device;
+use crate::device::{SelectedDevice, select_device};
 use crate::optim::AdamWConfig;
 use crate::train::{Member, Schedule, train_population};
 
@@ -415,14 +415,11 @@ impl TorchDevice {
         }
     }
 
-    /// The PyTorch device comparable to lrscape's `--device`: the GPU for
-    /// `cuda[:N]` and `tch:N`, the CPU otherwise (wgpu may be either; its
-    /// caller says).
-    pub fn for_device(spec: &str) -> Self {
-        let backend = spec.split(':').next().unwrap_or_default();
-        let on_gpu = backend == "cuda"
-            || (backend == "tch" && spec.split(':').nth(1).is_some_and(|a| a != "cpu"));
-        if on_gpu {
+    /// The PyTorch device comparable to lrscape's: the GPU where lrscape
+    /// runs on an NVIDIA one through CUDA (`cuda[:N]`, `tch:N`), the CPU
+    /// otherwise (a wgpu GPU may be any vendor's; `--torch-device` says).
+    pub fn for_device(selected: &SelectedDevice) -> Self {
+        if selected.is_gpu() && matches!(selected.backend, "cuda" | "tch") {
             TorchDevice::Cuda
         } else {
             TorchDevice::Cpu
@@ -1333,8 +1330,10 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
                 .context("cannot find the lrscape binary to run configurations in")?,
         )
     };
-    let on_gpu = select_device(&args.device)?.is_gpu();
-    let workers = args.workers.unwrap_or_else(|| config.run.workers(on_gpu));
+    let selected = select_device(&args.device)?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| config.run.workers(selected.is_gpu()));
     let opts = BenchOptions {
         config,
         device: args.device.clone(),
@@ -1348,7 +1347,7 @@ pub fn command(args: BenchArgs) -> anyhow::Result<()> {
         torch_threads: args.torch_threads,
         torch_device: args
             .torch_device
-            .unwrap_or_else(|| TorchDevice::for_device(&args.device)),
+            .unwrap_or_else(|| TorchDevice::for_device(&selected)),
         gemm_reps: GEMM_REPS,
     };
     let report = run_bench(&opts, &mut |line| eprintln!("bench: {line}"))?;

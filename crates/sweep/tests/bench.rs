@@ -13,6 +13,7 @@ use sweep::bench::{
     GemmResult, Machine, Memory, Settings, TorchDevice, TorchResult, TorchTiming, Workload,
     matmul_flops, matmul_step_flops, render_markdown, rows, run_bench, run_torch, step_flops,
 };
+use sweep::device::{SelectedDevice, select_device};
 use tinyformer::{LinearKind, PosInit, TinyformerConfig};
 
 const EXE: &str = env!("CARGO_BIN_EXE_lrscape");
@@ -351,16 +352,21 @@ fn a_gpu_run_names_the_gpu_and_compares_with_pytorch_on_it() {
         assert!(md.contains(needle), "BENCH.md lacks {needle:?}:\n{md}");
     }
     // PyTorch runs where lrscape does unless told otherwise.
-    for (spec, expected) in [
-        ("cuda", TorchDevice::Cuda),
-        ("cuda:1", TorchDevice::Cuda),
-        ("tch:0", TorchDevice::Cuda),
-        ("tch:cpu", TorchDevice::Cpu),
-        ("tch", TorchDevice::Cpu),
-        ("flex", TorchDevice::Cpu),
-        ("wgpu", TorchDevice::Cpu),
+    for (spec, backend, expected) in [
+        ("cuda", "cuda", TorchDevice::Cuda),
+        ("cuda:1", "cuda", TorchDevice::Cuda),
+        ("tch:0", "tch", TorchDevice::Cuda),
+        ("tch:cpu", "tch", TorchDevice::Cpu),
+        ("tch", "tch", TorchDevice::Cpu),
+        ("flex", "flex", TorchDevice::Cpu),
+        ("wgpu", "wgpu", TorchDevice::Cpu),
     ] {
-        assert_eq!(TorchDevice::for_device(spec), expected, "{spec}");
+        let selected = SelectedDevice {
+            name: spec.to_string(),
+            backend,
+            device: select_device("flex").unwrap().device,
+        };
+        assert_eq!(TorchDevice::for_device(&selected), expected, "{spec}");
     }
 }
 
