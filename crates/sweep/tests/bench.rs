@@ -490,6 +490,11 @@ fn bad_flags_name_the_flag_and_what_is_allowed() {
     assert!(err.contains("--device \"tpu\""), "{err}");
     let err = run(&["--workers", "0", "--no-torch"]);
     assert!(err.contains("--workers 0: from 1 to 64"), "{err}");
+    let err = run(&["--torch-device", "tpu"]);
+    assert!(
+        err.contains("'tpu'") && err.contains("--torch-device") && err.contains("cpu, cuda"),
+        "{err}"
+    );
 }
 
 #[test]
