@@ -54,6 +54,7 @@ use tinyformer::{LinearKind, Tinyformer, TinyformerConfig};
 use crate::config::{AlphaRule, ExperimentConfig};
 use crate::device::{SelectedDevice, select_device};
 use crate::optim::AdamWConfig;
+use crate::pool::WorkerPools;
 use crate::train::{Member, Schedule, train_population};
 
 /// The config `lrscape bench` uses unless `--config` names another: the seed
@@ -910,24 +911,31 @@ pub fn run_case(job: &CaseJob) -> anyhow::Result<CaseResult> {
     // `lrscape run` trains one population per thread); the wall clock runs
     // from that start until the last one is done.
     let start = std::sync::Barrier::new(models.len() + 1);
+    let workers = models.len();
+    let pools = WorkerPools::new(workers);
     let (seconds, outcomes) = std::thread::scope(|scope| {
         let handles: Vec<_> = models
             .into_iter()
-            .map(|model| {
+            .enumerate()
+            .map(|(worker, model)| {
                 let (start, members, device) = (&start, &members, &device);
-                let (warm_data, timed_data) = (&warm_data, &timed_data);
+                let (warm_data, timed_data, pools) = (&warm_data, &timed_data, &pools);
                 scope.spawn(move || {
-                    let hidden = ProgressBar::hidden();
-                    let model = if job.warmup > 0 {
+                    pools.install(worker, workers, || {
+                        let hidden = ProgressBar::hidden();
+                        let model = if job.warmup > 0 {
+                            train_population(
+                                model, warm_data, members, schedule, adamw, device, &hidden,
+                            )
+                            .model
+                        } else {
+                            model
+                        };
+                        start.wait();
                         train_population(
-                            model, warm_data, members, schedule, adamw, device, &hidden,
+                            model, timed_data, members, schedule, adamw, device, &hidden,
                         )
-                        .model
-                    } else {
-                        model
-                    };
-                    start.wait();
-                    train_population(model, timed_data, members, schedule, adamw, device, &hidden)
+                    })
                 })
             })
             .collect();

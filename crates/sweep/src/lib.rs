@@ -9,6 +9,7 @@ pub mod config;
 pub mod device;
 pub mod optim;
 pub mod params;
+pub mod pool;
 pub mod pretrain;
 pub mod report;
 pub mod runner;

@@ -24,6 +24,7 @@ use tinyformer::Tinyformer;
 use crate::config::{Cell, ExperimentConfig};
 use crate::device::SelectedDevice;
 use crate::optim::AdamWConfig;
+use crate::pool::WorkerPools;
 use crate::pretrain::{load_base, pretrain, provenance};
 use crate::shard::Shard;
 use crate::store::{TrialStore, write_atomic};
@@ -246,6 +247,7 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
     }
     let total_trials = cells.len() * lrs.len() * config.grid.seeds.len();
     let workers = config.run.workers(opts.device.is_gpu()).max(1);
+    let pools = WorkerPools::new(workers);
     let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
     match eta_seconds(store.trials(), left.member_examples, workers) {
         Some(eta) if left.trials > 0 => eprintln!(
@@ -308,10 +310,16 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
             let results: Vec<anyhow::Result<Vec<TrialRecord>>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = group
                     .iter()
-                    .map(|chunk| {
+                    .enumerate()
+                    .map(|(worker, chunk)| {
                         let (base, train, val, bar) = (&base, &train, &val, &step_bar);
+                        let pools = &pools;
                         scope.spawn(move || {
-                            train_chunk(config, cell, chunk, base, train, val, schedule, opts, bar)
+                            pools.install(worker, group.len(), || {
+                                train_chunk(
+                                    config, cell, chunk, base, train, val, schedule, opts, bar,
+                                )
+                            })
                         })
                     })
                     .collect();

@@ -232,3 +232,58 @@ fn max_steps_is_a_prefix_of_the_full_schedule() {
         assert_eq!(cut.epoch_loss[m].len(), 2);
     }
 }
+
+/// Training threads each get a pool of their share of the cores
+/// (`sweep::pool`); that is only free if the kernels give the same numbers on
+/// any number of threads. Sizes here are over burn-flex's thresholds for
+/// parallel element-wise ops (256 Ki elements), batch-parallel products and
+/// multi-threaded GEMM, so the parallel paths run: LoRA population of 4,
+/// batch 64 × 16 tokens, d_model 64 (activations 4 × 64 × 16 × 64 = 256 Ki).
+#[test]
+fn losses_do_not_depend_on_the_thread_count() {
+    let device = Device::flex().autodiff();
+    let model_config = TinyformerConfig {
+        vocab: 32,
+        seq_len: 16,
+        d_model: 64,
+        n_heads: 4,
+        d_ff: 128,
+        ..config()
+    };
+    let data = retrieve_at_k(256, 16, 32, 2, 3).unwrap();
+    let members: Vec<Member> = [1e-3, 3e-3, 1e-2, 3e-2]
+        .iter()
+        .map(|&lr| member(lr))
+        .collect();
+    let schedule = Schedule {
+        epochs: 1,
+        batch_size: 64,
+        max_steps: Some(3),
+    };
+    let train = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let base = Tinyformer::init(&model_config, 4, &device).unwrap();
+            let lora = peft::LoraConfig::new(peft::Method::Lora, 8);
+            let model = peft::PeftModel::new(base, &model_config, &lora, &[1, 2, 3, 4]).unwrap();
+            train_population(
+                model,
+                &data,
+                &members,
+                schedule,
+                AdamWConfig::default(),
+                &device,
+                &ProgressBar::hidden(),
+            )
+            .step_loss
+        })
+    };
+    let one = train(1);
+    let three = train(3);
+    assert_eq!(one[0].len(), 3);
+    assert_eq!(one, three, "1 thread vs 3 threads");
+    assert_ne!(one[0], one[3], "members at different LRs differ");
+}
