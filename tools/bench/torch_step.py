@@ -8,6 +8,9 @@ verbatim from the notebook), batch `--batch`, one model (population 1):
   wrapped as HF PEFT computes LoRA, `x W^T + b + s * (x A^T) B^T` with
   `A: [r, in] ~ N(0, std)`, `B: [out, r] = 0`, `s = alpha / r`; the head
   trained (the seed notebook's `train_head`), everything else frozen.
+- `lora_weight_space`: the same adapters computed in weight space,
+  `x (W + s B A)^T + b` (one product per linear; the dense `W + s B A`
+  formed each step), the comparison for lrscape's `weight_space` compute.
 - `full`: every parameter trained.
 
 The weights are random (PyTorch's default init), as in the Rust bench: the
@@ -23,7 +26,8 @@ many times slower than one (each barrier waits for a descheduled thread).
 labels on it; `torch.cuda.synchronize()` before the clock starts and before
 it stops; thread counts then only set the host's threads).
 
-Run: python3 tools/bench/torch_step.py [--threads 2,1] [--modes lora,full]
+Run: python3 tools/bench/torch_step.py [--threads 2,1]
+[--modes lora,lora_weight_space,full]
 [--device cpu|cuda] ...
 (`lrscape bench` runs it with the seed model's shape when torch imports).
 """
@@ -58,19 +62,30 @@ class LoraLinear(nn.Module):
         return self.base(x) + (x @ self.lora_A.t()) @ self.lora_B.t() * self.scaling
 
 
-def adapt(model, r, alpha, std, train_head):
+class LoraLinearWeightSpace(LoraLinear):
+    """The same adapter with its update merged into the weight every step."""
+
+    def forward(self, x):
+        weight = self.base.weight + (self.lora_B @ self.lora_A) * self.scaling
+        return F.linear(x, weight, self.base.bias)
+
+
+def adapt(model, r, alpha, std, train_head, layer=LoraLinear):
     for p in model.parameters():
         p.requires_grad_(False)
     for block in model.blocks:
         attn = block.attn
         for name in ("q", "k", "v", "o"):
-            setattr(attn, name, LoraLinear(getattr(attn, name), r, alpha, std))
-        block.mlp[0] = LoraLinear(block.mlp[0], r, alpha, std)
-        block.mlp[2] = LoraLinear(block.mlp[2], r, alpha, std)
+            setattr(attn, name, layer(getattr(attn, name), r, alpha, std))
+        block.mlp[0] = layer(block.mlp[0], r, alpha, std)
+        block.mlp[2] = layer(block.mlp[2], r, alpha, std)
     if train_head:
         for p in model.head.parameters():
             p.requires_grad_(True)
     return model
+
+
+MODES = ("lora", "lora_weight_space", "full")
 
 
 def time_mode(args, mode, threads):
@@ -81,6 +96,10 @@ def time_mode(args, mode, threads):
     )
     if mode == "lora":
         model = adapt(model, args.rank, args.alpha, args.std, args.train_head)
+    elif mode == "lora_weight_space":
+        model = adapt(
+            model, args.rank, args.alpha, args.std, args.train_head, LoraLinearWeightSpace
+        )
     device = torch.device(args.device)
     model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -111,7 +130,7 @@ def time_mode(args, mode, threads):
         "mode": mode,
         "device": args.device,
         "threads": torch.get_num_threads(),
-        "rank": args.rank if mode == "lora" else 0,
+        "rank": args.rank if mode.startswith("lora") else 0,
         "steps": args.steps,
         "seconds": seconds,
         "ms_per_step": 1000.0 * seconds / args.steps,
@@ -137,7 +156,7 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 2,1")
-    p.add_argument("--modes", default="lora,full")
+    p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -148,8 +167,8 @@ def main():
         p.error(f"--steps {args.steps}: at least 1")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("lora", "full"):
-            p.error(f"--modes: unknown mode {m!r}; lora or full")
+        if m not in MODES:
+            p.error(f"--modes: unknown mode {m!r}; one of {', '.join(MODES)}")
     try:
         thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
     except ValueError:

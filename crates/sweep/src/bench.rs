@@ -28,11 +28,12 @@
 //!   population. In process (tests, or without `/proc`) the same
 //!   difference is a lower bound: the high-water mark never goes down.
 //! - the **same step in PyTorch eager** (`tools/bench/torch_step.py`,
-//!   population 1, LoRA and full fine-tuning), when `python3 -c "import
+//!   population 1, LoRA in activation and in weight space, full
+//!   fine-tuning), when `python3 -c "import
 //!   torch"` works, at `torch.set_num_threads(2)` and `(1)`, or once on
 //!   the GPU (`--torch-device cuda`, the default for `--device cuda`); the
 //!   ratio column divides lrscape's time per member-step by PyTorch's
-//!   faster one.
+//!   faster one for the same workload and compute mode.
 //!
 //! The base is randomly initialised, not pre-trained: a step costs the same
 //! whatever the weights hold. Timing: `--warmup` steps first (allocator and
@@ -431,7 +432,7 @@ impl TorchDevice {
 /// One PyTorch timing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TorchTiming {
-    /// `lora` or `full`.
+    /// `lora` (activation space), `lora_weight_space` or `full`.
     pub mode: String,
     /// `cpu` or `cuda` (bench files written before GPU runs: `cpu`).
     #[serde(default = "cpu")]
@@ -542,10 +543,7 @@ pub fn rows(report: &BenchReport) -> Vec<Row> {
                 .iter()
                 .find(|r| r.case == reference)
                 .map(|r| c.member_steps_per_s() / r.member_steps_per_s());
-            let mode = match c.case.workload {
-                Workload::Lora { .. } => "lora",
-                Workload::Full => "full",
-            };
+            let mode = torch_mode(c.case.workload);
             Row {
                 configuration: c.label.clone(),
                 ms_per_member_step: c.ms_per_member_step(),
@@ -563,20 +561,13 @@ pub fn rows(report: &BenchReport) -> Vec<Row> {
         .collect();
     for t in &report.torch.timings {
         let case = report.cases.iter().find(|c| {
-            c.case.population == 1
-                && !c.case.distinct_data
-                && match c.case.workload {
-                    Workload::Lora { compute, .. } => {
-                        t.mode == "lora" && compute == Compute::ActivationSpace
-                    }
-                    Workload::Full => t.mode == "full",
-                }
+            c.case.population == 1 && !c.case.distinct_data && torch_mode(c.case.workload) == t.mode
         });
         let flops = case.map_or(f64::NAN, |c| c.flops_per_member_step);
-        let what = if t.mode == "lora" {
-            format!("LoRA r{}", report.settings.rank)
-        } else {
-            "full fine-tuning".to_string()
+        let what = match t.mode.as_str() {
+            "lora" => format!("LoRA r{} activation-space", report.settings.rank),
+            "lora_weight_space" => format!("LoRA r{} weight-space", report.settings.rank),
+            _ => "full fine-tuning".to_string(),
         };
         let on = if t.device == "cpu" {
             format!(
@@ -600,6 +591,23 @@ pub fn rows(report: &BenchReport) -> Vec<Row> {
         });
     }
     rows
+}
+
+/// `tools/bench/torch_step.py`'s mode for the same workload: LoRA in the
+/// same compute mode (PyTorch's weight-space step is faster than its
+/// activation-space one too), or full fine-tuning.
+pub fn torch_mode(workload: Workload) -> &'static str {
+    match workload {
+        Workload::Lora {
+            compute: Compute::ActivationSpace,
+            ..
+        } => "lora",
+        Workload::Lora {
+            compute: Compute::WeightSpace,
+            ..
+        } => "lora_weight_space",
+        Workload::Full => "full",
+    }
 }
 
 fn opt(value: Option<f64>, digits: usize, suffix: &str) -> String {
@@ -735,8 +743,8 @@ pub fn render_markdown(report: &BenchReport) -> String {
          adapted) / (population × populations at once), in the configuration's own process \
          (host memory: a GPU's own memory is not in it).\n\
          - *lrscape / PyTorch*: lrscape's ms per member-step over PyTorch eager's ms per step \
-         for the same workload (LoRA or full fine-tuning, population 1, the faster of the \
-         thread counts tried); below 1 lrscape is faster.",
+         for the same workload (LoRA in the same compute mode, or full fine-tuning; population 1, \
+         the faster of the thread counts tried); below 1 lrscape is faster.",
         flops.join("; ")
     );
     if report.cases.iter().any(|c| !c.losses_finite) {
@@ -1066,7 +1074,7 @@ pub fn run_torch(
         format!("--steps={}", settings.steps),
         format!("--warmup={}", settings.warmup),
         format!("--threads={}", threads.join(",")),
-        "--modes=lora,full".to_string(),
+        "--modes=lora,lora_weight_space,full".to_string(),
         format!("--device={}", device.name()),
     ];
     let output = match Command::new("python3").args(&args).output() {

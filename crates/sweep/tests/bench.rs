@@ -298,7 +298,7 @@ fn the_table_recomputes_its_ratios() {
     let torch_lora_1 = &rows[4];
     assert_eq!(
         torch_lora_1.configuration,
-        "PyTorch eager LoRA r16 ×1, 1 thread"
+        "PyTorch eager LoRA r16 activation-space ×1, 1 thread"
     );
     assert!(close(torch_lora_1.gflops, 25.0));
 
@@ -322,6 +322,41 @@ fn the_table_recomputes_its_ratios() {
 }
 
 #[test]
+fn weight_space_is_compared_with_pytorch_in_weight_space() {
+    let mut report = fixed_report();
+    let weight_space = Workload::Lora {
+        rank: 16,
+        compute: Compute::WeightSpace,
+    };
+    // 4 member-steps in 0.48 s: 120 ms.
+    report
+        .cases
+        .push(result(case(weight_space, 1, false), 4, 0.48, 1e9, None));
+    report.torch.timings.push(TorchTiming {
+        mode: "lora_weight_space".into(),
+        device: "cpu".into(),
+        threads: 2,
+        steps: 4,
+        ms_per_step: 30.0,
+    });
+    let rows = rows(&report);
+    let ws = rows
+        .iter()
+        .find(|r| r.configuration == "LoRA r16 weight-space ×1")
+        .expect("a weight-space row");
+    // Against PyTorch's weight-space 30 ms, not its activation-space 40 ms.
+    assert!(close(ws.lrscape_over_pytorch.unwrap(), 120.0 / 30.0));
+    assert!(close(rows[0].lrscape_over_pytorch.unwrap(), 100.0 / 40.0));
+    let torch_ws = rows.last().unwrap();
+    assert_eq!(
+        torch_ws.configuration,
+        "PyTorch eager LoRA r16 weight-space ×1, 2 threads"
+    );
+    // Its GFLOP/s use the weight-space FLOP model (1 GFLOP per member-step).
+    assert!(close(torch_ws.gflops, 1000.0 / 30.0));
+}
+
+#[test]
 fn a_gpu_run_names_the_gpu_and_compares_with_pytorch_on_it() {
     let mut report = fixed_report();
     report.machine.gpu = Some("NVIDIA H200, 143771 MiB".into());
@@ -336,7 +371,7 @@ fn a_gpu_run_names_the_gpu_and_compares_with_pytorch_on_it() {
     let rows = rows(&report);
     assert_eq!(
         rows.last().unwrap().configuration,
-        "PyTorch eager LoRA r16 ×1, cuda"
+        "PyTorch eager LoRA r16 activation-space ×1, cuda"
     );
     // LoRA ×4: 50 ms per member-step against PyTorch's 10.
     assert!(close(rows[1].lrscape_over_pytorch.unwrap(), 5.0));
@@ -521,7 +556,7 @@ fn pytorch_reference_runs_when_torch_is_there() {
     }
     assert_eq!(torch.status, "ok", "{torch:?}");
     let modes: Vec<&str> = torch.timings.iter().map(|t| t.mode.as_str()).collect();
-    assert_eq!(modes, ["lora", "full"]);
+    assert_eq!(modes, ["lora", "lora_weight_space", "full"]);
     assert!(torch.timings.iter().all(|t| t.threads == 1
         && t.device == "cpu"
         && t.ms_per_step.is_finite()
