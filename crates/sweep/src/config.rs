@@ -245,7 +245,8 @@ pub struct RunConfig {
     /// Populations trained side by side, one per thread (0: one per core;
     /// one on a GPU).
     /// Burn's CPU kernels leave cores idle between their parallel parts, so
-    /// two populations on two cores are ~1.3× faster than one (bench).
+    /// two populations on two cores, each on a pool of its own core
+    /// (`sweep::pool`), are faster than one on both (bench).
     #[serde(default)]
     pub threads: usize,
     /// Where adapters compute their low-rank path (`activation_space`, the
