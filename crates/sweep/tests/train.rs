@@ -4,8 +4,10 @@ use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 use sweep::{AdamWConfig, Member, Schedule, TrainOutcome, evaluate, train_population};
-use synth_data::retrieve_at_k;
-use tinyformer::{PosInit, Tinyformer, TinyformerConfig, expand_members, select_member};
+use synth_data::{SequenceDataset, retrieve_at_k};
+use tinyformer::{
+    Classifier, PosInit, Tinyformer, TinyformerConfig, expand_members, select_member,
+};
 
 fn config() -> TinyformerConfig {
     TinyformerConfig {
@@ -41,6 +43,25 @@ fn run(members: &[Member], device: &Device) -> TrainOutcome<Tinyformer> {
         members,
         SCHEDULE,
         adamw,
+        device,
+        &ProgressBar::hidden(),
+    )
+}
+
+/// `train_population` with AdamW's defaults and no progress bar.
+fn train_default<M: Classifier>(
+    model: M,
+    data: &SequenceDataset,
+    members: &[Member],
+    schedule: Schedule,
+    device: &Device,
+) -> TrainOutcome<M> {
+    train_population(
+        model,
+        data,
+        members,
+        schedule,
+        AdamWConfig::default(),
         device,
         &ProgressBar::hidden(),
     )
@@ -213,15 +234,7 @@ fn max_steps_is_a_prefix_of_the_full_schedule() {
             max_steps,
             ..SCHEDULE
         };
-        train_population(
-            model,
-            &data,
-            &members,
-            schedule,
-            AdamWConfig::default(),
-            &device,
-            &ProgressBar::hidden(),
-        )
+        train_default(model, &data, &members, schedule, &device)
     };
     let full = train(None);
     // 20 steps per epoch: stop 3 steps into the second epoch.
@@ -269,16 +282,7 @@ fn losses_do_not_depend_on_the_thread_count() {
             let base = Tinyformer::init(&model_config, 4, &device).unwrap();
             let lora = peft::LoraConfig::new(peft::Method::Lora, 8);
             let model = peft::PeftModel::new(base, &model_config, &lora, &[1, 2, 3, 4]).unwrap();
-            train_population(
-                model,
-                &data,
-                &members,
-                schedule,
-                AdamWConfig::default(),
-                &device,
-                &ProgressBar::hidden(),
-            )
-            .step_loss
+            train_default(model, &data, &members, schedule, &device).step_loss
         })
     };
     let one = train(1);
