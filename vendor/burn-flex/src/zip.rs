@@ -83,6 +83,7 @@ impl ZipNest {
     /// first element of the run; offsets advance by stride addition,
     /// never per-element index math. Must not be called when
     /// `ndim == 0` or when any dim is empty.
+    #[inline(always)]
     pub fn for_each_run(&self, mut f: impl FnMut(usize, usize)) {
         debug_assert!(self.ndim >= 1);
         let outer = self.ndim - 1;
@@ -192,6 +193,7 @@ pub(crate) fn collapse_for_zip(lhs: &Layout, rhs: &Layout) -> Option<ZipNest> {
 /// Returns `None` when the layout pair can't be collapsed (negative
 /// strides, rank too high); callers keep their `StridedIter` fallback
 /// for that case.
+#[inline(always)]
 pub(crate) fn zip_map<L, R, Out, F>(
     lhs: &[L],
     lhs_layout: &Layout,
@@ -220,20 +222,15 @@ where
     let (len, l_st, r_st) = nest.inner();
     match (l_st, r_st) {
         (1, 1) => nest.for_each_run(|lb, rb| {
-            out.extend(
-                lhs[lb..lb + len]
-                    .iter()
-                    .zip(&rhs[rb..rb + len])
-                    .map(|(&a, &b)| op(a, b)),
-            );
+            extend_zip_map(&mut out, &lhs[lb..lb + len], &rhs[rb..rb + len], &op);
         }),
         (1, 0) => nest.for_each_run(|lb, rb| {
             let b = rhs[rb];
-            out.extend(lhs[lb..lb + len].iter().map(|&a| op(a, b)));
+            extend_map(&mut out, &lhs[lb..lb + len], |a| op(a, b));
         }),
         (0, 1) => nest.for_each_run(|lb, rb| {
             let a = lhs[lb];
-            out.extend(rhs[rb..rb + len].iter().map(|&b| op(a, b)));
+            extend_map(&mut out, &rhs[rb..rb + len], |b| op(a, b));
         }),
         _ => nest.for_each_run(|lb, rb| {
             out.extend(
@@ -260,6 +257,7 @@ where
 /// Like [`zip_map`], the inner loop is specialized on the collapsed
 /// innermost src stride — contiguous, broadcast-scalar, or general
 /// strided — and monomorphized per call site so LLVM autovectorizes it.
+#[inline(always)]
 pub(crate) fn zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
 where
     D: Copy,
@@ -893,4 +891,40 @@ mod tests {
         ];
         assert_eq!(dst_data, expected);
     }
+}
+
+/// Appends `op(x)` for each `x` of `src` to `out` with a plain loop, so that
+/// it is compiled inside an `#[inline(always)]` caller (and so in the wide
+/// function of `crate::ops::wide`) rather than in a separately compiled
+/// `extend`/`collect` (lrscape patch).
+#[inline(always)]
+pub(crate) fn extend_map<T: Copy, Out>(out: &mut Vec<Out>, src: &[T], op: impl Fn(T) -> Out) {
+    let start = out.len();
+    out.reserve(src.len());
+    let spare = &mut out.spare_capacity_mut()[..src.len()];
+    for (d, &x) in spare.iter_mut().zip(src) {
+        d.write(op(x));
+    }
+    // SAFETY: the loop initialised the `src.len()` slots after `start`.
+    unsafe { out.set_len(start + src.len()) };
+}
+
+/// Appends `op(a, b)` for the pairs of `lhs` and `rhs` (equal lengths) to
+/// `out`, as [`extend_map`].
+#[inline(always)]
+pub(crate) fn extend_zip_map<L: Copy, R: Copy, Out>(
+    out: &mut Vec<Out>,
+    lhs: &[L],
+    rhs: &[R],
+    op: impl Fn(L, R) -> Out,
+) {
+    let len = lhs.len().min(rhs.len());
+    let start = out.len();
+    out.reserve(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    for ((d, &a), &b) in spare.iter_mut().zip(&lhs[..len]).zip(&rhs[..len]) {
+        d.write(op(a, b));
+    }
+    // SAFETY: the loop initialised the `len` slots after `start`.
+    unsafe { out.set_len(start + len) };
 }

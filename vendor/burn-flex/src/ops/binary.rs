@@ -46,7 +46,7 @@ where
     let dtype = lhs.dtype();
 
     match dtype {
-        DType::F32 => binary_op_f32(lhs, rhs, f32_op, simd_hint),
+        DType::F32 => binary_op_f32_wide(lhs, rhs, f32_op, simd_hint),
         DType::F64 => binary_op_typed(lhs, rhs, f64_op),
         DType::F16 => binary_op_typed(lhs, rhs, |a: f16, b: f16| {
             f16::from_f32(f32_op(a.to_f32(), b.to_f32()))
@@ -58,8 +58,24 @@ where
     }
 }
 
+crate::ops::wide_f32! {
+    /// `binary_op_f32` compiled wide (`crate::ops::wide`).
+    fn binary_op_f32_wide<Op: Fn(f32, f32) -> f32>(
+        lhs: FlexTensor,
+        rhs: FlexTensor,
+        op: Op,
+        simd_hint: Option<BinaryOp>
+    ) -> FlexTensor = binary_op_f32
+}
+
+crate::ops::wide_f32! {
+    /// `scalar_op_typed` over f32 compiled wide (`crate::ops::wide`).
+    fn scalar_op_f32<Op: Fn(f32, f32) -> f32>(tensor: FlexTensor, scalar: f32, op: Op) -> FlexTensor = scalar_op_typed
+}
+
 /// Specialized binary operation for f32 with SIMD fast path.
 #[cfg(feature = "simd")]
+#[inline(always)]
 fn binary_op_f32<Op>(
     mut lhs: FlexTensor,
     mut rhs: FlexTensor,
@@ -131,6 +147,7 @@ where
 
 /// Fallback when SIMD is disabled.
 #[cfg(not(feature = "simd"))]
+#[inline(always)]
 fn binary_op_f32<Op>(
     lhs: FlexTensor,
     rhs: FlexTensor,
@@ -144,6 +161,7 @@ where
 }
 
 /// Binary operation with in-place optimization for Pod types.
+#[inline(always)]
 pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, mut rhs: FlexTensor, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
@@ -208,11 +226,9 @@ where
         (Some((l_start, l_end)), Some((r_start, r_end))) => {
             let l_slice = &lhs_storage[l_start..l_end];
             let r_slice = &rhs_storage[r_start..r_end];
-            l_slice
-                .iter()
-                .zip(r_slice)
-                .map(|(&a, &b)| op(a, b))
-                .collect()
+            let mut result = Vec::with_capacity(l_slice.len());
+            crate::zip::extend_zip_map(&mut result, l_slice, r_slice, &op);
+            result
         }
         // Strided/broadcast fallback: collapse both layouts into a
         // joint loop nest with a specialized (autovectorizable) inner
@@ -289,7 +305,7 @@ where
     let dtype = tensor.dtype();
 
     match dtype {
-        DType::F32 => scalar_op_typed(tensor, scalar as f32, f32_op),
+        DType::F32 => scalar_op_f32(tensor, scalar as f32, f32_op),
         DType::F64 => scalar_op_typed(tensor, scalar, f64_op),
         DType::F16 => {
             let scalar_f16 = f16::from_f32(scalar as f32);
@@ -309,6 +325,7 @@ where
     }
 }
 
+#[inline(always)]
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
@@ -331,7 +348,11 @@ where
     let storage: &[E] = tensor.storage();
 
     let result: Vec<E> = match tensor.layout().contiguous_offsets() {
-        Some((start, end)) => storage[start..end].iter().map(|&x| op(x, scalar)).collect(),
+        Some((start, end)) => {
+            let mut result = Vec::with_capacity(end - start);
+            crate::zip::extend_map(&mut result, &storage[start..end], |x| op(x, scalar));
+            result
+        }
         None => StridedIter::new(tensor.layout())
             .map(|i| op(storage[i], scalar))
             .collect(),

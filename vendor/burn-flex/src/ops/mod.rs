@@ -13,6 +13,68 @@ pub(crate) const INDEX_DTYPE: DType = DType::I64;
 #[cfg(target_pointer_width = "32")]
 pub(crate) const INDEX_DTYPE: DType = DType::I32;
 
+/// The widest vector extension the f32 element-wise loops are compiled for,
+/// detected once at run time (lrscape patch).
+///
+/// The generic element-wise loops (unary and binary closures, broadcasts,
+/// scalar ops) were compiled for baseline x86-64 only, four lanes: GELU's
+/// erf and softmax's exp, compute-bound, ran ~3× slower than a
+/// memory-bound product. `unary_op`, `binary_op` and `scalar_op` now call
+/// copies of their f32 loops compiled with `#[target_feature]` (the loops
+/// are `#[inline(always)]`, so they are compiled inside those copies). Lane
+/// width does not change results: the loops are element-wise, with no
+/// reassociation and no contraction into fused multiply-adds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Wide {
+    Avx512,
+    Avx2,
+    Base,
+}
+
+#[inline(always)]
+pub(crate) fn wide() -> Wide {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return Wide::Avx512;
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Wide::Avx2;
+        }
+    }
+    Wide::Base
+}
+
+/// Defines `$name(args) -> $ret` that calls `$body` (an `#[inline(always)]`
+/// generic loop) compiled for the widest extension [`wide`] finds.
+macro_rules! wide_f32 {
+    ($(#[$doc:meta])* fn $name:ident<$op:ident: $bound:path>($($arg:ident: $ty:ty),*) -> $ret:ty = $body:path) => {
+        $(#[$doc])*
+        #[inline(always)]
+        fn $name<$op: $bound>($($arg: $ty),*) -> $ret {
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512<$op: $bound>($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2<$op: $bound>($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                match crate::ops::wide() {
+                    // SAFETY: the CPU has the extension: `wide` detected it.
+                    crate::ops::Wide::Avx512 => return unsafe { avx512($($arg),*) },
+                    crate::ops::Wide::Avx2 => return unsafe { avx2($($arg),*) },
+                    crate::ops::Wide::Base => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use wide_f32;
+
 /// Minimum total element count for rayon fan-out on per-row or per-chunk loops.
 /// Below this, task-dispatch overhead dominates the per-unit work.
 #[cfg(feature = "rayon")]

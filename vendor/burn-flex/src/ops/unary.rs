@@ -61,7 +61,7 @@ where
     let dtype = tensor.dtype();
 
     match dtype {
-        DType::F32 => unary_op_typed(tensor, f32_op),
+        DType::F32 => unary_op_f32(tensor, f32_op),
         DType::F64 => unary_op_typed(tensor, f64_op),
         DType::F16 => unary_op_typed(tensor, |x: f16| f16::from_f32(f32_op(x.to_f32()))),
         DType::BF16 => unary_op_typed(tensor, |x: bf16| bf16::from_f32(f32_op(x.to_f32()))),
@@ -69,7 +69,13 @@ where
     }
 }
 
+crate::ops::wide_f32! {
+    /// `unary_op_typed` over f32, compiled wide (`crate::ops::wide`).
+    fn unary_op_f32<Op: Fn(f32) -> f32>(tensor: FlexTensor, op: Op) -> FlexTensor = unary_op_typed
+}
+
 /// Generic unary operation for any element type.
+#[inline(always)]
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
     E: burn_backend::Element + bytemuck::Pod,
@@ -98,7 +104,8 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
+        let mut result: Vec<E> = Vec::with_capacity(n);
+        crate::zip::extend_map(&mut result, src, &op);
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }
@@ -121,7 +128,9 @@ where
     let result = match &blocks {
         // Single contiguous block (with offset)
         StridedBlocks::Single { start, len } => {
-            src[*start..*start + *len].iter().map(|&x| op(x)).collect()
+            let mut result = Vec::with_capacity(*len);
+            crate::zip::extend_map(&mut result, &src[*start..*start + *len], &op);
+            result
         }
         // Strided: iterate over contiguous blocks
         StridedBlocks::Multiple {
