@@ -5,7 +5,8 @@
 //!   built once with flex, ndarray and (where a Vulkan driver is installed)
 //!   wgpu, the backend parity test (crates/sweep/tests/backend_parity.rs),
 //!   then the SLURM test on a one-node cluster: crates/sweep/tests/slurm.rs;
-//!   and, where `python3` imports torch 2.9.0, the parity test on libtorch).
+//!   `cargo check` of the CUDA backend, which cannot run here; and, where
+//!   `python3` imports torch 2.9.0, the parity test on libtorch).
 //! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
 //!   a config (default: the embedded configs/default.toml) and a backend
 //!   (default: flex, the fastest CPU backend measured here): `lrscape run`,
@@ -31,8 +32,9 @@ struct Cli {
 enum Task {
     /// Format check, clippy with warnings denied, the workspace tests (built
     /// with flex, ndarray and, where Vulkan is installed, wgpu), the backend
-    /// parity test, and the SLURM job-array test (a real one-node cluster;
-    /// needs root under CI).
+    /// parity test, the SLURM job-array test (a real one-node cluster;
+    /// needs root under CI), a type-check of the CUDA backend, and the
+    /// libtorch parity test where torch 2.9.0 is installed.
     Ci,
     /// Run the experiment of a config end to end into results/<name>/.
     Reproduce {
@@ -71,6 +73,13 @@ fn seed_comparison(config: Option<&std::path::Path>) -> Option<PathBuf> {
         .is_some_and(|s| s == "seed-notebook");
     let default = PathBuf::from("results/default");
     (is_seed && default.join("trials.jsonl").exists()).then_some(default)
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 fn cargo() -> Command {
@@ -174,6 +183,16 @@ fn main() -> anyhow::Result<()> {
             slurm.args(["test", "--package", "sweep", "--features", &features]);
             slurm.args(["--test", "slurm", "--", "--ignored", "--nocapture"]);
             run(slurm)?;
+            // CUDA cannot run here; type-check it. `DOCS_RS` makes
+            // tracel-llvm-bundler (cubecl-cuda's LLVM) skip its download.
+            // Build scripts that watch `DOCS_RS` would rerun (and their
+            // dependents rebuild) in the shared target directory at every
+            // switch, so the check has a directory of its own.
+            let mut cuda = cargo();
+            cuda.args(["check", "--package", "sweep", "--features", "cuda"]);
+            cuda.env("DOCS_RS", "1");
+            cuda.env("CARGO_TARGET_DIR", target_dir().join("cuda-check"));
+            run(cuda)?;
             // libtorch (burn-tch) only where PyTorch 2.9.0 is installed, the
             // one version tch 0.22 builds against; a build of its own.
             match torch_2_9_lib()? {
