@@ -1,4 +1,6 @@
-//! One rayon pool per training thread.
+//! How lrscape's training threads run on a CPU: one rayon pool per training
+//! thread ([`WorkerPools`]), and subnormal floats flushed to zero
+//! ([`flush_subnormals`]).
 //!
 //! Burn's CPU backends run their parallel kernels on rayon's global pool.
 //! When `lrscape run` trains one population per core, every product and
@@ -8,7 +10,7 @@
 //! of the cores (one thread each for two populations on two cores), keeps
 //! each population on its own cores with nothing to wait for: LoRA r16 ×16,
 //! two populations at once, 15–20% less time per member-step on 2 cores
-//! (`lrscape bench`, README "Speed"). The kernels compute the same numbers
+//! (`lrscape bench`, README "Benchmarks"). The kernels compute the same numbers
 //! on any number of threads (products split rows, not sums), so results do
 //! not change.
 
