@@ -15,8 +15,10 @@
 //! read, and needs the dense weight gradient; its init is fixed
 //! (`a ~ N(0, 1/r)`). The study needs per-member factors, PEFT's inits,
 //! DoRA's detached norm and PiSSA's residual base, so adapters here are
-//! their own modules evaluated through the hook, with the low-rank path in
-//! activation space (`(x A) B`).
+//! their own modules evaluated through the hook. The low-rank path runs in
+//! weight space by default (the merged `W + s·A B` per member, the faster
+//! on flex: every product dense) or in activation space (`(x A) B`, HF
+//! PEFT's form), chosen by [`Compute`]; the function is the same.
 
 pub mod config;
 pub mod init;

@@ -6,13 +6,13 @@
 //! - **member-steps per second** of a LoRA cell (rank `--rank`, every block
 //!   linear, the config's alpha, init and head setting) at each population
 //!   size of `--populations`, all members reading one batch (as a cell's
-//!   learning rates with one seed do); at the largest population also with
-//!   a batch of its own per member; with the low-rank path in activation
-//!   space and in weight space ([`peft::Compute`]) at the smallest and
-//!   largest population; `--workers` populations of the largest size at
+//!   learning rates with one seed do), in the default compute mode (weight
+//!   space, [`peft::Compute`]); at the largest population also with a batch
+//!   of its own per member; `--workers` populations of the largest size at
 //!   once, one per thread, as `lrscape run` trains one population per core
-//!   (the sweep's throughput on this machine); and a full fine-tuning step
-//!   (population 1). A
+//!   (the sweep's throughput on this machine); the largest population
+//!   (alone and at once) with the low-rank path in activation space (HF
+//!   PEFT's form); and a full fine-tuning step (population 1). A
 //!   step is [`train_population`]'s: forward, backward,
 //!   [`PopulationAdamW`](crate::optim::PopulationAdamW)
 //!   on a [`PeftModel`] built on a frozen base.
@@ -145,50 +145,41 @@ impl Case {
     }
 }
 
-/// The configurations of a bench: LoRA (activation space) at every
-/// population, with own batches at the largest and, with `workers > 1`,
-/// that many populations of the largest size at once; weight space at the
-/// smallest and largest (and at once), full fine-tuning at 1.
+/// The configurations of a bench: LoRA in the default compute mode (weight
+/// space, [`peft::Compute`]) at every population, with own batches at the
+/// largest and, with `workers > 1`, that many populations of the largest
+/// size at once; the same largest cases (alone and at once) in activation
+/// space; full fine-tuning at 1.
 pub fn cases(populations: &[usize], rank: usize, workers: usize) -> Vec<Case> {
     let mut pops = populations.to_vec();
     pops.sort_unstable();
     pops.dedup();
-    let (Some(&min), Some(&max)) = (pops.first(), pops.last()) else {
+    let Some(&max) = pops.last() else {
         return Vec::new();
     };
-    let act = Workload::Lora {
-        rank,
-        compute: Compute::ActivationSpace,
-    };
-    let weight = Workload::Lora {
-        rank,
-        compute: Compute::WeightSpace,
-    };
+    let lora = |compute| Workload::Lora { rank, compute };
     let case = |workload, population, distinct_data| Case {
         workload,
         population,
         distinct_data,
         workers: 1,
     };
-    let mut out: Vec<Case> = pops.iter().map(|&p| case(act, p, false)).collect();
+    let at_once = |workload| Case {
+        workers,
+        ..case(workload, max, false)
+    };
+    let default = lora(Compute::default());
+    let mut out: Vec<Case> = pops.iter().map(|&p| case(default, p, false)).collect();
     if max > 1 {
-        out.push(case(act, max, true));
+        out.push(case(default, max, true));
     }
     if workers > 1 {
-        out.push(Case {
-            workers,
-            ..case(act, max, false)
-        });
+        out.push(at_once(default));
     }
-    out.push(case(weight, min, false));
-    if max > min {
-        out.push(case(weight, max, false));
-    }
+    let other = lora(Compute::ActivationSpace);
+    out.push(case(other, max, false));
     if workers > 1 {
-        out.push(Case {
-            workers,
-            ..case(weight, max, false)
-        });
+        out.push(at_once(other));
     }
     out.push(case(Workload::Full, 1, false));
     out
@@ -250,13 +241,13 @@ impl FlopCount {
 /// (`d → d`) and the MLP (`d → d_ff → d`) on `N` rows; attention
 /// `2·(2·batch·seq_len²·d_model)` forward. The last block runs q, o, the
 /// MLP and attention's queries on the last position only (`batch` rows;
-/// k and v still on `N`), and the head `d → vocab` reads that position. Adapters, activation space: `x A`
-/// (`N × in × r`) and `(x A) B` (`N × r × out`), ×3 (×2 for `x A` on an
-/// untracked input); weight space: `A B` (`in × r × out`, ×3) and the
-/// product with the merged weight instead of the base's, its weight
-/// tracked. The count is per member as if it trained alone: a population
-/// on one shared batch computes the first block's base projections once
-/// for all members, which is not credited.
+/// k and v still on `N`), and the head `d → vocab` reads that position.
+/// Adapters, activation space: `x A` (`N × in × r`) and `(x A) B`
+/// (`N × r × out`), ×3 (×2 for `x A` on an untracked input); weight space:
+/// `A B` (`in × r × out`, ×3) and the product with the merged weight
+/// instead of the base's, its weight tracked. The count is per member as
+/// if it trained alone: a population on one shared batch computes the first block's base
+/// projections once for all members, which is not credited.
 pub fn step_flops(
     model: &TinyformerConfig,
     batch: usize,
@@ -277,16 +268,13 @@ pub fn step_flops(
                     true
                 }
                 Workload::Lora { rank, compute } if targets.contains(&kind) => {
-                    match compute {
-                        Compute::ActivationSpace => {
-                            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
-                            count.adapters += matmul_step_flops(n, d_in, rank, x_tracked, true)
-                                + matmul_step_flops(n, rank, d_out, true, true);
-                        }
-                        Compute::WeightSpace => {
-                            count.adapters += matmul_step_flops(d_in, rank, d_out, true, true);
-                            count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
-                        }
+                    if compute == Compute::WeightSpace {
+                        count.adapters += matmul_step_flops(d_in, rank, d_out, true, true);
+                        count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
+                    } else {
+                        count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
+                        count.adapters += matmul_step_flops(n, d_in, rank, x_tracked, true)
+                            + matmul_step_flops(n, rank, d_out, true, true);
                     }
                     true
                 }
@@ -1394,14 +1382,13 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "LoRA r16 activation-space ×1",
-                "LoRA r16 activation-space ×4",
-                "LoRA r16 activation-space ×16",
-                "LoRA r16 activation-space ×16, own batch per member",
-                "LoRA r16 activation-space ×16, 2 populations at once",
                 "LoRA r16 weight-space ×1",
+                "LoRA r16 weight-space ×4",
                 "LoRA r16 weight-space ×16",
+                "LoRA r16 weight-space ×16, own batch per member",
                 "LoRA r16 weight-space ×16, 2 populations at once",
+                "LoRA r16 activation-space ×16",
+                "LoRA r16 activation-space ×16, 2 populations at once",
                 "full fine-tuning ×1",
             ]
         );

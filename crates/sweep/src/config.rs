@@ -249,8 +249,9 @@ pub struct RunConfig {
     /// (`sweep::pool`), are faster than one on both (bench).
     #[serde(default)]
     pub threads: usize,
-    /// Where adapters compute their low-rank path (`activation_space`, the
-    /// default, or `weight_space`); results are the same, cost is not.
+    /// Where adapters compute their low-rank path: `weight_space` (the
+    /// default, the faster) or `activation_space` (HF PEFT's form). The
+    /// function is the same; the cost and the rounding are not.
     #[serde(default)]
     pub adapter_compute: peft::Compute,
 }

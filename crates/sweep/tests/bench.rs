@@ -423,9 +423,9 @@ fn smoke_in_process_on_the_quick_model() {
     };
     let mut lines = Vec::new();
     let report = run_bench(&opts, &mut |l| lines.push(l.to_string())).unwrap();
-    // LoRA ×1, ×2, ×2 own batches, ×2 two at once; weight space ×1, ×2, ×2
-    // two at once; full fine-tuning.
-    assert_eq!(report.cases.len(), 8, "{lines:?}");
+    // LoRA (weight space) ×1, ×2, ×2 own batches, ×2 two at once;
+    // activation space ×2, ×2 two at once; full fine-tuning.
+    assert_eq!(report.cases.len(), 7, "{lines:?}");
     for c in &report.cases {
         assert_eq!(c.steps, 1, "{}", c.label);
         let t = c.member_steps_per_s();
@@ -488,8 +488,9 @@ fn smoke_binary_with_child_processes() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap())
             .unwrap();
+    // Weight space ×1, ×2, ×2 own batches; activation space ×2; full.
     let rows = json["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 5);
     for row in rows {
         let t = row["member_steps_per_s"].as_f64().unwrap();
         assert!(t.is_finite() && t > 0.0, "{row}");
