@@ -236,12 +236,12 @@ pub fn lr_sweep_results(curves: &[CellCurve], rank: usize) -> BTreeMap<String, L
 /// Every trial as one CSV row (the loss curve joined by `;`).
 pub fn trials_csv(trials: &[TrialRecord]) -> String {
     let mut out = String::from(
-        "method,rank,alpha_rule,lora_alpha,scaling,init,targets,batch_size,epochs,lr,seed,val_accuracy,val_loss,diverged,steps,seconds,train_loss,backend\n",
+        "method,rank,alpha_rule,lora_alpha,scaling,init,targets,batch_size,epochs,lr,seed,val_accuracy,val_loss,diverged,steps,seconds,train_loss,backend,adapter_compute\n",
     );
     for t in trials {
         let loss: Vec<String> = t.train_loss.iter().map(|l| format!("{l:.6}")).collect();
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{:e},{},{},{},{},{},{:.3},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{:e},{},{},{},{},{},{:.3},{},{},{}\n",
             t.method,
             t.rank,
             t.alpha_rule,
@@ -260,6 +260,7 @@ pub fn trials_csv(trials: &[TrialRecord]) -> String {
             t.seconds,
             loss.join(";"),
             t.provenance.backend,
+            t.adapter_compute.as_deref().unwrap_or(""),
         ));
     }
     out

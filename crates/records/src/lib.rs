@@ -65,6 +65,12 @@ pub struct TrialRecord {
     pub init: String,
     /// Target modules (`all`, `qv`, ...).
     pub targets: String,
+    /// Where the low-rank path was computed (`weight_space`,
+    /// `activation_space`): the same function, rounded differently. Absent
+    /// for full fine-tuning and in records written before it was recorded
+    /// (those adapters ran in activation space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_compute: Option<String>,
     /// Fine-tuning examples per step.
     pub batch_size: usize,
     /// Fine-tuning epochs.
@@ -103,6 +109,7 @@ impl TrialRecord {
             scaling: if adapter { 1.0 } else { 0.0 },
             init: if adapter { "kaiming_uniform" } else { "none" }.into(),
             targets: "all".into(),
+            adapter_compute: adapter.then(|| "weight_space".into()),
             batch_size: 64,
             epochs: 1,
             lr,

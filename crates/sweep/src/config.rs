@@ -283,6 +283,14 @@ impl Default for RunConfig {
     }
 }
 
+/// Record spelling of a compute mode (as in `[run] adapter_compute`).
+pub fn compute_label(compute: peft::Compute) -> &'static str {
+    match compute {
+        peft::Compute::WeightSpace => "weight_space",
+        peft::Compute::ActivationSpace => "activation_space",
+    }
+}
+
 /// Record spelling of an init.
 pub fn init_label(init: LoraInit) -> String {
     match init {
@@ -874,6 +882,14 @@ impl ExperimentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compute_labels_are_the_config_spellings() {
+        for compute in [peft::Compute::WeightSpace, peft::Compute::ActivationSpace] {
+            let spelled = serde_json::to_value(compute).unwrap();
+            assert_eq!(spelled.as_str(), Some(compute_label(compute)));
+        }
+    }
 
     #[test]
     fn zero_threads_mean_every_core_on_a_cpu_and_one_population_on_a_gpu() {

@@ -451,6 +451,10 @@ fn trial_stub(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> Tri
         scaling,
         init: cell.init_label(),
         targets: cell.targets_label(config),
+        adapter_compute: cell
+            .lora
+            .as_ref()
+            .map(|l| crate::config::compute_label(l.compute).to_string()),
         batch_size: cell.batch_size,
         epochs: cell.epochs,
         lr,

@@ -83,6 +83,9 @@ fn quick_end_to_end_writes_every_derived_file_in_its_schema() {
         assert_eq!(t.config_hash, config.results_hash());
         assert_eq!(t.provenance.backend, "flex");
         assert!(t.steps > 0 && !t.diverged);
+        // Adapters record where their low-rank path ran (the default).
+        let compute = (t.method != "full").then_some("weight_space");
+        assert_eq!(t.adapter_compute.as_deref(), compute, "{}", t.method);
     }
 
     let table: std::collections::BTreeMap<String, RankLrEntry> =
