@@ -548,9 +548,11 @@ pub fn rows(report: &BenchReport) -> Vec<Row> {
         })
         .collect();
     for t in &report.torch.timings {
-        let case = report.cases.iter().find(|c| {
-            c.case.population == 1 && !c.case.distinct_data && torch_mode(c.case.workload) == t.mode
-        });
+        // The FLOPs of a member-step do not depend on the population.
+        let case = report
+            .cases
+            .iter()
+            .find(|c| torch_mode(c.case.workload) == t.mode);
         let flops = case.map_or(f64::NAN, |c| c.flops_per_member_step);
         let what = match t.mode.as_str() {
             "lora" => format!("LoRA r{} activation-space", report.settings.rank),

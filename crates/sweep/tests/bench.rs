@@ -356,6 +356,33 @@ fn weight_space_is_compared_with_pytorch_in_weight_space() {
     assert!(close(torch_ws.gflops, 1000.0 / 30.0));
 }
 
+/// PyTorch's rows take the FLOPs of a member-step from a case of the same
+/// workload at any population (the count is per member).
+#[test]
+fn pytorch_rows_count_flops_without_a_population_1_case() {
+    let mut report = fixed_report();
+    let weight_space = Workload::Lora {
+        rank: 16,
+        compute: Compute::WeightSpace,
+    };
+    report
+        .cases
+        .push(result(case(weight_space, 16, false), 4, 0.48, 2e9, None));
+    report.torch.timings.push(TorchTiming {
+        mode: "lora_weight_space".into(),
+        device: "cpu".into(),
+        threads: 2,
+        steps: 4,
+        ms_per_step: 40.0,
+    });
+    let torch_ws = rows(&report).pop().unwrap();
+    assert_eq!(
+        torch_ws.configuration,
+        "PyTorch eager LoRA r16 weight-space ×1, 2 threads"
+    );
+    assert!(close(torch_ws.gflops, 2.0 * 1000.0 / 40.0), "{torch_ws:?}");
+}
+
 #[test]
 fn a_gpu_run_names_the_gpu_and_compares_with_pytorch_on_it() {
     let mut report = fixed_report();
