@@ -321,25 +321,36 @@ fn the_table_recomputes_its_ratios() {
     }
 }
 
-#[test]
-fn weight_space_is_compared_with_pytorch_in_weight_space() {
+/// The fixed report plus a weight-space LoRA case at `population` (4 steps
+/// in 0.48 s, `flops` per member-step) and PyTorch's weight-space step at
+/// `torch_ms` (2 threads).
+fn with_weight_space(population: usize, flops: f64, torch_ms: f64) -> BenchReport {
     let mut report = fixed_report();
     let weight_space = Workload::Lora {
         rank: 16,
         compute: Compute::WeightSpace,
     };
-    // 4 member-steps in 0.48 s: 120 ms.
-    report
-        .cases
-        .push(result(case(weight_space, 1, false), 4, 0.48, 1e9, None));
+    report.cases.push(result(
+        case(weight_space, population, false),
+        4,
+        0.48,
+        flops,
+        None,
+    ));
     report.torch.timings.push(TorchTiming {
         mode: "lora_weight_space".into(),
         device: "cpu".into(),
         threads: 2,
         steps: 4,
-        ms_per_step: 30.0,
+        ms_per_step: torch_ms,
     });
-    let rows = rows(&report);
+    report
+}
+
+#[test]
+fn weight_space_is_compared_with_pytorch_in_weight_space() {
+    // 4 member-steps in 0.48 s: 120 ms.
+    let rows = rows(&with_weight_space(1, 1e9, 30.0));
     let ws = rows
         .iter()
         .find(|r| r.configuration == "LoRA r16 weight-space ×1")
@@ -360,22 +371,7 @@ fn weight_space_is_compared_with_pytorch_in_weight_space() {
 /// workload at any population (the count is per member).
 #[test]
 fn pytorch_rows_count_flops_without_a_population_1_case() {
-    let mut report = fixed_report();
-    let weight_space = Workload::Lora {
-        rank: 16,
-        compute: Compute::WeightSpace,
-    };
-    report
-        .cases
-        .push(result(case(weight_space, 16, false), 4, 0.48, 2e9, None));
-    report.torch.timings.push(TorchTiming {
-        mode: "lora_weight_space".into(),
-        device: "cpu".into(),
-        threads: 2,
-        steps: 4,
-        ms_per_step: 40.0,
-    });
-    let torch_ws = rows(&report).pop().unwrap();
+    let torch_ws = rows(&with_weight_space(16, 2e9, 40.0)).pop().unwrap();
     assert_eq!(
         torch_ws.configuration,
         "PyTorch eager LoRA r16 weight-space ×1, 2 threads"
