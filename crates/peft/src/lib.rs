@@ -11,8 +11,7 @@
 //!
 //! **Why not Burn's `apply_lora`.** Burn 0.22's built-in LoRA reparameterises
 //! every matching 2-D weight as `W + s·a b` in weight space. It has no member
-//! axis (its factors are `[in, r]`, one copy), forms the dense update on every
-//! read, and needs the dense weight gradient; its init is fixed
+//! axis (its factors are `[in, r]`, one copy) and its init is fixed
 //! (`a ~ N(0, 1/r)`). The study needs per-member factors, PEFT's inits,
 //! DoRA's detached norm and PiSSA's residual base, so adapters here are
 //! their own modules evaluated through the hook. The low-rank path runs in

@@ -246,8 +246,9 @@ impl FlopCount {
 /// (`N × r × out`), ×3 (×2 for `x A` on an untracked input); weight space:
 /// `A B` (`in × r × out`, ×3) and the product with the merged weight
 /// instead of the base's, its weight tracked. The count is per member as
-/// if it trained alone: a population on one shared batch computes the first block's base
-/// projections once for all members, which is not credited.
+/// if it trained alone: a population on one shared batch computes the
+/// first block's base projections once for all members (in activation
+/// space), which is not credited.
 pub fn step_flops(
     model: &TinyformerConfig,
     batch: usize,
