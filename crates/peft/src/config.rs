@@ -23,7 +23,7 @@ pub enum Method {
     Lora,
     /// LoRA with scale α/√r (HF PEFT `use_rslora`).
     Rslora,
-    /// LoRA with both A and B random at init (the paper's Init[AB]).
+    /// LoRA with both A and B random at init (the paper's Init\[AB\]).
     InitAb,
     /// Weight-decomposed LoRA (HF PEFT `use_dora`).
     Dora,

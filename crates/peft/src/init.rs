@@ -34,7 +34,7 @@ pub fn random_a(
     tensor_from(values, [r, d_in], device).transpose()
 }
 
-/// `B` for Init[AB], `[r, out]`: kaiming-uniform on PyTorch's `[out, r]`
+/// `B` for Init\[AB\], `[r, out]`: kaiming-uniform on PyTorch's `[out, r]`
 /// (fan-in r, so uniform in ±1/√r), the same rule PEFT applies to `A`.
 pub fn random_b(d_out: usize, r: usize, rng: &mut ParamRng, device: &Device) -> Tensor<2> {
     tensor_from(rng.uniform(d_out * r, linear_bound(r)), [d_out, r], device).transpose()

@@ -7,7 +7,7 @@ use tinyformer::PopLinear;
 /// How the factors act on the frozen linear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LayerKind {
-    /// `y = x W + b + s · (x A) B` (LoRA, rsLoRA, Init[AB], PiSSA, MiLoRA).
+    /// `y = x W + b + s · (x A) B` (LoRA, rsLoRA, Init\[AB\], PiSSA, MiLoRA).
     #[default]
     Additive,
     /// `y = (x W + s · x A B) ⊙ m / ‖W + s A B‖ + b`, the column norm treated

@@ -207,7 +207,7 @@ pub struct GridConfig {
     #[serde(default)]
     pub alpha: OneOrMany<AlphaRule>,
     /// One init of `A`, or a list: an axis of the grid (methods whose
-    /// factors come from the SVD, or Init[AB]'s own init, ignore it beyond
+    /// factors come from the SVD, or Init\[AB\]'s own init, ignore it beyond
     /// the first).
     #[serde(default)]
     pub init: OneOrMany<LoraInit>,

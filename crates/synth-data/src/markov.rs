@@ -96,7 +96,7 @@ fn check_vocab(vocab: usize) -> Result<u32, TaskError> {
 
 impl MarkovChain {
     /// Rows drawn in token order from [`seeded_rng`]`(seed)`, each by
-    /// [`Row::draw`]: `branching` successors, weights in `1..=MAX_WEIGHT`.
+    /// `Row::draw`: `branching` successors, weights in `1..=MAX_WEIGHT`.
     pub fn random(vocab: usize, branching: usize, seed: u64) -> Result<Self, TaskError> {
         let v = check_vocab(vocab)?;
         if branching == 0 || branching > vocab {
