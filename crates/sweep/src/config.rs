@@ -975,6 +975,35 @@ mod tests {
     }
 
     #[test]
+    fn adapter_compute_defaults_to_weight_space_and_names_the_allowed_modes() {
+        let text = include_str!("../../../configs/quick.toml");
+        let config = ExperimentConfig::from_toml_str(text, "quick.toml").unwrap();
+        assert_eq!(config.run.adapter_compute, peft::Compute::WeightSpace);
+        assert!(text.contains("[run]\n"));
+        let set = |mode: &str| {
+            text.replacen(
+                "[run]\n",
+                &format!("[run]\nadapter_compute = \"{mode}\"\n"),
+                1,
+            )
+        };
+        let config = ExperimentConfig::from_toml_str(&set("activation_space"), "a.toml").unwrap();
+        assert_eq!(config.run.adapter_compute, peft::Compute::ActivationSpace);
+        let err = ExperimentConfig::from_toml_str(&set("auto"), "bad.toml")
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "bad.toml",
+            "adapter_compute",
+            "auto",
+            "weight_space",
+            "activation_space",
+        ] {
+            assert!(err.contains(needle), "{needle} not in {err}");
+        }
+    }
+
+    #[test]
     fn alpha_and_init_lists_are_grid_axes() {
         let text = include_str!("../../../configs/quick.toml");
         let one_alpha = "alpha = { rule = \"alpha_eq_r\" }\n";
