@@ -363,14 +363,7 @@ pub fn lr_band(curve: &CellCurve, fraction: f64) -> Vec<f64> {
 
 /// A cell's λmax (largest Hessian eigenvalue of the fine-tuning loss at
 /// initialisation, mean over seeds), as `lrscape sharpness` measured it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharpnessCell {
-    pub method: String,
-    pub rank: usize,
-    /// `alpha_rule/init/targets`, as the records spell it.
-    pub variant: String,
-    pub lambda_max: f64,
-}
+pub use records::SharpnessCell;
 
 /// A cell's λmax beside its measured best learning rate.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use nn::{LinearLayout, ModuleId};
 use serde::{Deserialize, Serialize};
-use tinyformer::{LinearKind, TinyformerConfig};
 
 use crate::PeftError;
 
@@ -68,25 +68,18 @@ impl Method {
         }
     }
 
-    /// The name used in figures and reports, as in the paper.
-    pub fn label(self) -> &'static str {
-        match self {
-            Method::Lora => "LoRA",
-            Method::Rslora => "rsLoRA",
-            Method::InitAb => "Init[AB]",
-            Method::Dora => "DoRA",
-            Method::Pissa => "PiSSA",
-            Method::Milora => "MiLoRA",
-            Method::Full => "Full FT",
-            Method::DoraSeed => "DoRA (seed)",
-            Method::PissaSeed => "PiSSA (seed)",
-            Method::MiloraSeed => "MiLoRA (seed)",
-        }
-    }
-
     /// Whether the method adds low-rank factors (every method but `full`).
     pub fn has_adapters(self) -> bool {
         self != Method::Full
+    }
+
+    /// Whether the factors come from the base weight's SVD (PiSSA, MiLoRA
+    /// and their seed variants).
+    pub fn uses_svd(self) -> bool {
+        matches!(
+            self,
+            Method::Pissa | Method::Milora | Method::PissaSeed | Method::MiloraSeed
+        )
     }
 
     /// Whether `A` is drawn at random, so that [`LoraInit`] matters (not
@@ -111,8 +104,9 @@ pub enum LoraInit {
     Gaussian { std: f64 },
 }
 
-/// Which block linears get adapters: a preset (`qv`, `attn`, `all`) or a
-/// list of module names (`q`, `k`, `v`, `o`, `mlp_up`, `mlp_down`).
+/// Which block linears get adapters: a preset of the model family (for
+/// tinyformer `qv`, `attn`, `all`, `all-linear`) or a list of its module
+/// names (for tinyformer `q`, `k`, `v`, `o`, `mlp_up`, `mlp_down`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TargetModules {
@@ -128,39 +122,37 @@ impl Default for TargetModules {
 }
 
 impl TargetModules {
-    /// The set of linear kinds named; unknown names and empty sets are errors.
-    pub fn resolve(&self) -> Result<BTreeSet<LinearKind>, PeftError> {
+    /// The modules of `layout` named; unknown names and empty sets are
+    /// errors naming what the family allows.
+    pub fn resolve(&self, layout: &LinearLayout) -> Result<BTreeSet<ModuleId>, PeftError> {
         let names: Vec<&str> = match self {
-            TargetModules::Preset(p) => match p.as_str() {
-                "qv" => vec!["q", "v"],
-                "attn" => vec!["q", "k", "v", "o"],
-                "all" => LinearKind::ALL.iter().map(|k| k.name()).collect(),
-                other => vec![other],
+            TargetModules::Preset(p) => match layout.preset(p) {
+                Some(names) => names.to_vec(),
+                None => vec![p.as_str()],
             },
             TargetModules::List(list) => list.iter().map(String::as_str).collect(),
         };
-        let mut kinds = BTreeSet::new();
+        let mut modules = BTreeSet::new();
         for name in names {
-            let kind = LinearKind::ALL
-                .into_iter()
-                .find(|k| k.name() == name)
-                .ok_or_else(|| {
-                    PeftError::invalid(
-                        "target_modules",
-                        format!("{name:?}"),
-                        "q, k, v, o, mlp_up, mlp_down or a preset qv, attn, all",
-                    )
-                })?;
-            kinds.insert(kind);
+            let module = layout.module(name).ok_or_else(|| {
+                let known: Vec<&str> = layout.modules.iter().map(|m| m.0.name).collect();
+                let presets: Vec<&str> = layout.presets.iter().map(|p| p.0).collect();
+                PeftError::invalid(
+                    "target_modules",
+                    format!("{name:?}"),
+                    format!("{} or a preset {}", known.join(", "), presets.join(", ")),
+                )
+            })?;
+            modules.insert(module);
         }
-        if kinds.is_empty() {
+        if modules.is_empty() {
             return Err(PeftError::invalid(
                 "target_modules",
                 "[]",
                 "at least one module",
             ));
         }
-        Ok(kinds)
+        Ok(modules)
     }
 }
 
@@ -215,9 +207,10 @@ impl LoraConfig {
         }
     }
 
-    /// Checks the config against the model it will adapt.
-    pub fn validate(&self, model: &TinyformerConfig) -> Result<BTreeSet<LinearKind>, PeftError> {
-        let targets = self.target_modules.resolve()?;
+    /// Checks the config against the linears of the model it will adapt;
+    /// returns the targeted modules.
+    pub fn validate(&self, layout: &LinearLayout) -> Result<BTreeSet<ModuleId>, PeftError> {
+        let targets = self.target_modules.resolve(layout)?;
         if !self.method.has_adapters() {
             return Ok(targets);
         }
@@ -236,8 +229,10 @@ impl LoraConfig {
         {
             return Err(PeftError::invalid("init.std", std, "a finite number > 0"));
         }
-        for &kind in &targets {
-            let (d_in, d_out) = linear_shape(model, kind);
+        for &module in &targets {
+            let Some((d_in, d_out)) = layout.shape(module) else {
+                continue;
+            };
             let max = d_in.min(d_out);
             if self.r > max {
                 return Err(PeftError::invalid(
@@ -245,7 +240,7 @@ impl LoraConfig {
                     self.r,
                     format!(
                         "at most min(in, out) = {max} of the {} linear ({d_in} -> {d_out})",
-                        kind.name()
+                        module.name
                     ),
                 ));
             }
@@ -254,37 +249,51 @@ impl LoraConfig {
     }
 }
 
-/// `(in, out)` of a block linear.
-pub fn linear_shape(model: &TinyformerConfig, kind: LinearKind) -> (usize, usize) {
-    let (d, ff) = (model.d_model, model.d_ff);
-    match kind {
-        LinearKind::Q | LinearKind::K | LinearKind::V | LinearKind::O => (d, d),
-        LinearKind::MlpUp => (d, ff),
-        LinearKind::MlpDown => (ff, d),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A family of two blocks with a square `q` and a `128 -> 512` `up`.
+    fn layout() -> LinearLayout {
+        let q = ModuleId {
+            index: 0,
+            name: "q",
+        };
+        let up = ModuleId {
+            index: 1,
+            name: "up",
+        };
+        LinearLayout {
+            n_layers: 2,
+            modules: vec![(q, 128, 128), (up, 128, 512)],
+            presets: vec![("all", vec!["q", "up"]), ("attn", vec!["q"])],
+        }
+    }
+
     #[test]
     fn presets_and_lists_resolve() {
-        let qv = TargetModules::Preset("qv".into()).resolve().unwrap();
+        let attn = TargetModules::Preset("attn".into())
+            .resolve(&layout())
+            .unwrap();
+        let names: Vec<&str> = attn.into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["q"]);
         assert_eq!(
-            qv.into_iter().collect::<Vec<_>>(),
-            [LinearKind::Q, LinearKind::V]
+            TargetModules::default().resolve(&layout()).unwrap().len(),
+            2
         );
-        assert_eq!(TargetModules::default().resolve().unwrap().len(), 6);
-        let list = TargetModules::List(vec!["o".into(), "mlp_down".into()])
-            .resolve()
+        let one = TargetModules::Preset("up".into())
+            .resolve(&layout())
+            .unwrap();
+        assert_eq!(one.into_iter().next().unwrap().index, 1);
+        let list = TargetModules::List(vec!["up".into(), "q".into()])
+            .resolve(&layout())
             .unwrap();
         assert_eq!(list.len(), 2);
     }
 
     #[test]
     fn bad_configs_name_field_value_and_allowed() {
-        let model = TinyformerConfig::default();
+        let model = layout();
         let err = |c: LoraConfig| c.validate(&model).unwrap_err().to_string();
         assert_eq!(err(LoraConfig::new(Method::Lora, 0)), "r = 0: at least 1");
         assert!(
@@ -296,7 +305,10 @@ mod tests {
         assert!(err(c).starts_with("lora_alpha = 0"));
         let mut c = LoraConfig::new(Method::Lora, 4);
         c.target_modules = TargetModules::List(vec!["q".into(), "gate".into()]);
-        assert!(err(c.clone()).starts_with("target_modules = \"gate\""));
+        assert_eq!(
+            err(c.clone()),
+            "target_modules = \"gate\": q, up or a preset all, attn"
+        );
         c.target_modules = TargetModules::List(vec![]);
         assert!(err(c).starts_with("target_modules = []"));
         let mut c = LoraConfig::new(Method::Lora, 4);

@@ -1,8 +1,8 @@
 //! Initial factors: random (LoRA family) or from the SVD (PiSSA, MiLoRA).
 
 use burn::tensor::{Device, Tensor};
-use tinyformer::init::{ParamRng, linear_bound, tensor_from};
-use tinyformer::{LinearSite, PopLinear};
+use nn::init::{ParamRng, linear_bound, tensor_from};
+use nn::{LinearSite, PopLinear};
 
 use crate::PeftError;
 use crate::config::LoraInit;
@@ -10,7 +10,7 @@ use crate::config::LoraInit;
 /// The RNG for one member's factors at one site: a member seed names the
 /// same initial adapter whatever its learning rate or population.
 pub fn site_rng(member_seed: u64, site: LinearSite) -> ParamRng {
-    let kind = site.kind as u64;
+    let kind = u64::from(site.module.index);
     let mixed = member_seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add((site.layer as u64) << 8 | kind)

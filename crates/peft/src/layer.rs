@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
-use tinyformer::PopLinear;
+use nn::PopLinear;
 
 /// How the factors act on the frozen linear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

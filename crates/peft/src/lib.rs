@@ -1,4 +1,4 @@
-//! Parameter-efficient adapters for a frozen [`tinyformer::Tinyformer`].
+//! Parameter-efficient adapters for any frozen [`nn::Adaptable`] model.
 //!
 //! Kept apart as HF PEFT's `tuners/lora/` does: [`config`] (the
 //! `LoraConfig` vocabulary: method, `r`, `lora_alpha`, `target_modules`,
@@ -7,7 +7,8 @@
 //!
 //! Every adapter tensor carries the member axis: `A: [C, in, r]`,
 //! `B: [C, r, out]`, DoRA's magnitude `[C, out]`. The frozen base is stored
-//! once. Adapters reach the model only through tinyformer's `LinearHook`.
+//! once. Adapters reach the model only through `nn`'s `LinearHook`, at sites
+//! the model family names; this crate never imports a model family.
 //!
 //! **Why not Burn's `apply_lora`.** Burn 0.22's built-in LoRA reparameterises
 //! every matching 2-D weight as `W + s·a b` in weight space. It has no member
@@ -24,11 +25,11 @@ pub mod init;
 pub mod layer;
 pub mod model;
 
-pub use config::{LoraConfig, LoraInit, Method, TargetModules, linear_shape};
+pub use config::{LoraConfig, LoraInit, Method, TargetModules};
 pub use layer::{Compute, LayerKind, LoraLayer};
-pub use model::{BlockAdapters, MergedModel, PeftModel, base_linear};
+pub use model::{BlockAdapters, MergedModel, PeftModel};
 
-use tinyformer::LinearSite;
+use nn::LinearSite;
 
 /// An adapter setting that cannot be applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -42,9 +43,11 @@ pub enum PeftError {
     #[error(
         "the base weight of block {} linear {} holds NaN or infinite values; an SVD init needs a finite weight",
         .0.layer,
-        .0.kind.name()
+        .0.module
     )]
     NonFiniteWeight(LinearSite),
+    #[error("the model has no linear at {0} (an adapter or merged model of another model)")]
+    NoSuchSite(LinearSite),
 }
 
 impl PeftError {

@@ -1,87 +1,42 @@
-//! A frozen tinyformer with adapters: building, forward, merge, counts.
+//! A frozen model with adapters: building, forward, merge, counts.
+//!
+//! Generic over any [`Adaptable`] model: adapters find the linears they
+//! wrap by [`LinearSite`] (block and module id), as HF PEFT finds them by
+//! module name, and never name a model family.
 
 use std::collections::BTreeSet;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
-use tinyformer::{
-    Classifier, LinearHook, LinearKind, LinearSite, PopLinear, Tinyformer, TinyformerConfig,
-    expand_members,
-};
+use nn::{Adaptable, LinearHook, LinearSite, ModuleId, PopLinear, PopulationModel, expand_members};
 
 use crate::PeftError;
 use crate::config::{LoraConfig, Method};
 use crate::init::{Components, random_a, random_b, site_rng, svd_factors};
 use crate::layer::{LayerKind, LoraLayer};
 
-/// The adapters of one block, one optional layer per linear.
+/// The adapters of one block: one optional layer per module of the model's
+/// [`LinearLayout`](nn::LinearLayout), in its order.
 #[derive(Module, Debug)]
 pub struct BlockAdapters {
-    pub q: Option<LoraLayer>,
-    pub k: Option<LoraLayer>,
-    pub v: Option<LoraLayer>,
-    pub o: Option<LoraLayer>,
-    pub mlp_up: Option<LoraLayer>,
-    pub mlp_down: Option<LoraLayer>,
+    pub modules: Vec<Option<LoraLayer>>,
 }
 
 impl BlockAdapters {
-    pub fn get(&self, kind: LinearKind) -> Option<&LoraLayer> {
-        match kind {
-            LinearKind::Q => self.q.as_ref(),
-            LinearKind::K => self.k.as_ref(),
-            LinearKind::V => self.v.as_ref(),
-            LinearKind::O => self.o.as_ref(),
-            LinearKind::MlpUp => self.mlp_up.as_ref(),
-            LinearKind::MlpDown => self.mlp_down.as_ref(),
-        }
+    pub fn get(&self, module: ModuleId) -> Option<&LoraLayer> {
+        self.modules.get(usize::from(module.index))?.as_ref()
     }
 
-    fn slot(&mut self, kind: LinearKind) -> &mut Option<LoraLayer> {
-        match kind {
-            LinearKind::Q => &mut self.q,
-            LinearKind::K => &mut self.k,
-            LinearKind::V => &mut self.v,
-            LinearKind::O => &mut self.o,
-            LinearKind::MlpUp => &mut self.mlp_up,
-            LinearKind::MlpDown => &mut self.mlp_down,
-        }
+    pub fn get_mut(&mut self, module: ModuleId) -> Option<&mut LoraLayer> {
+        self.modules.get_mut(usize::from(module.index))?.as_mut()
     }
 
-    fn empty() -> Self {
-        Self {
-            q: None,
-            k: None,
-            v: None,
-            o: None,
-            mlp_up: None,
-            mlp_down: None,
-        }
-    }
-}
-
-/// The block linear of `model` at `site`.
-pub fn base_linear(model: &Tinyformer, site: LinearSite) -> &PopLinear {
-    let block = &model.blocks[site.layer];
-    match site.kind {
-        LinearKind::Q => &block.attn.q,
-        LinearKind::K => &block.attn.k,
-        LinearKind::V => &block.attn.v,
-        LinearKind::O => &block.attn.o,
-        LinearKind::MlpUp => &block.mlp.up,
-        LinearKind::MlpDown => &block.mlp.down,
-    }
-}
-
-fn base_linear_mut(model: &mut Tinyformer, site: LinearSite) -> &mut PopLinear {
-    let block = &mut model.blocks[site.layer];
-    match site.kind {
-        LinearKind::Q => &mut block.attn.q,
-        LinearKind::K => &mut block.attn.k,
-        LinearKind::V => &mut block.attn.v,
-        LinearKind::O => &mut block.attn.o,
-        LinearKind::MlpUp => &mut block.mlp.up,
-        LinearKind::MlpDown => &mut block.mlp.down,
+    /// Every adapted module with its layer.
+    fn adapted(&self) -> impl Iterator<Item = (u8, &LoraLayer)> {
+        self.modules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((i as u8, l.as_ref()?)))
     }
 }
 
@@ -92,8 +47,8 @@ fn base_linear_mut(model: &mut Tinyformer, site: LinearSite) -> &mut PopLinear {
 /// `train_head`, everything for full fine-tuning. `blocks` holds the
 /// adapters, `C` members each.
 #[derive(Module, Debug)]
-pub struct PeftModel {
-    pub base: Tinyformer,
+pub struct PeftModel<M: Adaptable> {
+    pub base: M,
     pub blocks: Vec<BlockAdapters>,
 }
 
@@ -101,14 +56,14 @@ struct AdapterHook<'a>(&'a [BlockAdapters]);
 
 impl LinearHook for AdapterHook<'_> {
     fn linear(&self, site: LinearSite, base: &PopLinear, x: Tensor<4>) -> Tensor<4> {
-        match self.0.get(site.layer).and_then(|b| b.get(site.kind)) {
+        match self.0.get(site.layer).and_then(|b| b.get(site.module)) {
             Some(layer) => layer.forward(base, x),
             None => base.forward(x),
         }
     }
 }
 
-impl Classifier for PeftModel {
+impl<M: Adaptable> PopulationModel for PeftModel<M> {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.base.forward_with(tokens, &AdapterHook(&self.blocks))
     }
@@ -119,17 +74,25 @@ fn trainable<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
     Param::from_tensor(t.detach())
 }
 
-impl PeftModel {
+/// The base linear of `model` at `site`, which the layout names.
+fn site_linear<M: Adaptable>(model: &M, site: LinearSite) -> Result<&PopLinear, PeftError> {
+    model.linear(site).ok_or(PeftError::NoSuchSite(site))
+}
+
+fn site_linear_mut<M: Adaptable>(
+    model: &mut M,
+    site: LinearSite,
+) -> Result<&mut PopLinear, PeftError> {
+    model.linear_mut(site).ok_or(PeftError::NoSuchSite(site))
+}
+
+impl<M: Adaptable> PeftModel<M> {
     /// Adapts a 1-member `base` with `config` for members whose adapter seeds
     /// are `member_seeds` (members with equal seeds start identical). The
     /// base is frozen; trainable tensors get the member axis.
-    pub fn new(
-        base: Tinyformer,
-        model_config: &TinyformerConfig,
-        config: &LoraConfig,
-        member_seeds: &[u64],
-    ) -> Result<Self, PeftError> {
-        let targets = config.validate(model_config)?;
+    pub fn new(base: M, config: &LoraConfig, member_seeds: &[u64]) -> Result<Self, PeftError> {
+        let layout = base.layout();
+        let targets = config.validate(&layout)?;
         let members = member_seeds.len();
         if members == 0 {
             return Err(PeftError::invalid("members", 0, "at least one member"));
@@ -144,14 +107,14 @@ impl PeftModel {
         let mut base = base.no_grad();
         let blocks = build_adapters(&mut base, config, &targets, member_seeds)?;
         if config.train_head {
-            base.head = expand_members(base.head.clone().unfreeze(), members);
+            base = base.unfreeze_head(members);
         }
         Ok(Self { base, blocks })
     }
 
     /// Members in the population.
     pub fn members(&self) -> usize {
-        tinyformer::member_count(self)
+        nn::member_count(self)
     }
 
     /// Trainable parameters per member.
@@ -165,156 +128,179 @@ impl PeftModel {
         count_params(self, false) - count_params(self, true) + self.trainable_per_member()
     }
 
-    /// The weights each member's adapters amount to, folded into a plain
-    /// tinyformer (`C` members; [`tinyformer::select_member`] picks one). It
-    /// runs with no `peft` code: zero-overhead inference.
-    pub fn merge(&self) -> MergedModel {
+    /// Every adapted site with its layer.
+    fn adapted_sites(&self) -> impl Iterator<Item = (LinearSite, &LoraLayer)> {
+        let modules: Vec<ModuleId> = self.base.layout().modules.iter().map(|m| m.0).collect();
+        self.blocks.iter().enumerate().flat_map(move |(layer, b)| {
+            let modules = modules.clone();
+            b.adapted().filter_map(move |(index, adapter)| {
+                let module = *modules.iter().find(|m| m.index == index)?;
+                Some((LinearSite { layer, module }, adapter))
+            })
+        })
+    }
+
+    /// The weights each member's adapters amount to, folded into the plain
+    /// model (`C` members; [`nn::select_member`] picks one). It runs with no
+    /// `peft` code: zero-overhead inference.
+    pub fn merge(&self) -> Result<MergedModel<M>, PeftError> {
         let members = self.members();
         let mut model = expand_members(self.base.clone().no_grad(), members);
         let mut norms = Vec::new();
-        for (layer, block) in self.blocks.iter().enumerate() {
-            for kind in LinearKind::ALL {
-                let Some(adapter) = block.get(kind) else {
-                    continue;
-                };
-                let site = LinearSite { layer, kind };
-                let base = base_linear(&self.base, site);
-                let merged = adapter.merged_weight(base).detach();
-                if adapter.kind != LayerKind::Additive {
-                    norms.push((site, adapter.column_norm(base).detach()));
-                }
-                let copies = members / merged.dims()[0];
-                base_linear_mut(&mut model, site).weight =
-                    Param::from_tensor(merged.repeat_dim(0, copies));
+        for (site, adapter) in self.adapted_sites() {
+            let base = site_linear(&self.base, site)?;
+            let merged = adapter.merged_weight(base).detach();
+            if adapter.kind != LayerKind::Additive {
+                norms.push((site, adapter.column_norm(base).detach()));
             }
+            let copies = members / merged.dims()[0];
+            site_linear_mut(&mut model, site)?.weight =
+                Param::from_tensor(merged.repeat_dim(0, copies));
         }
-        MergedModel { model, norms }
+        Ok(MergedModel { model, norms })
     }
 
     /// The frozen base weights back from a merged model, `[C, in, out]` per
-    /// adapted linear (each member should give the same `W`).
-    pub fn unmerge(&self, merged: &MergedModel) -> Tinyformer {
+    /// adapted linear (each member should give the same `W`). Fails on a
+    /// merged model of another population (a site or DoRA norm it lacks).
+    pub fn unmerge(&self, merged: &MergedModel<M>) -> Result<M, PeftError> {
         let mut model = merged.model.clone();
-        for (layer, block) in self.blocks.iter().enumerate() {
-            for kind in LinearKind::ALL {
-                let Some(adapter) = block.get(kind) else {
-                    continue;
-                };
-                let site = LinearSite { layer, kind };
-                let w_merged = base_linear(&merged.model, site).weight.val();
-                let direction_scaled = match adapter.kind {
-                    LayerKind::Additive => w_merged,
-                    LayerKind::Dora | LayerKind::DoraSeed => {
-                        let (_, norm) = merged
-                            .norms
-                            .iter()
-                            .find(|(s, _)| *s == site)
-                            .expect("merge records a norm for every DoRA layer");
-                        let magnitude = adapter.magnitude_row();
-                        w_merged * norm.clone() / magnitude
-                    }
-                };
-                let w = direction_scaled - adapter.delta_weight();
-                base_linear_mut(&mut model, site).weight = Param::from_tensor(w.detach());
-            }
+        for (site, adapter) in self.adapted_sites() {
+            let w_merged = site_linear(&merged.model, site)?.weight.val();
+            let direction_scaled = match adapter.kind {
+                LayerKind::Additive => w_merged,
+                LayerKind::Dora | LayerKind::DoraSeed => {
+                    let (_, norm) = merged
+                        .norms
+                        .iter()
+                        .find(|(s, _)| *s == site)
+                        .ok_or(PeftError::NoSuchSite(site))?;
+                    w_merged * norm.clone() / adapter.magnitude_row()
+                }
+            };
+            let w = direction_scaled - adapter.delta_weight();
+            site_linear_mut(&mut model, site)?.weight = Param::from_tensor(w.detach());
         }
-        model
+        Ok(model)
     }
 }
 
 /// A merged population and what un-merging DoRA needs (its column norms,
 /// as HF PEFT caches them).
 #[derive(Debug, Clone)]
-pub struct MergedModel {
-    pub model: Tinyformer,
+pub struct MergedModel<M> {
+    pub model: M,
     pub norms: Vec<(LinearSite, Tensor<3>)>,
 }
 
-fn build_adapters(
-    base: &mut Tinyformer,
+/// Initial factors of one site: `(A, B, layer kind, magnitude, residual)`.
+type SiteInit = (
+    Tensor<3>,
+    Tensor<3>,
+    LayerKind,
+    Option<Tensor<2>>,
+    Option<Tensor<2>>,
+);
+
+/// Random factors (LoRA family and DoRA), one draw per member seed.
+fn random_init(
+    linear: &PopLinear,
+    site: LinearSite,
     config: &LoraConfig,
-    targets: &BTreeSet<LinearKind>,
+    member_seeds: &[u64],
+    device: &Device,
+) -> SiteInit {
+    let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), config.r);
+    let members = member_seeds.len();
+    let mut a_rows = Vec::with_capacity(members);
+    let mut b_rows = Vec::with_capacity(members);
+    for &seed in member_seeds {
+        let mut rng = site_rng(seed, site);
+        a_rows.push(random_a(config.init, d_in, r, &mut rng, device).unsqueeze_dim::<3>(0));
+        b_rows.push(if config.method == Method::InitAb {
+            random_b(d_out, r, &mut rng, device).unsqueeze_dim::<3>(0)
+        } else {
+            Tensor::zeros([1, r, d_out], device)
+        });
+    }
+    let (kind, magnitude) = match config.method {
+        Method::Dora => {
+            // ‖W‖ over the input axis: output unchanged at init.
+            let norms = linear.weight.val().detach().square().sum_dim(1).sqrt();
+            (
+                LayerKind::Dora,
+                Some(norms.reshape([1, d_out]).repeat_dim(0, members)),
+            )
+        }
+        Method::DoraSeed => (
+            LayerKind::DoraSeed,
+            Some(Tensor::ones([members, d_out], device)),
+        ),
+        _ => (LayerKind::Additive, None),
+    };
+    (
+        Tensor::cat(a_rows, 0),
+        Tensor::cat(b_rows, 0),
+        kind,
+        magnitude,
+        None,
+    )
+}
+
+/// Factors from the SVD (PiSSA, MiLoRA and their seed variants), the same
+/// for every member.
+fn svd_init(
+    linear: &PopLinear,
+    site: LinearSite,
+    config: &LoraConfig,
+    members: usize,
+) -> Result<SiteInit, PeftError> {
+    let scale = config.scaling();
+    let components = match config.method {
+        Method::Pissa | Method::PissaSeed => Components::Principal,
+        _ => Components::Minor,
+    };
+    let exact = matches!(config.method, Method::Pissa | Method::Milora);
+    let divisor = if exact { scale } else { 1.0 };
+    let f = svd_factors(linear, site, config.r, components, scale, divisor)?;
+    let residual = exact.then_some(f.residual);
+    let a = f.a.unsqueeze_dim::<3>(0).repeat_dim(0, members);
+    let b = f.b.unsqueeze_dim::<3>(0).repeat_dim(0, members);
+    Ok((a, b, LayerKind::Additive, None, residual))
+}
+
+fn build_adapters<M: Adaptable>(
+    base: &mut M,
+    config: &LoraConfig,
+    targets: &BTreeSet<ModuleId>,
     member_seeds: &[u64],
 ) -> Result<Vec<BlockAdapters>, PeftError> {
-    let scale = config.scaling();
-    let r = config.r;
-    let members = member_seeds.len();
-    let device: Device = base.embedding.device();
-    let mut blocks = Vec::with_capacity(base.blocks.len());
-    for layer in 0..base.blocks.len() {
-        let mut adapters = BlockAdapters::empty();
-        for &kind in targets {
-            let site = LinearSite { layer, kind };
-            let linear = base_linear(base, site);
-            let (d_in, d_out) = (linear.d_in(), linear.d_out());
-            let (a, b, kind_of_layer, magnitude, residual) = match config.method {
-                Method::Lora
-                | Method::Rslora
-                | Method::InitAb
-                | Method::Dora
-                | Method::DoraSeed => {
-                    let mut a_rows = Vec::with_capacity(members);
-                    let mut b_rows = Vec::with_capacity(members);
-                    for &seed in member_seeds {
-                        let mut rng = site_rng(seed, site);
-                        a_rows.push(
-                            random_a(config.init, d_in, r, &mut rng, &device).unsqueeze_dim::<3>(0),
-                        );
-                        b_rows.push(if config.method == Method::InitAb {
-                            random_b(d_out, r, &mut rng, &device).unsqueeze_dim::<3>(0)
-                        } else {
-                            Tensor::zeros([1, r, d_out], &device)
-                        });
-                    }
-                    let (kind_of_layer, magnitude) = match config.method {
-                        Method::Dora => {
-                            // ‖W‖ over the input axis: output unchanged at init.
-                            let norms = linear.weight.val().detach().square().sum_dim(1).sqrt();
-                            (
-                                LayerKind::Dora,
-                                Some(norms.reshape([1, d_out]).repeat_dim(0, members)),
-                            )
-                        }
-                        Method::DoraSeed => (
-                            LayerKind::DoraSeed,
-                            Some(Tensor::ones([members, d_out], &device)),
-                        ),
-                        _ => (LayerKind::Additive, None),
-                    };
-                    (
-                        Tensor::cat(a_rows, 0),
-                        Tensor::cat(b_rows, 0),
-                        kind_of_layer,
-                        magnitude,
-                        None,
-                    )
-                }
-                Method::Pissa | Method::Milora | Method::PissaSeed | Method::MiloraSeed => {
-                    let components = match config.method {
-                        Method::Pissa | Method::PissaSeed => Components::Principal,
-                        _ => Components::Minor,
-                    };
-                    let exact = matches!(config.method, Method::Pissa | Method::Milora);
-                    let divisor = if exact { scale } else { 1.0 };
-                    let f = svd_factors(linear, site, r, components, scale, divisor)?;
-                    let residual = exact.then_some(f.residual);
-                    let a = f.a.unsqueeze_dim::<3>(0).repeat_dim(0, members);
-                    let b = f.b.unsqueeze_dim::<3>(0).repeat_dim(0, members);
-                    (a, b, LayerKind::Additive, None, residual)
-                }
-                Method::Full => unreachable!("full fine-tuning has no adapters"),
+    let layout = base.layout();
+    let slots = layout.modules.len();
+    let mut blocks = Vec::with_capacity(layout.n_layers);
+    for layer in 0..layout.n_layers {
+        let mut adapters = BlockAdapters {
+            modules: (0..slots).map(|_| None).collect(),
+        };
+        for &module in targets {
+            let site = LinearSite { layer, module };
+            let linear = site_linear(base, site)?;
+            let device: Device = linear.weight.device();
+            let (a, b, kind, magnitude, residual) = if config.method.uses_svd() {
+                svd_init(linear, site, config, member_seeds.len())?
+            } else {
+                random_init(linear, site, config, member_seeds, &device)
             };
             if let Some(residual) = residual {
-                let target = base_linear_mut(base, site);
-                target.weight =
+                site_linear_mut(base, site)?.weight =
                     Param::from_tensor(residual.unsqueeze_dim::<3>(0)).set_require_grad(false);
             }
-            *adapters.slot(kind) = Some(LoraLayer {
+            adapters.modules[usize::from(module.index)] = Some(LoraLayer {
                 a: trainable(a),
                 b: trainable(b),
                 magnitude: magnitude.map(trainable),
-                scale,
-                kind: kind_of_layer,
+                scale: config.scaling(),
+                kind,
                 compute: config.compute,
             });
         }

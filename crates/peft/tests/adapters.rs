@@ -3,10 +3,10 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use peft::{LoraConfig, LoraInit, Method, PeftError, PeftModel, TargetModules, base_linear};
-use tinyformer::{
-    Classifier, LinearKind, LinearSite, PosInit, Tinyformer, TinyformerConfig, select_member,
-};
+use nn::{Adaptable, LinearSite, PopulationModel, select_member};
+use peft::{LoraConfig, LoraInit, Method, PeftError, PeftModel, TargetModules};
+use tinyformer::adaptable::{K, MLP_UP, MODULES, Q};
+use tinyformer::{PosInit, Tinyformer, TinyformerConfig};
 
 fn config() -> TinyformerConfig {
     TinyformerConfig {
@@ -46,12 +46,12 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn adapted(method: Method, r: usize, seeds: &[u64], device: &Device) -> PeftModel {
-    PeftModel::new(base(device), &config(), &LoraConfig::new(method, r), seeds).unwrap()
+fn adapted(method: Method, r: usize, seeds: &[u64], device: &Device) -> PeftModel<Tinyformer> {
+    PeftModel::new(base(device), &LoraConfig::new(method, r), seeds).unwrap()
 }
 
 /// Gives every factor (and magnitude) a random nudge, as training would.
-fn perturb(model: PeftModel, device: &Device) -> PeftModel {
+fn perturb(model: PeftModel<Tinyformer>, device: &Device) -> PeftModel<Tinyformer> {
     use burn::module::ModuleMapper;
     struct Nudge(u64, Device);
     impl ModuleMapper for Nudge {
@@ -60,7 +60,7 @@ fn perturb(model: PeftModel, device: &Device) -> PeftModel {
                 return param;
             }
             self.0 += 1;
-            let mut rng = tinyformer::init::ParamRng::new(self.0);
+            let mut rng = nn::init::ParamRng::new(self.0);
             let shape = param.dims();
             let n = shape.iter().product();
             let noise = Tensor::<1>::from_data(TensorData::new(rng.normal(n, 0.2), [n]), &self.1);
@@ -124,14 +124,17 @@ fn svd_inits_split_the_weight_into_components() {
         let r = 3;
         let model = adapted(method, r, &[0], &device);
         for layer in 0..2 {
-            for kind in LinearKind::ALL {
-                let site = LinearSite { layer, kind };
-                let w = base_linear(&reference, site).weight.val();
+            for module in MODULES {
+                let site = LinearSite { layer, module };
+                let w = reference.linear(site).unwrap().weight.val();
                 let [_, d_in, d_out] = w.dims();
                 let w = w.reshape([d_in, d_out]);
-                let adapter = model.blocks[layer].get(kind).unwrap();
+                let adapter = model.blocks[layer].get(module).unwrap();
                 let update = adapter.delta_weight().reshape([d_in, d_out]);
-                let residual = base_linear(&model.base, site)
+                let residual = model
+                    .base
+                    .linear(site)
+                    .unwrap()
                     .weight
                     .val()
                     .reshape([d_in, d_out]);
@@ -179,19 +182,25 @@ fn merge_then_forward_equals_adapted_forward_and_unmerge_restores_w() {
     ] {
         let model = perturb(adapted(method, 2, &[0, 1, 2], &device), &device);
         let adapted_out = host(model.logits(tokens(&device)));
-        let merged = model.merge();
+        let merged = model.merge().unwrap();
         let merged_out = host(merged.model.forward(tokens(&device)));
         assert!(
             max_diff(&adapted_out, &merged_out) <= 1e-5,
             "{method:?}: merged forward differs"
         );
 
-        let restored = model.unmerge(&merged);
+        let restored = model.unmerge(&merged).unwrap();
         for layer in 0..2 {
-            for kind in LinearKind::ALL {
-                let site = LinearSite { layer, kind };
-                let got = base_linear(&restored, site).weight.val();
-                let want = base_linear(&model.base, site).weight.val().repeat_dim(0, 3);
+            for module in MODULES {
+                let site = LinearSite { layer, module };
+                let got = restored.linear(site).unwrap().weight.val();
+                let want = model
+                    .base
+                    .linear(site)
+                    .unwrap()
+                    .weight
+                    .val()
+                    .repeat_dim(0, 3);
                 assert!(
                     max_diff(&host(got), &host(want)) <= 1e-5,
                     "{method:?} {site:?}: unmerge"
@@ -206,7 +215,7 @@ fn a_merged_member_saves_and_loads_as_a_plain_tinyformer() {
     let device = device();
     let model = perturb(adapted(Method::Dora, 2, &[0, 1], &device), &device);
     let want = host(model.logits(tokens(&device)));
-    let member1 = select_member(model.merge().model, 1);
+    let member1 = select_member(model.merge().unwrap().model, 1);
     let dir = std::env::temp_dir().join(format!("lrscape-merged-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("merged.bpk");
@@ -251,7 +260,7 @@ fn parameter_counts_follow_the_closed_form_at_every_rank() {
     let mut qv = LoraConfig::new(Method::Lora, 2);
     qv.target_modules = TargetModules::Preset("qv".into());
     qv.train_head = false;
-    let model = PeftModel::new(base(&device), &config(), &qv, &[0]).unwrap();
+    let model = PeftModel::new(base(&device), &qv, &[0]).unwrap();
     assert_eq!(model.trainable_per_member(), 2 * 2 * 2 * (d + d));
 }
 
@@ -263,11 +272,11 @@ fn adapters_with_c_members_are_c_independent_adapters() {
     let mut config_ab = LoraConfig::new(Method::InitAb, 2);
     config_ab.init = LoraInit::Gaussian { std: 0.3 };
     let seeds = [4, 9, 4];
-    let together = PeftModel::new(base(&device), &config(), &config_ab, &seeds).unwrap();
+    let together = PeftModel::new(base(&device), &config_ab, &seeds).unwrap();
     let out = host(together.logits(tokens(&device)));
     let n = out.len() / 3;
     for (c, &seed) in seeds.iter().enumerate() {
-        let alone = PeftModel::new(base(&device), &config(), &config_ab, &[seed]).unwrap();
+        let alone = PeftModel::new(base(&device), &config_ab, &[seed]).unwrap();
         let own = host(alone.logits(tokens(&device)));
         assert!(
             max_diff(&out[c * n..(c + 1) * n], &own) <= 1e-6,
@@ -284,25 +293,13 @@ fn adapters_with_c_members_are_c_independent_adapters() {
 #[test]
 fn bad_settings_are_errors() {
     let device = device();
-    let err = PeftModel::new(
-        base(&device),
-        &config(),
-        &LoraConfig::new(Method::Lora, 9),
-        &[0],
-    )
-    .unwrap_err();
+    let err = PeftModel::new(base(&device), &LoraConfig::new(Method::Lora, 9), &[0]).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("r = 9: at most min(in, out) = 8"),
         "{err}"
     );
-    let err = PeftModel::new(
-        base(&device),
-        &config(),
-        &LoraConfig::new(Method::Lora, 2),
-        &[],
-    )
-    .unwrap_err();
+    let err = PeftModel::new(base(&device), &LoraConfig::new(Method::Lora, 2), &[]).unwrap_err();
     assert!(err.to_string().contains("members = 0"), "{err}");
 
     let mut broken = base(&device);
@@ -312,13 +309,12 @@ fn bad_settings_are_errors() {
         .weight
         .clone()
         .map(|w| w.clone() / w.zeros_like());
-    let err =
-        PeftModel::new(broken, &config(), &LoraConfig::new(Method::Pissa, 2), &[0]).unwrap_err();
+    let err = PeftModel::new(broken, &LoraConfig::new(Method::Pissa, 2), &[0]).unwrap_err();
     assert_eq!(
         err,
         PeftError::NonFiniteWeight(LinearSite {
             layer: 1,
-            kind: LinearKind::K
+            module: K
         })
     );
     assert!(err.to_string().contains("block 1 linear k"), "{err}");
@@ -337,15 +333,15 @@ fn compute_modes_agree() {
         for compute in [Compute::ActivationSpace, Compute::WeightSpace] {
             let mut config = LoraConfig::new(method, 3);
             config.compute = compute;
-            let model = PeftModel::new(base(&device), &self::config(), &config, &[0, 1]).unwrap();
+            let model = PeftModel::new(base(&device), &config, &[0, 1]).unwrap();
             let model = perturb(model, &device);
             let logits = model.logits(tokens(&device));
             let out = host(logits.clone());
             let grads = GradientsParams::from_grads(logits.sum().backward(), &model);
             // A factor of the first block (its input untracked) and a later one.
-            let first: Tensor<3> = grads.get(model.blocks[0].q.as_ref().unwrap().a.id).unwrap();
+            let first: Tensor<3> = grads.get(model.blocks[0].get(Q).unwrap().a.id).unwrap();
             let later: Tensor<3> = grads
-                .get(model.blocks[1].mlp_up.as_ref().unwrap().b.id)
+                .get(model.blocks[1].get(MLP_UP).unwrap().b.id)
                 .unwrap();
             results.push((compute, out, host(first), host(later)));
         }

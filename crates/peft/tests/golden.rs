@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use nn::{Adaptable, LinearSite, ModuleId, PopulationModel, member_cross_entropy};
 use peft::{LoraConfig, Method, PeftModel};
 use serde::Deserialize;
-use tinyformer::{
-    Classifier, LinearKind, NamedTensor, Tinyformer, TinyformerConfig, TorchState,
-    member_cross_entropy,
-};
+use tinyformer::adaptable::{K, MLP_DOWN, MLP_UP, O, Q, V};
+use tinyformer::{NamedTensor, Tinyformer, TinyformerConfig, TorchState};
 
 #[derive(Deserialize)]
 struct Golden {
@@ -56,16 +55,16 @@ fn golden() -> (Golden, TinyformerConfig) {
 }
 
 /// `blocks.1.mlp.2` -> (1, MlpDown).
-fn site(name: &str) -> (usize, LinearKind) {
+fn site(name: &str) -> (usize, ModuleId) {
     let parts: Vec<&str> = name.split('.').collect();
     let layer = parts[1].parse().unwrap();
     let kind = match (parts[2], parts[3]) {
-        ("attn", "q") => LinearKind::Q,
-        ("attn", "k") => LinearKind::K,
-        ("attn", "v") => LinearKind::V,
-        ("attn", "o") => LinearKind::O,
-        ("mlp", "0") => LinearKind::MlpUp,
-        ("mlp", "2") => LinearKind::MlpDown,
+        ("attn", "q") => Q,
+        ("attn", "k") => K,
+        ("attn", "v") => V,
+        ("attn", "o") => O,
+        ("mlp", "0") => MLP_UP,
+        ("mlp", "2") => MLP_DOWN,
         other => panic!("unexpected module {other:?}"),
     };
     (layer, kind)
@@ -92,17 +91,14 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert!(worst <= tol, "{what}: max abs diff {worst} > {tol}");
 }
 
-fn layer_mut(model: &mut PeftModel, layer: usize, kind: LinearKind) -> &mut peft::LoraLayer {
-    let block = &mut model.blocks[layer];
-    match kind {
-        LinearKind::Q => block.q.as_mut(),
-        LinearKind::K => block.k.as_mut(),
-        LinearKind::V => block.v.as_mut(),
-        LinearKind::O => block.o.as_mut(),
-        LinearKind::MlpUp => block.mlp_up.as_mut(),
-        LinearKind::MlpDown => block.mlp_down.as_mut(),
-    }
-    .expect("every block linear is adapted")
+fn layer_mut(
+    model: &mut PeftModel<Tinyformer>,
+    layer: usize,
+    module: ModuleId,
+) -> &mut peft::LoraLayer {
+    model.blocks[layer]
+        .get_mut(module)
+        .expect("every block linear is adapted")
 }
 
 fn check(method_name: &str, method: Method) {
@@ -114,7 +110,7 @@ fn check(method_name: &str, method: Method) {
     lora.lora_alpha = golden.lora_alpha;
     lora.train_head = false;
     assert!((lora.scaling() - g.scaling).abs() < 1e-12, "scaling");
-    let mut model = PeftModel::new(base, &config, &lora, &[0]).unwrap();
+    let mut model = PeftModel::new(base, &lora, &[0]).unwrap();
     assert_eq!(
         model.trainable_per_member(),
         g.trainable,
@@ -156,7 +152,13 @@ fn check(method_name: &str, method: Method) {
     if method == Method::Pissa {
         for (name, f) in &g.factors {
             let (layer, kind) = site(name);
-            let residual = peft::base_linear(&model.base, tinyformer::LinearSite { layer, kind });
+            let residual = model
+                .base
+                .linear(LinearSite {
+                    layer,
+                    module: kind,
+                })
+                .unwrap();
             let ours = host(
                 residual
                     .weight
@@ -244,13 +246,15 @@ fn check(method_name: &str, method: Method) {
     }
 }
 
-fn block_layer(block: &peft::BlockAdapters, kind: LinearKind) -> &peft::LoraLayer {
+fn block_layer(block: &peft::BlockAdapters, kind: ModuleId) -> &peft::LoraLayer {
     block.get(kind).expect("adapted")
 }
 
 /// One AdamW step (PyTorch's defaults, no weight decay). Written out here so
 /// that this crate's tests do not depend on the trainer crate above it.
-fn sweep_free_adamw(lr: f64) -> impl Fn(PeftModel, GradientsParams, &Device) -> PeftModel {
+fn sweep_free_adamw(
+    lr: f64,
+) -> impl Fn(PeftModel<Tinyformer>, GradientsParams, &Device) -> PeftModel<Tinyformer> {
     move |model, grads, _device| {
         use burn::module::ModuleMapper;
         struct Step<'a> {

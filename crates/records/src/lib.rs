@@ -12,7 +12,9 @@ pub use derived::{
     CellCurve, LrSweepEntry, Metric, RankEntry, RankLrEntry, best_of_lr, best_of_lr_by,
     cell_curves, cell_curves_of, lr_sweep_results, rank_x_lr_results, trials_csv,
 };
+pub mod sharpness;
 mod stats;
+pub use sharpness::{SharpnessCell, SharpnessEntry, SharpnessFile};
 pub use stats::{MeanCi, mean_ci95, t_critical_95};
 
 /// Where and how a result was computed.

@@ -246,7 +246,7 @@ pub struct RunConfig {
     /// one on a GPU).
     /// Burn's CPU kernels leave cores idle between their parallel parts, so
     /// two populations on two cores, each on a pool of its own core
-    /// (`sweep::pool`), are faster than one on both (bench).
+    /// (`train::pool`), are faster than one on both (docs/benchmarks).
     #[serde(default)]
     pub threads: usize,
     /// Where adapters compute their low-rank path: `weight_space` (the
@@ -550,6 +550,14 @@ impl Cell {
         )
     }
 
+    /// The adapter setting this cell trains: its `LoraConfig`, or for full
+    /// fine-tuning the `full` method (every weight trainable, no adapter).
+    pub fn fine_tune(&self) -> LoraConfig {
+        self.lora
+            .clone()
+            .unwrap_or_else(|| LoraConfig::new(Method::Full, 1))
+    }
+
     /// Optimizer steps of one member: `epochs × ⌈n_train / batch_size⌉`.
     pub fn steps(&self, n_train: usize) -> usize {
         self.epochs * n_train.div_ceil(self.batch_size.max(1))
@@ -722,22 +730,23 @@ impl ExperimentConfig {
         }
         for cell in self.cells() {
             if let Some(lora) = &cell.lora {
-                lora.validate(&self.model).map_err(|e| match e {
-                    peft::PeftError::Invalid {
-                        field,
-                        value,
-                        allowed,
-                    } => {
-                        let field = match field {
-                            "r" => "grid.ranks",
-                            "target_modules" => "grid.targets",
-                            "init.std" => "grid.init.std",
-                            other => other,
-                        };
-                        bad(field, value, allowed)
-                    }
-                    other => bad("grid", cell.method.name(), other.to_string()),
-                })?;
+                lora.validate(&self.model.linear_layout())
+                    .map_err(|e| match e {
+                        peft::PeftError::Invalid {
+                            field,
+                            value,
+                            allowed,
+                        } => {
+                            let field = match field {
+                                "r" => "grid.ranks",
+                                "target_modules" => "grid.targets",
+                                "init.std" => "grid.init.std",
+                                other => other,
+                            };
+                            bad(field, value, allowed)
+                        }
+                        other => bad("grid", cell.method.name(), other.to_string()),
+                    })?;
             }
         }
         if self.run.max_population == 0 {
@@ -798,16 +807,7 @@ impl ExperimentConfig {
         for &alpha in &alphas {
             for &init in inits {
                 for &r in &ranks {
-                    let lora = LoraConfig {
-                        method,
-                        r,
-                        lora_alpha: alpha.alpha(r),
-                        target_modules: g.targets.clone(),
-                        init,
-                        train_head: g.train_head,
-                        use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
-                        compute: self.run.adapter_compute,
-                    };
+                    let lora = self.lora_config(method, r, alpha, init, self.run.adapter_compute);
                     cells.push(Cell {
                         method,
                         rank: r,
@@ -819,6 +819,29 @@ impl ExperimentConfig {
                     });
                 }
             }
+        }
+    }
+
+    /// The adapter setting of `method` at rank `r` under alpha rule `alpha`
+    /// and init `init`, with the grid's targets and head: the one place a
+    /// config becomes a `LoraConfig` (cells and the bench).
+    pub fn lora_config(
+        &self,
+        method: Method,
+        r: usize,
+        alpha: AlphaRule,
+        init: LoraInit,
+        compute: peft::Compute,
+    ) -> LoraConfig {
+        LoraConfig {
+            method,
+            r,
+            lora_alpha: alpha.alpha(r),
+            target_modules: self.grid.targets.clone(),
+            init,
+            train_head: self.grid.train_head,
+            use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
+            compute,
         }
     }
 

@@ -1,26 +1,25 @@
-//! Orchestration for lrscape: experiment configs, backend selection, the
-//! population trainer and the jobs the `lrscape` binary runs.
+//! Orchestration for lrscape: an experiment config becomes a validated grid
+//! of cells, each cell's (learning rate, seed) members train as populations
+//! on a shared base, and their records land in a results directory that
+//! runs resume, shards split and `merge` joins.
 //!
-//! This is the top floor: it depends on `synth-data`, `tinyformer`, `peft`,
-//! `records` and `figs`, and nothing depends on it. Only [`device`] names backends.
+//! Below it: `train` (the trainer), `peft` (adapters), the model family
+//! (`tinyformer`), `synth-data` (tasks) and `records` (result schemas and
+//! analyses). It never prints (progress and warnings go through
+//! [`events::RunEvents`]), never names a backend (it takes a
+//! [`train::SelectedDevice`]) and knows nothing of plots, benchmarks,
+//! Hessians or SLURM.
 
-pub mod bench;
 pub mod config;
-pub mod device;
-pub mod optim;
+pub mod events;
+pub mod grid;
+pub mod layout;
 pub mod params;
-pub mod pool;
 pub mod pretrain;
-pub mod report;
 pub mod runner;
 pub mod shard;
-pub mod sharpness;
-pub mod slurm;
 pub mod store;
 pub mod task;
-pub mod train;
 
 pub use config::{ExperimentConfig, PretrainConfig, TaskConfig, TaskKind};
-pub use device::{SelectedDevice, select_device};
-pub use optim::{AdamWConfig, PopulationAdamW};
-pub use train::{Evaluation, Member, Schedule, TrainOutcome, evaluate, train_population};
+pub use events::{Quiet, RunEvents};

@@ -28,6 +28,9 @@ pub fn param_counts(
     targets: &str,
     device: &Device,
 ) -> anyhow::Result<Vec<ParamCount>> {
+    if ranks.is_empty() || ranks.contains(&0) {
+        anyhow::bail!("--ranks {ranks:?}: ranks must be at least 1");
+    }
     let mut out = Vec::new();
     // Trainability is only visible on an autodiff device.
     let base = Tinyformer::init(model, 0, &device.clone().autodiff())?;
@@ -40,7 +43,7 @@ pub fn param_counts(
         for &rank in ranks {
             let mut config = LoraConfig::new(method, rank);
             config.target_modules = TargetModules::Preset(targets.to_string());
-            let adapted = PeftModel::new(base.clone(), model, &config, &[0])
+            let adapted = PeftModel::new(base.clone(), &config, &[0])
                 .map_err(|e| anyhow::anyhow!("{} at rank {rank}: {e}", method.name()))?;
             let (trainable, total) = (adapted.trainable_per_member(), adapted.total_per_member());
             out.push(ParamCount {

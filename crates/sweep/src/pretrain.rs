@@ -8,15 +8,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::module::Module;
-use indicatif::ProgressBar;
 use records::{PretrainRecord, Provenance};
 use synth_data::{Dataset, SequenceDataset};
 use tinyformer::Tinyformer;
+use train::{Member, Schedule, SelectedDevice, evaluate, train_population};
 
 use crate::config::ExperimentConfig;
-use crate::device::SelectedDevice;
-use crate::optim::AdamWConfig;
-use crate::train::{Member, Schedule, evaluate, train_population};
+use crate::events::RunEvents;
+use crate::layout;
 
 /// The pre-training splits (train, val) of an experiment.
 pub fn pretrain_data(
@@ -27,7 +26,7 @@ pub fn pretrain_data(
 
 /// Directory of the base for `config` under the experiment output `out`.
 pub fn base_dir(out: &Path, config: &ExperimentConfig) -> PathBuf {
-    out.join("base").join(config.pretrain_hash())
+    layout::base_dir(out, &config.pretrain_hash())
 }
 
 /// Provenance of results computed now on `device`.
@@ -54,7 +53,7 @@ pub fn pretrain(
     config: &ExperimentConfig,
     out: &Path,
     device: &SelectedDevice,
-    progress: &ProgressBar,
+    events: &dyn RunEvents,
 ) -> anyhow::Result<(Tinyformer, PretrainRecord)> {
     let started = std::time::Instant::now();
     let (train, val) = pretrain_data(config)?;
@@ -66,24 +65,21 @@ pub fn pretrain(
         batch_size: p.batch_size,
         max_steps: None,
     };
-    progress.set_length((p.epochs * train.len().div_ceil(p.batch_size)) as u64);
+    events.pretrain_started((p.epochs * train.len().div_ceil(p.batch_size)) as u64);
     let member = Member {
         lr: p.lr,
         data_seed: config.task.data_seed,
-    };
-    let adamw = AdamWConfig {
-        weight_decay: p.weight_decay,
-        ..AdamWConfig::default()
     };
     let outcome = train_population(
         model,
         &train,
         &[member],
         schedule,
-        adamw,
+        crate::grid::adamw(p.weight_decay),
         &train_device,
-        progress,
+        &|| events.step(),
     );
+    events.pretrain_finished();
     let eval = evaluate(&outcome.model, &val, p.batch_size.max(256), &train_device);
     let record = PretrainRecord {
         experiment: config.name.clone(),
@@ -102,9 +98,13 @@ pub fn pretrain(
 
 /// Writes `model.bpk` and `base.json` into `dir`, each through a temporary
 /// file and a rename so an interrupted write never leaves a half checkpoint.
-pub fn save_base(model: &Tinyformer, record: &PretrainRecord, dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn save_base(
+    model: &Tinyformer,
+    record: &PretrainRecord,
+    dir: &Path,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let model_tmp = dir.join("model.bpk.tmp");
+    let model_tmp = dir.join(format!("{}.tmp", layout::BASE_MODEL));
     model
         .clone()
         .save_file(&model_tmp)
@@ -115,12 +115,12 @@ pub fn save_base(model: &Tinyformer, record: &PretrainRecord, dir: &Path) -> any
         // Some Burn stores append their own extension.
         model_tmp.with_extension("tmp.bpk")
     };
-    std::fs::rename(&saved, dir.join("model.bpk"))
+    std::fs::rename(&saved, dir.join(layout::BASE_MODEL))
         .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
-    let meta_tmp = dir.join("base.json.tmp");
+    let meta_tmp = dir.join(format!("{}.tmp", layout::BASE_RECORD));
     std::fs::write(&meta_tmp, serde_json::to_string_pretty(record)? + "\n")
         .with_context(|| format!("cannot write {}", meta_tmp.display()))?;
-    std::fs::rename(&meta_tmp, dir.join("base.json"))?;
+    std::fs::rename(&meta_tmp, dir.join(layout::BASE_RECORD))?;
     Ok(())
 }
 
@@ -133,7 +133,7 @@ pub fn load_base(
     device: &burn::tensor::Device,
 ) -> anyhow::Result<(Tinyformer, PretrainRecord)> {
     let dir = base_dir(out, config);
-    let meta_path = dir.join("base.json");
+    let meta_path = dir.join(layout::BASE_RECORD);
     let text = std::fs::read_to_string(&meta_path).with_context(|| {
         format!(
             "no pre-trained base at {} (run `lrscape pretrain --config <file> --out {}`)",
@@ -151,7 +151,7 @@ pub fn load_base(
             record.config_hash
         );
     }
-    let model_path = dir.join("model.bpk");
+    let model_path = dir.join(layout::BASE_MODEL);
     let skeleton = Tinyformer::init(&config.model, 0, device)?;
     let model = skeleton.try_load_file(&model_path).map_err(|e| {
         anyhow::anyhow!(

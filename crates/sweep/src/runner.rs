@@ -9,35 +9,30 @@
 //! must exist, and the derived files are left to `lrscape merge`.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use peft::{Method, PeftModel};
-use records::{
-    TrialKey, TrialRecord, best_of_lr, cell_curves, lr_sweep_results, rank_x_lr_results, trials_csv,
-};
+use peft::PeftModel;
+use records::{TrialKey, TrialRecord, best_of_lr, cell_curves};
 use synth_data::{Dataset, SequenceDataset};
 use tinyformer::Tinyformer;
+use train::{Schedule, SelectedDevice, WorkerPools, evaluate, train_population};
 
 use crate::config::{Cell, ExperimentConfig};
-use crate::device::SelectedDevice;
-use crate::optim::AdamWConfig;
-use crate::pool::WorkerPools;
+use crate::events::RunEvents;
+use crate::grid::{trial_key, trial_stub};
 use crate::pretrain::{load_base, pretrain, provenance};
 use crate::shard::Shard;
-use crate::store::{TrialStore, write_atomic};
-use crate::train::{Member, Schedule, evaluate, train_population};
+use crate::store::{RunLogEntry, TrialStore, append_run_log, write_derived};
+use crate::task::finetune_data;
 
 /// Where a run writes and how far it goes.
 pub struct RunOptions {
     pub out: PathBuf,
     pub device: SelectedDevice,
     /// Stop after this many trained populations (tests of resume).
-    pub max_chunks: Option<usize>,
-    /// Show progress bars (off in tests).
-    pub progress: bool,
+    pub max_populations: Option<usize>,
     /// Run only this shard of the grid's cells (`--shard I/N`): records go
     /// to `trials.shard-I-of-N.jsonl` under a lock, the base must exist, and
     /// the derived files are left to `lrscape merge`.
@@ -51,7 +46,7 @@ impl RunOptions {
     pub fn records_path(&self) -> PathBuf {
         match self.shard {
             Some(shard) => self.out.join(shard.records_file()),
-            None => self.out.join("trials.jsonl"),
+            None => self.out.join(crate::layout::TRIALS),
         }
     }
 }
@@ -63,20 +58,49 @@ pub struct RunSummary {
     pub skipped: usize,
     pub seconds: f64,
     pub warnings: Vec<String>,
+    /// Every record of the file the run appended to, after the run.
+    pub trials: Vec<TrialRecord>,
 }
 
-/// The fine-tuning splits (train, val).
-pub fn finetune_data(
-    config: &ExperimentConfig,
-) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
-    crate::task::splits(config, crate::task::Phase::Finetune)
+/// The cells a run (or one shard of it) trains, and how much work they are.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub cells: Vec<Cell>,
+    /// Cells of the whole grid.
+    pub grid_cells: usize,
+    /// Members of every cell: learning rates × seeds.
+    pub members: usize,
+    /// Optimizer steps of every member of every cell, summed.
+    pub member_steps: usize,
+}
+
+/// The cells of `config` that `shard` owns (every cell without one).
+pub fn plan(config: &ExperimentConfig, shard: Option<Shard>) -> anyhow::Result<Plan> {
+    let all = config.cells();
+    let grid_cells = all.len();
+    let cells: Vec<Cell> = match shard {
+        Some(shard) => crate::shard::shard_cells(config, shard)
+            .into_iter()
+            .filter_map(|i| all.get(i).cloned())
+            .collect(),
+        None => all,
+    };
+    let members = config.finetune.lrs.values()?.len() * config.grid.seeds.len();
+    let n_train = config.task.n_finetune_train;
+    let member_steps = cells.iter().map(|c| members * c.steps(n_train)).sum();
+    Ok(Plan {
+        cells,
+        grid_cells,
+        members,
+        member_steps,
+    })
 }
 
 /// Pre-trained base for `config`, trained now if missing or unusable.
 fn base_for(
     config: &ExperimentConfig,
     opts: &RunOptions,
-    bars: &MultiProgress,
+    events: &dyn RunEvents,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Tinyformer> {
     let train_device = opts.device.device.clone().autodiff();
@@ -97,57 +121,34 @@ fn base_for(
         }
         Err(e) if crate::pretrain::base_dir(&opts.out, config).exists() => {
             let message = format!("{e:#}; pre-training it again");
-            eprintln!("warning: {message}");
+            events.warning(&message);
             warnings.push(message);
         }
         Err(_) => {}
     }
-    let bar = bars.add(steps_bar("pretrain", opts.progress));
-    let (model, record) = pretrain(config, &opts.out, &opts.device, &bar)?;
-    bar.finish_and_clear();
-    eprintln!(
+    let (model, record) = pretrain(config, &opts.out, &opts.device, events)?;
+    events.note(&format!(
         "pre-trained base: val_acc {:.4} in {:.0}s",
         record.val_accuracy, record.seconds
-    );
+    ));
     Ok(model)
 }
 
-fn steps_bar(label: &str, visible: bool) -> ProgressBar {
-    let bar = if visible {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar
-}
-
-/// The data-order seed of a trial seed: distinct per seed, fixed per experiment.
-/// The seed of a member's data order: the task's data seed and the trial seed.
-pub fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
-    config
-        .task
-        .data_seed
-        .wrapping_mul(1_000_003)
-        .wrapping_add(seed)
-}
-
 /// Runs (or resumes) the experiment, and logs the run in `run_log.jsonl`.
-pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<RunSummary> {
-    let summary = run_cells(config, opts)?;
+pub fn run_experiment(
+    config: &ExperimentConfig,
+    opts: &RunOptions,
+    events: &dyn RunEvents,
+) -> anyhow::Result<RunSummary> {
+    let summary = run_cells(config, opts, events)?;
     let provenance = provenance(&opts.device);
     let log_file = match opts.shard {
         Some(shard) => shard.run_log_file(),
-        None => "run_log.jsonl".to_string(),
+        None => crate::layout::RUN_LOG.to_string(),
     };
-    crate::report::append_run_log(
+    append_run_log(
         &opts.out.join(log_file),
-        &crate::report::RunLogEntry {
+        &RunLogEntry {
             ended_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -162,7 +163,11 @@ pub fn run_experiment(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::R
     Ok(summary)
 }
 
-fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+fn run_cells(
+    config: &ExperimentConfig,
+    opts: &RunOptions,
+    events: &dyn RunEvents,
+) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
@@ -178,26 +183,27 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
     let (mut store, mut warnings) = TrialStore::open(&store_path)?;
     warnings.extend(lock_message);
     for w in &warnings {
-        eprintln!("warning: {w}");
+        events.warning(w);
     }
     let mut elsewhere: Vec<TrialRecord> = Vec::new();
-    if opts.shard.is_none() && !crate::shard::shard_files(&opts.out)?.is_empty() {
+    if opts.shard.is_none() && !crate::store::shard_files(&opts.out)?.is_empty() {
         let message = format!(
             "{} holds shard records (trials.shard-I-of-N.jsonl) this run does not read: \
              run `lrscape merge` first, or their trials are trained again",
             opts.out.display()
         );
-        eprintln!("warning: {message}");
+        events.warning(&message);
         warnings.push(message);
     }
     // A shard also skips trials recorded elsewhere in the directory (the
     // merged trials.jsonl, shard files of another N); it only reads them.
     if opts.shard.is_some() {
-        for path in crate::shard::record_files(&opts.out)? {
+        for path in crate::store::record_files(&opts.out)? {
             if path != store_path {
                 let (trials, _, w) = crate::store::read_trials(&path)?;
                 for w in w {
-                    eprintln!("warning: {w}");
+                    events.warning(&w);
+                    warnings.push(w);
                 }
                 elsewhere.extend(trials);
             }
@@ -217,49 +223,37 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
             other.config_hash
         );
     }
-    let bars = if opts.progress {
-        MultiProgress::new()
-    } else {
-        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-    };
-    let base = base_for(config, opts, &bars, &mut warnings)?;
+    let base = base_for(config, opts, events, &mut warnings)?;
     let (train, val) = finetune_data(config)?;
     let lrs = config.finetune.lrs.values()?;
-    let cells: Vec<Cell> = match opts.shard {
-        Some(shard) => {
-            let all = config.cells();
-            crate::shard::shard_cells(config, shard)
-                .into_iter()
-                .filter_map(|i| all.get(i).cloned())
-                .collect()
-        }
-        None => config.cells(),
-    };
+    let cells = plan(config, opts.shard)?.cells;
     let elsewhere_done: HashSet<TrialKey> = elsewhere.iter().map(TrialRecord::key).collect();
-    let cell_bar = bars.add(steps_bar("cells", opts.progress));
-    cell_bar.set_length(cells.len() as u64);
-    let step_bar = bars.add(steps_bar("steps", opts.progress));
+    events.cells_started(cells.len() as u64);
     let provenance = provenance(&opts.device);
     let mut summary = RunSummary::default();
-    let mut chunks_run = 0;
+    let mut populations_run = 0;
     if opts.shard.is_none() {
         write_derived(config, &opts.out, store.trials())?;
     }
     let total_trials = cells.len() * lrs.len() * config.grid.seeds.len();
     let workers = config.run.workers(opts.device.is_gpu()).max(1);
     let pools = WorkerPools::new(workers);
+    if let Some(w) = pools.warning() {
+        events.warning(w);
+        warnings.push(w.to_string());
+    }
     let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
     match eta_seconds(store.trials(), left.member_examples, workers) {
-        Some(eta) if left.trials > 0 => eprintln!(
+        Some(eta) if left.trials > 0 => events.note(&format!(
             "{} of {total_trials} trials to train; ETA {} (from the {} recorded trials' speed)",
             left.trials,
             format_duration(eta),
             store.trials().len()
-        ),
-        _ if left.trials > 0 => eprintln!(
+        )),
+        _ if left.trials > 0 => events.note(&format!(
             "{} of {total_trials} trials to train; the ETA follows the first cell",
             left.trials
-        ),
+        )),
         _ => {}
     }
     for cell in &cells {
@@ -270,10 +264,7 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
         };
         let steps_per_member = cell.steps(train.len());
         let done = done_keys(&store, &elsewhere_done);
-        let wanted: Vec<(f64, u64)> = lrs
-            .iter()
-            .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
-            .collect();
+        let wanted = crate::grid::members(&lrs, &config.grid.seeds);
         let is_done = |&(lr, seed): &(f64, u64)| done.contains(&trial_key(config, cell, lr, seed));
         summary.skipped += wanted.iter().filter(|m| is_done(m)).count();
         // Split the cell into populations: at most max_population members
@@ -286,7 +277,7 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
             .len()
             .div_ceil(config.run.max_population)
             .max(workers.min(wanted.len()));
-        let chunks: Vec<&[(f64, u64)]> = if wanted.is_empty() {
+        let populations: Vec<&[(f64, u64)]> = if wanted.is_empty() {
             Vec::new()
         } else {
             wanted
@@ -294,41 +285,46 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
                 .filter(|chunk| !chunk.iter().all(is_done))
                 .collect()
         };
-        for group in chunks.chunks(workers) {
-            if opts.max_chunks.is_some_and(|max| chunks_run >= max) {
+        for group in populations.chunks(workers) {
+            if opts
+                .max_populations
+                .is_some_and(|max| populations_run >= max)
+            {
                 summary.seconds = started.elapsed().as_secs_f64();
                 summary.warnings = warnings;
+                summary.trials = store.trials().to_vec();
+                events.finished();
                 return Ok(summary);
             }
-            step_bar.set_length((steps_per_member * group.len()) as u64);
-            step_bar.set_position(0);
-            step_bar.set_prefix(format!(
-                "{} ×{}",
-                cell.label(config),
-                group.iter().map(|c| c.len()).sum::<usize>()
-            ));
+            events.populations_started(
+                &cell.label(config),
+                group.iter().map(|c| c.len()).sum::<usize>(),
+                (steps_per_member * group.len()) as u64,
+            );
             let results: Vec<anyhow::Result<Vec<TrialRecord>>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = group
                     .iter()
                     .enumerate()
-                    .map(|(worker, chunk)| {
-                        let (base, train, val, bar) = (&base, &train, &val, &step_bar);
+                    .map(|(worker, members)| {
+                        let job = PopulationJob {
+                            config,
+                            cell,
+                            members,
+                            base: &base,
+                            train: &train,
+                            val: &val,
+                            schedule,
+                            device: &opts.device,
+                        };
                         let pools = &pools;
                         scope.spawn(move || {
-                            pools.install(worker, group.len(), || {
-                                train_chunk(
-                                    config, cell, chunk, base, train, val, schedule, opts, bar,
-                                )
-                            })
+                            pools.install(worker, group.len(), || train_population_of(&job, events))
                         })
                     })
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
-                    })
+                    .map(|h| h.join().unwrap_or_else(|panic| Err(thread_panicked(panic))))
                     .collect()
             });
             for records in results {
@@ -342,25 +338,31 @@ fn run_cells(config: &ExperimentConfig, opts: &RunOptions) -> anyhow::Result<Run
                     .collect();
                 summary.trained += records.len();
                 store.append(records)?;
-                chunks_run += 1;
+                populations_run += 1;
             }
             if opts.shard.is_none() {
                 write_derived(config, &opts.out, store.trials())?;
             }
         }
-        cell_bar.inc(1);
-        report_cell(config, cell, store.trials());
+        events.cell_finished();
+        for line in cell_news(config, cell, store.trials()) {
+            events.note(&line);
+        }
         let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
         if left.trials > 0
             && let Some(eta) = eta_seconds(store.trials(), left.member_examples, workers)
         {
-            eprintln!("{} trials left; ETA {}", left.trials, format_duration(eta));
+            events.note(&format!(
+                "{} trials left; ETA {}",
+                left.trials,
+                format_duration(eta)
+            ));
         }
     }
-    cell_bar.finish_and_clear();
-    step_bar.finish_and_clear();
+    events.finished();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.warnings = warnings;
+    summary.trials = store.trials().to_vec();
     Ok(summary)
 }
 
@@ -394,12 +396,10 @@ fn work_left(
         member_examples: 0,
     };
     for cell in cells {
-        for &lr in lrs {
-            for &seed in &config.grid.seeds {
-                if !done.contains(&trial_key(config, cell, lr, seed)) {
-                    left.trials += 1;
-                    left.member_examples += cell.steps(n_train) * cell.batch_size;
-                }
+        for (lr, seed) in crate::grid::members(lrs, &config.grid.seeds) {
+            if !done.contains(&trial_key(config, cell, lr, seed)) {
+                left.trials += 1;
+                left.member_examples += cell.steps(n_train) * cell.batch_size;
             }
         }
     }
@@ -410,7 +410,11 @@ fn work_left(
 /// recorded trials (each holds its population's wall time divided by its
 /// size, and `workers` populations train at once); `None` without timed
 /// records.
-pub fn eta_seconds(trials: &[TrialRecord], member_examples: usize, workers: usize) -> Option<f64> {
+pub(crate) fn eta_seconds(
+    trials: &[TrialRecord],
+    member_examples: usize,
+    workers: usize,
+) -> Option<f64> {
     let (seconds, examples) = trials
         .iter()
         .filter(|t| t.steps > 0 && t.seconds.is_finite() && t.seconds > 0.0)
@@ -422,7 +426,7 @@ pub fn eta_seconds(trials: &[TrialRecord], member_examples: usize, workers: usiz
 }
 
 /// `1h 05m`, `12m 30s`, `45s`.
-pub fn format_duration(seconds: f64) -> String {
+pub(crate) fn format_duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match (s / 3600, s % 3600 / 60, s % 60) {
         (0, 0, sec) => format!("{sec}s"),
@@ -431,86 +435,58 @@ pub fn format_duration(seconds: f64) -> String {
     }
 }
 
-/// The key of the trial at (cell, lr, seed) of `config`.
-pub fn trial_key(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialKey {
-    trial_stub(config, cell, lr, seed).key()
-}
-
-/// A record carrying only a trial's grid coordinates (for its key).
-fn trial_stub(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialRecord {
-    let (lora_alpha, scaling) = cell
-        .lora
-        .as_ref()
-        .map_or((0.0, 0.0), |l| (l.lora_alpha, l.scaling()));
-    TrialRecord {
-        experiment: config.name.clone(),
-        method: cell.method.name().to_string(),
-        rank: cell.rank,
-        alpha_rule: cell.alpha_label(),
-        lora_alpha,
-        scaling,
-        init: cell.init_label(),
-        targets: cell.targets_label(config),
-        adapter_compute: cell
-            .lora
-            .as_ref()
-            .map(|l| crate::config::compute_label(l.compute).to_string()),
-        batch_size: cell.batch_size,
-        epochs: cell.epochs,
-        lr,
-        seed,
-        train_loss: Vec::new(),
-        val_accuracy: f64::NAN,
-        val_loss: f64::NAN,
-        steps: 0,
-        seconds: 0.0,
-        diverged: false,
-        config_hash: config.results_hash(),
-        provenance: records::Provenance {
-            backend: String::new(),
-            device: String::new(),
-            git_revision: String::new(),
-            lrscape_version: String::new(),
-        },
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn train_chunk(
-    config: &ExperimentConfig,
-    cell: &Cell,
-    chunk: &[(f64, u64)],
-    base: &Tinyformer,
-    train: &SequenceDataset,
-    val: &SequenceDataset,
+/// One population of a cell: its members' (lr, seed) and what they train on.
+struct PopulationJob<'a> {
+    config: &'a ExperimentConfig,
+    cell: &'a Cell,
+    members: &'a [(f64, u64)],
+    base: &'a Tinyformer,
+    train: &'a SequenceDataset,
+    val: &'a SequenceDataset,
     schedule: Schedule,
-    opts: &RunOptions,
-    bar: &ProgressBar,
+    device: &'a SelectedDevice,
+}
+
+/// The error of a training thread that panicked, with its message.
+fn thread_panicked(panic: Box<dyn std::any::Any + Send>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "a training thread panicked: {}",
+        train::panic_message(panic.as_ref())
+    )
+}
+
+/// Trains one population and returns its members' records (provenance
+/// left to the caller).
+fn train_population_of(
+    job: &PopulationJob<'_>,
+    events: &dyn RunEvents,
 ) -> anyhow::Result<Vec<TrialRecord>> {
+    let PopulationJob {
+        config,
+        cell,
+        members,
+        ..
+    } = *job;
     let started = Instant::now();
-    let device = opts.device.device.clone().autodiff();
-    let seeds: Vec<u64> = chunk.iter().map(|&(_, seed)| seed).collect();
-    let lora = cell
-        .lora
-        .clone()
-        .unwrap_or_else(|| peft::LoraConfig::new(Method::Full, 1));
-    let model = PeftModel::new(base.clone(), &config.model, &lora, &seeds)
+    let device = job.device.device.clone().autodiff();
+    let seeds: Vec<u64> = members.iter().map(|&(_, seed)| seed).collect();
+    let lora = cell.fine_tune();
+    let model = PeftModel::new(job.base.clone(), &lora, &seeds)
         .map_err(|e| anyhow::anyhow!("cell {}: {e}", cell.label(config)))?;
-    let members: Vec<Member> = chunk
-        .iter()
-        .map(|&(lr, seed)| Member {
-            lr,
-            data_seed: data_order_seed(config, seed),
-        })
-        .collect();
-    let adamw = AdamWConfig {
-        weight_decay: config.finetune.weight_decay,
-        ..AdamWConfig::default()
-    };
-    let outcome = train_population(model, train, &members, schedule, adamw, &device, bar);
+    let population = crate::grid::population(config, members);
+    let outcome = train_population(
+        model,
+        job.train,
+        &population,
+        job.schedule,
+        crate::grid::adamw(config.finetune.weight_decay),
+        &device,
+        &|| events.step(),
+    );
+    let val = job.val;
     let eval = evaluate(&outcome.model, val, 512.min(val.len()).max(1), &device);
-    let per_member = started.elapsed().as_secs_f64() / chunk.len() as f64;
-    Ok(chunk
+    let per_member = started.elapsed().as_secs_f64() / members.len() as f64;
+    Ok(members
         .iter()
         .enumerate()
         .map(|(i, &(lr, seed))| {
@@ -526,7 +502,9 @@ fn train_chunk(
         .collect())
 }
 
-fn report_cell(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) {
+/// A finished cell's best LR (and best perplexity for a language model).
+fn cell_news(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) -> Vec<String> {
+    let mut news = Vec::new();
     // Same cell: the same key up to the learning rate and seed.
     let cell_of = |t: &TrialRecord| {
         let mut key = t.key();
@@ -542,44 +520,24 @@ fn report_cell(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) {
     if let Some(curve) = cell_curves(&own).first()
         && let Some((best, lr)) = best_of_lr(curve)
     {
-        eprintln!(
+        news.push(format!(
             "{}: {}: best val_acc {best:.4} at lr {lr:.3e}",
             config.name,
             cell.label(config)
-        );
+        ));
     }
     let perplexity = records::Metric::Perplexity;
     if config.task.kind.is_language_model()
         && let Some(curve) = records::cell_curves_of(&own, perplexity).first()
         && let Some((best, lr)) = records::best_of_lr_by(curve, perplexity)
     {
-        eprintln!(
+        news.push(format!(
             "{}: {}: best val perplexity {best:.4} at lr {lr:.3e}",
             config.name,
             cell.label(config)
-        );
+        ));
     }
-}
-
-/// Rewrites `rank_x_lr_results.json`, `lr_sweep_results.json` and
-/// `trials.csv` from the records.
-pub fn write_derived(
-    config: &ExperimentConfig,
-    out: &Path,
-    trials: &[TrialRecord],
-) -> anyhow::Result<()> {
-    let curves = cell_curves(trials);
-    write_atomic(
-        &out.join("rank_x_lr_results.json"),
-        &(serde_json::to_string_pretty(&rank_x_lr_results(&curves))? + "\n"),
-    )?;
-    write_atomic(
-        &out.join("lr_sweep_results.json"),
-        &(serde_json::to_string_pretty(&lr_sweep_results(&curves, config.grid.parity_rank))?
-            + "\n"),
-    )?;
-    write_atomic(&out.join("trials.csv"), &trials_csv(trials))?;
-    Ok(())
+    news
 }
 
 /// Progress of an experiment from its records alone: per cell, trials
@@ -598,9 +556,8 @@ pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String
     let mut out = format!("{:<width$} {:>9} {:>9}\n", "cell", "done", heading);
     let (mut done_all, mut wanted_all) = (0, 0);
     for (cell, label) in cells.iter().zip(&labels) {
-        let keys: Vec<_> = lrs
-            .iter()
-            .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
+        let keys: Vec<_> = crate::grid::members(&lrs, &config.grid.seeds)
+            .into_iter()
             .map(|(lr, seed)| trial_key(config, cell, lr, seed))
             .collect();
         let recorded: Vec<&TrialRecord> =

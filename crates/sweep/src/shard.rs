@@ -8,82 +8,22 @@
 //!   `trials.shard-I-of-N.lock` (pid, host, SLURM job) while it runs; a
 //!   stale lock (dead pid on this host, or this very SLURM job restarted) is
 //!   taken over.
-//! - [`gather`] reads `trials.jsonl` and every shard file, drops exact
-//!   duplicates (a requeued task may record a trial twice) and refuses
-//!   conflicting ones; [`merge`] writes the merged `trials.jsonl` in grid
+//! - [`gather`](crate::store::gather) reads `trials.jsonl` and every shard
+//!   file, drops exact duplicates (a requeued task may record a trial twice)
+//!   and refuses conflicting ones; [`merge`] writes the merged `trials.jsonl` in grid
 //!   order and the derived files, and says which cells are still missing.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::Context;
 use records::{TrialKey, TrialRecord};
 
 use crate::config::{Cell, ExperimentConfig};
-use crate::store::{read_trials, write_atomic};
-
-/// Shard `index` of `count` (0-based), as `--shard I/N` gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl FromStr for Shard {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        let bad = || {
-            anyhow::anyhow!(
-                "--shard {s:?}: expected I/N, shard I (0-based) of N, with 0 <= I < N (e.g. 0/4 .. 3/4)"
-            )
-        };
-        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
-        let index: usize = i.trim().parse().map_err(|_| bad())?;
-        let count: usize = n.trim().parse().map_err(|_| bad())?;
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(Self { index, count })
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-impl Shard {
-    /// `trials.shard-I-of-N.jsonl`: this shard's records.
-    pub fn records_file(&self) -> String {
-        format!("trials.shard-{}-of-{}.jsonl", self.index, self.count)
-    }
-
-    /// `trials.shard-I-of-N.lock`: held while a process runs this shard.
-    pub fn lock_file(&self) -> String {
-        format!("trials.shard-{}-of-{}.lock", self.index, self.count)
-    }
-
-    /// `run_log.shard-I-of-N.jsonl`: this shard's run log.
-    pub fn run_log_file(&self) -> String {
-        format!("run_log.shard-{}-of-{}.jsonl", self.index, self.count)
-    }
-
-    /// The shard whose records file is named `name`, if it is one.
-    pub fn from_records_file(name: &str) -> Option<Self> {
-        let rest = name.strip_prefix("trials.shard-")?.strip_suffix(".jsonl")?;
-        let (i, n) = rest.split_once("-of-")?;
-        let shard = Self {
-            index: i.parse().ok()?,
-            count: n.parse().ok()?,
-        };
-        (shard.index < shard.count).then_some(shard)
-    }
-}
+use crate::grid::trial_key;
+pub use crate::layout::Shard;
+use crate::store::{gather, read_trials, shard_files, write_atomic, write_derived};
 
 /// Splits items of the given costs into `n` shards: LPT greedy (largest cost
 /// first, ties by index; each to the least loaded shard, ties to the lowest
@@ -110,7 +50,7 @@ pub fn partition(costs: &[u64], n: usize) -> Vec<Vec<usize>> {
 
 /// Work of each cell of `config`: population size × steps × batch size
 /// (member-examples, so cells of different budgets weigh what they cost).
-pub fn cell_costs(config: &ExperimentConfig) -> Vec<u64> {
+pub(crate) fn cell_costs(config: &ExperimentConfig) -> Vec<u64> {
     let members = config.finetune.lrs.values().map_or(0, |l| l.len()) * config.grid.seeds.len();
     let n = config.task.n_finetune_train;
     config
@@ -129,7 +69,7 @@ pub fn shard_cells(config: &ExperimentConfig, shard: Shard) -> Vec<usize> {
 }
 
 /// This machine's host name.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -226,7 +166,7 @@ impl Drop for ShardLock {
 }
 
 /// The holder of `out`'s lock of `shard`, if the lock file exists.
-pub fn lock_owner(out: &Path, shard: Shard) -> Option<LockOwner> {
+pub(crate) fn lock_owner(out: &Path, shard: Shard) -> Option<LockOwner> {
     std::fs::read_to_string(out.join(shard.lock_file()))
         .ok()
         .and_then(|t| LockOwner::parse(&t))
@@ -267,7 +207,6 @@ pub fn acquire_lock(out: &Path, shard: Shard) -> anyhow::Result<(ShardLock, Opti
                             path.display(),
                             owner.describe()
                         );
-                        eprintln!("warning: {m}");
                         message = Some(m);
                     }
                     None if text.is_empty() => {
@@ -310,125 +249,17 @@ pub fn acquire_lock(out: &Path, shard: Shard) -> anyhow::Result<(ShardLock, Opti
     )
 }
 
-/// Every shard records file in `out`, ordered by (N, I).
-pub fn shard_files(out: &Path) -> anyhow::Result<Vec<(Shard, PathBuf)>> {
-    let mut found = Vec::new();
-    let entries = match std::fs::read_dir(out) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", out.display())),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if let Some(shard) = entry
-            .file_name()
-            .to_str()
-            .and_then(Shard::from_records_file)
-        {
-            found.push((shard, entry.path()));
-        }
-    }
-    found.sort_by_key(|(s, _)| (s.count, s.index));
-    Ok(found)
-}
-
-/// The records files of `out`: `trials.jsonl` (when present), then the
-/// shard files ordered by (N, I).
-pub fn record_files(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let main = out.join("trials.jsonl");
-    if main.exists() {
-        files.push(main);
-    }
-    files.extend(shard_files(out)?.into_iter().map(|(_, p)| p));
-    Ok(files)
-}
-
-/// Whether two records of one key hold the same result (wall time and
-/// provenance may differ: a requeued task recomputes the same trial).
-pub fn same_result(a: &TrialRecord, b: &TrialRecord) -> bool {
-    let eq = |x: f64, y: f64| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
-    a.key() == b.key()
-        && a.experiment == b.experiment
-        && a.config_hash == b.config_hash
-        && eq(a.lora_alpha, b.lora_alpha)
-        && eq(a.scaling, b.scaling)
-        && a.train_loss.len() == b.train_loss.len()
-        && a.train_loss
-            .iter()
-            .zip(&b.train_loss)
-            .all(|(x, y)| eq(*x, *y))
-        && eq(a.val_accuracy, b.val_accuracy)
-        && eq(a.val_loss, b.val_loss)
-        && a.steps == b.steps
-        && a.diverged == b.diverged
-}
-
-/// The records of every file of an output directory, duplicates dropped.
-#[derive(Debug, Default)]
-pub struct Gathered {
-    /// In file order (`trials.jsonl`, then shards by (N, I)), first copy kept.
-    pub trials: Vec<TrialRecord>,
-    /// Records dropped as exact duplicates of an earlier one.
-    pub duplicates: usize,
-    /// Records read per file.
-    pub files: Vec<(PathBuf, usize)>,
-    pub warnings: Vec<String>,
-}
-
-/// Reads `trials.jsonl` and every shard file of `out` without changing any
-/// (safe while shards run): exact duplicates are dropped, two records of one
-/// trial with different results are an error naming both files.
-pub fn gather(out: &Path) -> anyhow::Result<Gathered> {
-    let mut gathered = Gathered::default();
-    let mut seen: HashMap<TrialKey, (usize, PathBuf)> = HashMap::new();
-    for path in record_files(out)? {
-        let (trials, _, warnings) = read_trials(&path)?;
-        gathered.warnings.extend(warnings);
-        gathered.files.push((path.clone(), trials.len()));
-        for trial in trials {
-            match seen.get(&trial.key()) {
-                Some((at, first)) => {
-                    let kept = &gathered.trials[*at];
-                    if !same_result(kept, &trial) {
-                        anyhow::bail!(
-                            "conflicting records of trial {} r={} lr={:e} seed={}: {} has \
-                             val_accuracy {} and {} has {}; the same trial must give the same \
-                             result, so one was computed with another setup: delete the wrong one",
-                            trial.method,
-                            trial.rank,
-                            trial.lr,
-                            trial.seed,
-                            first.display(),
-                            kept.val_accuracy,
-                            path.display(),
-                            trial.val_accuracy
-                        );
-                    }
-                    gathered.duplicates += 1;
-                }
-                None => {
-                    seen.insert(trial.key(), (gathered.trials.len(), path.clone()));
-                    gathered.trials.push(trial);
-                }
-            }
-        }
-    }
-    Ok(gathered)
-}
-
 /// The grid's trial keys, per cell of `config.cells()`, in the order a
 /// single-process run records them (learning rates, then seeds).
-pub fn grid_keys(config: &ExperimentConfig) -> Vec<(Cell, Vec<TrialKey>)> {
+pub(crate) fn grid_keys(config: &ExperimentConfig) -> Vec<(Cell, Vec<TrialKey>)> {
     let lrs = config.finetune.lrs.values().unwrap_or_default();
     config
         .cells()
         .into_iter()
         .map(|cell| {
-            let keys = lrs
-                .iter()
-                .flat_map(|&lr| config.grid.seeds.iter().map(move |&seed| (lr, seed)))
-                .map(|(lr, seed)| crate::runner::trial_key(config, &cell, lr, seed))
+            let keys = crate::grid::members(&lrs, &config.grid.seeds)
+                .into_iter()
+                .map(|(lr, seed)| trial_key(config, &cell, lr, seed))
                 .collect();
             (cell, keys)
         })
@@ -438,7 +269,7 @@ pub fn grid_keys(config: &ExperimentConfig) -> Vec<(Cell, Vec<TrialKey>)> {
 /// Sorts records into grid order (cell, learning rate, seed, as a
 /// single-process run appends them); records outside the grid keep their
 /// order after those of the grid.
-pub fn sort_by_grid(config: &ExperimentConfig, trials: &mut [TrialRecord]) {
+pub(crate) fn sort_by_grid(config: &ExperimentConfig, trials: &mut [TrialRecord]) {
     let rank: HashMap<TrialKey, usize> = grid_keys(config)
         .into_iter()
         .flat_map(|(_, keys)| keys)
@@ -496,8 +327,10 @@ pub fn missing_cells(
     missing
 }
 
-/// Human-readable lines for [`missing_cells`], one per shard.
-pub fn missing_report(missing: &[MissingCell]) -> String {
+/// Human-readable lines for [`missing_cells`], one per shard: which cells are missing, each shard with the command that
+/// reruns it (`command` is `lrscape run` with the flags that name the study,
+/// `--shard I/N` appended).
+pub fn missing_report(missing: &[MissingCell], command: &str) -> String {
     let mut out = String::new();
     let mut shards: Vec<Option<Shard>> = missing.iter().map(|m| m.shard).collect();
     shards.dedup();
@@ -509,7 +342,7 @@ pub fn missing_report(missing: &[MissingCell]) -> String {
             .collect();
         match shard {
             Some(s) => out.push_str(&format!(
-                "shard {s}: {} cell(s) missing: {}; rerun `lrscape run --shard {s}`\n",
+                "shard {s}: {} cell(s) missing: {}; rerun `{command} --shard {s}`\n",
                 cells.len(),
                 cells.join(", ")
             )),
@@ -562,8 +395,8 @@ pub fn merge(config: &ExperimentConfig, out: &Path) -> anyhow::Result<MergeSumma
         text.push_str(&serde_json::to_string(t)?);
         text.push('\n');
     }
-    write_atomic(&out.join("trials.jsonl"), &text)?;
-    crate::runner::write_derived(config, out, &trials)?;
+    write_atomic(&out.join(crate::layout::TRIALS), &text)?;
+    write_derived(config, out, &trials)?;
     let missing = missing_cells(config, &trials, shard_count(out)?);
     Ok(MergeSummary {
         trials: trials.len(),

@@ -97,3 +97,10 @@ pub fn optimum(config: &ExperimentConfig, phase: Phase) -> anyhow::Result<Option
         chain.optimum(config.model.seq_len)
     }))
 }
+
+/// The fine-tuning splits (train, val).
+pub fn finetune_data(
+    config: &ExperimentConfig,
+) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
+    splits(config, Phase::Finetune)
+}

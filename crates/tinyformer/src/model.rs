@@ -4,10 +4,11 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor};
 
+use nn::init::{ParamRng, tensor_from};
+use nn::{LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, RmsNorm};
+
+use crate::adaptable::{K, MLP_DOWN, MLP_UP, O, Q, V};
 use crate::config::{ConfigError, PosInit, TinyformerConfig};
-use crate::hook::{LinearHook, LinearKind, LinearSite, NoAdapter};
-use crate::init::{ParamRng, tensor_from};
-use crate::layers::{PopLinear, RmsNorm};
 
 /// Multi-head self-attention, without a mask (the seed) or causal (a
 /// language model); q, k, v, o bias-free.
@@ -73,7 +74,7 @@ impl Attention {
         let x_device = x.device();
         let h = self.n_heads;
         let dh = d / h;
-        let site = |kind| LinearSite { layer, kind };
+        let site = |module| LinearSite { layer, module };
         // [C, B, T, d] -> [C, B, H, T, dh]. q, k and v may differ in member
         // count (1 or C) when only some are adapted; matmul broadcasts.
         let split = |y: Tensor<4>| {
@@ -85,9 +86,9 @@ impl Attention {
         } else {
             x.clone()
         };
-        let q = split(hook.linear(site(LinearKind::Q), &self.q, queries));
-        let k = split(hook.linear(site(LinearKind::K), &self.k, x.clone()));
-        let v = split(hook.linear(site(LinearKind::V), &self.v, x));
+        let q = split(hook.linear(site(Q), &self.q, queries));
+        let k = split(hook.linear(site(K), &self.k, x.clone()));
+        let v = split(hook.linear(site(V), &self.v, x));
         let scores = q.matmul(k.swap_dims(3, 4)).div_scalar((dh as f64).sqrt());
         let scores = if self.causal {
             scores + causal_bias(t, &x_device)
@@ -97,7 +98,7 @@ impl Attention {
         let mixed = softmax_last(scores).matmul(v);
         let [c, _, _, tq, _] = mixed.dims();
         let merged = mixed.swap_dims(2, 3).reshape([c, b, tq, d]);
-        hook.linear(site(LinearKind::O), &self.o, merged)
+        hook.linear(site(O), &self.o, merged)
     }
 }
 
@@ -123,9 +124,9 @@ fn causal_bias(t: usize, device: &Device) -> Tensor<5> {
 
 impl Mlp {
     fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
-        let site = |kind| LinearSite { layer, kind };
-        let up = hook.linear(site(LinearKind::MlpUp), &self.up, x);
-        hook.linear(site(LinearKind::MlpDown), &self.down, gelu(up))
+        let site = |module| LinearSite { layer, module };
+        let up = hook.linear(site(MLP_UP), &self.up, x);
+        hook.linear(site(MLP_DOWN), &self.down, gelu(up))
     }
 }
 
@@ -280,15 +281,7 @@ impl Tinyformer {
     }
 }
 
-/// What a trainer needs of a model: logits `[C, N, vocab]` for token streams
-/// `[G, B, T]`, one row per target (`N = B` for a classifier, `B × T` for a
-/// language model). Implemented by [`Tinyformer`] and by adapted models
-/// built on it.
-pub trait Classifier: Module + Clone {
-    fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3>;
-}
-
-impl Classifier for Tinyformer {
+impl PopulationModel for Tinyformer {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.forward(tokens)
     }

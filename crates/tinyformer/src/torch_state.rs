@@ -12,8 +12,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TinyformerConfig;
-use crate::layers::{PopLinear, RmsNorm};
 use crate::model::{Attention, Block, Mlp, Tinyformer};
+use nn::{PopLinear, RmsNorm};
 
 /// One tensor of a state dict: row-major values and shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,7 +154,7 @@ impl Tinyformer {
 
     /// The notebook-layout state dict of a 1-member model.
     pub fn to_torch_state(&self) -> Result<TorchState, TorchStateError> {
-        let members = crate::members::member_count(self);
+        let members = nn::member_count(self);
         if members != 1 {
             return Err(TorchStateError::Members(members));
         }

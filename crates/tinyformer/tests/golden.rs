@@ -1,8 +1,9 @@
 //! The model against PyTorch: fixture from `tools/golden/tinyformer_golden.py`.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use nn::member_cross_entropy;
 use serde::Deserialize;
-use tinyformer::{Tinyformer, TinyformerConfig, TorchState, TorchStateError, member_cross_entropy};
+use tinyformer::{Tinyformer, TinyformerConfig, TorchState, TorchStateError};
 
 #[derive(Deserialize)]
 struct Golden {

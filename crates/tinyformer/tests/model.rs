@@ -1,10 +1,9 @@
 //! Shapes, the member axis and the adapter seam.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use tinyformer::{
-    LinearHook, LinearKind, LinearSite, PopLinear, PosInit, Tinyformer, TinyformerConfig,
-    expand_members, member_count, select_member,
-};
+use nn::{LinearHook, LinearSite, PopLinear, expand_members, member_count, select_member};
+use tinyformer::adaptable::{MLP_DOWN, MODULES};
+use tinyformer::{PosInit, Tinyformer, TinyformerConfig};
 
 fn small() -> TinyformerConfig {
     TinyformerConfig {
@@ -116,7 +115,7 @@ fn hook_reaches_every_block_linear() {
         fn linear(&self, site: LinearSite, base: &PopLinear, x: Tensor<4>) -> Tensor<4> {
             self.0.borrow_mut().push(site);
             let y = base.forward(x);
-            if site.kind == LinearKind::MlpDown && site.layer == 1 {
+            if site.module == MLP_DOWN && site.layer == 1 {
                 y * 2.0
             } else {
                 y
@@ -130,11 +129,11 @@ fn hook_reaches_every_block_linear() {
     let hooked = values(model.forward_with(input.clone(), &hook));
     let sites = hook.0.into_inner();
     assert_eq!(sites.len(), 2 * 6);
-    for kind in LinearKind::ALL {
+    for module in MODULES {
         assert_eq!(
-            sites.iter().filter(|s| s.kind == kind).count(),
+            sites.iter().filter(|s| s.module == module).count(),
             2,
-            "{kind:?}"
+            "{module}"
         );
     }
     assert!(max_abs_diff(&hooked, &values(model.forward(input))) > 1e-4);

@@ -1,0 +1,332 @@
+//! The command line: every subcommand's flags (clap), and the overrides
+//! of config values they share.
+
+use std::path::PathBuf;
+
+use bench::TorchDevice;
+use clap::{Parser, Subcommand};
+use sweep::ExperimentConfig;
+
+#[derive(Parser)]
+#[command(name = "lrscape", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args)]
+pub struct Common {
+    /// Experiment config (TOML); the embedded configs/default.toml if omitted.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output directory; results/<experiment name> if omitted.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Backend and device: flex, ndarray, wgpu[:cpu|:N], vulkan, metal, cuda[:N], tch
+    /// (only those compiled in; see `--features`).
+    #[arg(long, default_value_t = backends::default_device_name().to_string())]
+    pub device: String,
+}
+
+/// Command-line overrides of config values.
+#[derive(clap::Args)]
+pub struct Overrides {
+    /// Override grid.methods (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
+    /// Override grid.ranks.
+    #[arg(long, value_delimiter = ',')]
+    ranks: Option<Vec<usize>>,
+    /// Override finetune.lrs (comma-separated numbers, or paper16).
+    #[arg(long, value_delimiter = ',')]
+    lrs: Option<Vec<String>>,
+    /// Override grid.seeds.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Override finetune.epochs (several, comma-separated: an axis).
+    #[arg(long, value_delimiter = ',')]
+    finetune_epochs: Option<Vec<usize>>,
+    /// Override finetune.batch_size (several, comma-separated: an axis).
+    #[arg(long, value_delimiter = ',')]
+    batch_sizes: Option<Vec<usize>>,
+    /// Override pretrain.epochs.
+    #[arg(long)]
+    pretrain_epochs: Option<usize>,
+    /// Override run.max_population (an execution setting: on CPU backends
+    /// small populations are faster per member, see docs/benchmarks).
+    #[arg(long)]
+    max_population: Option<usize>,
+    /// Override run.threads: populations trained side by side (0: one per
+    /// core on a CPU backend, one on a GPU).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// A single value stays one value (records and labels as before); several
+/// make an axis.
+fn one_or_many(values: &[usize]) -> sweep::config::OneOrMany<usize> {
+    match values {
+        [one] => sweep::config::OneOrMany::One(*one),
+        many => sweep::config::OneOrMany::Many(many.to_vec()),
+    }
+}
+
+impl Overrides {
+    /// Applies the flags given to `config` and validates the result.
+    pub fn apply(&self, config: &mut ExperimentConfig) -> anyhow::Result<()> {
+        if let Some(methods) = &self.methods {
+            config.grid.methods = parse_methods(methods)?;
+        }
+        if let Some(ranks) = &self.ranks {
+            config.grid.ranks = ranks.clone();
+        }
+        if let Some(lrs) = &self.lrs {
+            config.finetune.lrs = if lrs.len() == 1 && lrs[0] == "paper16" {
+                sweep::config::LrGrid::Named("paper16".into())
+            } else {
+                sweep::config::LrGrid::List(
+                    lrs.iter()
+                        .map(|lr| {
+                            lr.trim().parse::<f64>().map_err(|_| {
+                                anyhow::anyhow!(
+                                    "--lrs: {lr:?} is not a number (give e.g. 1e-3,3e-4 or paper16)"
+                                )
+                            })
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                )
+            };
+        }
+        if let Some(seeds) = &self.seeds {
+            config.grid.seeds = seeds.clone();
+        }
+        if let Some(epochs) = &self.finetune_epochs {
+            config.finetune.epochs = one_or_many(epochs);
+        }
+        if let Some(sizes) = &self.batch_sizes {
+            config.finetune.batch_size = one_or_many(sizes);
+        }
+        if let Some(epochs) = self.pretrain_epochs {
+            config.pretrain.epochs = epochs;
+        }
+        if let Some(max) = self.max_population {
+            config.run.max_population = max;
+        }
+        if let Some(threads) = self.threads {
+            config.run.threads = threads;
+        }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run (or resume) the study of a config: pre-train, sweep, derived files.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Run only shard I of N (0-based) of the grid's cells, into
+        /// trials.shard-I-of-N.jsonl; the base must be pre-trained already
+        /// (`lrscape pretrain`); `lrscape merge` joins the shards.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<sweep::layout::Shard>,
+    },
+    /// Merge trials.jsonl and every shard's records (trials.shard-I-of-N.jsonl)
+    /// into trials.jsonl and rewrite the derived files; says which cells are
+    /// still missing, per shard.
+    Merge {
+        #[command(flatten)]
+        common: Common,
+        /// Succeed even when cells are missing (merge what is there so far).
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Write (and with --submit, submit) SLURM batch scripts running the
+    /// study as a job array of N shards: pretrain -> shards -> merge + report.
+    Slurm {
+        /// Experiment config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output directory, on a file system every node sees; results/<experiment name> if omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Number of shards (array tasks).
+        #[arg(long)]
+        shards: usize,
+        /// Directory for the scripts and job logs; <out>/slurm if omitted.
+        #[arg(long)]
+        scripts: Option<PathBuf>,
+        /// SLURM partition (the cluster's default if omitted).
+        #[arg(long)]
+        partition: Option<String>,
+        /// GPUs per array task; more than 0 runs on cuda (else flex).
+        #[arg(long, default_value_t = 0)]
+        gpus_per_task: u32,
+        /// Time limit per job (SLURM format, e.g. 4:00:00).
+        #[arg(long)]
+        time: Option<String>,
+        /// CPU cores per job.
+        #[arg(long)]
+        cpus_per_task: Option<u32>,
+        /// Submit the chain with sbatch and print the job ids.
+        #[arg(long)]
+        submit: bool,
+    },
+    /// Print trainable / total parameter counts, one JSON line per (method, rank).
+    Params {
+        #[command(flatten)]
+        common: Common,
+        /// Methods (lora, rslora, init_ab, dora, pissa, milora, full, dora_seed, pissa_seed, milora_seed).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "lora,dora,pissa,milora,full"
+        )]
+        methods: Vec<String>,
+        /// Ranks.
+        #[arg(long, value_delimiter = ',', default_value = "2,4,8,16,32")]
+        ranks: Vec<usize>,
+        /// Target modules: a preset (qv, attn, all) or one module name.
+        #[arg(long, default_value = "all")]
+        targets: String,
+    },
+    /// Draw the figures and write REPORT.md of an experiment from its records.
+    Report {
+        #[command(flatten)]
+        common: Common,
+        /// Another experiment directory to compare best accuracies with
+        /// (e.g. results/default beside the seed notebook).
+        #[arg(long)]
+        compare: Option<PathBuf>,
+    },
+    /// Show how far an experiment is, from its records alone.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Pre-train the base model of an experiment and cache it by config hash.
+    Pretrain {
+        #[command(flatten)]
+        common: Common,
+        /// Override pretrain.epochs.
+        #[arg(long)]
+        pretrain_epochs: Option<usize>,
+        /// Train again even if a base for this config exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// λmax of the fine-tuning loss Hessian (w.r.t. the trainable parameters)
+    /// at initialisation, per grid cell and seed, on the cached base, by the
+    /// Lanczos iteration on finite-difference Hessian-vector products; writes
+    /// sharpness.json and, with trials.jsonl there, pairs each cell's λmax
+    /// with its best learning rate (correlations and c in best_lr ≈ c/λmax).
+    Sharpness {
+        #[command(flatten)]
+        common: Common,
+        /// Override grid.methods (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        methods: Option<Vec<String>>,
+        /// Override grid.ranks.
+        #[arg(long, value_delimiter = ',')]
+        ranks: Option<Vec<usize>>,
+        /// Override grid.seeds (each seed's adapter init is one member).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Fine-tuning training examples in the one fixed batch (the first N).
+        #[arg(long, default_value_t = 256)]
+        examples: usize,
+        /// Most Lanczos iterations (Hessian-vector products) per cell.
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+        /// Relative tolerance on λ between iterations.
+        #[arg(long, default_value_t = 1e-3)]
+        tol: f64,
+        /// Finite-difference step relative to the parameter norm: ε = eps·max(‖θ‖, 1).
+        #[arg(long, default_value_t = 1e-3)]
+        eps: f64,
+        /// Measure after this many training steps at each cell's best recorded
+        /// LR instead of at initialisation (-> sharpness-after-N.json).
+        #[arg(long, default_value_t = 0)]
+        after_steps: usize,
+    },
+    /// Measure training speed here: member-steps/s of a LoRA cell at several
+    /// population sizes, full fine-tuning, both adapter compute modes, GFLOP/s
+    /// against a timed GEMM, peak memory per member, and PyTorch eager on the
+    /// same step; writes BENCH.md and bench.json.
+    Bench(BenchArgs),
+}
+
+/// `lrscape bench` flags.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Experiment config whose model, batch size and LoRA settings are used;
+    /// the embedded configs/seed-notebook.toml if omitted.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Backend and device (as `lrscape run --device`).
+    #[arg(long, default_value_t = backends::default_device_name().to_string())]
+    pub device: String,
+    /// Timed steps per configuration.
+    #[arg(long, default_value_t = 6)]
+    pub steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Population sizes of the LoRA cell (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub populations: Vec<usize>,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// Also time this many populations of the largest size at once, one per
+    /// thread (`lrscape run`'s layout); default: as many as `lrscape run`
+    /// trains at once for the config (`[run] threads`, 0 = the core count).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Directory for BENCH.md and bench.json.
+    #[arg(long, default_value = "results/bench")]
+    pub out: PathBuf,
+    /// The PyTorch reference script.
+    #[arg(long, default_value = "tools/bench/torch_step.py")]
+    pub torch_script: PathBuf,
+    /// `torch.set_num_threads` values to time PyTorch at (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "2,1")]
+    pub torch_threads: Vec<usize>,
+    /// Where PyTorch runs: `cpu` or `cuda`; default `cuda` when `--device`
+    /// is a CUDA device, else `cpu`.
+    #[arg(long)]
+    pub torch_device: Option<TorchDevice>,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    pub no_torch: bool,
+    /// Run every configuration in this process (no per-configuration
+    /// peak memory: the high-water mark is shared).
+    #[arg(long)]
+    pub in_process: bool,
+    /// Internal: measure one configuration (JSON) and print its result.
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
+}
+
+/// Parses `--methods` names, naming the bad one and the allowed ones.
+pub fn parse_methods(names: &[String]) -> anyhow::Result<Vec<peft::Method>> {
+    names
+        .iter()
+        .map(|name| {
+            peft::Method::ALL
+                .into_iter()
+                .find(|m| m.name() == name.trim())
+                .ok_or_else(|| {
+                    let allowed: Vec<&str> = peft::Method::ALL.iter().map(|m| m.name()).collect();
+                    anyhow::anyhow!(
+                        "--methods: unknown method {name:?}; one of {}",
+                        allowed.join(", ")
+                    )
+                })
+        })
+        .collect()
+}

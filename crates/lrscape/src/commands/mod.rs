@@ -1,0 +1,113 @@
+//! One module per subcommand; [`run`] dispatches.
+
+mod bench;
+mod merge;
+mod params;
+mod pretrain;
+mod report;
+mod run;
+mod sharpness;
+mod slurm;
+mod status;
+
+use std::path::PathBuf;
+
+use sweep::ExperimentConfig;
+
+use crate::args::{Command, Common};
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run {
+            common,
+            overrides,
+            shard,
+        } => run::run(&common, &overrides, shard),
+        Command::Merge { common, partial } => merge::merge(&common, partial),
+        Command::Slurm {
+            config,
+            out,
+            shards,
+            scripts,
+            partition,
+            gpus_per_task,
+            time,
+            cpus_per_task,
+            submit,
+        } => slurm::slurm(slurm::Flags {
+            config,
+            out,
+            shards,
+            scripts,
+            partition,
+            gpus_per_task,
+            time,
+            cpus_per_task,
+            submit,
+        }),
+        Command::Params {
+            common,
+            methods,
+            ranks,
+            targets,
+        } => params::params(&common, &methods, &ranks, &targets),
+        Command::Report { common, compare } => report::report(&common, compare.as_deref()),
+        Command::Status { common } => status::status(&common),
+        Command::Pretrain {
+            common,
+            pretrain_epochs,
+            force,
+        } => pretrain::pretrain(&common, pretrain_epochs, force),
+        Command::Sharpness {
+            common,
+            methods,
+            ranks,
+            seeds,
+            examples,
+            iters,
+            tol,
+            eps,
+            after_steps,
+        } => sharpness::sharpness(sharpness::Flags {
+            common,
+            methods,
+            ranks,
+            seeds,
+            examples,
+            iters,
+            tol,
+            eps,
+            after_steps,
+        }),
+        Command::Bench(args) => bench::bench(args),
+    }
+}
+
+/// The config `--config` names (the embedded default without one) and the
+/// output directory (`results/<name>` without `--out`).
+fn load_config(common: &Common) -> anyhow::Result<(ExperimentConfig, PathBuf)> {
+    let config = match &common.config {
+        Some(path) => ExperimentConfig::from_toml_file(path)?,
+        None => ExperimentConfig::embedded_default(),
+    };
+    let out = common
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&config.name));
+    Ok((config, out))
+}
+
+/// `--config FILE` as a command to type again names it (`<file>` for the
+/// embedded default).
+fn config_arg(common: &Common) -> String {
+    common
+        .config
+        .as_ref()
+        .map_or_else(|| "<file>".into(), |p| p.display().to_string())
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}

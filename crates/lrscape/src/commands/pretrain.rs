@@ -1,0 +1,58 @@
+//! `lrscape pretrain`: the base of an experiment, cached by config hash.
+
+use crate::args::Common;
+use crate::progress::Bars;
+
+pub fn pretrain(
+    common: &Common,
+    pretrain_epochs: Option<usize>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let (mut config, out) = super::load_config(common)?;
+    if let Some(epochs) = pretrain_epochs {
+        config.pretrain.epochs = epochs;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--pretrain-epochs: {e}"))?;
+    }
+    let selected = backends::select_device(&common.device)?;
+    let dir = sweep::pretrain::base_dir(&out, &config);
+    if !force && dir.join(sweep::layout::BASE_RECORD).exists() {
+        let (_, record) = sweep::pretrain::load_base(&config, &out, &selected.device)?;
+        println!(
+            "base for {} already at {} (val_acc {:.4}); --force retrains",
+            config.name,
+            dir.display(),
+            record.val_accuracy
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "pre-training {} on {} ({} epochs, {} examples) -> {}",
+        config.name,
+        selected.name,
+        config.pretrain.epochs,
+        config.task.n_pretrain_train,
+        dir.display()
+    );
+    let (_, record) = sweep::pretrain::pretrain(&config, &out, &selected, &Bars::new(true))?;
+    println!(
+        "pretrained {}: val_acc {:.4}, val_loss {:.4}, {} steps in {:.1}s on {}{} -> {}",
+        config.name,
+        record.val_accuracy,
+        record.val_loss,
+        record.steps,
+        record.seconds,
+        record.provenance.backend,
+        if record.diverged { " (DIVERGED)" } else { "" },
+        dir.display()
+    );
+    if let Some(floor) = sweep::task::optimum(&config, sweep::task::Phase::Pretrain)? {
+        println!(
+            "  perplexity {:.4}; the pre-training chain's own predictions reach {:.4}",
+            record.val_loss.exp(),
+            floor.perplexity()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! `lrscape report`: figures and REPORT.md from an experiment's records.
+
+use std::path::Path;
+
+use crate::args::Common;
+
+pub fn report(common: &Common, compare: Option<&Path>) -> anyhow::Result<()> {
+    let (config, out) = super::load_config(common)?;
+    let written = report::write_report(&config, &out, compare)?;
+    super::print_warnings(&written.warnings);
+    println!(
+        "{} figures and {} from {} trials",
+        written.figures.len(),
+        written.report.display(),
+        written.trials
+    );
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! `lrscape run`: the study of a config, or one shard of it, resumable.
+
+use sweep::layout::Shard;
+use sweep::runner::{RunOptions, run_experiment, summary_table};
+
+use crate::args::{Common, Overrides};
+use crate::progress::Bars;
+
+pub fn run(common: &Common, overrides: &Overrides, shard: Option<Shard>) -> anyhow::Result<()> {
+    let (mut config, out) = super::load_config(common)?;
+    overrides.apply(&mut config)?;
+    let selected = backends::select_device(&common.device)?;
+    let plan = sweep::runner::plan(&config, shard)?;
+    if let Some(shard) = shard {
+        eprintln!(
+            "shard {shard}: {} of the grid's {} cells",
+            plan.cells.len(),
+            plan.grid_cells
+        );
+    }
+    eprintln!(
+        "{}: {} cells × {} members = {} member-steps on {} -> {}",
+        config.name,
+        plan.cells.len(),
+        plan.members,
+        plan.member_steps,
+        selected.name,
+        out.display()
+    );
+    let options = RunOptions {
+        out: out.clone(),
+        device: selected,
+        max_populations: None,
+        shard,
+        config_path: common.config.clone(),
+    };
+    // A shard's bars only where someone watches (not in a SLURM log).
+    let visible = shard.is_none() || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let summary = run_experiment(&config, &options, &Bars::new(visible))?;
+    print!("{}", summary_table(&summary.trials));
+    println!(
+        "{} trials trained, {} already recorded, {:.0}s -> {}",
+        summary.trained,
+        summary.skipped,
+        summary.seconds,
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `lrscape sharpness`: λmax of the fine-tuning loss Hessian per grid cell.
+
+use sharpness::{PowerOptions, SharpnessOptions, measure_grid, sharpness_table};
+
+use crate::args::{Common, parse_methods};
+use crate::progress::Bars;
+
+/// The flags of `lrscape sharpness`.
+pub struct Flags {
+    pub common: Common,
+    pub methods: Option<Vec<String>>,
+    pub ranks: Option<Vec<usize>>,
+    pub seeds: Option<Vec<u64>>,
+    pub examples: usize,
+    pub iters: usize,
+    pub tol: f64,
+    pub eps: f64,
+    pub after_steps: usize,
+}
+
+pub fn sharpness(flags: Flags) -> anyhow::Result<()> {
+    let (mut config, out) = super::load_config(&flags.common)?;
+    if let Some(methods) = &flags.methods {
+        config.grid.methods = parse_methods(methods)?;
+    }
+    if let Some(ranks) = flags.ranks {
+        config.grid.ranks = ranks;
+    }
+    if let Some(seeds) = flags.seeds {
+        config.grid.seeds = seeds;
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))?;
+    let power = PowerOptions {
+        max_iters: flags.iters,
+        tol: flags.tol,
+        eps_rel: flags.eps,
+        seed: 0,
+    };
+    power.validate()?;
+    let selected = backends::select_device(&flags.common.device)?;
+    let file_name = sweep::layout::sharpness_file(flags.after_steps);
+    eprintln!(
+        "{}: λmax of {} cells × {} seeds on {} examples, up to {} iterations, on {} -> {}",
+        config.name,
+        config.cells().len(),
+        config.grid.seeds.len(),
+        flags.examples,
+        flags.iters,
+        selected.name,
+        out.join(&file_name).display()
+    );
+    let options = SharpnessOptions {
+        out: out.clone(),
+        device: selected,
+        examples: flags.examples,
+        power,
+        after_steps: flags.after_steps,
+        config_path: flags.common.config.clone(),
+    };
+    let file = measure_grid(&config, &options, &Bars::new(false))?;
+    let gathered = sweep::store::gather(&out)?;
+    super::print_warnings(&gathered.warnings);
+    if gathered.trials.is_empty() {
+        println!(
+            "no trials in {}: λmax only (run `lrscape run` for the best LRs)",
+            out.display()
+        );
+    } else {
+        print!(
+            "{}",
+            sharpness_table(&file, &gathered.trials, config.metric())
+        );
+    }
+    println!(
+        "{} measurements in {:.0}s -> {}",
+        file.entries.len(),
+        file.seconds,
+        out.join(&file_name).display()
+    );
+    Ok(())
+}

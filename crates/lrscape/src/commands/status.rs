@@ -1,0 +1,16 @@
+//! `lrscape status`: how far an experiment is, from its records alone.
+
+use crate::args::Common;
+
+pub fn status(common: &Common) -> anyhow::Result<()> {
+    let (config, out) = super::load_config(common)?;
+    // trials.jsonl and the shards' files, read only (safe while jobs run).
+    let gathered = sweep::store::gather(&out)?;
+    super::print_warnings(&gathered.warnings);
+    print!("{}", sweep::runner::status_table(&config, &gathered.trials));
+    let shards = sweep::shard::shard_status(&config, &out, &gathered.trials)?;
+    if !shards.is_empty() {
+        print!("\n{shards}");
+    }
+    Ok(())
+}

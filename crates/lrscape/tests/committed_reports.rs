@@ -1,0 +1,108 @@
+//! The committed studies are what the current code makes of their records:
+//! `lrscape report` on a copy of every `results/<study>/` rewrites each
+//! derived file, figure and REPORT.md byte for byte. A change to the
+//! analysis, the figures or the report shows up here as the study files it
+//! changes, to be committed with it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const EXE: &str = env!("CARGO_BIN_EXE_lrscape");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(next) = todo.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for file in files(from) {
+        let target = to.join(&file);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&file), target).unwrap();
+    }
+}
+
+/// The committed studies: `results/<name>/` with records, a report and
+/// `configs/<name>.toml`.
+fn studies() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("trials.jsonl").exists() && p.join("REPORT.md").exists())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The study a committed report compares with, as its heading names it
+/// (`## Comparison with `default``).
+fn compared_with(report: &str) -> Option<String> {
+    let rest = report.split("## Comparison with `").nth(1)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+#[test]
+fn committed_reports_are_what_the_code_makes_of_their_records() {
+    let names = studies();
+    assert!(
+        names.len() >= 6,
+        "expected the committed studies under results/, found {names:?}"
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let mut changed = Vec::new();
+    for name in &names {
+        let committed = root().join("results").join(name);
+        let config = root().join("configs").join(format!("{name}.toml"));
+        assert!(config.exists(), "results/{name} has no configs/{name}.toml");
+        let copy = scratch.path().join(name);
+        copy_dir(&committed, &copy);
+        let report = std::fs::read_to_string(committed.join("REPORT.md")).unwrap();
+        let mut command = Command::new(EXE);
+        command.arg("report").arg("--config").arg(&config);
+        command.arg("--out").arg(&copy);
+        if let Some(other) = compared_with(&report) {
+            command
+                .arg("--compare")
+                .arg(root().join("results").join(other));
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "lrscape report on results/{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let before = files(&committed);
+        let after = files(&copy);
+        assert_eq!(before, after, "results/{name}: files added by the report");
+        for file in &before {
+            if std::fs::read(committed.join(file)).unwrap()
+                != std::fs::read(copy.join(file)).unwrap()
+            {
+                changed.push(format!("results/{name}/{}", file.display()));
+            }
+        }
+    }
+    assert!(
+        changed.is_empty(),
+        "the current code makes other files of the committed records (rerun `lrscape \
+         report` on each study and commit them if the change is meant): {changed:?}"
+    );
+}

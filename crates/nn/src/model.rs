@@ -1,0 +1,71 @@
+//! What the trainer and the adapters need of a model family.
+
+use burn::module::{Module, ModuleDisplay};
+use burn::tensor::{Int, Tensor};
+
+use crate::hook::{LinearHook, LinearSite, ModuleId};
+use crate::layers::PopLinear;
+
+/// What a trainer needs of a model: logits `[C, N, vocab]` for token streams
+/// `[G, B, T]`, one row per target (`N = B` for a classifier, `B × T` for a
+/// language model). Implemented by every model family and by adapted models
+/// built on them.
+pub trait PopulationModel: Module + ModuleDisplay + Clone {
+    fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3>;
+}
+
+/// The adaptable linears of a model family, known from its config before a
+/// model exists: module ids in site order, each with its `(in, out)`, the
+/// number of blocks, and named target presets (HF PEFT's per-architecture
+/// defaults and `all-linear`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinearLayout {
+    pub n_layers: usize,
+    /// `(module, in, out)` for every adaptable linear of a block; each
+    /// module's `index` is its position here.
+    pub modules: Vec<(ModuleId, usize, usize)>,
+    /// `(preset, module names)`.
+    pub presets: Vec<(&'static str, Vec<&'static str>)>,
+}
+
+impl LinearLayout {
+    /// The module named `name`, if the family has one.
+    pub fn module(&self, name: &str) -> Option<ModuleId> {
+        self.modules
+            .iter()
+            .map(|&(m, _, _)| m)
+            .find(|m| m.name == name)
+    }
+
+    /// `(in, out)` of `module`.
+    pub fn shape(&self, module: ModuleId) -> Option<(usize, usize)> {
+        self.modules
+            .iter()
+            .find(|(m, _, _)| *m == module)
+            .map(|&(_, i, o)| (i, o))
+    }
+
+    /// The module names of `preset`, if it is one.
+    pub fn preset(&self, preset: &str) -> Option<&[&'static str]> {
+        self.presets
+            .iter()
+            .find(|(p, _)| *p == preset)
+            .map(|(_, names)| names.as_slice())
+    }
+}
+
+/// A model whose block linears adapters can reach: named sites, access to
+/// each base linear, a forward pass through a [`LinearHook`], and its head.
+/// Adapter code (`peft`) is generic over it and never names a model.
+pub trait Adaptable: PopulationModel {
+    /// The adaptable linears of this model.
+    fn layout(&self) -> LinearLayout;
+    /// The base linear at `site`; `None` for a site the model lacks.
+    fn linear(&self, site: LinearSite) -> Option<&PopLinear>;
+    fn linear_mut(&mut self, site: LinearSite) -> Option<&mut PopLinear>;
+    /// Logits with every adaptable linear evaluated through `hook`.
+    fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3>;
+    /// Gives the head (what fine-tuning trains beside the adapters) `members`
+    /// trainable copies.
+    fn unfreeze_head(self, members: usize) -> Self;
+}

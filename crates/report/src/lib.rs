@@ -1,0 +1,189 @@
+//! `lrscape report`: figures and `REPORT.md` of an experiment, from its
+//! records alone (`trials.jsonl`, `run_log.jsonl`, `sharpness*.json`), so a
+//! report can be regenerated at any time, also from a partial or merged run.
+//!
+//! The glue between the results directory (`sweep`) and the drawing and
+//! writing (`figs`); it trains nothing and needs no backend.
+
+use std::path::{Path, PathBuf};
+
+use figs::{FigureOptions, draw_figures, report::ReportInput};
+use peft::Compute;
+use records::TrialRecord;
+use sweep::ExperimentConfig;
+use sweep::layout;
+use sweep::store::{gather, read_run_log, read_sharpness, read_sharpness_after, write_atomic};
+
+/// The floor and a description of a `markov_lm` task; `None` for another.
+fn language_model(
+    config: &ExperimentConfig,
+) -> anyhow::Result<Option<figs::report::LanguageModel>> {
+    let Some(chains) = sweep::task::markov_chains(config)? else {
+        return Ok(None);
+    };
+    let floor = chains.finetune.optimum(config.model.seq_len);
+    Ok(Some(figs::report::LanguageModel {
+        task: format!(
+            "Next-token prediction on a random Markov chain over {} tokens, {} successors \
+             each; fine-tuning redraws the successors of {} of them ({} of the rows).",
+            chains.finetune.vocab(),
+            chains.finetune.branching(),
+            chains.shifted_rows.len(),
+            config
+                .task
+                .shift
+                .map_or("?".into(), |s| format!("{:.0}%", s * 100.0)),
+        ),
+        floor_perplexity: floor.perplexity(),
+        floor_accuracy: floor.accuracy,
+    }))
+}
+
+/// What [`write_report`] produced.
+#[derive(Debug, Clone)]
+pub struct ReportOutput {
+    pub report: PathBuf,
+    pub figures: Vec<PathBuf>,
+    pub trials: usize,
+    /// Things the reader should know (unreadable lines, foreign records).
+    pub warnings: Vec<String>,
+}
+
+/// The config as it produced the records: the adapter compute mode the
+/// adapter trials recorded (when they agree) replaces the config file's, so
+/// the report describes its records, not a config edited since. Adapter
+/// records without the field predate it, and adapters computed in
+/// activation space alone until weight space came, with that field.
+fn config_of_records(config: &ExperimentConfig, trials: &[TrialRecord]) -> ExperimentConfig {
+    let mut config = config.clone();
+    let adapters: Vec<&TrialRecord> = trials.iter().filter(|t| t.method != "full").collect();
+    let recorded: Vec<&str> = adapters
+        .iter()
+        .filter_map(|t| t.adapter_compute.as_deref())
+        .collect();
+    let mode = match recorded.first() {
+        None if !adapters.is_empty() => Some(Compute::ActivationSpace),
+        Some(first) if recorded.len() == adapters.len() && recorded.iter().all(|m| m == first) => {
+            [Compute::WeightSpace, Compute::ActivationSpace]
+                .into_iter()
+                .find(|&c| sweep::config::compute_label(c) == *first)
+        }
+        _ => None,
+    };
+    if let Some(mode) = mode {
+        config.run.adapter_compute = mode;
+    }
+    config
+}
+
+/// Draws every figure of the experiment in `out` and writes `out/REPORT.md`;
+/// `compare` is another experiment directory whose best accuracies the
+/// report sets beside these (the seed notebook beside the default study).
+pub fn write_report(
+    config: &ExperimentConfig,
+    out: &Path,
+    compare: Option<&Path>,
+) -> anyhow::Result<ReportOutput> {
+    // trials.jsonl and any shard files not merged yet.
+    let gathered = gather(out)?;
+    let mut warnings = gathered.warnings;
+    let trials = gathered.trials;
+    let Some(provenance) = trials.last().map(|t| t.provenance.clone()) else {
+        anyhow::bail!(
+            "{} holds no trial records: run `lrscape run --config <file> --out {}` first",
+            out.join(layout::TRIALS).display(),
+            out.display()
+        );
+    };
+    let foreign = trials
+        .iter()
+        .filter(|t| t.experiment != config.name)
+        .count();
+    if foreign > 0 {
+        warnings.push(format!(
+            "{foreign} of {} records in {} name another experiment than {:?}",
+            trials.len(),
+            out.display(),
+            config.name
+        ));
+    }
+    let options = FigureOptions::new(out.to_path_buf(), config.grid.parity_rank);
+    let mut figures = draw_figures(&trials, &options)
+        .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;
+    let language_model = language_model(config)?;
+    if language_model.is_some() {
+        figures.extend(
+            figs::draw_perplexity(&trials, &options)
+                .map_err(|e| anyhow::anyhow!("cannot draw the perplexity figures: {e}"))?,
+        );
+    }
+    // λmax per cell (`lrscape sharpness`) beside the best LRs, when measured.
+    // The seed means the report's own tables use.
+    let curves = figs::curves_of(&trials, config.metric());
+    let sharpness = match read_sharpness(out)? {
+        Some(file) => {
+            let points = figs::sharpness_points_by(&curves, &file.cells(), config.metric());
+            figures.extend(
+                figs::draw_sharpness(&points, &options)
+                    .map_err(|e| anyhow::anyhow!("cannot draw the sharpness figure: {e}"))?,
+            );
+            Some(points)
+        }
+        None => None,
+    };
+    let sharpness_after = read_sharpness_after(out)?
+        .iter()
+        .map(|file| {
+            (
+                file.after_steps,
+                figs::sharpness_points_by(&curves, &file.cells(), config.metric()),
+            )
+        })
+        .collect();
+    let relative: Vec<PathBuf> = figures
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .map(|p| p.strip_prefix(out).unwrap_or(p).to_path_buf())
+        .collect();
+    let comparison = match compare {
+        Some(dir) => {
+            let other = gather(dir)?;
+            warnings.extend(other.warnings);
+            let Some(name) = other.trials.first().map(|t| t.experiment.clone()) else {
+                anyhow::bail!(
+                    "--compare {}: no trial records there (trials.jsonl missing or empty)",
+                    dir.display()
+                );
+            };
+            Some((name, other.trials))
+        }
+        None => None,
+    };
+    let log = read_run_log(out)?;
+    let n_trials = trials.len();
+    let input = ReportInput {
+        experiment: config.name.clone(),
+        description: config.description.clone(),
+        config_hash: config.results_hash(),
+        config_toml: toml::to_string(&config_of_records(config, &trials))
+            .map_err(|e| anyhow::anyhow!("cannot write the config as TOML: {e}"))?,
+        git_revision: provenance.git_revision,
+        backend: provenance.backend,
+        device: provenance.device,
+        wall_seconds: log.iter().map(|e| e.seconds).sum(),
+        trials,
+        figures: relative,
+        comparison,
+        sharpness,
+        sharpness_after,
+        language_model,
+    };
+    let report = out.join(layout::REPORT);
+    write_atomic(&report, &figs::report::render(&input))?;
+    Ok(ReportOutput {
+        report,
+        figures,
+        trials: n_trials,
+        warnings,
+    })
+}

@@ -1,0 +1,89 @@
+//! A grid cell's trials: the (lr, seed) members it enumerates, their keys
+//! and record stubs, and the population that trains them. Everything that
+//! walks a cell's members uses [`members`], so runs, resumes, shards and
+//! status tables agree on what a cell holds.
+
+use records::{TrialKey, TrialRecord};
+use train::{AdamWConfig, Member};
+
+use crate::config::{Cell, ExperimentConfig};
+
+/// A cell's members, learning rate major: every seed of the first LR, then
+/// of the next.
+pub fn members(lrs: &[f64], seeds: &[u64]) -> Vec<(f64, u64)> {
+    lrs.iter()
+        .flat_map(|&lr| seeds.iter().map(move |&seed| (lr, seed)))
+        .collect()
+}
+
+/// The seed of a member's data order: the task's data seed and the trial seed.
+pub fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
+    config
+        .task
+        .data_seed
+        .wrapping_mul(1_000_003)
+        .wrapping_add(seed)
+}
+
+/// The trainer's members for `(lr, seed)` pairs of `config`'s grid.
+pub fn population(config: &ExperimentConfig, members: &[(f64, u64)]) -> Vec<Member> {
+    members
+        .iter()
+        .map(|&(lr, seed)| Member {
+            lr,
+            data_seed: data_order_seed(config, seed),
+        })
+        .collect()
+}
+
+/// AdamW with PyTorch's defaults and `weight_decay`.
+pub fn adamw(weight_decay: f64) -> AdamWConfig {
+    AdamWConfig {
+        weight_decay,
+        ..AdamWConfig::default()
+    }
+}
+
+/// The key of the trial at (cell, lr, seed) of `config`.
+pub fn trial_key(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialKey {
+    trial_stub(config, cell, lr, seed).key()
+}
+
+/// A record carrying only a trial's grid coordinates (for its key).
+pub fn trial_stub(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialRecord {
+    let (lora_alpha, scaling) = cell
+        .lora
+        .as_ref()
+        .map_or((0.0, 0.0), |l| (l.lora_alpha, l.scaling()));
+    TrialRecord {
+        experiment: config.name.clone(),
+        method: cell.method.name().to_string(),
+        rank: cell.rank,
+        alpha_rule: cell.alpha_label(),
+        lora_alpha,
+        scaling,
+        init: cell.init_label(),
+        targets: cell.targets_label(config),
+        adapter_compute: cell
+            .lora
+            .as_ref()
+            .map(|l| crate::config::compute_label(l.compute).to_string()),
+        batch_size: cell.batch_size,
+        epochs: cell.epochs,
+        lr,
+        seed,
+        train_loss: Vec::new(),
+        val_accuracy: f64::NAN,
+        val_loss: f64::NAN,
+        steps: 0,
+        seconds: 0.0,
+        diverged: false,
+        config_hash: config.results_hash(),
+        provenance: records::Provenance {
+            backend: String::new(),
+            device: String::new(),
+            git_revision: String::new(),
+            lrscape_version: String::new(),
+        },
+    }
+}

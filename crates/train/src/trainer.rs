@@ -1,0 +1,197 @@
+//! The population trainer: `C` members trained together as one model.
+//!
+//! The loss is the sum over members of each member's mean cross-entropy, so
+//! each member's gradient is exactly the one it would get alone; AdamW steps
+//! each member with its own learning rate. A member whose loss turns
+//! non-finite is stopped (its parameters frozen where they were, flagged
+//! diverged) while the others go on.
+
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use nn::{PopulationModel, member_correct, member_cross_entropy};
+use synth_data::{EpochOrder, SequenceBatch, SequenceDataset};
+
+use crate::optim::{AdamWConfig, PopulationAdamW};
+
+/// How long and in what portions to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Stop after this many steps (the first steps of the full schedule,
+    /// in the same order); `None`: every step of every epoch.
+    pub max_steps: Option<usize>,
+}
+
+/// One population member: its learning rate and the seed of its data order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Member {
+    pub lr: f64,
+    pub data_seed: u64,
+}
+
+/// What training produced, per member.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome<M> {
+    pub model: M,
+    /// `[member][step]` training loss before each step.
+    pub step_loss: Vec<Vec<f32>>,
+    /// `[member][epoch]` mean training loss of each epoch.
+    pub epoch_loss: Vec<Vec<f64>>,
+    pub diverged: Vec<bool>,
+    pub steps: usize,
+    pub seconds: f64,
+}
+
+/// Accuracy and mean loss of each member on a dataset, per target (per
+/// example for a classifier, per token for a language model).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub accuracy: Vec<f64>,
+    pub loss: Vec<f64>,
+}
+
+fn host_f32(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("float tensors read back as f32")
+}
+
+/// Trains `model` (on an autodiff `device`) with one member per entry of
+/// `members`. Members sharing one data seed share one data stream; otherwise
+/// every member gets its own order. `on_step` is called after every
+/// optimizer step (a progress bar, a counter).
+///
+/// # Panics
+/// On an empty `members` or a zero batch size (callers validate both).
+pub fn train_population<M: PopulationModel>(
+    model: M,
+    data: &SequenceDataset,
+    members: &[Member],
+    schedule: Schedule,
+    adamw: AdamWConfig,
+    device: &Device,
+    on_step: &dyn Fn(),
+) -> TrainOutcome<M> {
+    use synth_data::Dataset;
+    let started = Instant::now();
+    let c = members.len();
+    assert!(c > 0, "a population needs at least one member");
+    let lrs: Vec<f64> = members.iter().map(|m| m.lr).collect();
+    let mut optim = PopulationAdamW::new(adamw, &lrs, device);
+    let shared = members.iter().all(|m| m.data_seed == members[0].data_seed);
+    let orders: Vec<EpochOrder> = if shared {
+        vec![EpochOrder::new(members[0].data_seed)]
+    } else {
+        members
+            .iter()
+            .map(|m| EpochOrder::new(m.data_seed))
+            .collect()
+    };
+    let mut model = model;
+    let mut step_loss: Vec<Vec<f32>> = vec![Vec::new(); c];
+    let mut epoch_loss: Vec<Vec<f64>> = vec![Vec::new(); c];
+    let mut steps = 0;
+    let done = |steps: usize| schedule.max_steps.is_some_and(|max| steps >= max);
+    for epoch in 0..schedule.epochs {
+        if done(steps) {
+            break;
+        }
+        let batches: Vec<Vec<Vec<usize>>> = orders
+            .iter()
+            .map(|o| o.batches(data.len(), schedule.batch_size, epoch as u64))
+            .collect();
+        let mut losses_this_epoch: Vec<Tensor<1>> = Vec::with_capacity(batches[0].len());
+        for step in 0..batches[0].len() {
+            if done(steps) {
+                break;
+            }
+            let rows: Vec<&[usize]> = batches.iter().map(|b| b[step].as_slice()).collect();
+            let batch = SequenceBatch::gather(data, &rows, device);
+            let losses = member_cross_entropy(model.logits(batch.tokens), batch.targets);
+            optim.stop_members(losses.clone().is_finite().bool_not());
+            let stopped = optim.stopped();
+            losses_this_epoch.push(losses.clone().inner());
+            let total = losses.mask_fill(stopped, 0.0).sum();
+            let grads = GradientsParams::from_grads(total.backward(), &model);
+            model = optim.step(model, grads);
+            steps += 1;
+            on_step();
+        }
+        // One read-back per epoch keeps the device busy between steps.
+        let n_steps = losses_this_epoch.len();
+        let all = host_f32(Tensor::cat(losses_this_epoch, 0));
+        for member in 0..c {
+            let own: Vec<f32> = (0..n_steps).map(|s| all[s * c + member]).collect();
+            let mean = own.iter().map(|&l| f64::from(l)).sum::<f64>() / n_steps as f64;
+            epoch_loss[member].push(mean);
+            step_loss[member].extend(own);
+        }
+    }
+    let diverged = optim
+        .stopped()
+        .into_data()
+        .convert::<bool>()
+        .try_into_vec::<bool>()
+        .expect("bool tensors read back");
+    TrainOutcome {
+        model,
+        step_loss,
+        epoch_loss,
+        diverged,
+        steps,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Evaluates every member of `model` on `data` in order, without gradients.
+pub fn evaluate<M: PopulationModel>(
+    model: &M,
+    data: &SequenceDataset,
+    batch_size: usize,
+    device: &Device,
+) -> Evaluation {
+    use synth_data::Dataset;
+    let model = model.valid();
+    let device = device.clone().inner();
+    let n = data.len();
+    let mut correct: Option<Tensor<1>> = None;
+    let mut loss_sum: Option<Tensor<1>> = None;
+    let indices: Vec<usize> = (0..n).collect();
+    let mut targets = 0usize;
+    for chunk in indices.chunks(batch_size) {
+        let batch = SequenceBatch::gather(data, &[chunk], &device);
+        let n_targets = batch.n_targets();
+        let logits = model.logits(batch.tokens);
+        let right = member_correct(logits.clone(), batch.targets.clone()).float();
+        let loss = member_cross_entropy(logits, batch.targets).mul_scalar(n_targets as f64);
+        targets += n_targets;
+        correct = Some(match correct {
+            Some(acc) => acc + right,
+            None => right,
+        });
+        loss_sum = Some(match loss_sum {
+            Some(acc) => acc + loss,
+            None => loss,
+        });
+    }
+    let (Some(correct), Some(loss_sum)) = (correct, loss_sum) else {
+        return Evaluation {
+            accuracy: Vec::new(),
+            loss: Vec::new(),
+        };
+    };
+    Evaluation {
+        accuracy: host_f32(correct)
+            .into_iter()
+            .map(|c| f64::from(c) / targets as f64)
+            .collect(),
+        loss: host_f32(loss_sum)
+            .into_iter()
+            .map(|l| f64::from(l) / targets as f64)
+            .collect(),
+    }
+}
