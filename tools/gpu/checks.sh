@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of README "On a GPU", run on the GPU machine from the
+# The GPU checks of docs/benchmarks/gpu-h200.md, run on the GPU machine from the
 # repository root with .devbin/ and .gl/ carried (tools/gpu/pack.sh makes
 # them): wgpu parity against flex, `lrscape bench` on wgpu beside PyTorch on
 # CUDA, and the default study whole. Writes into $OUT (default ./gpu-out).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds what the GPU checks run (README "On a GPU") and packs it into
+# Builds what the GPU checks run (docs/benchmarks/gpu-h200.md) and packs it into
 # .devbin/ at the repository root: `lrscape` and the backend parity test with
 # the wgpu backend, stripped and xz-compressed (a GPU machine without Rust or
 # network gets the binaries, not the sources), plus Vulkan's loader as
@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lrscape/target}"
 mkdir -p .devbin .gl
-cargo build --release -p sweep --features wgpu
-parity=$(cargo test --release -p sweep --features wgpu --test backend_parity --no-run 2>&1 \
+cargo build --release -p lrscape --features wgpu
+parity=$(cargo test --release -p lrscape --features wgpu --test backend_parity --no-run 2>&1 \
   | sed -n 's/.*Executable tests\/backend_parity.rs (\(.*\))/\1/p')
 strip -o .devbin/lrscape "$CARGO_TARGET_DIR/release/lrscape"
 strip -o .devbin/parity "$parity"

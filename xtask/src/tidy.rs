@@ -156,17 +156,21 @@ fn violations(
             ));
         }
         if name != "backends" {
-            let turned_on = package
+            // Features asked of `burn` directly, or turned on by one of the
+            // package's own features (`burn/flex`).
+            let asked = package
                 .deps
                 .iter()
                 .filter(|(d, _)| *d == "burn")
-                .flat_map(|(_, f)| f.iter().cloned())
-                .chain(package.features.values().flatten().cloned())
-                .filter(|f| {
-                    let f = f.strip_prefix("burn/").unwrap_or(f);
-                    BACKEND_FEATURES.contains(&f) && !f.contains('/')
-                })
-                .filter(|f| !f.starts_with("backends/"));
+                .flat_map(|(_, f)| f.iter().cloned());
+            let forwarded = package
+                .features
+                .values()
+                .flatten()
+                .filter_map(|f| f.strip_prefix("burn/").map(String::from));
+            let turned_on = asked
+                .chain(forwarded)
+                .filter(|f| BACKEND_FEATURES.contains(&f.as_str()));
             for feature in turned_on {
                 found.push(format!(
                     "{name}: turns on Burn's backend {feature:?}; only `backends` does"

@@ -736,7 +736,7 @@ pub fn render_markdown(report: &BenchReport) -> String {
         md,
         "\n- *ms / member-step*: wall time of the timed steps / (steps × population × populations at once). \
          *Speed-up vs ×1*: member-steps/s over those of the same workload at population 1.\n\
-         - *GFLOP/s*: the counted FLOPs of a member-step (`sweep::bench::step_flops`: matrix \
+         - *GFLOP/s*: the counted FLOPs of a member-step (`bench::step_flops`: matrix \
          products only, 2·m·k·n each, forward plus one more per operand that carries a \
          gradient; {}) × member-steps/s. *% of GEMM peak* divides by the timed GEMM above.\n\
          - *Peak MiB / member*: (VmHWM after the timed steps − VmHWM before the model was \

@@ -2,7 +2,7 @@
 //! every other backend compiled in gives the same loss trajectory.
 //!
 //! Run with the backend's feature, e.g.
-//! `cargo test -p sweep --features ndarray --test backend_parity` (CI does),
+//! `cargo test -p lrscape --features ndarray --test backend_parity` (CI does),
 //! or `--features wgpu` (then `LRSCAPE_PARITY_STEPS` keeps it short: the
 //! first step on a CPU Vulkan driver compiles shaders for about a minute).
 //!

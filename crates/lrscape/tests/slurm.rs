@@ -198,7 +198,7 @@ fn assert_same(out: &Path, reference: &Path) {
 }
 
 #[test]
-#[ignore = "needs SLURM (root): `cargo xtask ci` runs it; or `cargo test -p sweep --test slurm -- --ignored`"]
+#[ignore = "needs SLURM (root): `cargo xtask ci` runs it; or `cargo test -p lrscape --test slurm -- --ignored`"]
 fn slurm_job_array_merges_to_the_single_process_result_even_after_a_requeue() {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let opted_in = std::env::var("LRSCAPE_SLURM_TEST").is_ok_and(|v| v == "1");
@@ -292,7 +292,7 @@ fn slurm_job_array_merges_to_the_single_process_result_even_after_a_requeue() {
     );
     // The array now ends well, but SLURM counts the cancelled task against
     // `afterok`: the merge job waits forever. A researcher resubmits it, as
-    // the README says; so does this test.
+    // docs/scale-out.md says; so does this test.
     loop {
         let left = active(&[&pretrain, &shards]);
         if left.is_empty() {
