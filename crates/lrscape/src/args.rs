@@ -147,35 +147,7 @@ pub enum Command {
     },
     /// Write (and with --submit, submit) SLURM batch scripts running the
     /// study as a job array of N shards: pretrain -> shards -> merge + report.
-    Slurm {
-        /// Experiment config (TOML).
-        #[arg(long)]
-        config: PathBuf,
-        /// Output directory, on a file system every node sees; results/<experiment name> if omitted.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Number of shards (array tasks).
-        #[arg(long)]
-        shards: usize,
-        /// Directory for the scripts and job logs; <out>/slurm if omitted.
-        #[arg(long)]
-        scripts: Option<PathBuf>,
-        /// SLURM partition (the cluster's default if omitted).
-        #[arg(long)]
-        partition: Option<String>,
-        /// GPUs per array task; more than 0 runs on cuda (else flex).
-        #[arg(long, default_value_t = 0)]
-        gpus_per_task: u32,
-        /// Time limit per job (SLURM format, e.g. 4:00:00).
-        #[arg(long)]
-        time: Option<String>,
-        /// CPU cores per job.
-        #[arg(long)]
-        cpus_per_task: Option<u32>,
-        /// Submit the chain with sbatch and print the job ids.
-        #[arg(long)]
-        submit: bool,
-    },
+    Slurm(SlurmArgs),
     /// Print trainable / total parameter counts, one JSON line per (method, rank).
     Params {
         #[command(flatten)]
@@ -224,40 +196,76 @@ pub enum Command {
     /// Lanczos iteration on finite-difference Hessian-vector products; writes
     /// sharpness.json and, with trials.jsonl there, pairs each cell's λmax
     /// with its best learning rate (correlations and c in best_lr ≈ c/λmax).
-    Sharpness {
-        #[command(flatten)]
-        common: Common,
-        /// Override grid.methods (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        methods: Option<Vec<String>>,
-        /// Override grid.ranks.
-        #[arg(long, value_delimiter = ',')]
-        ranks: Option<Vec<usize>>,
-        /// Override grid.seeds (each seed's adapter init is one member).
-        #[arg(long, value_delimiter = ',')]
-        seeds: Option<Vec<u64>>,
-        /// Fine-tuning training examples in the one fixed batch (the first N).
-        #[arg(long, default_value_t = 256)]
-        examples: usize,
-        /// Most Lanczos iterations (Hessian-vector products) per cell.
-        #[arg(long, default_value_t = 100)]
-        iters: usize,
-        /// Relative tolerance on λ between iterations.
-        #[arg(long, default_value_t = 1e-3)]
-        tol: f64,
-        /// Finite-difference step relative to the parameter norm: ε = eps·max(‖θ‖, 1).
-        #[arg(long, default_value_t = 1e-3)]
-        eps: f64,
-        /// Measure after this many training steps at each cell's best recorded
-        /// LR instead of at initialisation (-> sharpness-after-N.json).
-        #[arg(long, default_value_t = 0)]
-        after_steps: usize,
-    },
+    Sharpness(SharpnessArgs),
     /// Measure training speed here: member-steps/s of a LoRA cell at several
     /// population sizes, full fine-tuning, both adapter compute modes, GFLOP/s
     /// against a timed GEMM, peak memory per member, and PyTorch eager on the
     /// same step; writes BENCH.md and bench.json.
     Bench(BenchArgs),
+}
+
+/// `lrscape slurm` flags.
+#[derive(clap::Args)]
+pub struct SlurmArgs {
+    /// Experiment config (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output directory, on a file system every node sees; results/<experiment name> if omitted.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Number of shards (array tasks).
+    #[arg(long)]
+    pub shards: usize,
+    /// Directory for the scripts and job logs; <out>/slurm if omitted.
+    #[arg(long)]
+    pub scripts: Option<PathBuf>,
+    /// SLURM partition (the cluster's default if omitted).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// GPUs per array task; more than 0 runs on cuda (else flex).
+    #[arg(long, default_value_t = 0)]
+    pub gpus_per_task: u32,
+    /// Time limit per job (SLURM format, e.g. 4:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPU cores per job.
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+    /// Submit the chain with sbatch and print the job ids.
+    #[arg(long)]
+    pub submit: bool,
+}
+
+/// `lrscape sharpness` flags.
+#[derive(clap::Args)]
+pub struct SharpnessArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Override grid.methods (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
+    /// Override grid.ranks.
+    #[arg(long, value_delimiter = ',')]
+    pub ranks: Option<Vec<usize>>,
+    /// Override grid.seeds (each seed's adapter init is one member).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+    /// Fine-tuning training examples in the one fixed batch (the first N).
+    #[arg(long, default_value_t = 256)]
+    pub examples: usize,
+    /// Most Lanczos iterations (Hessian-vector products) per cell.
+    #[arg(long, default_value_t = 100)]
+    pub iters: usize,
+    /// Relative tolerance on λ between iterations.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+    /// Finite-difference step relative to the parameter norm: ε = eps·max(‖θ‖, 1).
+    #[arg(long, default_value_t = 1e-3)]
+    pub eps: f64,
+    /// Measure after this many training steps at each cell's best recorded
+    /// LR instead of at initialisation (-> sharpness-after-N.json).
+    #[arg(long, default_value_t = 0)]
+    pub after_steps: usize,
 }
 
 /// `lrscape bench` flags.

@@ -24,6 +24,12 @@ pub struct ModuleId {
     pub name: &'static str,
 }
 
+impl ModuleId {
+    pub const fn new(index: u8, name: &'static str) -> Self {
+        Self { index, name }
+    }
+}
+
 impl fmt::Display for ModuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)

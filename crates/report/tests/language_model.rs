@@ -2,6 +2,8 @@
 //! learns the pre-training chain, fine-tuning learns the shifted one, the
 //! records hold per-token losses, and the report scores by perplexity.
 
+mod common;
+
 use std::path::Path;
 
 use records::TrialRecord;
@@ -29,11 +31,7 @@ fn quick_lm_learns_the_shift_and_reports_perplexity() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
     let config = quick_lm();
-    let selected = train::SelectedDevice {
-        name: "flex".into(),
-        backend: "flex",
-        device: burn::tensor::Device::flex(),
-    };
+    let selected = common::flex();
     let options = RunOptions {
         out: out.to_path_buf(),
         device: selected.clone(),

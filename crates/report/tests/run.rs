@@ -1,5 +1,7 @@
 //! `lrscape run` on configs/quick.toml: derived files, resume, divergence.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use records::{RankLrEntry, TrialRecord};
@@ -23,11 +25,7 @@ fn one_lora_cell(lrs: &[f64]) -> ExperimentConfig {
 fn options(out: &Path, max_populations: Option<usize>) -> RunOptions {
     RunOptions {
         out: out.to_path_buf(),
-        device: train::SelectedDevice {
-            name: "flex".into(),
-            backend: "flex",
-            device: burn::tensor::Device::flex(),
-        },
+        device: common::flex(),
         max_populations,
         shard: None,
         config_path: None,
@@ -55,11 +53,7 @@ fn with_base(dir: &Path) -> PathBuf {
     {
         let _guard = ONCE.lock().unwrap();
         if !base_dir.join("base.json").exists() {
-            let device = train::SelectedDevice {
-                name: "flex".into(),
-                backend: "flex",
-                device: burn::tensor::Device::flex(),
-            };
+            let device = common::flex();
             sweep::pretrain::pretrain(&config, &shared, &device, &sweep::Quiet).unwrap();
         }
     }

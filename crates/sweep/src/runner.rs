@@ -23,7 +23,7 @@ use crate::config::{Cell, ExperimentConfig};
 use crate::events::RunEvents;
 use crate::grid::{trial_key, trial_stub};
 use crate::pretrain::{load_base, pretrain, provenance};
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardLock};
 use crate::store::{RunLogEntry, TrialStore, append_run_log, write_derived};
 use crate::task::finetune_data;
 
@@ -171,63 +171,13 @@ fn run_cells(
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let mut warnings = Vec::new();
     // A shard holds its lock for the whole run (released on return).
-    let (_lock, lock_message) = match opts.shard {
-        Some(shard) => {
-            let (lock, message) = crate::shard::acquire_lock(&opts.out, shard)?;
-            (Some(lock), message)
-        }
-        None => (None, None),
-    };
-    let store_path = opts.records_path();
-    let (mut store, mut warnings) = TrialStore::open(&store_path)?;
-    warnings.extend(lock_message);
-    for w in &warnings {
-        events.warning(w);
-    }
-    let mut elsewhere: Vec<TrialRecord> = Vec::new();
-    if opts.shard.is_none() && !crate::store::shard_files(&opts.out)?.is_empty() {
-        let message = format!(
-            "{} holds shard records (trials.shard-I-of-N.jsonl) this run does not read: \
-             run `lrscape merge` first, or their trials are trained again",
-            opts.out.display()
-        );
-        events.warning(&message);
-        warnings.push(message);
-    }
-    // A shard also skips trials recorded elsewhere in the directory (the
-    // merged trials.jsonl, shard files of another N); it only reads them.
-    if opts.shard.is_some() {
-        for path in crate::store::record_files(&opts.out)? {
-            if path != store_path {
-                let (trials, _, w) = crate::store::read_trials(&path)?;
-                for w in w {
-                    events.warning(&w);
-                    warnings.push(w);
-                }
-                elsewhere.extend(trials);
-            }
-        }
-    }
-    let results_hash = config.results_hash();
-    if let Some(other) = store
-        .trials()
-        .iter()
-        .chain(&elsewhere)
-        .find(|t| t.config_hash != results_hash)
-    {
-        anyhow::bail!(
-            "{} holds trials of another setup (hash {}, this config's is {results_hash}): \
-             task, model, pre-training or fine-tuning settings changed; use another --out",
-            store_path.display(),
-            other.config_hash
-        );
-    }
+    let (_lock, mut store, elsewhere_done) = open_records(config, opts, events, &mut warnings)?;
     let base = base_for(config, opts, events, &mut warnings)?;
     let (train, val) = finetune_data(config)?;
     let lrs = config.finetune.lrs.values()?;
     let cells = plan(config, opts.shard)?.cells;
-    let elsewhere_done: HashSet<TrialKey> = elsewhere.iter().map(TrialRecord::key).collect();
     events.cells_started(cells.len() as u64);
     let provenance = provenance(&opts.device);
     let mut summary = RunSummary::default();
@@ -235,7 +185,6 @@ fn run_cells(
     if opts.shard.is_none() {
         write_derived(config, &opts.out, store.trials())?;
     }
-    let total_trials = cells.len() * lrs.len() * config.grid.seeds.len();
     let workers = config.run.workers(opts.device.is_gpu()).max(1);
     let pools = WorkerPools::new(workers);
     if let Some(w) = pools.warning() {
@@ -243,18 +192,22 @@ fn run_cells(
         warnings.push(w.to_string());
     }
     let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
-    match eta_seconds(store.trials(), left.member_examples, workers) {
-        Some(eta) if left.trials > 0 => events.note(&format!(
-            "{} of {total_trials} trials to train; ETA {} (from the {} recorded trials' speed)",
-            left.trials,
-            format_duration(eta),
-            store.trials().len()
-        )),
-        _ if left.trials > 0 => events.note(&format!(
-            "{} of {total_trials} trials to train; the ETA follows the first cell",
-            left.trials
-        )),
-        _ => {}
+    if left.trials > 0 {
+        let total = cells.len() * lrs.len() * config.grid.seeds.len();
+        events.note(
+            &match eta_seconds(store.trials(), left.member_examples, workers) {
+                Some(eta) => format!(
+                    "{} of {total} trials to train; ETA {} (from the {} recorded trials' speed)",
+                    left.trials,
+                    format_duration(eta),
+                    store.trials().len()
+                ),
+                None => format!(
+                    "{} of {total} trials to train; the ETA follows the first cell",
+                    left.trials
+                ),
+            },
+        );
     }
     for cell in &cells {
         let schedule = Schedule {
@@ -267,24 +220,8 @@ fn run_cells(
         let wanted = crate::grid::members(&lrs, &config.grid.seeds);
         let is_done = |&(lr, seed): &(f64, u64)| done.contains(&trial_key(config, cell, lr, seed));
         summary.skipped += wanted.iter().filter(|m| is_done(m)).count();
-        // Split the cell into populations: at most max_population members
-        // each, and at least one per worker thread when there are enough.
-        // The split is of the whole cell, whatever is recorded already, so a
-        // resumed cell trains the very populations an uninterrupted run
-        // trains (bit-identical results); a population with some members
-        // recorded trains again and only the missing members are recorded.
-        let parts = wanted
-            .len()
-            .div_ceil(config.run.max_population)
-            .max(workers.min(wanted.len()));
-        let populations: Vec<&[(f64, u64)]> = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            wanted
-                .chunks(wanted.len().div_ceil(parts))
-                .filter(|chunk| !chunk.iter().all(is_done))
-                .collect()
-        };
+        let populations =
+            split_into_populations(&wanted, config.run.max_population, workers, is_done);
         for group in populations.chunks(workers) {
             if opts
                 .max_populations
@@ -301,32 +238,17 @@ fn run_cells(
                 group.iter().map(|c| c.len()).sum::<usize>(),
                 (steps_per_member * group.len()) as u64,
             );
-            let results: Vec<anyhow::Result<Vec<TrialRecord>>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = group
-                    .iter()
-                    .enumerate()
-                    .map(|(worker, members)| {
-                        let job = PopulationJob {
-                            config,
-                            cell,
-                            members,
-                            base: &base,
-                            train: &train,
-                            val: &val,
-                            schedule,
-                            device: &opts.device,
-                        };
-                        let pools = &pools;
-                        scope.spawn(move || {
-                            pools.install(worker, group.len(), || train_population_of(&job, events))
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|panic| Err(thread_panicked(panic))))
-                    .collect()
-            });
+            let job = |members| PopulationJob {
+                config,
+                cell,
+                members,
+                base: &base,
+                train: &train,
+                val: &val,
+                schedule,
+                device: &opts.device,
+            };
+            let results = train_side_by_side(group, &job, &pools, events);
             for records in results {
                 let records: Vec<TrialRecord> = records?
                     .into_iter()
@@ -364,6 +286,118 @@ fn run_cells(
     summary.warnings = warnings;
     summary.trials = store.trials().to_vec();
     Ok(summary)
+}
+
+/// Opens the records file of this run (a shard: under its lock) and reads
+/// what other records files of `out` hold (a shard skips those trials);
+/// records of another setup are refused.
+fn open_records(
+    config: &ExperimentConfig,
+    opts: &RunOptions,
+    events: &dyn RunEvents,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(Option<ShardLock>, TrialStore, HashSet<TrialKey>)> {
+    let mut warn = |message: String| {
+        events.warning(&message);
+        warnings.push(message);
+    };
+    let (lock, lock_message) = match opts.shard {
+        Some(shard) => {
+            let (lock, message) = crate::shard::acquire_lock(&opts.out, shard)?;
+            (Some(lock), message)
+        }
+        None => (None, None),
+    };
+    let store_path = opts.records_path();
+    let (store, opened) = TrialStore::open(&store_path)?;
+    opened.into_iter().chain(lock_message).for_each(&mut warn);
+    let mut elsewhere: Vec<TrialRecord> = Vec::new();
+    if opts.shard.is_none() && !crate::store::shard_files(&opts.out)?.is_empty() {
+        warn(format!(
+            "{} holds shard records (trials.shard-I-of-N.jsonl) this run does not read: \
+             run `lrscape merge` first, or their trials are trained again",
+            opts.out.display()
+        ));
+    }
+    // A shard also skips trials recorded elsewhere in the directory (the
+    // merged trials.jsonl, shard files of another N); it only reads them.
+    if opts.shard.is_some() {
+        for path in crate::store::record_files(&opts.out)? {
+            if path != store_path {
+                let (trials, _, read) = crate::store::read_trials(&path)?;
+                read.into_iter().for_each(&mut warn);
+                elsewhere.extend(trials);
+            }
+        }
+    }
+    let results_hash = config.results_hash();
+    if let Some(other) = store
+        .trials()
+        .iter()
+        .chain(&elsewhere)
+        .find(|t| t.config_hash != results_hash)
+    {
+        anyhow::bail!(
+            "{} holds trials of another setup (hash {}, this config's is {results_hash}): \
+             task, model, pre-training or fine-tuning settings changed; use another --out",
+            store_path.display(),
+            other.config_hash
+        );
+    }
+    let elsewhere_done = elsewhere.iter().map(TrialRecord::key).collect();
+    Ok((lock, store, elsewhere_done))
+}
+
+/// Splits a cell's members into populations: at most `max_population`
+/// members each, and at least one per worker when there are enough; the
+/// populations whose members are all done are left out. The split is of
+/// the whole cell, whatever is recorded already, so a resumed cell trains
+/// the very populations an uninterrupted run trains (bit-identical
+/// results); a population with some members recorded trains again and only
+/// its missing members are recorded.
+fn split_into_populations(
+    wanted: &[(f64, u64)],
+    max_population: usize,
+    workers: usize,
+    is_done: impl Fn(&(f64, u64)) -> bool,
+) -> Vec<&[(f64, u64)]> {
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let parts = wanted
+        .len()
+        .div_ceil(max_population.max(1))
+        .max(workers.min(wanted.len()));
+    wanted
+        .chunks(wanted.len().div_ceil(parts))
+        .filter(|population| !population.iter().all(&is_done))
+        .collect()
+}
+
+/// Trains `group`'s populations at once, each on a thread of its own pool;
+/// one result per population, a panicked thread's as an error naming it.
+fn train_side_by_side<'a>(
+    group: &[&'a [(f64, u64)]],
+    job: &(dyn Fn(&'a [(f64, u64)]) -> PopulationJob<'a> + Sync),
+    pools: &WorkerPools,
+    events: &dyn RunEvents,
+) -> Vec<anyhow::Result<Vec<TrialRecord>>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = group
+            .iter()
+            .enumerate()
+            .map(|(worker, &members)| {
+                let job = job(members);
+                scope.spawn(move || {
+                    pools.install(worker, group.len(), || train_population_of(&job, events))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| Err(thread_panicked(panic))))
+            .collect()
+    })
 }
 
 /// Keys of the trials recorded in `store` or read from other records files.
@@ -622,6 +656,30 @@ mod tests {
         a.steps = 0;
         assert_eq!(eta_seconds(&[a], 1000, 2), None);
         assert_eq!(eta_seconds(&[], 1000, 2), None);
+    }
+
+    #[test]
+    fn cells_split_into_populations_by_size_and_workers_skipping_done_ones() {
+        let wanted = crate::grid::members(&[1e-3, 1e-2, 1e-1], &[0, 1, 2, 3]);
+        let none_done = |_: &(f64, u64)| false;
+        let sizes = |p: &[&[(f64, u64)]]| p.iter().map(|m| m.len()).collect::<Vec<_>>();
+        // 12 members, at most 5 each: 3 populations of 4.
+        assert_eq!(
+            sizes(&split_into_populations(&wanted, 5, 1, none_done)),
+            [4, 4, 4]
+        );
+        // One per worker when there are enough members: 4 workers, 4 of 3.
+        assert_eq!(
+            sizes(&split_into_populations(&wanted, 64, 4, none_done)),
+            [3, 3, 3, 3]
+        );
+        // A population whose members are all recorded is left out; one with
+        // a member missing trains again whole.
+        let lr_done = |&(lr, _): &(f64, u64)| lr == 1e-2;
+        let left = split_into_populations(&wanted, 4, 1, lr_done);
+        assert_eq!(sizes(&left), [4, 4]);
+        assert!(left.iter().all(|p| p.iter().all(|&(lr, _)| lr != 1e-2)));
+        assert!(split_into_populations(&[], 4, 2, none_done).is_empty());
     }
 
     #[test]

@@ -8,30 +8,12 @@ use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, ModuleId, PopLinear, e
 use crate::config::TinyformerConfig;
 use crate::model::Tinyformer;
 
-pub const Q: ModuleId = ModuleId {
-    index: 0,
-    name: "q",
-};
-pub const K: ModuleId = ModuleId {
-    index: 1,
-    name: "k",
-};
-pub const V: ModuleId = ModuleId {
-    index: 2,
-    name: "v",
-};
-pub const O: ModuleId = ModuleId {
-    index: 3,
-    name: "o",
-};
-pub const MLP_UP: ModuleId = ModuleId {
-    index: 4,
-    name: "mlp_up",
-};
-pub const MLP_DOWN: ModuleId = ModuleId {
-    index: 5,
-    name: "mlp_down",
-};
+pub const Q: ModuleId = ModuleId::new(0, "q");
+pub const K: ModuleId = ModuleId::new(1, "k");
+pub const V: ModuleId = ModuleId::new(2, "v");
+pub const O: ModuleId = ModuleId::new(3, "o");
+pub const MLP_UP: ModuleId = ModuleId::new(4, "mlp_up");
+pub const MLP_DOWN: ModuleId = ModuleId::new(5, "mlp_down");
 
 /// Every block linear, in site order.
 pub const MODULES: [ModuleId; 6] = [Q, K, V, O, MLP_UP, MLP_DOWN];
@@ -43,16 +25,20 @@ impl TinyformerConfig {
     pub fn linear_layout(&self) -> LinearLayout {
         let (d, ff) = (self.d_model, self.d_ff);
         let all: Vec<&'static str> = MODULES.iter().map(|m| m.name).collect();
+        let shape = |m: ModuleId| match m {
+            MLP_UP => (d, ff),
+            MLP_DOWN => (ff, d),
+            _ => (d, d),
+        };
         LinearLayout {
             n_layers: self.n_layers,
-            modules: vec![
-                (Q, d, d),
-                (K, d, d),
-                (V, d, d),
-                (O, d, d),
-                (MLP_UP, d, ff),
-                (MLP_DOWN, ff, d),
-            ],
+            modules: MODULES
+                .iter()
+                .map(|&m| {
+                    let (d_in, d_out) = shape(m);
+                    (m, d_in, d_out)
+                })
+                .collect(),
             presets: vec![
                 ("qv", vec!["q", "v"]),
                 ("attn", vec!["q", "k", "v", "o"]),

@@ -2,23 +2,10 @@
 
 use sharpness::{PowerOptions, SharpnessOptions, measure_grid, sharpness_table};
 
-use crate::args::{Common, parse_methods};
+use crate::args::{SharpnessArgs, parse_methods};
 use crate::progress::Bars;
 
-/// The flags of `lrscape sharpness`.
-pub struct Flags {
-    pub common: Common,
-    pub methods: Option<Vec<String>>,
-    pub ranks: Option<Vec<usize>>,
-    pub seeds: Option<Vec<u64>>,
-    pub examples: usize,
-    pub iters: usize,
-    pub tol: f64,
-    pub eps: f64,
-    pub after_steps: usize,
-}
-
-pub fn sharpness(flags: Flags) -> anyhow::Result<()> {
+pub fn sharpness(flags: SharpnessArgs) -> anyhow::Result<()> {
     let (mut config, out) = super::load_config(&flags.common)?;
     if let Some(methods) = &flags.methods {
         config.grid.methods = parse_methods(methods)?;

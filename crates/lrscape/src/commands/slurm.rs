@@ -5,20 +5,9 @@ use std::path::PathBuf;
 
 use sweep::ExperimentConfig;
 
-/// The flags of `lrscape slurm`.
-pub struct Flags {
-    pub config: PathBuf,
-    pub out: Option<PathBuf>,
-    pub shards: usize,
-    pub scripts: Option<PathBuf>,
-    pub partition: Option<String>,
-    pub gpus_per_task: u32,
-    pub time: Option<String>,
-    pub cpus_per_task: Option<u32>,
-    pub submit: bool,
-}
+use crate::args::SlurmArgs;
 
-pub fn slurm(flags: Flags) -> anyhow::Result<()> {
+pub fn slurm(flags: SlurmArgs) -> anyhow::Result<()> {
     let loaded = ExperimentConfig::from_toml_file(&flags.config)?;
     // Every script names files by absolute path: it runs from any directory
     // on any node.
