@@ -630,7 +630,7 @@ pub fn measure_grid(
     let seeds = config.grid.seeds.clone();
     let best_lrs = if opts.after_steps > 0 {
         let trials = sweep::store::gather(&opts.out)?.trials;
-        figs::curves_of(&trials, config.metric())
+        records::analysis::curves_of(&trials, config.metric())
     } else {
         Vec::new()
     };
@@ -797,8 +797,8 @@ pub fn sharpness_table(
     trials: &[records::TrialRecord],
     metric: records::Metric,
 ) -> String {
-    let curves = figs::curves_of(trials, metric);
-    let points = figs::sharpness_points_by(&curves, &file.cells(), metric);
+    let curves = records::analysis::curves_of(trials, metric);
+    let points = records::analysis::sharpness_points_by(&curves, &file.cells(), metric);
     let mut out = format!(
         "{:<10} {:>5} {:>11} {:>10} {:>12}\n",
         "method", "rank", "lambda_max", "best_lr", "lr*lambda"
@@ -813,7 +813,7 @@ pub fn sharpness_table(
             p.best_lr * p.lambda_max
         ));
     }
-    match figs::sharpness_fit(&points) {
+    match records::analysis::sharpness_fit(&points) {
         Some(fit) => out.push_str(&format!(
             "{} cells: log λmax vs log best LR: Pearson {:+.3}, Spearman {:+.3}; \
              best_lr ≈ c/λmax with c = {:.4} (geometric mean; × / ÷ {:.2} geometric SD, \
