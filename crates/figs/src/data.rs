@@ -10,8 +10,8 @@ use records::{CellCurve, Metric, mean_ci95};
 pub use records::SharpnessCell;
 pub use records::analysis::{
     BestPoint, SharpnessFit, SharpnessPoint, average_ranks, best_index, best_point, best_point_by,
-    curve_label, curves, curves_of, pearson, sharpness_fit, sharpness_points, sharpness_points_by,
-    spearman,
+    curve_label, curves, curves_of, lr_band, pearson, sharpness_fit, sharpness_points,
+    sharpness_points_by, spearman,
 };
 
 /// Accuracy vs learning rate of one cell, ascending in LR, with CIs.
@@ -239,22 +239,4 @@ pub fn shift_aligned_data(curves: &[CellCurve], rank: usize) -> Vec<AlignedSerie
             })
         })
         .collect()
-}
-
-/// The LRs of a cell whose mean accuracy is within `fraction` of its best
-/// (e.g. 0.95): the band in which the LR choice hardly matters. Ascending.
-pub fn lr_band(curve: &CellCurve, fraction: f64) -> Vec<f64> {
-    let Some(i) = best_index(&curve.acc) else {
-        return Vec::new();
-    };
-    let threshold = curve.acc[i] * fraction;
-    let mut band: Vec<f64> = curve
-        .lrs
-        .iter()
-        .zip(&curve.acc)
-        .filter(|(_, a)| a.is_finite() && **a >= threshold)
-        .map(|(lr, _)| *lr)
-        .collect();
-    band.sort_by(f64::total_cmp);
-    band
 }

@@ -265,3 +265,21 @@ pub fn sharpness_fit(points: &[SharpnessPoint]) -> Option<SharpnessFit> {
         c_max: hi.exp(),
     })
 }
+
+/// The LRs of a cell whose mean accuracy is within `fraction` of its best
+/// (e.g. 0.95): the band in which the LR choice hardly matters. Ascending.
+pub fn lr_band(curve: &CellCurve, fraction: f64) -> Vec<f64> {
+    let Some(i) = best_index(&curve.acc) else {
+        return Vec::new();
+    };
+    let threshold = curve.acc[i] * fraction;
+    let mut band: Vec<f64> = curve
+        .lrs
+        .iter()
+        .zip(&curve.acc)
+        .filter(|(_, a)| a.is_finite() && **a >= threshold)
+        .map(|(lr, _)| *lr)
+        .collect();
+    band.sort_by(f64::total_cmp);
+    band
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod analysis;
+pub mod compare;
 mod derived;
 pub use derived::{
     CellCurve, LrSweepEntry, Metric, RankEntry, RankLrEntry, best_of_lr, best_of_lr_by,
