@@ -187,3 +187,47 @@ pub fn write_report(
         warnings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_shown_has_the_compute_mode_of_the_records() {
+        let config = ExperimentConfig::embedded_default();
+        let cell = config
+            .cells()
+            .into_iter()
+            .find(|c| c.lora.is_some())
+            .unwrap();
+        let record = |compute: Option<&str>| {
+            let mut r = sweep::grid::trial_stub(&config, &cell, 1e-3, 0);
+            r.adapter_compute = compute.map(String::from);
+            r
+        };
+        let shown = |file: Compute, trials: &[TrialRecord]| {
+            let mut config = config.clone();
+            config.run.adapter_compute = file;
+            config_of_records(&config, trials).run.adapter_compute
+        };
+        let (weight, activation) = (Compute::WeightSpace, Compute::ActivationSpace);
+        let weight_record = record(Some("weight_space"));
+        let activation_record = record(Some("activation_space"));
+        // Records from before the field: activation space, the only mode then.
+        assert_eq!(shown(weight, &[record(None)]), activation);
+        assert_eq!(
+            shown(weight, std::slice::from_ref(&activation_record)),
+            activation
+        );
+        assert_eq!(
+            shown(activation, std::slice::from_ref(&weight_record)),
+            weight
+        );
+        // Records that disagree leave the config file's mode.
+        assert_eq!(
+            shown(activation, &[weight_record.clone(), activation_record]),
+            activation
+        );
+        assert_eq!(shown(weight, &[record(None), weight_record]), weight);
+    }
+}
