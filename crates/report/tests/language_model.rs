@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::trials;
+
 use std::path::Path;
 
 use records::TrialRecord;
@@ -16,14 +18,6 @@ use train::evaluate;
 fn quick_lm() -> ExperimentConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quick-lm.toml");
     ExperimentConfig::from_toml_file(&path).unwrap()
-}
-
-fn trials(out: &Path) -> Vec<TrialRecord> {
-    std::fs::read_to_string(out.join("trials.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

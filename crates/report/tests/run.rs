@@ -2,9 +2,11 @@
 
 mod common;
 
+use common::trials;
+
 use std::path::{Path, PathBuf};
 
-use records::{RankLrEntry, TrialRecord};
+use records::RankLrEntry;
 use sweep::ExperimentConfig;
 use sweep::runner::{RunOptions, run_experiment};
 
@@ -30,14 +32,6 @@ fn options(out: &Path, max_populations: Option<usize>) -> RunOptions {
         shard: None,
         config_path: None,
     }
-}
-
-fn trials(out: &Path) -> Vec<TrialRecord> {
-    std::fs::read_to_string(out.join("trials.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn rank_x_lr(out: &Path) -> String {
