@@ -33,6 +33,13 @@ pub fn ci() -> anyhow::Result<()> {
     ]);
     clippy.args(["--", "-D", "warnings"]);
     run(clippy)?;
+    // The libraries' docs build without a broken link (the binary's doc
+    // comments are its --help texts).
+    let mut doc = cargo();
+    doc.args(["doc", "--no-deps", "--workspace", "--exclude", "lrscape"]);
+    doc.args(["--exclude", "xtask"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--features", &features, "--"]);
     test.args(["--skip", "every_compiled_backend_follows_flex"]);

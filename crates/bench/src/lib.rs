@@ -52,7 +52,8 @@ use peft::{Compute, LoraConfig, Method, PeftModel};
 use serde::{Deserialize, Serialize};
 use sweep::config::ExperimentConfig;
 use sweep::store::write_atomic;
-use tinyformer::adaptable::{K, MLP_DOWN, MLP_UP, MODULES, O, Q, V};
+use tinyformer::adaptable::MODULES;
+use tinyformer::flops::Trained;
 use tinyformer::{Tinyformer, TinyformerConfig};
 use train::{Member, Schedule, SelectedDevice, WorkerPools, train_population};
 
@@ -186,67 +187,10 @@ pub fn cases(populations: &[usize], rank: usize, workers: usize) -> Vec<Case> {
 // ---------------------------------------------------------------------------
 // The FLOP model
 
-/// `2·m·k·n`: multiply-adds of an `[m, k] × [k, n]` product, counted as two
-/// FLOPs each.
-pub fn matmul_flops(m: usize, k: usize, n: usize) -> f64 {
-    2.0 * m as f64 * k as f64 * n as f64
-}
+pub use nn::{FlopCount, matmul_flops, matmul_step_flops};
 
-/// FLOPs of one product `A [m, k] × B [k, n]` in a training step: the
-/// forward product, plus the same again for `dA = dC Bᵀ` when `A` carries a
-/// gradient and again for `dB = Aᵀ dC` when `B` does. A trainable linear fed
-/// by a tracked input is the usual ×3; a frozen weight on an untracked input
-/// costs only its forward.
-pub fn matmul_step_flops(m: usize, k: usize, n: usize, a_grad: bool, b_grad: bool) -> f64 {
-    matmul_flops(m, k, n) * (1.0 + f64::from(u8::from(a_grad)) + f64::from(u8::from(b_grad)))
-}
-
-/// FLOPs of one member's training step, by part.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct FlopCount {
-    /// The block linears' own products `x W` (forward and backward).
-    pub linears: f64,
-    /// The attention products `q kᵀ` and `softmax · v`.
-    pub attention: f64,
-    /// The adapters' extra products: `x A`, `(x A) B` (activation space) or
-    /// `A B` (weight space).
-    pub adapters: f64,
-    /// The head on the last position.
-    pub head: f64,
-}
-
-impl FlopCount {
-    pub fn total(&self) -> f64 {
-        self.linears + self.attention + self.adapters + self.head
-    }
-}
-
-/// The FLOP model of one member's training step (forward, backward) of a
-/// tinyformer `model` on a batch of `batch` sequences.
-///
-/// Only matrix products count (`2·m·k·n` each, [`matmul_flops`]);
-/// norms, softmax, GELU, the loss, the embedding gather and AdamW are
-/// element-wise and left out. The backward of a product costs one forward
-/// for each operand that carries a gradient ([`matmul_step_flops`]): the
-/// familiar "forward ×3" for a trained linear, ×2 for a frozen weight whose
-/// input carries a gradient, ×1 when neither does (the first block's q, k,
-/// v base products under LoRA, whose input comes from the frozen embedding).
-/// Which tensors carry a gradient follows the data flow: the residual
-/// stream starts tracked only under full fine-tuning and becomes tracked at
-/// the first adapted linear.
-///
-/// Per block with `N = batch·seq_len` tokens: the linears q, k, v, o
-/// (`d → d`) and the MLP (`d → d_ff → d`) on `N` rows; attention
-/// `2·(2·batch·seq_len²·d_model)` forward. The last block runs q, o, the
-/// MLP and attention's queries on the last position only (`batch` rows;
-/// k and v still on `N`), and the head `d → vocab` reads that position.
-/// Adapters, activation space: `x A` (`N × in × r`) and `(x A) B`
-/// (`N × r × out`), ×3 (×2 for `x A` on an untracked input); weight space:
-/// `A B` (`in × r × out`, ×3) and the product with the merged weight
-/// instead of the base's, its weight tracked. The count is per member as
-/// if it trained alone: a population on one shared batch computes the
-/// first block's base projections once for all members (in activation
-/// space), which is not credited.
+/// The FLOP model of one member's step of `workload` on a tinyformer
+/// `model` ([`TinyformerConfig::step_flops`]).
 pub fn step_flops(
     model: &TinyformerConfig,
     batch: usize,
@@ -254,63 +198,15 @@ pub fn step_flops(
     targets: &BTreeSet<ModuleId>,
     train_head: bool,
 ) -> FlopCount {
-    let (d, ff, t) = (model.d_model, model.d_ff, model.seq_len);
-    let full = workload == Workload::Full;
-    let mut count = FlopCount::default();
-    // One block linear at `kind` over `n` rows on input tracked-ness
-    // `x_tracked`; returns whether its output carries a gradient.
-    let linear = |count: &mut FlopCount, kind: ModuleId, n: usize, d_in, d_out, x_tracked: bool| {
-        match workload {
-            Workload::Full => {
-                count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
-                true
-            }
-            Workload::Lora { rank, compute } if targets.contains(&kind) => {
-                if compute == Compute::WeightSpace {
-                    count.adapters += matmul_step_flops(d_in, rank, d_out, true, true);
-                    count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, true);
-                } else {
-                    count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
-                    count.adapters += matmul_step_flops(n, d_in, rank, x_tracked, true)
-                        + matmul_step_flops(n, rank, d_out, true, true);
-                }
-                true
-            }
-            Workload::Lora { .. } => {
-                count.linears += matmul_step_flops(n, d_in, d_out, x_tracked, false);
-                x_tracked
-            }
-        }
+    let trained = match workload {
+        Workload::Full => Trained::Everything,
+        Workload::Lora { rank, compute } => Trained::Adapters {
+            rank,
+            weight_space: compute == Compute::WeightSpace,
+            targets,
+        },
     };
-    let mut stream = full;
-    for layer in 0..model.n_layers {
-        // A classifier's last block computes queries and everything after
-        // them for the last position only (`Tinyformer::forward_with`); a
-        // causal model (the head on every position) runs every row. Its
-        // masked attention is counted as the full T × T product, as computed.
-        let all = batch * t;
-        let rows = if layer + 1 == model.n_layers && !model.causal {
-            batch
-        } else {
-            all
-        };
-        let q = linear(&mut count, Q, rows, d, d, stream);
-        let k = linear(&mut count, K, all, d, d, stream);
-        let v = linear(&mut count, V, all, d, d, stream);
-        // scores = q kᵀ over batch·heads of [rows/batch, dh] × [dh, T]; mixed = p v.
-        let scores = matmul_step_flops(rows, d, t, q, k);
-        let mixed = matmul_step_flops(rows, t, d, q || k, v);
-        count.attention += scores + mixed;
-        let mixed_tracked = q || k || v;
-        let o = linear(&mut count, O, rows, d, d, mixed_tracked);
-        stream = stream || o;
-        let up = linear(&mut count, MLP_UP, rows, d, ff, stream);
-        let down = linear(&mut count, MLP_DOWN, rows, ff, d, up);
-        stream = stream || down;
-    }
-    let head_rows = if model.causal { batch * t } else { batch };
-    count.head = matmul_step_flops(head_rows, d, model.vocab, stream, full || train_head);
-    count
+    model.step_flops(batch, trained, train_head)
 }
 
 // ---------------------------------------------------------------------------
@@ -1012,7 +908,7 @@ fn run_case_child(exe: &Path, job: &CaseJob) -> anyhow::Result<CaseResult> {
         .with_context(|| format!("{}: unreadable child output {last:?}", job.case.label()))
 }
 
-/// The GEMM peak: [`time_gemm`] at [`GEMM_SIZE`], then at twice the side
+/// The GEMM peak: `time_gemm` at [`GEMM_SIZE`], then at twice the side
 /// while its best product took under [`GEMM_MIN_SECONDS`] (a CPU stays at
 /// 1024; a GPU grows to where latency no longer dominates).
 pub fn time_peak_gemm(device: &Device, reps: usize) -> GemmResult {

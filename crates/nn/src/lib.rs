@@ -16,6 +16,7 @@
 //! backend. Initial weights are drawn on the host ([`init::ParamRng`]), so a
 //! seed gives the same model on every backend.
 
+mod flops;
 mod hook;
 pub mod init;
 mod layers;
@@ -23,6 +24,7 @@ mod loss;
 mod members;
 mod model;
 
+pub use flops::{FlopCount, matmul_flops, matmul_step_flops};
 pub use hook::{LinearHook, LinearSite, ModuleId, NoAdapter};
 pub use layers::{PopLinear, RmsNorm};
 pub use loss::{member_correct, member_cross_entropy};

@@ -8,7 +8,7 @@
 //!   `trials.shard-I-of-N.lock` (pid, host, SLURM job) while it runs; a
 //!   stale lock (dead pid on this host, or this very SLURM job restarted) is
 //!   taken over.
-//! - [`gather`](crate::store::gather) reads `trials.jsonl` and every shard
+//! - [`gather`] reads `trials.jsonl` and every shard
 //!   file, drops exact duplicates (a requeued task may record a trial twice)
 //!   and refuses conflicting ones; [`merge`] writes the merged `trials.jsonl` in grid
 //!   order and the derived files, and says which cells are still missing.
