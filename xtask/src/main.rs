@@ -2,7 +2,7 @@
 //! `lrscape` binary only.
 //!
 //! - `cargo xtask tidy`: the crate graph against ARCHITECTURE.md's arrows.
-//! - `cargo xtask ci`: what CI runs (format check, tidy, clippy, the test suite
+//! - `cargo xtask ci`: what CI runs (format check, tidy, clippy, the docs, the test suite
 //!   built once with flex, ndarray and (where a Vulkan driver is installed)
 //!   wgpu, the backend parity test (crates/lrscape/tests/backend_parity.rs),
 //!   then the SLURM test on a one-node cluster: crates/lrscape/tests/slurm.rs;
