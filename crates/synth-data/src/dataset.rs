@@ -64,28 +64,56 @@ pub struct SequenceDataset {
 }
 
 impl SequenceDataset {
-    /// Panics unless the lengths agree: a task's constructor builds these.
-    pub(crate) fn new(
+    /// A dataset of examples of `seq_len` tokens, each with
+    /// `targets_per_example` targets (1 for a classifier, `seq_len` for a
+    /// language model), every id below `vocab`. Any other shape is an error
+    /// naming the field, so a loader of user data (text, a tokenizer's ids)
+    /// can build one from what it read.
+    pub fn new(
         tokens: Vec<u32>,
         targets: Vec<u32>,
         seq_len: usize,
         targets_per_example: usize,
         vocab: usize,
-    ) -> Self {
-        assert!(seq_len > 0 && targets_per_example > 0);
-        assert_eq!(tokens.len() % seq_len, 0);
-        assert_eq!(
-            tokens.len() / seq_len * targets_per_example,
-            targets.len(),
-            "one row of targets per example"
-        );
-        Self {
+    ) -> Result<Self, TaskError> {
+        if seq_len == 0 {
+            return Err(invalid("seq_len", seq_len, "at least 1"));
+        }
+        if targets_per_example == 0 {
+            return Err(invalid("targets_per_example", 0, "at least 1"));
+        }
+        if !tokens.len().is_multiple_of(seq_len) {
+            return Err(invalid(
+                "tokens",
+                format!("{} tokens", tokens.len()),
+                format!("whole examples of seq_len = {seq_len} tokens"),
+            ));
+        }
+        let examples = tokens.len() / seq_len;
+        if targets.len() != examples * targets_per_example {
+            return Err(invalid(
+                "targets",
+                format!("{} targets", targets.len()),
+                format!(
+                    "{targets_per_example} per example, {} for {examples} examples",
+                    examples * targets_per_example
+                ),
+            ));
+        }
+        if let Some(&id) = tokens
+            .iter()
+            .chain(&targets)
+            .find(|&&id| id as usize >= vocab)
+        {
+            return Err(invalid("token id", id, format!("below vocab = {vocab}")));
+        }
+        Ok(Self {
             tokens,
             targets,
             seq_len,
             targets_per_example,
             vocab,
-        }
+        })
     }
 
     pub fn seq_len(&self) -> usize {
@@ -136,5 +164,35 @@ impl Dataset<SequenceItem> for SequenceDataset {
 
     fn len(&self) -> usize {
         self.tokens.len() / self.seq_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dataset_of_any_other_shape_is_an_error_naming_the_field() {
+        let ok = SequenceDataset::new(vec![1, 2, 3, 0, 1, 2], vec![3, 0], 3, 1, 4).unwrap();
+        assert_eq!((ok.len(), ok.tokens_of(1)), (2, &[0, 1, 2][..]));
+        let lm = SequenceDataset::new(vec![1, 2], vec![2, 3], 2, 2, 4).unwrap();
+        assert_eq!(lm.targets_per_example(), 2);
+        let err = |r: Result<SequenceDataset, TaskError>| r.unwrap_err().to_string();
+        assert_eq!(
+            err(SequenceDataset::new(vec![1, 2, 3], vec![0], 2, 1, 4)),
+            "tokens = 3 tokens: whole examples of seq_len = 2 tokens"
+        );
+        assert_eq!(
+            err(SequenceDataset::new(vec![1, 2], vec![0], 2, 2, 4)),
+            "targets = 1 targets: 2 per example, 2 for 1 examples"
+        );
+        assert_eq!(
+            err(SequenceDataset::new(vec![1, 4], vec![0], 2, 1, 4)),
+            "token id = 4: below vocab = 4"
+        );
+        assert!(err(SequenceDataset::new(vec![], vec![], 0, 1, 4)).starts_with("seq_len = 0"));
+        assert!(
+            err(SequenceDataset::new(vec![1], vec![], 1, 0, 4)).starts_with("targets_per_example")
+        );
     }
 }

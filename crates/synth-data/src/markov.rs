@@ -214,9 +214,7 @@ pub fn markov_lm(
             current = next;
         }
     }
-    Ok(SequenceDataset::new(
-        tokens, targets, seq_len, seq_len, vocab,
-    ))
+    SequenceDataset::new(tokens, targets, seq_len, seq_len, vocab)
 }
 
 #[cfg(test)]

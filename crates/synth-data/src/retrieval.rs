@@ -33,7 +33,7 @@ pub fn retrieve_at_k(
         .map(|_| uniform_below(&mut rng, vocab_u32))
         .collect();
     let targets = tokens.chunks_exact(seq_len).map(|row| row[k]).collect();
-    Ok(SequenceDataset::new(tokens, targets, seq_len, 1, vocab))
+    SequenceDataset::new(tokens, targets, seq_len, 1, vocab)
 }
 
 #[cfg(test)]
