@@ -120,9 +120,7 @@ fn base_for(
             );
         }
         Err(e) if crate::pretrain::base_dir(&opts.out, config).exists() => {
-            let message = format!("{e:#}; pre-training it again");
-            events.warning(&message);
-            warnings.push(message);
+            warn(events, warnings, format!("{e:#}; pre-training it again"));
         }
         Err(_) => {}
     }
@@ -188,8 +186,7 @@ fn run_cells(
     let workers = config.run.workers(opts.device.is_gpu()).max(1);
     let pools = WorkerPools::new(workers);
     if let Some(w) = pools.warning() {
-        events.warning(w);
-        warnings.push(w.to_string());
+        warn(events, &mut warnings, w.to_string());
     }
     let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
     if left.trials > 0 {
@@ -288,6 +285,12 @@ fn run_cells(
     Ok(summary)
 }
 
+/// Tells `events` of a warning and keeps it for the run's summary.
+fn warn(events: &dyn RunEvents, warnings: &mut Vec<String>, message: String) {
+    events.warning(&message);
+    warnings.push(message);
+}
+
 /// Opens the records file of this run (a shard: under its lock) and reads
 /// what other records files of `out` hold (a shard skips those trials);
 /// records of another setup are refused.
@@ -297,10 +300,7 @@ fn open_records(
     events: &dyn RunEvents,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(Option<ShardLock>, TrialStore, HashSet<TrialKey>)> {
-    let mut warn = |message: String| {
-        events.warning(&message);
-        warnings.push(message);
-    };
+    let mut warn = |message: String| warn(events, warnings, message);
     let (lock, lock_message) = match opts.shard {
         Some(shard) => {
             let (lock, message) = crate::shard::acquire_lock(&opts.out, shard)?;
