@@ -26,6 +26,13 @@ const ONLY: [(&str, &[&str]); 4] = [
 /// results can be read and re-plotted without the training stack.
 const NO_BURN: [&str; 3] = ["records", "figs", "slurm"];
 
+/// Model families, and the only crates that may reach one (even through
+/// another crate): the binary maps `[model] family` to a family, and `bench`
+/// times tinyformer against its PyTorch mirror. Everything else is generic
+/// over `nn`'s traits, so a new family plugs in without touching it.
+const FAMILIES: [&str; 1] = ["tinyformer"];
+const FAMILY_USERS: [&str; 2] = ["lrscape", "bench"];
+
 /// Libraries below the orchestration report errors with thiserror types.
 const NO_ANYHOW: [&str; 7] = [
     "nn",
@@ -178,6 +185,19 @@ fn violations(
             }
         }
     }
+    for (name, _) in packages
+        .iter()
+        .filter(|(n, _)| !FAMILY_USERS.contains(&n.as_str()) && !FAMILIES.contains(&n.as_str()))
+    {
+        for family in FAMILIES {
+            if let Some(via) = reaches(packages, name, family) {
+                found.push(format!(
+                    "{name} reaches the model family {family} through {via}; only {} may",
+                    FAMILY_USERS.join(", ")
+                ));
+            }
+        }
+    }
     for name in NO_BURN {
         let mut seen = BTreeSet::new();
         let mut todo = vec![name.to_string()];
@@ -197,6 +217,30 @@ fn violations(
         }
     }
     found
+}
+
+/// The workspace crate through which `from` depends on `target` (directly
+/// or not), if it does.
+fn reaches(packages: &BTreeMap<String, Package>, from: &str, target: &str) -> Option<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![from.to_string()];
+    while let Some(next) = todo.pop() {
+        if !seen.insert(next.clone()) {
+            continue;
+        }
+        let package = packages.get(&next)?;
+        if package.deps.contains_key(target) {
+            return Some(next);
+        }
+        todo.extend(
+            package
+                .deps
+                .keys()
+                .filter(|d| packages.contains_key(*d))
+                .cloned(),
+        );
+    }
+    None
 }
 
 /// Fails, naming every broken rule, when the crate graph leaves the arrows.
@@ -271,6 +315,37 @@ mod tests {
                 .any(|v| v.starts_with("figs: not in ARCHITECTURE.md"))
         );
         assert!(found.iter().any(|v| v == "figs reaches Burn through peft; results must be readable without it"));
+    }
+
+    #[test]
+    fn only_the_binary_and_bench_reach_a_model_family() {
+        let allowed = arrows(
+            "```arrows\ntinyformer -> (none)\ntrain -> (none)\nsweep -> train\nlrscape -> sweep, tinyformer\n```",
+        )
+        .unwrap();
+        let mut packages = BTreeMap::new();
+        packages.insert("tinyformer".to_string(), package(&[]));
+        packages.insert("train".to_string(), package(&[]));
+        packages.insert("sweep".to_string(), package(&[("train", &[])]));
+        packages.insert(
+            "lrscape".to_string(),
+            package(&[("sweep", &[]), ("tinyformer", &[])]),
+        );
+        assert_eq!(violations(&packages, &allowed), Vec::<String>::new());
+        packages.insert("train".to_string(), package(&[("tinyformer", &[])]));
+        let found = violations(&packages, &allowed);
+        assert!(
+            found.contains(
+                &"sweep reaches the model family tinyformer through train; only lrscape, bench may"
+                    .to_string()
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|v| v.starts_with("train -> tinyformer: not an arrow"))
+        );
     }
 
     #[test]

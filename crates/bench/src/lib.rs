@@ -669,7 +669,7 @@ fn torch_where(torch: &TorchResult) -> String {
 /// How to run a bench.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    pub config: ExperimentConfig,
+    pub config: ExperimentConfig<TinyformerConfig>,
     /// `--device` spelling.
     pub device: String,
     pub steps: usize,
@@ -722,7 +722,11 @@ impl BenchOptions {
 
 /// The LoRA setting of the bench: the config's (first) alpha rule and
 /// init, its targets and head at `rank`.
-fn lora_config(config: &ExperimentConfig, rank: usize, compute: Compute) -> LoraConfig {
+fn lora_config(
+    config: &ExperimentConfig<TinyformerConfig>,
+    rank: usize,
+    compute: Compute,
+) -> LoraConfig {
     let g = &config.grid;
     config.lora_config(
         Method::Lora,
@@ -736,7 +740,7 @@ fn lora_config(config: &ExperimentConfig, rank: usize, compute: Compute) -> Lora
 /// One configuration for a child process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseJob {
-    pub config: ExperimentConfig,
+    pub config: ExperimentConfig<TinyformerConfig>,
     pub case: Case,
     pub steps: usize,
     pub warmup: usize,

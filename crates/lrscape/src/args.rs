@@ -73,7 +73,10 @@ fn one_or_many(values: &[usize]) -> sweep::config::OneOrMany<usize> {
 
 impl Overrides {
     /// Applies the flags given to `config` and validates the result.
-    pub fn apply(&self, config: &mut ExperimentConfig) -> anyhow::Result<()> {
+    pub fn apply<M: nn::ModelConfig>(
+        &self,
+        config: &mut ExperimentConfig<M>,
+    ) -> anyhow::Result<()> {
         if let Some(methods) = &self.methods {
             config.grid.methods = parse_methods(methods)?;
         }

@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod families;
 mod progress;
 
 use std::process::ExitCode;

@@ -25,8 +25,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn quick() -> ExperimentConfig {
-    ExperimentConfig::from_toml_file(&repo().join("configs/quick.toml")).unwrap()
+fn quick() -> ExperimentConfig<TinyformerConfig> {
+    ExperimentConfig::<TinyformerConfig>::from_toml_file(&repo().join("configs/quick.toml"))
+        .unwrap()
 }
 
 fn all() -> BTreeSet<ModuleId> {

@@ -106,3 +106,30 @@ fn committed_reports_are_what_the_code_makes_of_their_records() {
          report` on each study and commit them if the change is meant): {changed:?}"
     );
 }
+
+/// Config hashes are part of the record: a change to what is hashed (a new
+/// config key, a family) must leave every committed config's hash as its
+/// records have it, or resuming and merging would treat them as another
+/// experiment's.
+#[test]
+fn committed_records_carry_the_hash_of_their_config() {
+    for name in studies() {
+        let path = root().join("configs").join(format!("{name}.toml"));
+        let config =
+            sweep::ExperimentConfig::<tinyformer::TinyformerConfig>::from_toml_file(&path).unwrap();
+        let text = std::fs::read_to_string(root().join("results").join(&name).join("trials.jsonl"))
+            .unwrap();
+        let hashes: std::collections::BTreeSet<String> = text
+            .lines()
+            .map(|line| {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                record["config_hash"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            hashes.into_iter().collect::<Vec<_>>(),
+            vec![config.results_hash()],
+            "results/{name}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tinyformer::TinyformerConfig;
 
 use burn::tensor::Device;
 use sweep::ExperimentConfig;
@@ -39,7 +40,10 @@ fn pretrain_quick_learns_saves_and_reloads_to_the_same_accuracy() {
     let stdout = text(&run.stdout);
     assert!(stdout.contains("pretrained quick: val_acc"), "{stdout}");
 
-    let config = ExperimentConfig::from_toml_file(&workspace().join("configs/quick.toml")).unwrap();
+    let config = ExperimentConfig::<TinyformerConfig>::from_toml_file(
+        &workspace().join("configs/quick.toml"),
+    )
+    .unwrap();
     let device = Device::flex();
     let (model, record) = load_base(&config, out.path(), &device).unwrap();
     assert!(

@@ -10,12 +10,15 @@
 //! **Two traits.** [`PopulationModel`] is what the trainer needs (logits per
 //! member); [`Adaptable`] is what adapters need (named linear sites, access
 //! to each base linear, a forward pass through a [`LinearHook`]). A model
-//! family implements both; `peft` and `train` are generic over them.
+//! family implements both; `peft` and `train` are generic over them. A
+//! third, [`ModelConfig`], is the family seen through its config: how a base
+//! is made, saved and loaded, for orchestration that never names a family.
 //!
 //! The crate takes a Burn [`Device`](burn::tensor::Device) and never names a
 //! backend. Initial weights are drawn on the host ([`init::ParamRng`]), so a
 //! seed gives the same model on every backend.
 
+mod family;
 mod flops;
 mod hook;
 pub mod init;
@@ -24,6 +27,7 @@ mod loss;
 mod members;
 mod model;
 
+pub use family::{ConfigError, ModelConfig};
 pub use flops::{FlopCount, matmul_flops, matmul_step_flops};
 pub use hook::{LinearHook, LinearSite, ModuleId, NoAdapter};
 pub use layers::{PopLinear, RmsNorm};

@@ -5,6 +5,7 @@
 //! The glue between the results directory (`sweep`) and the drawing and
 //! writing (`figs`); it trains nothing and needs no backend.
 
+use nn::ModelConfig;
 use std::path::{Path, PathBuf};
 
 use figs::{FigureOptions, draw_figures, report::ReportInput};
@@ -15,13 +16,13 @@ use sweep::layout;
 use sweep::store::{gather, read_run_log, read_sharpness, read_sharpness_after, write_atomic};
 
 /// The floor and a description of a `markov_lm` task; `None` for another.
-fn language_model(
-    config: &ExperimentConfig,
+fn language_model<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
 ) -> anyhow::Result<Option<figs::report::LanguageModel>> {
     let Some(chains) = sweep::task::markov_chains(config)? else {
         return Ok(None);
     };
-    let floor = chains.finetune.optimum(config.model.seq_len);
+    let floor = chains.finetune.optimum(config.model.seq_len());
     Ok(Some(figs::report::LanguageModel {
         task: format!(
             "Next-token prediction on a random Markov chain over {} tokens, {} successors \
@@ -54,7 +55,10 @@ pub struct ReportOutput {
 /// the report describes its records, not a config edited since. Adapter
 /// records without the field predate it, and adapters computed in
 /// activation space alone until weight space came, with that field.
-fn config_of_records(config: &ExperimentConfig, trials: &[TrialRecord]) -> ExperimentConfig {
+fn config_of_records<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    trials: &[TrialRecord],
+) -> ExperimentConfig<M> {
     let mut config = config.clone();
     let adapters: Vec<&TrialRecord> = trials.iter().filter(|t| t.method != "full").collect();
     let recorded: Vec<&str> = adapters
@@ -79,8 +83,8 @@ fn config_of_records(config: &ExperimentConfig, trials: &[TrialRecord]) -> Exper
 /// Draws every figure of the experiment in `out` and writes `out/REPORT.md`;
 /// `compare` is another experiment directory whose best accuracies the
 /// report sets beside these (the seed notebook beside the default study).
-pub fn write_report(
-    config: &ExperimentConfig,
+pub fn write_report<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     out: &Path,
     compare: Option<&Path>,
 ) -> anyhow::Result<ReportOutput> {
@@ -191,10 +195,14 @@ pub fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sweep::config::DEFAULT_CONFIG;
+    use tinyformer::TinyformerConfig;
 
     #[test]
     fn the_config_shown_has_the_compute_mode_of_the_records() {
-        let config = ExperimentConfig::embedded_default();
+        let config =
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(DEFAULT_CONFIG, "default.toml")
+                .unwrap();
         let cell = config
             .cells()
             .into_iter()

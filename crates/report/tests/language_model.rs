@@ -5,6 +5,7 @@
 mod common;
 
 use common::trials;
+use tinyformer::TinyformerConfig;
 
 use std::path::Path;
 
@@ -15,9 +16,9 @@ use sweep::task::{Phase, optimum, splits};
 use synth_data::Dataset;
 use train::evaluate;
 
-fn quick_lm() -> ExperimentConfig {
+fn quick_lm() -> ExperimentConfig<TinyformerConfig> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quick-lm.toml");
-    ExperimentConfig::from_toml_file(&path).unwrap()
+    ExperimentConfig::<TinyformerConfig>::from_toml_file(&path).unwrap()
 }
 
 #[test]
@@ -138,9 +139,12 @@ fn a_language_model_config_names_what_does_not_fit() {
         ("kind = \"markov_lm\"", "kind = \"markov\"", "retrieve_at_k"),
     ] {
         assert!(text.contains(from), "{from}");
-        let err = ExperimentConfig::from_toml_str(&text.replacen(from, to, 1), "lm.toml")
-            .unwrap_err()
-            .to_string();
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(
+            &text.replacen(from, to, 1),
+            "lm.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains(expected),
             "{err:?} should contain {expected:?}"
@@ -148,7 +152,7 @@ fn a_language_model_config_names_what_does_not_fit() {
     }
     // A classifier config with a causal model is refused too.
     let quick = include_str!("../../../configs/quick.toml");
-    let err = ExperimentConfig::from_toml_str(
+    let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(
         &quick.replacen("[model]\n", "[model]\ncausal = true\n", 1),
         "q.toml",
     )
@@ -176,7 +180,7 @@ fn shipped_results_keep_their_config_hashes() {
         if !config_path.exists() {
             continue;
         }
-        let config = ExperimentConfig::from_toml_file(&config_path).unwrap();
+        let config = ExperimentConfig::<TinyformerConfig>::from_toml_file(&config_path).unwrap();
         let first: TrialRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(
             first.config_hash,

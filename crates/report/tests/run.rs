@@ -3,6 +3,7 @@
 mod common;
 
 use common::trials;
+use tinyformer::TinyformerConfig;
 
 use std::path::{Path, PathBuf};
 
@@ -10,13 +11,13 @@ use records::RankLrEntry;
 use sweep::ExperimentConfig;
 use sweep::runner::{RunOptions, run_experiment};
 
-fn quick() -> ExperimentConfig {
+fn quick() -> ExperimentConfig<TinyformerConfig> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quick.toml");
-    ExperimentConfig::from_toml_file(&path).unwrap()
+    ExperimentConfig::<TinyformerConfig>::from_toml_file(&path).unwrap()
 }
 
 /// The quick config cut to one LoRA r=2 cell at the given learning rates.
-fn one_lora_cell(lrs: &[f64]) -> ExperimentConfig {
+fn one_lora_cell(lrs: &[f64]) -> ExperimentConfig<TinyformerConfig> {
     let mut config = quick();
     config.grid.methods = vec![peft::Method::Lora];
     config.grid.ranks = vec![2];

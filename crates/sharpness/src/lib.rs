@@ -49,13 +49,12 @@ use anyhow::Context;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use nn::{PopulationModel, member_cross_entropy};
+use nn::{ModelConfig, PopulationModel, member_cross_entropy};
 use peft::PeftModel;
 use records::{SharpnessEntry, SharpnessFile};
 use sweep::ExperimentConfig;
 use sweep::store::write_atomic;
 use synth_data::{Dataset, SequenceBatch};
-use tinyformer::Tinyformer;
 use train::SelectedDevice;
 
 /// How the iteration (power or Lanczos) runs.
@@ -598,8 +597,8 @@ pub struct SharpnessOptions {
 /// order) at its cell's recorded best LR, and the result goes to
 /// `<out>/sharpness-after-N.json`: how the curvature has moved once
 /// training is under way.
-pub fn measure_grid(
-    config: &ExperimentConfig,
+pub fn measure_grid<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     opts: &SharpnessOptions,
     events: &dyn sweep::RunEvents,
 ) -> anyhow::Result<SharpnessFile> {
@@ -726,8 +725,8 @@ pub fn measure_grid(
 
 /// The best LR of `cell`'s recorded seed-mean curve; an error naming the
 /// command to run when the cell has no records.
-fn cell_best_lr(
-    config: &ExperimentConfig,
+fn cell_best_lr<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     cell: &sweep::config::Cell,
     curves: &[records::CellCurve],
     opts: &SharpnessOptions,
@@ -757,16 +756,16 @@ fn cell_best_lr(
 /// The first `steps` AdamW steps of `cell`'s schedule for every member at
 /// `lr`: the same batches, in the same order, as the recorded run's.
 #[allow(clippy::too_many_arguments)]
-fn train_steps(
-    config: &ExperimentConfig,
+fn train_steps<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     cell: &sweep::config::Cell,
-    model: PeftModel<Tinyformer>,
+    model: PeftModel<M::Model>,
     train: &synth_data::SequenceDataset,
     seeds: &[u64],
     lr: f64,
     steps: usize,
     device: &Device,
-) -> anyhow::Result<PeftModel<Tinyformer>> {
+) -> anyhow::Result<PeftModel<M::Model>> {
     let total = cell.steps(train.len());
     if steps > total {
         anyhow::bail!(

@@ -206,11 +206,11 @@ fn a_member_of_a_population_gets_what_it_gets_alone() {
 fn after_steps_trains_each_cell_at_its_recorded_best_lr() {
     use sharpness::{SharpnessOptions, measure_grid};
     use sweep::store::read_sharpness_after;
-    let mut config = ExperimentConfig::from_toml_file(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../configs/quick.toml"
-    )))
-    .unwrap();
+    let mut config =
+        ExperimentConfig::<tinyformer::TinyformerConfig>::from_toml_file(std::path::Path::new(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/quick.toml"),
+        ))
+        .unwrap();
     config.grid.methods = vec![peft::Method::Lora];
     config.grid.ranks = vec![2];
     config.grid.seeds = vec![0];

@@ -2,25 +2,32 @@
 
 use std::path::Path;
 
+use nn::ModelConfig;
 use peft::{LoraConfig, LoraInit, Method, TargetModules};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tinyformer::TinyformerConfig;
 
 /// The config `cargo xtask reproduce` and `lrscape` use when none is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/default.toml");
 
-/// One experiment: the task, the model and how the base is pre-trained.
+/// The family of a `[model]` table without a `family` key (configs from
+/// before there were families).
+pub const DEFAULT_FAMILY: &str = "tinyformer";
+
+/// One experiment: the task, the model (of family `M`) and how the base is
+/// pre-trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExperimentConfig {
+pub struct ExperimentConfig<M: ModelConfig> {
     /// Names the results directory (`results/<name>/`).
     pub name: String,
     #[serde(default)]
     pub description: String,
     pub task: TaskConfig,
-    #[serde(default)]
-    pub model: TinyformerConfig,
+    /// `[model]`: `family` (default [`DEFAULT_FAMILY`]) and the family's
+    /// fields.
+    #[serde(default, deserialize_with = "family::model_table")]
+    pub model: M,
     pub pretrain: PretrainConfig,
     pub finetune: FinetuneConfig,
     pub grid: GridConfig,
@@ -391,7 +398,7 @@ pub enum TaskSpec {
 impl TaskConfig {
     /// The kind's parameters: each one the kind needs present, the other
     /// kind's absent, every value in range for `model`.
-    pub fn spec(&self, model: &TinyformerConfig) -> Result<TaskSpec, ConfigError> {
+    pub fn spec(&self, model: &impl ModelConfig) -> Result<TaskSpec, ConfigError> {
         let kind = self.kind.name();
         let absent = |field: &str, set: bool| {
             if set {
@@ -419,7 +426,7 @@ impl TaskConfig {
                 absent("shift", self.shift.is_some())?;
                 let k_pretrain = needed("k_pretrain", self.k_pretrain)?;
                 let k_finetune = needed("k_finetune", self.k_finetune)?;
-                let seq = model.seq_len;
+                let seq = model.seq_len();
                 for (field, k) in [
                     ("task.k_pretrain", k_pretrain),
                     ("task.k_finetune", k_finetune),
@@ -432,7 +439,7 @@ impl TaskConfig {
                         ));
                     }
                 }
-                if model.causal {
+                if model.causal() {
                     return Err(bad(
                         "model.causal",
                         true,
@@ -448,11 +455,11 @@ impl TaskConfig {
                 absent("k_pretrain", self.k_pretrain.is_some())?;
                 absent("k_finetune", self.k_finetune.is_some())?;
                 let branching = needed("branching", self.branching)?;
-                if branching == 0 || branching > model.vocab {
+                if branching == 0 || branching > model.vocab() {
                     return Err(bad(
                         "task.branching",
                         branching,
-                        format!("between 1 and model.vocab = {}", model.vocab),
+                        format!("between 1 and model.vocab = {}", model.vocab()),
                     ));
                 }
                 let shift = self.shift.ok_or_else(|| {
@@ -462,7 +469,7 @@ impl TaskConfig {
                         "required for task.kind = \"markov_lm\"",
                     )
                 })?;
-                let vocab = model.vocab as f64;
+                let vocab = model.vocab() as f64;
                 if !(shift > 0.0 && shift <= 1.0) || (shift * vocab).round() < 1.0 {
                     return Err(bad(
                         "task.shift",
@@ -470,11 +477,11 @@ impl TaskConfig {
                         format!(
                             "a fraction of the chain's rows in (0, 1] that redraws at least \
                              one of model.vocab = {} rows (shift × vocab rounds to ≥ 1)",
-                            model.vocab
+                            model.vocab()
                         ),
                     ));
                 }
-                if !model.causal {
+                if !model.causal() {
                     return Err(bad(
                         "model.causal",
                         false,
@@ -533,7 +540,7 @@ impl Cell {
     }
 
     /// The record spelling of the targets (`all` without adapters).
-    pub fn targets_label(&self, config: &ExperimentConfig) -> String {
+    pub fn targets_label<M: ModelConfig>(&self, config: &ExperimentConfig<M>) -> String {
         match self.lora {
             Some(_) => targets_label(&config.grid.targets),
             None => "all".into(),
@@ -541,7 +548,7 @@ impl Cell {
     }
 
     /// `alpha/init/targets`, as records and figures name a cell's variant.
-    pub fn variant(&self, config: &ExperimentConfig) -> String {
+    pub fn variant<M: ModelConfig>(&self, config: &ExperimentConfig<M>) -> String {
         format!(
             "{}/{}/{}",
             self.alpha_label(),
@@ -565,7 +572,7 @@ impl Cell {
 
     /// `lora r=16`, plus the alpha rule, init, batch size and epochs where
     /// the grid has several.
-    pub fn label(&self, config: &ExperimentConfig) -> String {
+    pub fn label<M: ModelConfig>(&self, config: &ExperimentConfig<M>) -> String {
         let mut label = format!("{} r={}", self.method.name(), self.rank);
         if config.finetune.batch_size.values().len() > 1 {
             label.push_str(&format!(" bs={}", self.batch_size));
@@ -602,7 +609,7 @@ fn bad(field: &str, value: impl ToString, allowed: impl Into<String>) -> ConfigE
     }
 }
 
-impl ExperimentConfig {
+impl<M: ModelConfig> ExperimentConfig<M> {
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> anyhow::Result<Self> {
         let config: Self =
@@ -627,12 +634,6 @@ impl ExperimentConfig {
         } else {
             records::Metric::Accuracy
         }
-    }
-
-    /// The embedded `configs/default.toml`.
-    pub fn embedded_default() -> Self {
-        Self::from_toml_str(DEFAULT_CONFIG, "configs/default.toml (embedded)")
-            .expect("the embedded default config is valid (tested)")
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -851,15 +852,18 @@ impl ExperimentConfig {
     /// still resumes.
     pub fn results_hash(&self) -> String {
         #[derive(Serialize)]
-        struct Key<'a> {
+        struct Key<'a, M> {
             task: &'a TaskConfig,
-            model: &'a TinyformerConfig,
+            #[serde(skip_serializing_if = "family::is_default")]
+            family: &'static str,
+            model: &'a M,
             pretrain: &'a PretrainConfig,
             weight_decay: f64,
             train_head: bool,
         }
         let key = Key {
             task: &self.task,
+            family: M::FAMILY,
             model: &self.model,
             pretrain: &self.pretrain,
             weight_decay: self.finetune.weight_decay,
@@ -873,8 +877,10 @@ impl ExperimentConfig {
     /// (model, pre-training, and the pre-training part of the task).
     pub fn pretrain_hash(&self) -> String {
         #[derive(Serialize)]
-        struct Key<'a> {
-            model: &'a TinyformerConfig,
+        struct Key<'a, M> {
+            #[serde(skip_serializing_if = "family::is_default")]
+            family: &'static str,
+            model: &'a M,
             pretrain: &'a PretrainConfig,
             #[serde(skip_serializing_if = "TaskKind::is_retrieval")]
             kind: TaskKind,
@@ -887,6 +893,7 @@ impl ExperimentConfig {
             data_seed: u64,
         }
         let key = Key {
+            family: M::FAMILY,
             model: &self.model,
             pretrain: &self.pretrain,
             kind: self.task.kind,
@@ -902,9 +909,64 @@ impl ExperimentConfig {
     }
 }
 
+/// The `family` key of `[model]`.
+mod family {
+    use nn::ModelConfig;
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    /// Hashes leave out the default family, so configs from before families
+    /// keep their hashes.
+    pub(super) fn is_default(family: &&'static str) -> bool {
+        *family == super::DEFAULT_FAMILY
+    }
+
+    /// The family named in a config's text (`[model] family`, else
+    /// [`DEFAULT_FAMILY`](super::DEFAULT_FAMILY)); the binary reads it to
+    /// pick the type a config is parsed as.
+    pub fn of_toml(text: &str) -> Result<String, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        match table.get("model").and_then(|m| m.get("family")) {
+            None => Ok(super::DEFAULT_FAMILY.to_string()),
+            Some(toml::Value::String(name)) => Ok(name.clone()),
+            Some(other) => Err(format!(
+                "model.family = {other}: the name of a model family, e.g. \"{}\"",
+                super::DEFAULT_FAMILY
+            )),
+        }
+    }
+
+    /// `[model]` read as family `M`: its `family` key (absent: the default
+    /// family) must be `M`'s, the other keys are `M`'s fields.
+    pub(super) fn model_table<'de, D: Deserializer<'de>, M: ModelConfig>(
+        d: D,
+    ) -> Result<M, D::Error> {
+        let mut table = toml::Table::deserialize(d)?;
+        let family = match table.remove("family") {
+            None => super::DEFAULT_FAMILY.to_string(),
+            Some(toml::Value::String(name)) => name,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "model.family = {other}: a string"
+                )));
+            }
+        };
+        if family != M::FAMILY {
+            return Err(D::Error::custom(format!(
+                "model.family = {family:?}, but this config is read as a {:?} config",
+                M::FAMILY
+            )));
+        }
+        M::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)
+    }
+}
+
+pub use family::of_toml as family_of_toml;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tinyformer::TinyformerConfig;
 
     #[test]
     fn compute_labels_are_the_config_spellings() {
@@ -930,7 +992,7 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                ExperimentConfig::from_toml_file(&path).unwrap();
+                ExperimentConfig::<TinyformerConfig>::from_toml_file(&path).unwrap();
                 seen += 1;
             }
         }
@@ -938,17 +1000,79 @@ mod tests {
             seen >= 2,
             "configs/ should hold default.toml and quick.toml"
         );
-        assert_eq!(ExperimentConfig::embedded_default().name, "default");
+        assert_eq!(
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(DEFAULT_CONFIG, "default.toml")
+                .unwrap()
+                .name,
+            "default"
+        );
     }
 
-    fn quick() -> ExperimentConfig {
+    /// A second family for the tests: tinyformer's model under another name.
+    #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+    #[serde(transparent)]
+    struct Other(TinyformerConfig);
+
+    impl ModelConfig for Other {
+        const FAMILY: &'static str = "other";
+        type Model = tinyformer::Tinyformer;
+        fn validate(&self) -> Result<(), nn::ConfigError> {
+            self.0.validate()
+        }
+        fn vocab(&self) -> usize {
+            self.0.vocab
+        }
+        fn seq_len(&self) -> usize {
+            self.0.seq_len
+        }
+        fn causal(&self) -> bool {
+            self.0.causal
+        }
+        fn linear_layout(&self) -> nn::LinearLayout {
+            self.0.linear_layout()
+        }
+        fn init(
+            &self,
+            seed: u64,
+            device: &burn::tensor::Device,
+        ) -> Result<Self::Model, nn::ConfigError> {
+            self.0.init(seed, device)
+        }
+    }
+
+    #[test]
+    fn model_family_must_match_the_type_a_config_is_read_as() {
+        let text = include_str!("../../../configs/quick.toml");
+        let named = text.replace("[model]", "[model]\nfamily = \"other\"");
+        let other = ExperimentConfig::<Other>::from_toml_str(&named, "o.toml").unwrap();
+        let tiny = quick();
+        assert_eq!(other.model.0, tiny.model);
+        // The family is hashed, except the default one's.
+        assert_ne!(other.results_hash(), tiny.results_hash());
+        assert_ne!(other.pretrain_hash(), tiny.pretrain_hash());
+        let err = ExperimentConfig::<Other>::from_toml_str(text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.family = \"tinyformer\", but this config is read as a \"other\""),
+            "{err}"
+        );
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&named, "o.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.family = \"other\""), "{err}");
+        assert_eq!(family_of_toml(&named).unwrap(), "other");
+        assert_eq!(family_of_toml(text).unwrap(), DEFAULT_FAMILY);
+    }
+
+    fn quick() -> ExperimentConfig<TinyformerConfig> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/quick.toml");
-        ExperimentConfig::from_toml_file(Path::new(path)).unwrap()
+        ExperimentConfig::<TinyformerConfig>::from_toml_file(Path::new(path)).unwrap()
     }
 
     #[test]
     fn bad_values_name_their_field() {
-        type Mutation = Box<dyn Fn(&mut ExperimentConfig)>;
+        type Mutation = Box<dyn Fn(&mut ExperimentConfig<TinyformerConfig>)>;
         let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|c| c.task.k_pretrain = Some(c.model.seq_len)),
@@ -983,7 +1107,7 @@ mod tests {
     fn unknown_fields_and_type_errors_are_reported_with_their_name() {
         let text = include_str!("../../../configs/quick.toml");
         let typo = text.replacen("[pretrain]\n", "[pretrain]\nlearning_rate = 1.0\n", 1);
-        let err = ExperimentConfig::from_toml_str(&typo, "typo.toml")
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&typo, "typo.toml")
             .unwrap_err()
             .to_string();
         assert!(
@@ -991,7 +1115,7 @@ mod tests {
             "{err}"
         );
         let wrong_type = text.replacen("epochs = ", "epochs = \"ten\" #", 1);
-        let err = ExperimentConfig::from_toml_str(&wrong_type, "t.toml")
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&wrong_type, "t.toml")
             .unwrap_err()
             .to_string();
         assert!(err.contains("epochs"), "{err}");
@@ -1000,7 +1124,8 @@ mod tests {
     #[test]
     fn adapter_compute_defaults_to_weight_space_and_names_the_allowed_modes() {
         let text = include_str!("../../../configs/quick.toml");
-        let config = ExperimentConfig::from_toml_str(text, "quick.toml").unwrap();
+        let config =
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(text, "quick.toml").unwrap();
         assert_eq!(config.run.adapter_compute, peft::Compute::WeightSpace);
         assert!(text.contains("[run]\n"));
         let set = |mode: &str| {
@@ -1010,9 +1135,11 @@ mod tests {
                 1,
             )
         };
-        let config = ExperimentConfig::from_toml_str(&set("activation_space"), "a.toml").unwrap();
+        let config =
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(&set("activation_space"), "a.toml")
+                .unwrap();
         assert_eq!(config.run.adapter_compute, peft::Compute::ActivationSpace);
-        let err = ExperimentConfig::from_toml_str(&set("auto"), "bad.toml")
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&set("auto"), "bad.toml")
             .unwrap_err()
             .to_string();
         for needle in [
@@ -1043,7 +1170,8 @@ mod tests {
                 "init = [{ kind = \"kaiming_uniform\" }, { kind = \"gaussian\", std = 0.02 }]\n",
                 1,
             );
-        let mut config = ExperimentConfig::from_toml_str(&axes, "axes.toml").unwrap();
+        let mut config =
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(&axes, "axes.toml").unwrap();
         config.grid.methods = vec![Method::Lora, Method::Pissa, Method::Full];
         config.grid.ranks = vec![2, 4];
         let cells = config.cells();
@@ -1062,7 +1190,7 @@ mod tests {
         assert!(constant.label(&config).contains("constant:32"));
 
         let empty = text.replacen(one_alpha, "alpha = []\n", 1);
-        let err = ExperimentConfig::from_toml_str(&empty, "e.toml")
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&empty, "e.toml")
             .unwrap_err()
             .to_string();
         assert!(err.contains("grid.alpha = []"), "{err}");
@@ -1071,12 +1199,12 @@ mod tests {
             "alpha = [{ rule = \"alpha_eq_r\" }, { rule = \"constant\", alpha = -1.0 }]\n",
             1,
         );
-        let err = ExperimentConfig::from_toml_str(&negative, "n.toml")
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&negative, "n.toml")
             .unwrap_err()
             .to_string();
         assert!(err.contains("grid.alpha.alpha = -1"), "{err}");
         let typo = text.replacen(one_alpha, "alpha = [{ rule = \"const\" }]\n", 1);
-        let err = ExperimentConfig::from_toml_str(&typo, "t.toml")
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&typo, "t.toml")
             .unwrap_err()
             .to_string();
         assert!(err.contains("const") && err.contains("alpha_eq_r"), "{err}");
@@ -1092,7 +1220,8 @@ mod tests {
             "batch_size = [16, 64, 256]\nweight_decay",
             1,
         );
-        let mut config = ExperimentConfig::from_toml_str(&axes, "axes.toml").unwrap();
+        let mut config =
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(&axes, "axes.toml").unwrap();
         config.grid.methods = vec![Method::Lora, Method::Full];
         config.grid.ranks = vec![2, 4];
         let cells = config.cells();
@@ -1134,7 +1263,7 @@ mod tests {
                     1,
                 )
             };
-            let err = ExperimentConfig::from_toml_str(&bad_text, "b.toml")
+            let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&bad_text, "b.toml")
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -1143,7 +1272,7 @@ mod tests {
             );
         }
         let negative = text.replacen(one_epochs, "epochs = [-1]\n", 1);
-        let err = ExperimentConfig::from_toml_str(&negative, "n.toml")
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(&negative, "n.toml")
             .unwrap_err()
             .to_string();
         assert!(err.contains("epochs") && err.contains("-1"), "{err}");

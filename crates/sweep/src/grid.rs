@@ -3,6 +3,7 @@
 //! walks a cell's members uses [`members`], so runs, resumes, shards and
 //! status tables agree on what a cell holds.
 
+use nn::ModelConfig;
 use records::{TrialKey, TrialRecord};
 use train::{AdamWConfig, Member};
 
@@ -17,7 +18,7 @@ pub fn members(lrs: &[f64], seeds: &[u64]) -> Vec<(f64, u64)> {
 }
 
 /// The seed of a member's data order: the task's data seed and the trial seed.
-pub fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
+pub fn data_order_seed<M: ModelConfig>(config: &ExperimentConfig<M>, seed: u64) -> u64 {
     config
         .task
         .data_seed
@@ -26,7 +27,10 @@ pub fn data_order_seed(config: &ExperimentConfig, seed: u64) -> u64 {
 }
 
 /// The trainer's members for `(lr, seed)` pairs of `config`'s grid.
-pub fn population(config: &ExperimentConfig, members: &[(f64, u64)]) -> Vec<Member> {
+pub fn population<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    members: &[(f64, u64)],
+) -> Vec<Member> {
     members
         .iter()
         .map(|&(lr, seed)| Member {
@@ -45,12 +49,22 @@ pub fn adamw(weight_decay: f64) -> AdamWConfig {
 }
 
 /// The key of the trial at (cell, lr, seed) of `config`.
-pub fn trial_key(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialKey {
+pub fn trial_key<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    cell: &Cell,
+    lr: f64,
+    seed: u64,
+) -> TrialKey {
     trial_stub(config, cell, lr, seed).key()
 }
 
 /// A record carrying only a trial's grid coordinates (for its key).
-pub fn trial_stub(config: &ExperimentConfig, cell: &Cell, lr: f64, seed: u64) -> TrialRecord {
+pub fn trial_stub<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    cell: &Cell,
+    lr: f64,
+    seed: u64,
+) -> TrialRecord {
     let (lora_alpha, scaling) = cell
         .lora
         .as_ref()

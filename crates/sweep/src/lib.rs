@@ -3,9 +3,10 @@
 //! on a shared base, and their records land in a results directory that
 //! runs resume, shards split and `merge` joins.
 //!
-//! Below it: `train` (the trainer), `peft` (adapters), the model family
-//! (`tinyformer`), `synth-data` (tasks) and `records` (result schemas and
-//! analyses). It never prints (progress and warnings go through
+//! Below it: `train` (the trainer), `peft` (adapters), `nn` (the
+//! [`ModelConfig`](nn::ModelConfig) trait every model family implements;
+//! sweep is generic over it and never names a family), `synth-data` (tasks)
+//! and `records` (result schemas and analyses). It never prints (progress and warnings go through
 //! [`events::RunEvents`]), never names a backend (it takes a
 //! [`train::SelectedDevice`]) and knows nothing of plots, benchmarks,
 //! Hessians or SLURM.

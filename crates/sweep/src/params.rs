@@ -1,9 +1,9 @@
 //! Parameter counts of adapter settings (`lrscape params`).
 
 use burn::tensor::Device;
+use nn::ModelConfig;
 use peft::{LoraConfig, Method, PeftModel, TargetModules};
 use serde::Serialize;
-use tinyformer::{Tinyformer, TinyformerConfig};
 
 /// One line of `lrscape params`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,8 +21,8 @@ pub struct ParamCount {
 
 /// Counts for every (method, rank) on a freshly initialised base of `model`
 /// (counts do not depend on the weights).
-pub fn param_counts(
-    model: &TinyformerConfig,
+pub fn param_counts<M: ModelConfig>(
+    model: &M,
     methods: &[Method],
     ranks: &[usize],
     targets: &str,
@@ -33,7 +33,7 @@ pub fn param_counts(
     }
     let mut out = Vec::new();
     // Trainability is only visible on an autodiff device.
-    let base = Tinyformer::init(model, 0, &device.clone().autodiff())?;
+    let base = model.init(0, &device.clone().autodiff())?;
     for &method in methods {
         let ranks: &[usize] = if method.has_adapters() {
             ranks

@@ -1,16 +1,15 @@
 //! Pre-training the base model and caching it by config hash.
 //!
-//! A base lives in `<out>/base/<hash>/` as `model.bpk` (Burn record) and
-//! `base.json` ([`PretrainRecord`]). Loading checks the hash and the shapes,
+//! A base lives in `<out>/base/<hash>/` as `model.bpk` (what the family's
+//! [`ModelConfig::save_base`] writes) and `base.json` ([`PretrainRecord`]). Loading checks the hash and the shapes,
 //! and re-evaluating a loaded base gives the recorded accuracy.
 
+use nn::ModelConfig;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::module::Module;
 use records::{PretrainRecord, Provenance};
 use synth_data::{Dataset, SequenceDataset};
-use tinyformer::Tinyformer;
 use train::{Member, Schedule, SelectedDevice, evaluate, train_population};
 
 use crate::config::ExperimentConfig;
@@ -18,14 +17,14 @@ use crate::events::RunEvents;
 use crate::layout;
 
 /// The pre-training splits (train, val) of an experiment.
-pub fn pretrain_data(
-    config: &ExperimentConfig,
+pub fn pretrain_data<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
 ) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
     crate::task::splits(config, crate::task::Phase::Pretrain)
 }
 
 /// Directory of the base for `config` under the experiment output `out`.
-pub fn base_dir(out: &Path, config: &ExperimentConfig) -> PathBuf {
+pub fn base_dir<M: ModelConfig>(out: &Path, config: &ExperimentConfig<M>) -> PathBuf {
     layout::base_dir(out, &config.pretrain_hash())
 }
 
@@ -49,17 +48,17 @@ pub fn provenance(device: &SelectedDevice) -> Provenance {
 /// Trains the base as the seed notebook does (full model, AdamW, one run),
 /// evaluates it and writes it to [`base_dir`]. Returns the model (on the
 /// training device) and its record.
-pub fn pretrain(
-    config: &ExperimentConfig,
+pub fn pretrain<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     out: &Path,
     device: &SelectedDevice,
     events: &dyn RunEvents,
-) -> anyhow::Result<(Tinyformer, PretrainRecord)> {
+) -> anyhow::Result<(M::Model, PretrainRecord)> {
     let started = std::time::Instant::now();
     let (train, val) = pretrain_data(config)?;
     let p = &config.pretrain;
     let train_device = device.device.clone().autodiff();
-    let model = Tinyformer::init(&config.model, p.seed, &train_device)?;
+    let model = config.model.init(p.seed, &train_device)?;
     let schedule = Schedule {
         epochs: p.epochs,
         batch_size: p.batch_size,
@@ -92,23 +91,21 @@ pub fn pretrain(
         seconds: started.elapsed().as_secs_f64(),
         provenance: provenance(device),
     };
-    save_base(&outcome.model, &record, &base_dir(out, config))?;
+    save_base::<M>(&outcome.model, &record, &base_dir(out, config))?;
     Ok((outcome.model, record))
 }
 
 /// Writes `model.bpk` and `base.json` into `dir`, each through a temporary
 /// file and a rename so an interrupted write never leaves a half checkpoint.
-pub(crate) fn save_base(
-    model: &Tinyformer,
+pub(crate) fn save_base<M: ModelConfig>(
+    model: &M::Model,
     record: &PretrainRecord,
     dir: &Path,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let model_tmp = dir.join(format!("{}.tmp", layout::BASE_MODEL));
-    model
-        .clone()
-        .save_file(&model_tmp)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", model_tmp.display()))?;
+    M::save_base(model, &model_tmp)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", model_tmp.display()))?;
     let saved = if model_tmp.exists() {
         model_tmp.clone()
     } else {
@@ -127,11 +124,11 @@ pub(crate) fn save_base(
 /// Loads the base for `config` from [`base_dir`]: fails with a message
 /// naming the file when it is missing, belongs to another config, or does
 /// not fit the model's shapes.
-pub fn load_base(
-    config: &ExperimentConfig,
+pub fn load_base<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     out: &Path,
     device: &burn::tensor::Device,
-) -> anyhow::Result<(Tinyformer, PretrainRecord)> {
+) -> anyhow::Result<(M::Model, PretrainRecord)> {
     let dir = base_dir(out, config);
     let meta_path = dir.join(layout::BASE_RECORD);
     let text = std::fs::read_to_string(&meta_path).with_context(|| {
@@ -152,10 +149,9 @@ pub fn load_base(
         );
     }
     let model_path = dir.join(layout::BASE_MODEL);
-    let skeleton = Tinyformer::init(&config.model, 0, device)?;
-    let model = skeleton.try_load_file(&model_path).map_err(|e| {
+    let model = config.model.load_base(&model_path, device).map_err(|e| {
         anyhow::anyhow!(
-            "cannot load {} for this config's model ({e:?}); delete it and re-run `lrscape pretrain`",
+            "cannot load {} for this config's model ({e}); delete it and re-run `lrscape pretrain`",
             model_path.display()
         )
     })?;

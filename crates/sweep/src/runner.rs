@@ -8,6 +8,7 @@
 //! cells run, under its lock, into `trials.shard-I-of-N.jsonl`; the base
 //! must exist, and the derived files are left to `lrscape merge`.
 
+use nn::ModelConfig;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,7 +17,6 @@ use anyhow::Context;
 use peft::PeftModel;
 use records::{TrialKey, TrialRecord, best_of_lr, cell_curves};
 use synth_data::{Dataset, SequenceDataset};
-use tinyformer::Tinyformer;
 use train::{Schedule, SelectedDevice, WorkerPools, evaluate, train_population};
 
 use crate::config::{Cell, ExperimentConfig};
@@ -75,7 +75,10 @@ pub struct Plan {
 }
 
 /// The cells of `config` that `shard` owns (every cell without one).
-pub fn plan(config: &ExperimentConfig, shard: Option<Shard>) -> anyhow::Result<Plan> {
+pub fn plan<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    shard: Option<Shard>,
+) -> anyhow::Result<Plan> {
     let all = config.cells();
     let grid_cells = all.len();
     let cells: Vec<Cell> = match shard {
@@ -97,12 +100,12 @@ pub fn plan(config: &ExperimentConfig, shard: Option<Shard>) -> anyhow::Result<P
 }
 
 /// Pre-trained base for `config`, trained now if missing or unusable.
-fn base_for(
-    config: &ExperimentConfig,
+fn base_for<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     opts: &RunOptions,
     events: &dyn RunEvents,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<Tinyformer> {
+) -> anyhow::Result<M::Model> {
     let train_device = opts.device.device.clone().autodiff();
     match load_base(config, &opts.out, &train_device) {
         Ok((model, _)) => return Ok(model),
@@ -133,8 +136,8 @@ fn base_for(
 }
 
 /// Runs (or resumes) the experiment, and logs the run in `run_log.jsonl`.
-pub fn run_experiment(
-    config: &ExperimentConfig,
+pub fn run_experiment<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     opts: &RunOptions,
     events: &dyn RunEvents,
 ) -> anyhow::Result<RunSummary> {
@@ -161,8 +164,8 @@ pub fn run_experiment(
     Ok(summary)
 }
 
-fn run_cells(
-    config: &ExperimentConfig,
+fn run_cells<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     opts: &RunOptions,
     events: &dyn RunEvents,
 ) -> anyhow::Result<RunSummary> {
@@ -294,8 +297,8 @@ fn warn(events: &dyn RunEvents, warnings: &mut Vec<String>, message: String) {
 /// Opens the records file of this run (a shard: under its lock) and reads
 /// what other records files of `out` hold (a shard skips those trials);
 /// records of another setup are refused.
-fn open_records(
-    config: &ExperimentConfig,
+fn open_records<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     opts: &RunOptions,
     events: &dyn RunEvents,
     warnings: &mut Vec<String>,
@@ -376,9 +379,9 @@ fn split_into_populations(
 
 /// Trains `group`'s populations at once, each on a thread of its own pool;
 /// one result per population, a panicked thread's as an error naming it.
-fn train_side_by_side<'a>(
+fn train_side_by_side<'a, M: ModelConfig>(
     group: &[&'a [(f64, u64)]],
-    job: &(dyn Fn(&'a [(f64, u64)]) -> PopulationJob<'a> + Sync),
+    job: &(dyn Fn(&'a [(f64, u64)]) -> PopulationJob<'a, M> + Sync),
     pools: &WorkerPools,
     events: &dyn RunEvents,
 ) -> Vec<anyhow::Result<Vec<TrialRecord>>> {
@@ -416,8 +419,8 @@ struct WorkLeft {
     member_examples: usize,
 }
 
-fn work_left(
-    config: &ExperimentConfig,
+fn work_left<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     cells: &[Cell],
     lrs: &[f64],
     store: &TrialStore,
@@ -470,11 +473,11 @@ pub(crate) fn format_duration(seconds: f64) -> String {
 }
 
 /// One population of a cell: its members' (lr, seed) and what they train on.
-struct PopulationJob<'a> {
-    config: &'a ExperimentConfig,
+struct PopulationJob<'a, M: ModelConfig> {
+    config: &'a ExperimentConfig<M>,
     cell: &'a Cell,
     members: &'a [(f64, u64)],
-    base: &'a Tinyformer,
+    base: &'a M::Model,
     train: &'a SequenceDataset,
     val: &'a SequenceDataset,
     schedule: Schedule,
@@ -491,8 +494,8 @@ fn thread_panicked(panic: Box<dyn std::any::Any + Send>) -> anyhow::Error {
 
 /// Trains one population and returns its members' records (provenance
 /// left to the caller).
-fn train_population_of(
-    job: &PopulationJob<'_>,
+fn train_population_of<M: ModelConfig>(
+    job: &PopulationJob<'_, M>,
     events: &dyn RunEvents,
 ) -> anyhow::Result<Vec<TrialRecord>> {
     let PopulationJob {
@@ -537,7 +540,11 @@ fn train_population_of(
 }
 
 /// A finished cell's best LR (and best perplexity for a language model).
-fn cell_news(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) -> Vec<String> {
+fn cell_news<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    cell: &Cell,
+    trials: &[TrialRecord],
+) -> Vec<String> {
     let mut news = Vec::new();
     // Same cell: the same key up to the learning rate and seed.
     let cell_of = |t: &TrialRecord| {
@@ -577,7 +584,10 @@ fn cell_news(config: &ExperimentConfig, cell: &Cell, trials: &[TrialRecord]) -> 
 /// Progress of an experiment from its records alone: per cell, trials
 /// recorded out of those the grid asks for, and the best accuracy (the
 /// lowest perplexity for a language model) so far.
-pub fn status_table(config: &ExperimentConfig, trials: &[TrialRecord]) -> String {
+pub fn status_table<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    trials: &[TrialRecord],
+) -> String {
     let lrs = config.finetune.lrs.values().unwrap_or_default();
     let cells = config.cells();
     let labels: Vec<String> = cells.iter().map(|c| c.label(config)).collect();
@@ -641,10 +651,14 @@ pub fn summary_table(trials: &[TrialRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_CONFIG;
+    use tinyformer::TinyformerConfig;
 
     #[test]
     fn eta_scales_recorded_speed_by_work_left_and_workers() {
-        let config = ExperimentConfig::embedded_default();
+        let config =
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(DEFAULT_CONFIG, "default.toml")
+                .unwrap();
         let cell = &config.cells()[0];
         let mut a = trial_stub(&config, cell, 1e-3, 0);
         (a.seconds, a.steps, a.batch_size) = (10.0, 50, 10);
@@ -691,7 +705,9 @@ mod tests {
 
     #[test]
     fn work_left_counts_only_the_grid() {
-        let config = ExperimentConfig::embedded_default();
+        let config =
+            ExperimentConfig::<TinyformerConfig>::from_toml_str(DEFAULT_CONFIG, "default.toml")
+                .unwrap();
         let cells = config.cells();
         let lrs = config.finetune.lrs.values().unwrap();
         let dir = std::env::temp_dir().join(format!("lrscape-left-{}", std::process::id()));

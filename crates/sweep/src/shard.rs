@@ -13,6 +13,7 @@
 //!   and refuses conflicting ones; [`merge`] writes the merged `trials.jsonl` in grid
 //!   order and the derived files, and says which cells are still missing.
 
+use nn::ModelConfig;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ pub fn partition(costs: &[u64], n: usize) -> Vec<Vec<usize>> {
 
 /// Work of each cell of `config`: population size × steps × batch size
 /// (member-examples, so cells of different budgets weigh what they cost).
-pub(crate) fn cell_costs(config: &ExperimentConfig) -> Vec<u64> {
+pub(crate) fn cell_costs<M: ModelConfig>(config: &ExperimentConfig<M>) -> Vec<u64> {
     let members = config.finetune.lrs.values().map_or(0, |l| l.len()) * config.grid.seeds.len();
     let n = config.task.n_finetune_train;
     config
@@ -61,7 +62,7 @@ pub(crate) fn cell_costs(config: &ExperimentConfig) -> Vec<u64> {
 }
 
 /// Indices (into `config.cells()`) of the cells of `shard`.
-pub fn shard_cells(config: &ExperimentConfig, shard: Shard) -> Vec<usize> {
+pub fn shard_cells<M: ModelConfig>(config: &ExperimentConfig<M>, shard: Shard) -> Vec<usize> {
     partition(&cell_costs(config), shard.count)
         .into_iter()
         .nth(shard.index)
@@ -251,7 +252,9 @@ pub fn acquire_lock(out: &Path, shard: Shard) -> anyhow::Result<(ShardLock, Opti
 
 /// The grid's trial keys, per cell of `config.cells()`, in the order a
 /// single-process run records them (learning rates, then seeds).
-pub(crate) fn grid_keys(config: &ExperimentConfig) -> Vec<(Cell, Vec<TrialKey>)> {
+pub(crate) fn grid_keys<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+) -> Vec<(Cell, Vec<TrialKey>)> {
     let lrs = config.finetune.lrs.values().unwrap_or_default();
     config
         .cells()
@@ -269,7 +272,10 @@ pub(crate) fn grid_keys(config: &ExperimentConfig) -> Vec<(Cell, Vec<TrialKey>)>
 /// Sorts records into grid order (cell, learning rate, seed, as a
 /// single-process run appends them); records outside the grid keep their
 /// order after those of the grid.
-pub(crate) fn sort_by_grid(config: &ExperimentConfig, trials: &mut [TrialRecord]) {
+pub(crate) fn sort_by_grid<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    trials: &mut [TrialRecord],
+) {
     let rank: HashMap<TrialKey, usize> = grid_keys(config)
         .into_iter()
         .flat_map(|(_, keys)| keys)
@@ -296,8 +302,8 @@ pub fn shard_count(out: &Path) -> anyhow::Result<Option<usize>> {
 
 /// Cells of the grid with trials not in `trials`, each with its shard of
 /// `count` (when sharded).
-pub fn missing_cells(
-    config: &ExperimentConfig,
+pub fn missing_cells<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     trials: &[TrialRecord],
     count: Option<usize>,
 ) -> Vec<MissingCell> {
@@ -369,7 +375,10 @@ pub struct MergeSummary {
 /// Merges every records file of `out` into `out/trials.jsonl` (grid order,
 /// duplicates dropped) and rewrites the derived files. Shard files are left
 /// as they are, so merging again gives the same result.
-pub fn merge(config: &ExperimentConfig, out: &Path) -> anyhow::Result<MergeSummary> {
+pub fn merge<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    out: &Path,
+) -> anyhow::Result<MergeSummary> {
     let gathered = gather(out)?;
     let hash = config.results_hash();
     if let Some(other) = gathered.trials.iter().find(|t| t.config_hash != hash) {
@@ -408,8 +417,8 @@ pub fn merge(config: &ExperimentConfig, out: &Path) -> anyhow::Result<MergeSumma
 }
 
 /// Per-shard progress of `out` from its records (any file counts) and locks.
-pub fn shard_status(
-    config: &ExperimentConfig,
+pub fn shard_status<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     out: &Path,
     trials: &[TrialRecord],
 ) -> anyhow::Result<String> {

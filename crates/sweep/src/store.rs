@@ -8,6 +8,7 @@
 //! file; any other unreadable line is an error naming it, and the file is
 //! left untouched.
 
+use nn::ModelConfig;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -136,8 +137,8 @@ pub fn write_atomic(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 /// Rewrites `rank_x_lr_results.json`, `lr_sweep_results.json` and
 /// `trials.csv` from the records.
-pub fn write_derived(
-    config: &ExperimentConfig,
+pub fn write_derived<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     out: &Path,
     trials: &[TrialRecord],
 ) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The data of an experiment's task, split by split, from its config.
 
+use nn::ModelConfig;
 use synth_data::{MarkovChain, Optimum, SequenceDataset, markov_lm, retrieve_at_k};
 
 use crate::config::{ExperimentConfig, TaskSpec};
@@ -23,12 +24,14 @@ pub struct Chains {
 
 /// The chains of a `markov_lm` config (drawn from `data_seed + 4` and
 /// `+ 5`, wrapping, as every seed offset here); `None` for another task.
-pub fn markov_chains(config: &ExperimentConfig) -> anyhow::Result<Option<Chains>> {
+pub fn markov_chains<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+) -> anyhow::Result<Option<Chains>> {
     let TaskSpec::MarkovLm { branching, shift } = config.task.spec(&config.model)? else {
         return Ok(None);
     };
     let seed = config.task.data_seed;
-    let pretrain = MarkovChain::random(config.model.vocab, branching, seed.wrapping_add(4))?;
+    let pretrain = MarkovChain::random(config.model.vocab(), branching, seed.wrapping_add(4))?;
     let (finetune, shifted_rows) = pretrain.shifted(shift, seed.wrapping_add(5))?;
     Ok(Some(Chains {
         pretrain,
@@ -38,13 +41,13 @@ pub fn markov_chains(config: &ExperimentConfig) -> anyhow::Result<Option<Chains>
 }
 
 /// `n` examples of `phase`'s distribution drawn from `seed`.
-pub fn examples(
-    config: &ExperimentConfig,
+pub fn examples<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     phase: Phase,
     n: usize,
     seed: u64,
 ) -> anyhow::Result<SequenceDataset> {
-    let (seq, vocab) = (config.model.seq_len, config.model.vocab);
+    let (seq, vocab) = (config.model.seq_len(), config.model.vocab());
     Ok(match config.task.spec(&config.model)? {
         TaskSpec::RetrieveAtK {
             k_pretrain,
@@ -68,8 +71,8 @@ pub fn examples(
 }
 
 /// The (train, val) splits of `phase`, sized and seeded as the config says.
-pub fn splits(
-    config: &ExperimentConfig,
+pub fn splits<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
     phase: Phase,
 ) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
     let t = &config.task;
@@ -88,19 +91,22 @@ pub fn splits(
 
 /// The lowest loss any model can reach on `phase`'s data (`markov_lm`); `None`
 /// for retrieval, where it is 0.
-pub fn optimum(config: &ExperimentConfig, phase: Phase) -> anyhow::Result<Option<Optimum>> {
+pub fn optimum<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    phase: Phase,
+) -> anyhow::Result<Option<Optimum>> {
     Ok(markov_chains(config)?.map(|chains| {
         let chain = match phase {
             Phase::Pretrain => &chains.pretrain,
             Phase::Finetune => &chains.finetune,
         };
-        chain.optimum(config.model.seq_len)
+        chain.optimum(config.model.seq_len())
     }))
 }
 
 /// The fine-tuning splits (train, val).
-pub fn finetune_data(
-    config: &ExperimentConfig,
+pub fn finetune_data<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
 ) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
     splits(config, Phase::Finetune)
 }

@@ -1,5 +1,6 @@
 //! Model configuration and its validation.
 
+pub use nn::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// Shape of the seed's `TinyTransformer` and how its position table starts.
@@ -85,25 +86,6 @@ impl Default for TinyformerConfig {
             d_ff: defaults::d_ff(),
             pos_init: PosInit::Zeros,
             causal: false,
-        }
-    }
-}
-
-/// A configuration value outside what the model can be built with.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("model.{field} = {value}: {allowed}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub value: String,
-    pub allowed: String,
-}
-
-impl ConfigError {
-    pub fn new(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Self {
-            field,
-            value: value.to_string(),
-            allowed: allowed.into(),
         }
     }
 }

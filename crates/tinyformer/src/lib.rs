@@ -17,6 +17,7 @@
 
 pub mod adaptable;
 pub mod config;
+mod family;
 pub mod flops;
 mod model;
 mod torch_state;

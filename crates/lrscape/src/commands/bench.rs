@@ -1,8 +1,8 @@
 //! `lrscape bench`: training speed here, against PyTorch + PEFT.
 
+use crate::families::AnyConfig;
 use anyhow::Context;
 use bench::{BenchOptions, CaseJob, GEMM_REPS, TorchDevice, run_bench, run_case, write_outputs};
-use sweep::ExperimentConfig;
 
 use crate::args::BenchArgs;
 
@@ -16,12 +16,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = match &args.config {
-        Some(path) => ExperimentConfig::from_toml_file(path)?,
-        None => ExperimentConfig::from_toml_str(
+        Some(path) => AnyConfig::from_toml_file(path)?,
+        None => AnyConfig::from_toml_str(
             bench::SEED_NOTEBOOK_CONFIG,
             "configs/seed-notebook.toml (embedded)",
         )?,
     };
+    // The bench mirrors tinyformer in its PyTorch driver.
+    let AnyConfig::Tinyformer(config) = config;
     let child_exe = if args.in_process {
         None
     } else {

@@ -1,11 +1,26 @@
 //! `lrscape merge`: the shards' records into `trials.jsonl`, the derived
 //! files rewritten, and the cells still missing named per shard.
 
+use std::path::Path;
+
+use nn::ModelConfig;
+use sweep::ExperimentConfig;
+
 use crate::args::Common;
+use crate::families::with_family;
 
 pub fn merge(common: &Common, partial: bool) -> anyhow::Result<()> {
     let (config, out) = super::load_config(common)?;
-    let merged = sweep::shard::merge(&config, &out)?;
+    with_family!(config, config => merge_as(&config, &out, common, partial))
+}
+
+fn merge_as<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    out: &Path,
+    common: &Common,
+    partial: bool,
+) -> anyhow::Result<()> {
+    let merged = sweep::shard::merge(config, out)?;
     super::print_warnings(&merged.warnings);
     for (path, n) in &merged.files {
         println!("{n:>6} records in {}", path.display());

@@ -12,7 +12,7 @@ mod status;
 
 use std::path::PathBuf;
 
-use sweep::ExperimentConfig;
+use crate::families::AnyConfig;
 
 use crate::args::{Command, Common};
 
@@ -45,15 +45,15 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 
 /// The config `--config` names (the embedded default without one) and the
 /// output directory (`results/<name>` without `--out`).
-fn load_config(common: &Common) -> anyhow::Result<(ExperimentConfig, PathBuf)> {
+fn load_config(common: &Common) -> anyhow::Result<(AnyConfig, PathBuf)> {
     let config = match &common.config {
-        Some(path) => ExperimentConfig::from_toml_file(path)?,
-        None => ExperimentConfig::embedded_default(),
+        Some(path) => AnyConfig::from_toml_file(path)?,
+        None => AnyConfig::embedded_default()?,
     };
     let out = common
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(&config.name));
+        .unwrap_or_else(|| PathBuf::from("results").join(config.name()));
     Ok((config, out))
 }
 

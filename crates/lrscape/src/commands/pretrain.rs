@@ -1,6 +1,12 @@
 //! `lrscape pretrain`: the base of an experiment, cached by config hash.
 
+use std::path::Path;
+
+use nn::ModelConfig;
+use sweep::ExperimentConfig;
+
 use crate::args::Common;
+use crate::families::with_family;
 use crate::progress::Bars;
 
 pub fn pretrain(
@@ -8,7 +14,17 @@ pub fn pretrain(
     pretrain_epochs: Option<usize>,
     force: bool,
 ) -> anyhow::Result<()> {
-    let (mut config, out) = super::load_config(common)?;
+    let (config, out) = super::load_config(common)?;
+    with_family!(config, config => pretrain_as(config, &out, common, pretrain_epochs, force))
+}
+
+fn pretrain_as<M: ModelConfig>(
+    mut config: ExperimentConfig<M>,
+    out: &Path,
+    common: &Common,
+    pretrain_epochs: Option<usize>,
+    force: bool,
+) -> anyhow::Result<()> {
     if let Some(epochs) = pretrain_epochs {
         config.pretrain.epochs = epochs;
         config
@@ -16,9 +32,9 @@ pub fn pretrain(
             .map_err(|e| anyhow::anyhow!("--pretrain-epochs: {e}"))?;
     }
     let selected = backends::select_device(&common.device)?;
-    let dir = sweep::pretrain::base_dir(&out, &config);
+    let dir = sweep::pretrain::base_dir(out, &config);
     if !force && dir.join(sweep::layout::BASE_RECORD).exists() {
-        let (_, record) = sweep::pretrain::load_base(&config, &out, &selected.device)?;
+        let (_, record) = sweep::pretrain::load_base(&config, out, &selected.device)?;
         println!(
             "base for {} already at {} (val_acc {:.4}); --force retrains",
             config.name,
@@ -35,7 +51,7 @@ pub fn pretrain(
         config.task.n_pretrain_train,
         dir.display()
     );
-    let (_, record) = sweep::pretrain::pretrain(&config, &out, &selected, &Bars::new(true))?;
+    let (_, record) = sweep::pretrain::pretrain(&config, out, &selected, &Bars::new(true))?;
     println!(
         "pretrained {}: val_acc {:.4}, val_loss {:.4}, {} steps in {:.1}s on {}{} -> {}",
         config.name,

@@ -1,13 +1,28 @@
 //! `lrscape run`: the study of a config, or one shard of it, resumable.
 
+use std::path::PathBuf;
+
+use nn::ModelConfig;
+use sweep::ExperimentConfig;
 use sweep::layout::Shard;
 use sweep::runner::{RunOptions, run_experiment, summary_table};
 
 use crate::args::{Common, Overrides};
+use crate::families::with_family;
 use crate::progress::Bars;
 
 pub fn run(common: &Common, overrides: &Overrides, shard: Option<Shard>) -> anyhow::Result<()> {
-    let (mut config, out) = super::load_config(common)?;
+    let (config, out) = super::load_config(common)?;
+    with_family!(config, config => run_as(config, out, common, overrides, shard))
+}
+
+fn run_as<M: ModelConfig>(
+    mut config: ExperimentConfig<M>,
+    out: PathBuf,
+    common: &Common,
+    overrides: &Overrides,
+    shard: Option<Shard>,
+) -> anyhow::Result<()> {
     overrides.apply(&mut config)?;
     let selected = backends::select_device(&common.device)?;
     let plan = sweep::runner::plan(&config, shard)?;

@@ -1,20 +1,33 @@
 //! `lrscape sharpness`: λmax of the fine-tuning loss Hessian per grid cell.
 
+use std::path::PathBuf;
+
+use nn::ModelConfig;
 use sharpness::{PowerOptions, SharpnessOptions, measure_grid, sharpness_table};
 
 use crate::args::{SharpnessArgs, parse_methods};
+use crate::families::with_family;
 use crate::progress::Bars;
+use sweep::ExperimentConfig;
 
 pub fn sharpness(flags: SharpnessArgs) -> anyhow::Result<()> {
-    let (mut config, out) = super::load_config(&flags.common)?;
+    let (config, out) = super::load_config(&flags.common)?;
+    with_family!(config, config => sharpness_as(config, out, &flags))
+}
+
+fn sharpness_as<M: ModelConfig>(
+    mut config: ExperimentConfig<M>,
+    out: PathBuf,
+    flags: &SharpnessArgs,
+) -> anyhow::Result<()> {
     if let Some(methods) = &flags.methods {
         config.grid.methods = parse_methods(methods)?;
     }
-    if let Some(ranks) = flags.ranks {
-        config.grid.ranks = ranks;
+    if let Some(ranks) = &flags.ranks {
+        config.grid.ranks = ranks.clone();
     }
-    if let Some(seeds) = flags.seeds {
-        config.grid.seeds = seeds;
+    if let Some(seeds) = &flags.seeds {
+        config.grid.seeds = seeds.clone();
     }
     config
         .validate()

@@ -3,19 +3,19 @@
 
 use std::path::PathBuf;
 
-use sweep::ExperimentConfig;
+use crate::families::{AnyConfig, with_family};
 
 use crate::args::SlurmArgs;
 
 pub fn slurm(flags: SlurmArgs) -> anyhow::Result<()> {
-    let loaded = ExperimentConfig::from_toml_file(&flags.config)?;
+    let loaded = AnyConfig::from_toml_file(&flags.config)?;
     // Every script names files by absolute path: it runs from any directory
     // on any node.
     let config = std::fs::canonicalize(&flags.config)
         .map_err(|e| anyhow::anyhow!("--config {}: {e}", flags.config.display()))?;
     let out = flags
         .out
-        .unwrap_or_else(|| PathBuf::from("results").join(&loaded.name));
+        .unwrap_or_else(|| PathBuf::from("results").join(loaded.name()));
     std::fs::create_dir_all(&out)
         .map_err(|e| anyhow::anyhow!("--out {}: cannot create it ({e})", out.display()))?;
     let out =
@@ -26,7 +26,7 @@ pub fn slurm(flags: SlurmArgs) -> anyhow::Result<()> {
         None => out.join("slurm"),
     };
     let options = slurm::SlurmOptions {
-        name: loaded.name.clone(),
+        name: loaded.name().to_string(),
         exe: std::env::current_exe()
             .map_err(|e| anyhow::anyhow!("cannot find the lrscape binary's path: {e}"))?,
         compiled: backends::compiled_backends(),
@@ -40,7 +40,7 @@ pub fn slurm(flags: SlurmArgs) -> anyhow::Result<()> {
         cpus_per_task: flags.cpus_per_task,
     };
     let written = slurm::write_scripts(&options)?;
-    if loaded.run.threads == 0 {
+    if with_family!(&loaded, config => config.run.threads) == 0 {
         eprintln!(
             "note: run.threads = 0, so each task splits populations by its node's core \
              count; set run.threads for results bit-identical to a single-process run \

@@ -1,14 +1,18 @@
 //! `lrscape status`: how far an experiment is, from its records alone.
 
 use crate::args::Common;
+use crate::families::with_family;
 
 pub fn status(common: &Common) -> anyhow::Result<()> {
     let (config, out) = super::load_config(common)?;
     // trials.jsonl and the shards' files, read only (safe while jobs run).
     let gathered = sweep::store::gather(&out)?;
     super::print_warnings(&gathered.warnings);
-    print!("{}", sweep::runner::status_table(&config, &gathered.trials));
-    let shards = sweep::shard::shard_status(&config, &out, &gathered.trials)?;
+    let (table, shards) = with_family!(config, config => (
+        sweep::runner::status_table(&config, &gathered.trials),
+        sweep::shard::shard_status(&config, &out, &gathered.trials)?
+    ));
+    print!("{table}");
     if !shards.is_empty() {
         print!("\n{shards}");
     }
