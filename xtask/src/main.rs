@@ -10,8 +10,9 @@
 //!   `python3` imports torch 2.9.0, the parity test on libtorch).
 //! - `cargo xtask reproduce [--config FILE] [--backend NAME]`: the main job on
 //!   a config (default: the embedded configs/default.toml) and a backend
-//!   (default: flex, the fastest CPU backend measured here): `lrscape run`,
-//!   then `lrscape report` (figures and REPORT.md).
+//!   (default: flex, the fastest CPU backend measured here): a release build,
+//!   then `lrscape reproduce` (the study into runs/<name>/, its report there,
+//!   a verdict per cell against the committed results/<name>/).
 //! - `cargo xtask bench [--backend NAME] [-- FLAGS]`: builds `lrscape` in
 //!   release mode and runs `lrscape bench --device NAME --out results/bench`
 //!   (FLAGS go to `lrscape bench`): results/bench/BENCH.md and bench.json.
@@ -44,7 +45,8 @@ enum Task {
     /// may depend on which; clap, indicatif, plotters and backends where
     /// they belong; no Burn under records and figs).
     Tidy,
-    /// Run the experiment of a config end to end into results/<name>/.
+    /// Run the experiment of a config end to end into runs/<name>/ and check
+    /// it against the committed reference results/<name>/.
     Reproduce {
         /// Experiment config; the embedded configs/default.toml if omitted.
         #[arg(long)]
@@ -52,9 +54,15 @@ enum Task {
         /// Backend feature to build and device to run on (flex, ndarray, wgpu, vulkan, metal, cuda, tch).
         #[arg(long, default_value = "flex")]
         backend: String,
-        /// Output directory (default results/<experiment name>).
+        /// Where the run trains (default runs/<experiment name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The reference (default results/<experiment name>).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Make the run the reference afterwards.
+        #[arg(long)]
+        update_reference: bool,
         /// Another experiment directory the report compares with (default:
         /// results/default for the seed-notebook config, when it exists).
         #[arg(long)]
@@ -143,35 +151,31 @@ fn main() -> anyhow::Result<()> {
             config,
             backend,
             out,
+            reference,
+            update_reference,
             compare,
         } => {
             if !BACKENDS.contains(&backend.as_str()) {
                 bail!("--backend {backend:?}: one of {}", BACKENDS.join(", "));
             }
-            // `lrscape run` pre-trains the base when needed, sweeps the grid
-            // (resuming finished trials) and writes the derived files.
-            let mut sweep = lrscape(&backend);
-            sweep.args(["run", "--device", &backend]);
-            if let Some(config) = &config {
-                sweep.arg("--config").arg(config);
+            let mut reproduce = lrscape(&backend);
+            reproduce.args(["reproduce", "--device", &backend]);
+            for (flag, value) in [
+                ("--config", &config),
+                ("--out", &out),
+                ("--reference", &reference),
+            ] {
+                if let Some(value) = value {
+                    reproduce.arg(flag).arg(value);
+                }
             }
-            if let Some(out) = &out {
-                sweep.arg("--out").arg(out);
-            }
-            run(sweep)?;
-            // Figures and REPORT.md from the records just written.
-            let mut report = lrscape(&backend);
-            report.arg("report");
-            if let Some(config) = &config {
-                report.arg("--config").arg(config);
-            }
-            if let Some(out) = &out {
-                report.arg("--out").arg(out);
+            if update_reference {
+                reproduce.arg("--update-reference");
             }
             if let Some(compare) = compare.or_else(|| seed_comparison(config.as_deref())) {
-                report.arg("--compare").arg(compare);
+                reproduce.arg("--compare").arg(compare);
             }
-            run(report)
+            run(reproduce)
         }
     }
 }

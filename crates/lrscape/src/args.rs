@@ -29,7 +29,7 @@ pub struct Common {
 }
 
 /// Command-line overrides of config values.
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Overrides {
     /// Override grid.methods (comma-separated).
     #[arg(long, value_delimiter = ',')]
@@ -200,11 +200,42 @@ pub enum Command {
     /// sharpness.json and, with trials.jsonl there, pairs each cell's λmax
     /// with its best learning rate (correlations and c in best_lr ≈ c/λmax).
     Sharpness(SharpnessArgs),
+    /// The main job: run (or resume) the study of a config into a scratch
+    /// directory (runs/<name>), write its report there, and compare it cell
+    /// by cell with the committed reference (results/<name>); fails naming
+    /// the cells that do not reproduce. Never writes the reference unless
+    /// --update-reference.
+    Reproduce(ReproduceArgs),
     /// Measure training speed here: member-steps/s of a LoRA cell at several
     /// population sizes, full fine-tuning, both adapter compute modes, GFLOP/s
     /// against a timed GEMM, peak memory per member, and PyTorch eager on the
     /// same step; writes BENCH.md and bench.json.
     Bench(BenchArgs),
+}
+
+/// `lrscape reproduce` flags.
+#[derive(clap::Args)]
+pub struct ReproduceArgs {
+    /// Experiment config (TOML); the embedded configs/default.toml if omitted.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where the run trains (resumable there); runs/<experiment name> if omitted.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The reference to compare with; results/<experiment name> if omitted.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Make this run the reference: copy its records into --reference and
+    /// write the reference's report from them (after the comparison).
+    #[arg(long)]
+    pub update_reference: bool,
+    /// Another experiment directory the report compares best values with.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+    /// Backend and device: flex, ndarray, wgpu[:cpu|:N], vulkan, metal, cuda[:N], tch
+    /// (only those compiled in; see `--features`).
+    #[arg(long, default_value_t = backends::default_device_name().to_string())]
+    pub device: String,
 }
 
 /// `lrscape slurm` flags.

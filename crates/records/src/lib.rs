@@ -18,6 +18,7 @@ pub mod sharpness;
 mod stats;
 pub use sharpness::{SharpnessCell, SharpnessEntry, SharpnessFile};
 pub use stats::{MeanCi, mean_ci95, t_critical_95};
+pub mod verify;
 
 /// Where and how a result was computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

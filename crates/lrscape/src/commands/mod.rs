@@ -5,6 +5,7 @@ mod merge;
 mod params;
 mod pretrain;
 mod report;
+mod reproduce;
 mod run;
 mod sharpness;
 mod slurm;
@@ -39,6 +40,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             force,
         } => pretrain::pretrain(&common, pretrain_epochs, force),
         Command::Sharpness(args) => sharpness::sharpness(args),
+        Command::Reproduce(args) => reproduce::reproduce(&args),
         Command::Bench(args) => bench::bench(args),
     }
 }

@@ -16,7 +16,7 @@ pub fn run(common: &Common, overrides: &Overrides, shard: Option<Shard>) -> anyh
     with_family!(config, config => run_as(config, out, common, overrides, shard))
 }
 
-fn run_as<M: ModelConfig>(
+pub(super) fn run_as<M: ModelConfig>(
     mut config: ExperimentConfig<M>,
     out: PathBuf,
     common: &Common,
