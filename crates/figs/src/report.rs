@@ -21,10 +21,7 @@ pub struct ReportInput {
     pub config_hash: String,
     /// The experiment's config (TOML), embedded collapsed.
     pub config_toml: String,
-    pub git_revision: String,
-    pub backend: String,
-    pub device: String,
-    /// Total wall time of the experiment.
+    /// Wall time of the runs that trained the trials.
     pub wall_seconds: f64,
     pub trials: Vec<TrialRecord>,
     /// Figures to embed, relative to the report's directory.
@@ -326,6 +323,32 @@ pub fn render(input: &ReportInput) -> String {
     md
 }
 
+/// The distinct values of `key` over `trials`, in first-seen order, with
+/// how many trials have each.
+fn tally(trials: &[TrialRecord], key: impl Fn(&TrialRecord) -> String) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for t in trials {
+        let k = key(t);
+        match out.iter_mut().find(|(v, _)| *v == k) {
+            Some((_, n)) => *n += 1,
+            None => out.push((k, 1)),
+        }
+    }
+    out
+}
+
+/// One value as it is; several with their trial counts.
+fn listed(values: &[(String, usize)]) -> String {
+    match values {
+        [(one, _)] => one.clone(),
+        many => many
+            .iter()
+            .map(|(v, n)| format!("{v} ({n} trials)"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// The summary: what was run, where, how long, and the headline spread;
 /// the config as a folded TOML block.
 fn render_summary(
@@ -345,13 +368,31 @@ fn render_summary(
     let seeds: BTreeSet<u64> = input.trials.iter().map(|t| t.seed).collect();
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| Config hash | `{}` |", input.config_hash);
-    let _ = writeln!(md, "| Git revision | `{}` |", input.git_revision);
-    let _ = writeln!(
-        md,
-        "| Backend / device | {} / {} |",
-        cell(&input.backend),
-        cell(&input.device)
-    );
+    // Provenance from the records themselves: every revision, device and
+    // compute mode that produced them, not the last run's alone.
+    let revisions = tally(&input.trials, |t| format!("`{}`", t.provenance.revision()));
+    let _ = writeln!(md, "| Git revision | {} |", listed(&revisions));
+    let devices = tally(&input.trials, |t| {
+        cell(&format!(
+            "{} / {}",
+            t.provenance.backend, t.provenance.device
+        ))
+    });
+    let _ = writeln!(md, "| Backend / device | {} |", listed(&devices));
+    let adapters: Vec<TrialRecord> = input
+        .trials
+        .iter()
+        .filter(|t| t.method != "full")
+        .cloned()
+        .collect();
+    let modes = tally(&adapters, |t| {
+        t.adapter_compute
+            .clone()
+            .unwrap_or_else(|| "activation_space (not recorded)".into())
+    });
+    if modes.len() > 1 {
+        let _ = writeln!(md, "| Adapter compute | {} |", listed(&modes));
+    }
     let _ = writeln!(md, "| Wall time | {} |", duration(input.wall_seconds));
     let _ = writeln!(
         md,

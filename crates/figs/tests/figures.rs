@@ -263,9 +263,6 @@ fn report_numbers_are_recomputed_from_the_trials() {
         description: "A test study.".into(),
         config_hash: "cafe".into(),
         config_toml: "[study]\nname = \"synthetic\"".into(),
-        git_revision: "abc123".into(),
-        backend: "ndarray".into(),
-        device: "cpu".into(),
         wall_seconds: 125.0,
         trials: trials.clone(),
         figures: vec![PathBuf::from("figures/raw/lr_sweep_parity.png")],
@@ -524,9 +521,6 @@ fn budgets_are_compared_within_and_tabulated_across() {
         description: String::new(),
         config_hash: "cafe".into(),
         config_toml: String::new(),
-        git_revision: "abc".into(),
-        backend: "flex".into(),
-        device: "cpu".into(),
         wall_seconds: 1.0,
         trials,
         figures: Vec::new(),
@@ -679,4 +673,60 @@ fn perplexity_figures_are_drawn_per_rank() {
         t.val_loss = f64::NAN;
     }
     assert!(figs::draw_perplexity(&trials, &opts).unwrap().is_empty());
+}
+
+#[test]
+fn provenance_lists_every_revision_device_and_compute_mode_of_the_records() {
+    let mut trials = study();
+    let n = trials.len();
+    let one = ReportInput {
+        trials: trials.clone(),
+        ..ReportInput::default()
+    };
+    let md = render(&one);
+    assert!(md.contains("| Git revision | `synthetic` |"), "{md}");
+    assert!(
+        md.contains("| Backend / device | synthetic / none |"),
+        "{md}"
+    );
+    assert!(!md.contains("| Adapter compute |"), "{md}");
+    for t in trials.iter_mut().take(10) {
+        t.provenance.git_revision = "abc".into();
+        t.provenance.git_dirty = Some(true);
+        t.provenance.backend = "wgpu".into();
+        if t.method != "full" {
+            t.adapter_compute = Some("activation_space".into());
+        }
+    }
+    let adapters_changed = trials
+        .iter()
+        .take(10)
+        .filter(|t| t.method != "full")
+        .count();
+    let adapters = trials.iter().filter(|t| t.method != "full").count();
+    let md = render(&ReportInput {
+        trials,
+        ..ReportInput::default()
+    });
+    assert!(
+        md.contains(&format!(
+            "| Git revision | `abc+dirty` (10 trials), `synthetic` ({} trials) |",
+            n - 10
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| Backend / device | wgpu / none (10 trials), synthetic / none ({} trials) |",
+            n - 10
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| Adapter compute | activation_space ({adapters_changed} trials), weight_space ({} trials) |",
+            adapters - adapters_changed
+        )),
+        "{md}"
+    );
 }

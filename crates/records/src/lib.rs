@@ -30,7 +30,21 @@ pub struct Provenance {
     pub device: String,
     /// `git rev-parse HEAD` of the source tree, or `unknown`.
     pub git_revision: String,
+    /// Whether tracked files of the source tree differed from that revision
+    /// (`None` in records from before the field, or without git).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_dirty: Option<bool>,
     pub lrscape_version: String,
+}
+
+impl Provenance {
+    /// The revision, marked `+dirty` when the tree had uncommitted changes.
+    pub fn revision(&self) -> String {
+        match self.git_dirty {
+            Some(true) => format!("{}+dirty", self.git_revision),
+            _ => self.git_revision.clone(),
+        }
+    }
 }
 
 /// Metadata written next to a pre-trained base checkpoint.
@@ -130,6 +144,7 @@ impl TrialRecord {
                 backend: "synthetic".into(),
                 device: "none".into(),
                 git_revision: "synthetic".into(),
+                git_dirty: None,
                 lrscape_version: env!("CARGO_PKG_VERSION").into(),
             },
         }
@@ -275,6 +290,7 @@ mod tests {
                 backend: "flex".into(),
                 device: "cpu".into(),
                 git_revision: "unknown".into(),
+                git_dirty: Some(true),
                 lrscape_version: "0.1.0".into(),
             },
         }

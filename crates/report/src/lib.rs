@@ -92,13 +92,13 @@ pub fn write_report<M: ModelConfig>(
     let gathered = gather(out)?;
     let mut warnings = gathered.warnings;
     let trials = gathered.trials;
-    let Some(provenance) = trials.last().map(|t| t.provenance.clone()) else {
+    if trials.is_empty() {
         anyhow::bail!(
             "{} holds no trial records: run `lrscape run --config <file> --out {}` first",
             out.join(layout::TRIALS).display(),
             out.display()
         );
-    };
+    }
     let foreign = trials
         .iter()
         .filter(|t| t.experiment != config.name)
@@ -165,16 +165,30 @@ pub fn write_report<M: ModelConfig>(
     };
     let log = read_run_log(out)?;
     let n_trials = trials.len();
+    // The config the latest run that trained anything logged; records from
+    // before run logs carried it: the config file, as its records had it.
+    let config_toml = match log
+        .iter()
+        .rev()
+        .find(|e| e.trained > 0)
+        .and_then(|e| e.config.clone())
+    {
+        Some(logged) => logged,
+        None => toml::to_string(&config_of_records(config, &trials))
+            .map_err(|e| anyhow::anyhow!("cannot write the config as TOML: {e}"))?,
+    };
     let input = ReportInput {
         experiment: config.name.clone(),
         description: config.description.clone(),
         config_hash: config.results_hash(),
-        config_toml: toml::to_string(&config_of_records(config, &trials))
-            .map_err(|e| anyhow::anyhow!("cannot write the config as TOML: {e}"))?,
-        git_revision: provenance.git_revision,
-        backend: provenance.backend,
-        device: provenance.device,
-        wall_seconds: log.iter().map(|e| e.seconds).sum(),
+        config_toml,
+        // A run that trained nothing (a resume of a finished study) adds
+        // nothing to the study's wall time.
+        wall_seconds: log
+            .iter()
+            .filter(|e| e.trained > 0)
+            .map(|e| e.seconds)
+            .sum(),
         trials,
         figures: relative,
         comparison,

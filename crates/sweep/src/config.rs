@@ -26,7 +26,11 @@ pub struct ExperimentConfig<M: ModelConfig> {
     pub task: TaskConfig,
     /// `[model]`: `family` (default [`DEFAULT_FAMILY`]) and the family's
     /// fields.
-    #[serde(default, deserialize_with = "family::model_table")]
+    #[serde(
+        default,
+        deserialize_with = "family::model_table",
+        serialize_with = "family::serialize_model"
+    )]
     pub model: M,
     pub pretrain: PretrainConfig,
     pub finetune: FinetuneConfig,
@@ -934,6 +938,21 @@ mod family {
                 super::DEFAULT_FAMILY
             )),
         }
+    }
+
+    /// `[model]` as written: `family` first unless it is the default.
+    pub(super) fn serialize_model<S: serde::Serializer, M: ModelConfig>(
+        model: &M,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::Serialize;
+        use serde::ser::Error;
+        if M::FAMILY == super::DEFAULT_FAMILY {
+            return model.serialize(s);
+        }
+        let mut table = toml::Table::try_from(model).map_err(S::Error::custom)?;
+        table.insert("family".into(), M::FAMILY.into());
+        table.serialize(s)
     }
 
     /// `[model]` read as family `M`: its `family` key (absent: the default

@@ -97,6 +97,7 @@ pub fn trial_stub<M: ModelConfig>(
             backend: String::new(),
             device: String::new(),
             git_revision: String::new(),
+            git_dirty: None,
             lrscape_version: String::new(),
         },
     }

@@ -28,20 +28,40 @@ pub fn base_dir<M: ModelConfig>(out: &Path, config: &ExperimentConfig<M>) -> Pat
     layout::base_dir(out, &config.pretrain_hash())
 }
 
-/// Provenance of results computed now on `device`.
+/// Provenance of results computed now on `device`: the revision of the
+/// source tree this binary was built from, and whether its tracked files
+/// differ from it.
 pub fn provenance(device: &SelectedDevice) -> Provenance {
-    let git_revision = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let (git_revision, git_dirty) = git_state(Path::new(env!("CARGO_MANIFEST_DIR")));
     Provenance {
         backend: device.backend.to_string(),
         device: format!("{:?}", device.device),
         git_revision,
+        git_dirty,
         lrscape_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// `HEAD` of the git tree holding `dir` (`unknown` outside one or without
+/// git) and whether its tracked files have uncommitted changes.
+pub fn git_state(dir: &Path) -> (String, Option<bool>) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(revision) => {
+            let dirty =
+                git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
+            (revision, dirty)
+        }
+        None => ("unknown".into(), None),
     }
 }
 
@@ -156,4 +176,40 @@ pub fn load_base<M: ModelConfig>(
         )
     })?;
     Ok((model, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::git_state;
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "git {args:?}: {status:?}");
+    }
+
+    #[test]
+    fn git_dirty_is_uncommitted_changes_to_tracked_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        assert_eq!(git_state(dir), ("unknown".to_string(), None));
+        git(dir, &["init", "-q"]);
+        std::fs::write(dir.join("a.rs"), "fn main() {}\n").unwrap();
+        git(dir, &["add", "a.rs"]);
+        git(dir, &["commit", "-q", "-m", "a"]);
+        let (revision, dirty) = git_state(dir);
+        assert_eq!(revision.len(), 40, "{revision}");
+        assert_eq!(dirty, Some(false));
+        // An untracked file is not a change to what was built.
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        assert_eq!(git_state(dir).1, Some(false));
+        std::fs::write(dir.join("a.rs"), "fn main() { panic!() }\n").unwrap();
+        assert_eq!(git_state(dir), (revision, Some(true)));
+    }
 }

@@ -159,6 +159,11 @@ pub fn run_experiment<M: ModelConfig>(
             backend: provenance.backend,
             device: provenance.device,
             git_revision: provenance.git_revision,
+            git_dirty: provenance.git_dirty,
+            config: Some(
+                toml::to_string(config)
+                    .map_err(|e| anyhow::anyhow!("cannot write the config as TOML: {e}"))?,
+            ),
         },
     )?;
     Ok(summary)

@@ -277,6 +277,12 @@ pub struct RunLogEntry {
     pub backend: String,
     pub device: String,
     pub git_revision: String,
+    /// Uncommitted changes to tracked files (absent in logs from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_dirty: Option<bool>,
+    /// The config the run ran, as TOML (absent in logs from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// Appends one entry to the run log at `path` (`<out>/run_log.jsonl`; a
