@@ -153,7 +153,7 @@ fn fixture() -> &'static Fixture {
             .collect();
         // A second process on a running shard is refused.
         let lock = sharded.join(Shard { index: 0, count: 3 }.lock_file());
-        while !lock.exists() && started.elapsed() < Duration::from_secs(60) {
+        while sweep::lock::holder(&lock).is_none() && started.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(20));
         }
         let second_on_shard = lrscape(&[
@@ -250,7 +250,11 @@ fn three_shard_processes_merge_to_the_single_process_result() {
     for i in 0..3 {
         let shard = Shard { index: i, count: 3 };
         assert!(f.sharded.join(shard.records_file()).exists());
-        assert!(!f.sharded.join(shard.lock_file()).exists(), "lock released");
+        assert_eq!(
+            sweep::lock::holder(&f.sharded.join(shard.lock_file())),
+            None,
+            "lock released"
+        );
     }
     assert!(!f.sharded.join("rank_x_lr_results.json").exists());
 
@@ -326,7 +330,7 @@ fn killed_shards_rerun_to_the_uninterrupted_result() {
         let mut child = lrscape(&args).spawn().unwrap();
         loop {
             let lines = std::fs::read_to_string(&file).map_or(0, |t| t.lines().count());
-            if lock.exists() && lines >= after_records {
+            if sweep::lock::holder(&lock).is_some() && lines >= after_records {
                 break;
             }
             assert!(
@@ -359,8 +363,9 @@ fn killed_shards_rerun_to_the_uninterrupted_result() {
         if case == 1 {
             assert!(err.contains("cut short"), "case {case}: {err}");
         }
-        assert!(
-            !out.join(victim.lock_file()).exists(),
+        assert_eq!(
+            sweep::lock::holder(&out.join(victim.lock_file())),
+            None,
             "case {case}: the rerun released the lock"
         );
         let shard_records = records(&file);

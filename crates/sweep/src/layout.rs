@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <out>/trials.jsonl                  the records (one writer: `lrscape run`, `merge`)
+//! <out>/lrscape.lock                  held by the writer of trials.jsonl (`run`, `merge`)
 //! <out>/trials.shard-I-of-N.jsonl     a shard's records (`run --shard I/N`)
 //! <out>/trials.shard-I-of-N.lock      held while a process runs that shard
 //! <out>/run_log.jsonl                 one line per run (and run_log.shard-I-of-N.jsonl)
@@ -18,6 +19,9 @@ use std::str::FromStr;
 
 /// The records of an unsharded run and of `lrscape merge`.
 pub const TRIALS: &str = "trials.jsonl";
+/// Held by the one process writing `trials.jsonl` and the derived files
+/// (a plain `lrscape run`, `lrscape merge`).
+pub const LOCK: &str = "lrscape.lock";
 /// One line per `lrscape run`.
 pub const RUN_LOG: &str = "run_log.jsonl";
 /// The derived files, rewritten from the records.
@@ -95,22 +99,22 @@ impl Shard {
 
     /// The shard whose records file is named `name`, if it is one.
     pub fn from_records_file(name: &str) -> Option<Self> {
-        let rest = name.strip_prefix("trials.shard-")?.strip_suffix(".jsonl")?;
-        let (i, n) = rest.split_once("-of-")?;
-        let shard = Self {
-            index: i.parse().ok()?,
-            count: n.parse().ok()?,
-        };
-        (shard.index < shard.count).then_some(shard)
+        Self::parse_name(name, "trials.shard-", ".jsonl")
     }
-}
 
-impl Shard {
     /// The shard whose run log is named `name`, if it is one.
     pub fn from_run_log_file(name: &str) -> Option<Self> {
-        let rest = name
-            .strip_prefix("run_log.shard-")?
-            .strip_suffix(".jsonl")?;
+        Self::parse_name(name, "run_log.shard-", ".jsonl")
+    }
+
+    /// The shard whose lock is named `name`, if it is one.
+    pub fn from_lock_file(name: &str) -> Option<Self> {
+        Self::parse_name(name, "trials.shard-", ".lock")
+    }
+
+    /// `<prefix>I-of-N<suffix>` with I < N.
+    fn parse_name(name: &str, prefix: &str, suffix: &str) -> Option<Self> {
+        let rest = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
         let (i, n) = rest.split_once("-of-")?;
         let shard = Self {
             index: i.parse().ok()?,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod events;
 pub mod grid;
 pub mod layout;
+pub mod lock;
 pub mod params;
 pub mod pretrain;
 pub mod runner;

@@ -22,8 +22,9 @@ use train::{Schedule, SelectedDevice, WorkerPools, evaluate, train_population};
 use crate::config::{Cell, ExperimentConfig};
 use crate::events::RunEvents;
 use crate::grid::{trial_key, trial_stub};
+use crate::lock::Lock;
 use crate::pretrain::{load_base, pretrain, provenance};
-use crate::shard::{Shard, ShardLock};
+use crate::shard::Shard;
 use crate::store::{RunLogEntry, TrialStore, append_run_log, write_derived};
 use crate::task::finetune_data;
 
@@ -178,7 +179,7 @@ fn run_cells<M: ModelConfig>(
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut warnings = Vec::new();
-    // A shard holds its lock for the whole run (released on return).
+    // The run holds its lock (a shard's, or the directory's) to the end.
     let (_lock, mut store, elsewhere_done) = open_records(config, opts, events, &mut warnings)?;
     let base = base_for(config, opts, events, &mut warnings)?;
     let (train, val) = finetune_data(config)?;
@@ -307,18 +308,24 @@ fn open_records<M: ModelConfig>(
     opts: &RunOptions,
     events: &dyn RunEvents,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<(Option<ShardLock>, TrialStore, HashSet<TrialKey>)> {
+) -> anyhow::Result<(Lock, TrialStore, HashSet<TrialKey>)> {
     let mut warn = |message: String| warn(events, warnings, message);
-    let (lock, lock_message) = match opts.shard {
-        Some(shard) => {
-            let (lock, message) = crate::shard::acquire_lock(&opts.out, shard)?;
-            (Some(lock), message)
+    let lock = match opts.shard {
+        Some(shard) => crate::shard::acquire_lock(&opts.out, shard)?,
+        None => {
+            let lock = Lock::acquire(&opts.out.join(crate::layout::LOCK), "lrscape run")?;
+            if let Some((shard, holder)) = crate::shard::running_shards(&opts.out)?.first() {
+                anyhow::bail!(
+                    "shard {shard} is running in {} ({holder}): a plain run beside it would                      train its trials too; wait for the shards, then `lrscape merge`",
+                    opts.out.display()
+                );
+            }
+            lock
         }
-        None => (None, None),
     };
     let store_path = opts.records_path();
     let (store, opened) = TrialStore::open(&store_path)?;
-    opened.into_iter().chain(lock_message).for_each(&mut warn);
+    opened.into_iter().for_each(&mut warn);
     let mut elsewhere: Vec<TrialRecord> = Vec::new();
     if opts.shard.is_none() && !crate::store::shard_files(&opts.out)?.is_empty() {
         warn(format!(

@@ -5,9 +5,8 @@
 //!   means the same cells on every machine and every run.
 //! - Each shard appends to its own `trials.shard-I-of-N.jsonl` in the shared
 //!   output directory (no two processes ever write one file) and holds
-//!   `trials.shard-I-of-N.lock` (pid, host, SLURM job) while it runs; a
-//!   stale lock (dead pid on this host, or this very SLURM job restarted) is
-//!   taken over.
+//!   `trials.shard-I-of-N.lock` while it runs (an OS file lock, released
+//!   when the process ends, so a requeued task simply takes it again).
 //! - [`gather`] reads `trials.jsonl` and every shard
 //!   file, drops exact duplicates (a requeued task may record a trial twice)
 //!   and refuses conflicting ones; [`merge`] writes the merged `trials.jsonl` in grid
@@ -15,15 +14,14 @@
 
 use nn::ModelConfig;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use records::{TrialKey, TrialRecord};
 
 use crate::config::{Cell, ExperimentConfig};
 use crate::grid::trial_key;
 pub use crate::layout::Shard;
+use crate::lock::Lock;
 use crate::store::{gather, read_trials, shard_files, write_atomic, write_derived};
 
 /// Splits items of the given costs into `n` shards: LPT greedy (largest cost
@@ -69,185 +67,36 @@ pub fn shard_cells<M: ModelConfig>(config: &ExperimentConfig<M>, shard: Shard) -
         .unwrap_or_default()
 }
 
-/// This machine's host name.
-pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn pid_alive(pid: u32) -> bool {
-    if Path::new("/proc/self").exists() {
-        return Path::new("/proc").join(pid.to_string()).exists();
-    }
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Who holds a shard lock, as its file says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockOwner {
-    pub pid: u32,
-    pub host: String,
-    /// `SLURM_JOB_ID` of the holder (kept by a requeued task), if any.
-    pub slurm_job: Option<String>,
-}
-
-impl LockOwner {
-    fn this_process() -> Self {
-        Self {
-            pid: std::process::id(),
-            host: host_name(),
-            slurm_job: std::env::var("SLURM_JOB_ID").ok().filter(|j| !j.is_empty()),
-        }
-    }
-
-    fn to_text(&self) -> String {
-        let mut text = format!("pid={}\nhost={}\n", self.pid, self.host);
-        if let Some(job) = &self.slurm_job {
-            text.push_str(&format!("slurm_job={job}\n"));
-        }
-        text
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        let mut pid = None;
-        let mut host = None;
-        let mut slurm_job = None;
-        for line in text.lines() {
-            match line.split_once('=') {
-                Some(("pid", v)) => pid = v.trim().parse().ok(),
-                Some(("host", v)) => host = Some(v.trim().to_string()),
-                Some(("slurm_job", v)) => slurm_job = Some(v.trim().to_string()),
-                _ => {}
-            }
-        }
-        Some(Self {
-            pid: pid?,
-            host: host?,
-            slurm_job,
+/// The shards of `out` whose lock is held now, with the holder.
+pub(crate) fn running_shards(out: &Path) -> anyhow::Result<Vec<(Shard, String)>> {
+    let entries = std::fs::read_dir(out)
+        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", out.display()))?;
+    let mut running: Vec<(Shard, String)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Shard::from_lock_file(&e.file_name().to_string_lossy()))
+        .filter_map(|shard| {
+            crate::lock::holder(&out.join(shard.lock_file())).map(|holder| (shard, holder))
         })
-    }
-
-    /// Whether the holder is certainly gone: a dead pid on this host, or,
-    /// on another host, this very SLURM job (which SLURM runs once at a
-    /// time: a requeued task restarted elsewhere).
-    fn is_stale(&self, me: &Self) -> bool {
-        if self.host == me.host {
-            !pid_alive(self.pid)
-        } else {
-            self.slurm_job.is_some() && self.slurm_job == me.slurm_job
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match &self.slurm_job {
-            Some(job) => format!("pid {} on {} (SLURM job {job})", self.pid, self.host),
-            None => format!("pid {} on {}", self.pid, self.host),
-        }
-    }
+        .collect();
+    running.sort_by_key(|(s, _)| (s.count, s.index));
+    Ok(running)
 }
 
-/// A held shard lock; the file is removed when this is dropped.
-#[derive(Debug)]
-pub struct ShardLock {
-    path: PathBuf,
-}
-
-impl Drop for ShardLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// Takes the lock of `shard` in `out`: refused while another process holds
+/// it, or while a plain run writes `trials.jsonl` there (it would train the
+/// shard's trials too).
+pub fn acquire_lock(out: &Path, shard: Shard) -> anyhow::Result<Lock> {
+    if let Some(holder) = crate::lock::holder(&out.join(crate::layout::LOCK)) {
+        anyhow::bail!(
+            "{} is being written by {holder}: a shard beside it would train the same trials",
+            out.display()
+        );
     }
-}
-
-/// The holder of `out`'s lock of `shard`, if the lock file exists.
-pub(crate) fn lock_owner(out: &Path, shard: Shard) -> Option<LockOwner> {
-    std::fs::read_to_string(out.join(shard.lock_file()))
-        .ok()
-        .and_then(|t| LockOwner::parse(&t))
-}
-
-/// Takes the lock of `shard` in `out`: refused while another live process
-/// holds it, taken over (with a message) from a dead one.
-pub fn acquire_lock(out: &Path, shard: Shard) -> anyhow::Result<(ShardLock, Option<String>)> {
-    let path = out.join(shard.lock_file());
-    let me = LockOwner::this_process();
-    let mut message = None;
-    for _ in 0..3 {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                file.write_all(me.to_text().as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                return Ok((ShardLock { path }, message));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                match LockOwner::parse(&text) {
-                    Some(owner) if !owner.is_stale(&me) => anyhow::bail!(
-                        "shard {shard} of {} is already running ({}; lock {}); \
-                         one process per shard. If that process is gone (e.g. on another \
-                         host that crashed), delete the lock file and run again",
-                        out.display(),
-                        owner.describe(),
-                        path.display()
-                    ),
-                    Some(owner) => {
-                        let m = format!(
-                            "took over the stale lock {} of {} (no longer running)",
-                            path.display(),
-                            owner.describe()
-                        );
-                        message = Some(m);
-                    }
-                    None if text.is_empty() => {
-                        // A lock being written right now, or left empty by a
-                        // crash between create and write: wait, then look again.
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                        if std::fs::read_to_string(&path)
-                            .unwrap_or_default()
-                            .is_empty()
-                        {
-                            message = Some(format!("took over the empty lock {}", path.display()));
-                        } else {
-                            continue;
-                        }
-                    }
-                    None => anyhow::bail!(
-                        "{} is not a shard lock (expected pid=… and host=… lines); \
-                         delete it if no process runs shard {shard}",
-                        path.display()
-                    ),
-                }
-                std::fs::remove_file(&path)
-                    .or_else(|e| {
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .with_context(|| format!("cannot remove the stale lock {}", path.display()))?;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot create {}", path.display()));
-            }
-        }
-    }
-    anyhow::bail!(
-        "could not take the lock {} (another process keeps taking it)",
-        path.display()
+    Lock::acquire(
+        &out.join(shard.lock_file()),
+        &format!("lrscape run --shard {shard}"),
     )
+    .map_err(|e| anyhow::anyhow!("shard {shard} is already running: {e:#}"))
 }
 
 /// The grid's trial keys, per cell of `config.cells()`, in the order a
@@ -379,6 +228,8 @@ pub fn merge<M: ModelConfig>(
     config: &ExperimentConfig<M>,
     out: &Path,
 ) -> anyhow::Result<MergeSummary> {
+    // One writer of trials.jsonl at a time: never beside a plain run.
+    let _lock = Lock::acquire(&out.join(crate::layout::LOCK), "lrscape merge")?;
     let gathered = gather(out)?;
     let hash = config.results_hash();
     if let Some(other) = gathered.trials.iter().find(|t| t.config_hash != hash) {
@@ -448,11 +299,8 @@ pub fn shard_status<M: ModelConfig>(
             .get(&shard)
             .map(|p| read_trials(p).map_or(0, |(t, _, _)| t.len()))
             .unwrap_or(0);
-        let state = match lock_owner(out, shard) {
-            Some(owner) if owner.host == host_name() && !pid_alive(owner.pid) => {
-                format!("stale lock of {}", owner.describe())
-            }
-            Some(owner) => format!("running: {}", owner.describe()),
+        let state = match crate::lock::holder(&out.join(shard.lock_file())) {
+            Some(holder) => format!("running: {holder}"),
             None if recorded == wanted => "done".into(),
             None if recorded == 0 => "not started".into(),
             None => "stopped".into(),
@@ -555,42 +403,5 @@ mod tests {
         assert_eq!(Shard::from_records_file(&s.records_file()), Some(s));
         assert_eq!(Shard::from_records_file("trials.jsonl"), None);
         assert_eq!(Shard::from_records_file("trials.shard-4-of-4.jsonl"), None);
-    }
-
-    #[test]
-    fn a_live_lock_is_refused_and_a_dead_one_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let shard = Shard { index: 1, count: 3 };
-        let (lock, message) = acquire_lock(dir.path(), shard).unwrap();
-        assert!(message.is_none());
-        let owner = lock_owner(dir.path(), shard).unwrap();
-        assert_eq!(owner.pid, std::process::id());
-        // This process is alive: a second taker is refused.
-        let err = acquire_lock(dir.path(), shard).unwrap_err().to_string();
-        assert!(
-            err.contains("already running") && err.contains("pid"),
-            "{err}"
-        );
-        drop(lock);
-        assert!(lock_owner(dir.path(), shard).is_none(), "released on drop");
-        // A dead pid on this host: taken over.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        std::fs::write(
-            dir.path().join(shard.lock_file()),
-            format!("pid={dead}\nhost={}\n", host_name()),
-        )
-        .unwrap();
-        let (_lock, message) = acquire_lock(dir.path(), shard).unwrap();
-        assert!(message.unwrap().contains("stale"));
-        // Another host's live-looking lock is refused.
-        drop(_lock);
-        std::fs::write(
-            dir.path().join(shard.lock_file()),
-            format!("pid={}\nhost=elsewhere\n", std::process::id()),
-        )
-        .unwrap();
-        assert!(acquire_lock(dir.path(), shard).is_err());
     }
 }
