@@ -92,7 +92,6 @@ fn pretrain_quick_learns_saves_and_reloads_to_the_same_accuracy() {
         "{err}"
     );
 
-    // A checkpoint that does not fit the model is an error, not a panic.
     std::fs::write(
         &meta,
         std::fs::read_to_string(&meta)
@@ -100,6 +99,41 @@ fn pretrain_quick_learns_saves_and_reloads_to_the_same_accuracy() {
             .replace("0000000000000000", &config.pretrain_hash()),
     )
     .unwrap();
+    // One flipped byte in the weights (the header intact) is refused by its
+    // checksum, by the loader and by `lrscape pretrain` alike.
+    let model_path = base_dir(out.path(), &config).join("model.bpk");
+    let mut bytes = std::fs::read(&model_path).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x40;
+    std::fs::write(&model_path, &bytes).unwrap();
+    let err = load_base(&config, out.path(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.bpk is damaged"), "{err}");
+    let kept = lrscape(&[
+        "pretrain",
+        "--config",
+        "configs/quick.toml",
+        "--out",
+        out_arg,
+    ]);
+    assert!(!kept.status.success(), "{}", text(&kept.stdout));
+    assert!(
+        text(&kept.stderr).contains("is damaged"),
+        "{}",
+        text(&kept.stderr)
+    );
+
+    // A checkpoint from before checksums that does not fit the model is an
+    // error, not a panic.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    let mut record = record.as_object().unwrap().clone();
+    assert!(
+        record.remove("model_sha256").is_some(),
+        "the base records its checksum"
+    );
+    std::fs::write(&meta, serde_json::to_string(&record).unwrap()).unwrap();
     std::fs::write(
         base_dir(out.path(), &config).join("model.bpk"),
         b"not a checkpoint",
@@ -111,6 +145,34 @@ fn pretrain_quick_learns_saves_and_reloads_to_the_same_accuracy() {
     assert!(
         err.contains("cannot load") && err.contains("model.bpk"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_diverged_pretraining_is_an_error_and_never_cached() {
+    let out = tempfile::tempdir().unwrap();
+    let text_config = std::fs::read_to_string(workspace().join("configs/quick.toml"))
+        .unwrap()
+        .replace("lr = 3e-3", "lr = 1e300");
+    let path = out.path().join("diverging.toml");
+    std::fs::write(&path, text_config).unwrap();
+    let run = lrscape(&[
+        "pretrain",
+        "--config",
+        path.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    assert!(
+        text(&run.stderr).contains("pre-training diverged"),
+        "{}",
+        text(&run.stderr)
+    );
+    let config = ExperimentConfig::<TinyformerConfig>::from_toml_file(&path).unwrap();
+    assert!(
+        !base_dir(out.path(), &config).join("base.json").exists(),
+        "cached"
     );
 }
 

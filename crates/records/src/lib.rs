@@ -64,6 +64,10 @@ pub struct PretrainRecord {
     /// Wall time of training and evaluation.
     pub seconds: f64,
     pub provenance: Provenance,
+    /// SHA-256 of the saved model file: a damaged checkpoint is refused
+    /// (absent in records from before the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
 }
 
 /// One fine-tuning run: one member of one grid cell.
@@ -293,6 +297,7 @@ mod tests {
                 git_dirty: Some(true),
                 lrscape_version: "0.1.0".into(),
             },
+            model_sha256: Some("00ff".into()),
         }
     }
 

@@ -99,6 +99,7 @@ pub fn write_report<M: ModelConfig>(
             out.display()
         );
     }
+    sweep::store::check_setup(config, out, &trials)?;
     let foreign = trials
         .iter()
         .filter(|t| t.experiment != config.name)

@@ -279,6 +279,12 @@ fn records_of_another_setup_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("holds trials of another setup"), "{err}");
+    // The report refuses them too (it used to mix them in silently).
+    let err = report::write_report(&config, &out, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("were made with another setup"), "{err}");
+    assert!(!out.join("REPORT.md").exists());
 }
 
 #[test]

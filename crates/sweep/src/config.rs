@@ -10,6 +10,12 @@ use sha2::{Digest, Sha256};
 /// The config `cargo xtask reproduce` and `lrscape` use when none is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/default.toml");
 
+/// The first value of `values` seen before.
+fn first_repeat<T: Ord + Clone>(values: impl IntoIterator<Item = T>) -> Option<T> {
+    let mut seen = std::collections::BTreeSet::new();
+    values.into_iter().find(|v| !seen.insert(v.clone()))
+}
+
 /// The family of a `[model]` table without a `family` key (configs from
 /// before there were families).
 pub const DEFAULT_FAMILY: &str = "tinyformer";
@@ -99,7 +105,13 @@ impl LrGrid {
             return Err(bad("finetune.lrs", lr, "finite learning rates > 0"));
         }
         lrs.sort_by(|a, b| b.total_cmp(a));
-        lrs.dedup();
+        if let Some(pair) = lrs.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(
+                "finetune.lrs",
+                format!("{} twice", pair[0]),
+                "distinct values",
+            ));
+        }
         Ok(lrs)
     }
 }
@@ -720,6 +732,19 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         if g.seeds.is_empty() {
             return Err(bad("grid.seeds", "[]", "at least one seed"));
         }
+        // A repeated value would train and record its trials twice.
+        let twice = |field: &str, value: String| {
+            Err(bad(field, format!("{value} twice"), "distinct values"))
+        };
+        if let Some(seed) = first_repeat(g.seeds.iter().copied()) {
+            return twice("grid.seeds", seed.to_string());
+        }
+        if let Some(rank) = first_repeat(g.ranks.iter().copied()) {
+            return twice("grid.ranks", rank.to_string());
+        }
+        if let Some(method) = first_repeat(g.methods.iter().map(|m| m.name())) {
+            return twice("grid.methods", method.to_string());
+        }
         if g.alpha.values().is_empty() {
             return Err(bad("grid.alpha", "[]", "at least one alpha rule"));
         }
@@ -1119,6 +1144,38 @@ mod tests {
                 err.starts_with(expected),
                 "{err:?} should start with {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_repeated_seed_rank_method_or_lr_is_refused() {
+        let text = include_str!("../../../configs/quick.toml");
+        for (from, to, expected) in [
+            (
+                "seeds = [0]",
+                "seeds = [0, 0]",
+                "grid.seeds = 0 twice: distinct values",
+            ),
+            ("ranks = [2, 4]", "ranks = [4, 4]", "grid.ranks = 4 twice"),
+            (
+                "\"lora\", \"dora\"",
+                "\"lora\", \"lora\"",
+                "grid.methods = lora twice",
+            ),
+            (
+                "lrs = [3e-2, 1e-2",
+                "lrs = [1e-2, 1e-2",
+                "finetune.lrs = 0.01 twice",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(
+                &text.replace(from, to),
+                "q.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(expected), "{err}");
         }
     }
 

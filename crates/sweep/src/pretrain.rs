@@ -28,6 +28,11 @@ pub fn base_dir<M: ModelConfig>(out: &Path, config: &ExperimentConfig<M>) -> Pat
     layout::base_dir(out, &config.pretrain_hash())
 }
 
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// Provenance of results computed now on `device`: the revision of the
 /// source tree this binary was built from, and whether its tracked files
 /// differ from it.
@@ -100,7 +105,15 @@ pub fn pretrain<M: ModelConfig>(
     );
     events.pretrain_finished();
     let eval = evaluate(&outcome.model, &val, p.batch_size.max(256), &train_device);
-    let record = PretrainRecord {
+    if outcome.diverged[0] || !eval.loss[0].is_finite() {
+        anyhow::bail!(
+            "pre-training diverged (validation loss {} at pretrain.lr = {}): the base is not \
+             cached; lower pretrain.lr",
+            eval.loss[0],
+            p.lr
+        );
+    }
+    let mut record = PretrainRecord {
         experiment: config.name.clone(),
         config_hash: config.pretrain_hash(),
         val_accuracy: eval.accuracy[0],
@@ -110,8 +123,9 @@ pub fn pretrain<M: ModelConfig>(
         steps: outcome.steps,
         seconds: started.elapsed().as_secs_f64(),
         provenance: provenance(device),
+        model_sha256: None,
     };
-    save_base::<M>(&outcome.model, &record, &base_dir(out, config))?;
+    save_base::<M>(&outcome.model, &mut record, &base_dir(out, config))?;
     Ok((outcome.model, record))
 }
 
@@ -119,7 +133,7 @@ pub fn pretrain<M: ModelConfig>(
 /// file and a rename so an interrupted write never leaves a half checkpoint.
 pub(crate) fn save_base<M: ModelConfig>(
     model: &M::Model,
-    record: &PretrainRecord,
+    record: &mut PretrainRecord,
     dir: &Path,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -132,6 +146,9 @@ pub(crate) fn save_base<M: ModelConfig>(
         // Some Burn stores append their own extension.
         model_tmp.with_extension("tmp.bpk")
     };
+    let bytes =
+        std::fs::read(&saved).with_context(|| format!("cannot read back {}", saved.display()))?;
+    record.model_sha256 = Some(sha256(&bytes));
     std::fs::rename(&saved, dir.join(layout::BASE_MODEL))
         .with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
     let meta_tmp = dir.join(format!("{}.tmp", layout::BASE_RECORD));
@@ -169,6 +186,28 @@ pub fn load_base<M: ModelConfig>(
         );
     }
     let model_path = dir.join(layout::BASE_MODEL);
+    if record.diverged || !record.val_loss.is_finite() {
+        anyhow::bail!(
+            "{} records a diverged pre-training (validation loss {}); delete {} and re-run \
+             `lrscape pretrain` with a lower pretrain.lr",
+            meta_path.display(),
+            record.val_loss,
+            dir.display()
+        );
+    }
+    if let Some(expected) = &record.model_sha256 {
+        let bytes = std::fs::read(&model_path)
+            .with_context(|| format!("cannot read {}", model_path.display()))?;
+        let found = sha256(&bytes);
+        if &found != expected {
+            anyhow::bail!(
+                "{} is damaged (SHA-256 {found}, {} records {expected}); delete it and \
+                 re-run `lrscape pretrain`",
+                model_path.display(),
+                meta_path.display()
+            );
+        }
+    }
     let model = config.model.load_base(&model_path, device).map_err(|e| {
         anyhow::anyhow!(
             "cannot load {} for this config's model ({e}); delete it and re-run `lrscape pretrain`",

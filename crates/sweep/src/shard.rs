@@ -231,15 +231,7 @@ pub fn merge<M: ModelConfig>(
     // One writer of trials.jsonl at a time: never beside a plain run.
     let _lock = Lock::acquire(&out.join(crate::layout::LOCK), "lrscape merge")?;
     let gathered = gather(out)?;
-    let hash = config.results_hash();
-    if let Some(other) = gathered.trials.iter().find(|t| t.config_hash != hash) {
-        anyhow::bail!(
-            "{} holds trials of another setup (hash {}, this config's is {hash}): \
-             merge with the config the shards ran",
-            out.display(),
-            other.config_hash
-        );
-    }
+    crate::store::check_setup(config, out, &gathered.trials)?;
     if gathered.files.is_empty() {
         anyhow::bail!(
             "{} holds no records (trials.jsonl or trials.shard-I-of-N.jsonl): run \

@@ -33,7 +33,20 @@ impl TrialStore {
     /// Opens (or starts) the store at `path`, cutting a cut-short last line
     /// from the file; returns warnings to show.
     pub fn open(path: &Path) -> anyhow::Result<(Self, Vec<String>)> {
-        let (trials, cut_at, mut warnings) = read_trials(path)?;
+        let (numbered, cut_at, mut warnings) = read_numbered(path)?;
+        let mut records = Records::default();
+        for (line, trial) in numbered {
+            records.add(trial, || format!("{} line {line}", path.display()))?;
+        }
+        if records.duplicates > 0 {
+            warnings.push(format!(
+                "{} holds {} exact duplicate record(s) of trials recorded before it; \
+                 each trial counts once",
+                path.display(),
+                records.duplicates
+            ));
+        }
+        let trials = records.trials;
         if let Some(offset) = cut_at {
             let file = OpenOptions::new()
                 .write(true)
@@ -41,7 +54,7 @@ impl TrialStore {
                 .with_context(|| format!("cannot repair {}", path.display()))?;
             file.set_len(offset)?;
             file.sync_all()?;
-            if let Some(w) = warnings.last_mut() {
+            if let Some(w) = warnings.iter_mut().find(|w| w.contains("cut short")) {
                 w.push_str("; dropped it, its trial will run again");
             }
         }
@@ -88,19 +101,32 @@ impl TrialStore {
 /// appends to it): the trials, the offset of a cut-short last line if any,
 /// and warnings. A missing file is an empty store.
 pub fn read_trials(path: &Path) -> anyhow::Result<(Vec<TrialRecord>, Option<u64>, Vec<String>)> {
+    let (numbered, cut_at, warnings) = read_numbered(path)?;
+    Ok((
+        numbered.into_iter().map(|(_, t)| t).collect(),
+        cut_at,
+        warnings,
+    ))
+}
+
+/// Records with their line numbers.
+type Numbered = Vec<(usize, TrialRecord)>;
+
+/// [`read_trials`] with each record's line number.
+fn read_numbered(
+    path: &Path,
+) -> anyhow::Result<(Numbered, Option<u64>, Vec<String>)> {
     let mut trials = Vec::new();
     let mut warnings = Vec::new();
     if !path.exists() {
         return Ok((trials, None, warnings));
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut offset = 0u64;
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
     for (i, line) in lines.iter().enumerate() {
         let number = i + 1;
-        let body = line.trim_end_matches('\n');
-        if !line.ends_with('\n') {
+        if !line.ends_with(b"\n") {
             // Only the last line can lack its newline: an interrupted write.
             warnings.push(format!(
                 "{} line {number} was cut short (an interrupted write)",
@@ -108,19 +134,83 @@ pub fn read_trials(path: &Path) -> anyhow::Result<(Vec<TrialRecord>, Option<u64>
             ));
             return Ok((trials, Some(offset), warnings));
         }
+        let body = std::str::from_utf8(&line[..line.len() - 1]).map_err(|e| {
+            anyhow::anyhow!(
+                "{} line {number} is not UTF-8 text ({e}); the file was left as it is: fix \
+                 or delete that line",
+                path.display()
+            )
+        })?;
         if !body.trim().is_empty() {
-            let trial = serde_json::from_str::<TrialRecord>(body).map_err(|e| {
-                anyhow::anyhow!(
-                    "{} line {number} is not a valid trial record ({e}); \
-                     the file was left as it is: fix or delete that line",
-                    path.display()
-                )
-            })?;
-            trials.push(trial);
+            let trial = serde_json::from_str::<TrialRecord>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|t| check_record(&t).map(|()| t))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} line {number} is not a valid trial record ({e}); \
+                         the file was left as it is: fix or delete that line",
+                        path.display()
+                    )
+                })?;
+            trials.push((number, trial));
         }
         offset += line.len() as u64;
     }
     Ok((trials, None, warnings))
+}
+
+/// What no honest record holds.
+fn check_record(t: &TrialRecord) -> Result<(), String> {
+    if !(t.val_accuracy.is_nan() || (0.0..=1.0).contains(&t.val_accuracy)) {
+        return Err(format!(
+            "val_accuracy = {}: a fraction from 0 to 1",
+            t.val_accuracy
+        ));
+    }
+    if !(t.lr.is_finite() && t.lr > 0.0) {
+        return Err(format!("lr = {}: a finite number > 0", t.lr));
+    }
+    Ok(())
+}
+
+/// Records with the one rule for repeats, in every command: a record equal
+/// to one kept before ([`same_result`]) is dropped and counted; two records
+/// of one trial with different results are an error naming both.
+#[derive(Default)]
+struct Records {
+    trials: Vec<TrialRecord>,
+    duplicates: usize,
+    seen: HashMap<TrialKey, (usize, String)>,
+}
+
+impl Records {
+    fn add(&mut self, trial: TrialRecord, origin: impl Fn() -> String) -> anyhow::Result<()> {
+        match self.seen.get(&trial.key()) {
+            Some((at, first)) => {
+                let kept = &self.trials[*at];
+                if !same_result(kept, &trial) {
+                    anyhow::bail!(
+                        "conflicting records of trial {} r={} lr={:e} seed={}: {first} has \
+                         val_accuracy {} and {} has {}; the same trial must give the same \
+                         result, so one was computed with another setup: delete the wrong one",
+                        trial.method,
+                        trial.rank,
+                        trial.lr,
+                        trial.seed,
+                        kept.val_accuracy,
+                        origin(),
+                        trial.val_accuracy
+                    );
+                }
+                self.duplicates += 1;
+            }
+            None => {
+                self.seen.insert(trial.key(), (self.trials.len(), origin()));
+                self.trials.push(trial);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename.
@@ -227,40 +317,40 @@ pub struct Gathered {
 /// trial with different results are an error naming both files.
 pub fn gather(out: &Path) -> anyhow::Result<Gathered> {
     let mut gathered = Gathered::default();
-    let mut seen: HashMap<TrialKey, (usize, PathBuf)> = HashMap::new();
+    let mut records = Records::default();
     for path in record_files(out)? {
-        let (trials, _, warnings) = read_trials(&path)?;
+        let (numbered, _, warnings) = read_numbered(&path)?;
         gathered.warnings.extend(warnings);
-        gathered.files.push((path.clone(), trials.len()));
-        for trial in trials {
-            match seen.get(&trial.key()) {
-                Some((at, first)) => {
-                    let kept = &gathered.trials[*at];
-                    if !same_result(kept, &trial) {
-                        anyhow::bail!(
-                            "conflicting records of trial {} r={} lr={:e} seed={}: {} has \
-                             val_accuracy {} and {} has {}; the same trial must give the same \
-                             result, so one was computed with another setup: delete the wrong one",
-                            trial.method,
-                            trial.rank,
-                            trial.lr,
-                            trial.seed,
-                            first.display(),
-                            kept.val_accuracy,
-                            path.display(),
-                            trial.val_accuracy
-                        );
-                    }
-                    gathered.duplicates += 1;
-                }
-                None => {
-                    seen.insert(trial.key(), (gathered.trials.len(), path.clone()));
-                    gathered.trials.push(trial);
-                }
-            }
+        gathered.files.push((path.clone(), numbered.len()));
+        for (line, trial) in numbered {
+            records.add(trial, || format!("{} line {line}", path.display()))?;
         }
     }
+    gathered.trials = records.trials;
+    gathered.duplicates = records.duplicates;
     Ok(gathered)
+}
+
+/// Refuses records of another setup (a config hash other than `config`'s):
+/// every command that reads a results directory mixes no experiments.
+pub fn check_setup<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    out: &Path,
+    trials: &[TrialRecord],
+) -> anyhow::Result<()> {
+    let hash = config.results_hash();
+    let other: Vec<&TrialRecord> = trials.iter().filter(|t| t.config_hash != hash).collect();
+    if let Some(first) = other.first() {
+        anyhow::bail!(
+            "{} of {} records in {} were made with another setup (config hash {}, this \
+             config's is {hash}): use the config that made them, or another --out",
+            other.len(),
+            trials.len(),
+            out.display(),
+            first.config_hash
+        );
+    }
+    Ok(())
 }
 
 /// One `lrscape run` invocation, appended to `run_log.jsonl` when it ends:
@@ -385,4 +475,53 @@ fn read_sharpness_file(path: &Path) -> anyhow::Result<Option<SharpnessFile>> {
         )
     })?;
     Ok(Some(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(seed: u64, acc: f64) -> String {
+        serde_json::to_string(&TrialRecord::synthetic("lora", 4, 1e-3, seed, acc)).unwrap() + "\n"
+    }
+
+    #[test]
+    fn a_repeated_record_counts_once_and_a_conflicting_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trials.jsonl");
+        std::fs::write(&path, line(0, 0.5) + &line(1, 0.7) + &line(0, 0.5)).unwrap();
+        let (store, warnings) = TrialStore::open(&path).unwrap();
+        assert_eq!(store.trials().len(), 2, "the copy is not a third seed");
+        assert!(
+            warnings.iter().any(|w| w.contains("1 exact duplicate")),
+            "{warnings:?}"
+        );
+        std::fs::write(&path, line(0, 0.5) + &line(1, 0.7) + &line(0, 0.9)).unwrap();
+        let err = TrialStore::open(&path).err().unwrap().to_string();
+        assert!(err.contains("conflicting records"), "{err}");
+        assert!(
+            err.contains("line 1 has val_accuracy 0.5") && err.contains("line 3 has 0.9"),
+            "{err}"
+        );
+        // gather, as status, report and merge read, says the same.
+        let err = gather(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("line 3 has 0.9"), "{err}");
+    }
+
+    #[test]
+    fn impossible_and_unreadable_records_are_named_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trials.jsonl");
+        std::fs::write(&path, line(0, 0.5) + &line(1, 7.5)).unwrap();
+        let err = TrialStore::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("val_accuracy = 7.5"),
+            "{err}"
+        );
+        let mut bytes = line(0, 0.5).into_bytes();
+        bytes.extend_from_slice(b"{\"experiment\":\"\xff\"}\n");
+        std::fs::write(&path, bytes).unwrap();
+        let err = TrialStore::open(&path).err().unwrap().to_string();
+        assert!(err.contains("line 2 is not UTF-8"), "{err}");
+    }
 }

@@ -5,9 +5,16 @@ use crate::families::with_family;
 
 pub fn status(common: &Common) -> anyhow::Result<()> {
     let (config, out) = super::load_config(common)?;
+    if !out.is_dir() {
+        anyhow::bail!(
+            "--out {}: no such directory (nothing run there yet?)",
+            out.display()
+        );
+    }
     // trials.jsonl and the shards' files, read only (safe while jobs run).
     let gathered = sweep::store::gather(&out)?;
     super::print_warnings(&gathered.warnings);
+    with_family!(&config, config => sweep::store::check_setup(config, &out, &gathered.trials))?;
     let (table, shards) = with_family!(config, config => (
         sweep::runner::status_table(&config, &gathered.trials),
         sweep::shard::shard_status(&config, &out, &gathered.trials)?
