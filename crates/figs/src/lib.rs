@@ -306,9 +306,11 @@ pub fn normalized(curve: &CellCurve) -> Vec<f64> {
 /// `(log10(lr / best_lr), normalized accuracy)` points of a curve: every
 /// method's peak lands at 0, so curves that differ only by where their best
 /// learning rate sits overlap. The best is that of the finite accuracies
-/// (ties to the largest LR, as `records::best_of_lr`).
+/// (`records::best_lr_index`: a tie to the lowest validation loss).
 pub fn shift_aligned(curve: &CellCurve) -> Vec<(f64, f64)> {
-    let Some(best_lr) = best_index(&curve.acc).map(|i| curve.lrs[i]) else {
+    let Some(best_lr) =
+        records::best_lr_index(curve, records::Metric::Accuracy).map(|i| curve.lrs[i])
+    else {
         return Vec::new();
     };
     curve
@@ -345,6 +347,7 @@ mod tests {
             acc: acc.to_vec(),
             seeds: vec![1; lrs.len()],
             per_seed: acc.iter().map(|&a| vec![a]).collect(),
+            loss: vec![1.0; lrs.len()],
         }
     }
 

@@ -133,3 +133,64 @@ fn committed_records_carry_the_hash_of_their_config() {
         );
     }
 }
+
+/// The `| method | r = a | r = b |` tables of best accuracy @ best LR in
+/// `text`: (label, rank, quoted cell) for each filled cell.
+fn quoted_best_points(text: &str) -> Vec<(String, usize, String)> {
+    let mut out = Vec::new();
+    let mut ranks: Vec<usize> = Vec::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if cells.first() == Some(&"method") {
+            ranks = cells[1..]
+                .iter()
+                .filter_map(|c| c.strip_prefix("r = ").and_then(|r| r.parse().ok()))
+                .collect();
+            continue;
+        }
+        if !line.starts_with('|') {
+            ranks.clear();
+            continue;
+        }
+        for (cell, &rank) in cells[1..].iter().zip(&ranks) {
+            if cell.contains(" @ ") {
+                out.push((cells[0].to_string(), rank, cell.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The README's and the default study's table of best points are what the
+/// committed records give (mean over seeds at the best LR, by the code's
+/// tie rule).
+#[test]
+fn quoted_best_points_are_the_records() {
+    let text = std::fs::read_to_string(root().join("results/default/trials.jsonl")).unwrap();
+    let trials: Vec<records::TrialRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let curves = records::analysis::curves(&trials);
+    for doc in ["README.md", "docs/studies/default.md"] {
+        let quoted = quoted_best_points(&std::fs::read_to_string(root().join(doc)).unwrap());
+        assert!(quoted.len() >= 13, "{doc}: found {quoted:?}");
+        for (label, rank, cell) in quoted {
+            let curve = curves
+                .iter()
+                .find(|c| {
+                    records::method_label(&c.method) == label
+                        && (c.rank == rank || (c.method == "full" && c.rank == 0))
+                })
+                .unwrap_or_else(|| panic!("{doc}: no cell {label} r={rank}"));
+            let best = records::analysis::best_point(curve).unwrap();
+            let expected = format!("{:.3} @ {:.1e}", best.mean, best.lr);
+            assert_eq!(cell, expected, "{doc}: {label} r = {rank}");
+        }
+    }
+}

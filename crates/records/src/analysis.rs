@@ -51,8 +51,9 @@ pub fn curve_label(curve: &CellCurve) -> String {
     }
 }
 
-/// Index of the best finite value; ties go to the first (the largest LR in a
-/// curve's descending order, as `records::best_of_lr`).
+/// Index of the largest finite value; ties go to the first. A cell's best
+/// learning rate is [`best_lr_index`](crate::best_lr_index), which breaks
+/// ties by validation loss.
 pub fn best_index(values: &[f64]) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, v) in values.iter().enumerate() {
@@ -91,15 +92,10 @@ pub fn best_point(curve: &CellCurve) -> Option<BestPoint> {
     best_point_by(curve, Metric::Accuracy)
 }
 
-/// The best point of a `metric` curve (the lowest perplexity); ties go to
-/// the largest LR.
+/// The best point of a `metric` curve (the lowest perplexity), by
+/// [`best_lr_index`](crate::best_lr_index) (ties to the lowest loss).
 pub fn best_point_by(curve: &CellCurve, metric: Metric) -> Option<BestPoint> {
-    let i = if metric.higher_is_better() {
-        best_index(&curve.acc)?
-    } else {
-        let negated: Vec<f64> = curve.acc.iter().map(|v| -v).collect();
-        best_index(&negated)?
-    };
+    let i = crate::best_lr_index(curve, metric)?;
     let ci = mean_ci95(curve.per_seed.get(i)?);
     Some(BestPoint {
         kind: curve.kind.clone(),
@@ -266,20 +262,108 @@ pub fn sharpness_fit(points: &[SharpnessPoint]) -> Option<SharpnessFit> {
     })
 }
 
-/// The LRs of a cell whose mean accuracy is within `fraction` of its best
-/// (e.g. 0.95): the band in which the LR choice hardly matters. Ascending.
-pub fn lr_band(curve: &CellCurve, fraction: f64) -> Vec<f64> {
-    let Some(i) = best_index(&curve.acc) else {
+/// The LRs of a cell the seeds cannot tell from its best: those whose mean
+/// lies within the 95% CI of the best LR's mean (only exact ties with one
+/// seed). Ascending. Statements about where a method's best LR lies compare
+/// these bands, not the single best points.
+pub fn lr_band(curve: &CellCurve, metric: Metric) -> Vec<f64> {
+    let Some(best) = best_point_by(curve, metric) else {
         return Vec::new();
     };
-    let threshold = curve.acc[i] * fraction;
+    let hw = if best.half_width.is_finite() {
+        best.half_width
+    } else {
+        0.0
+    };
+    let tol = 1e-12 * best.mean.abs().max(1.0);
     let mut band: Vec<f64> = curve
         .lrs
         .iter()
         .zip(&curve.acc)
-        .filter(|(_, a)| a.is_finite() && **a >= threshold)
+        .filter(|(_, m)| {
+            m.is_finite()
+                && if metric.higher_is_better() {
+                    **m >= best.mean - hw - tol
+                } else {
+                    **m <= best.mean + hw + tol
+                }
+        })
         .map(|(lr, _)| *lr)
         .collect();
     band.sort_by(f64::total_cmp);
     band
+}
+
+/// The held-out score of a cell's LR choice: for each seed, the LR is chosen
+/// on the other seeds ([`crate::best_lr_index`] on their means) and that
+/// seed is scored there; the mean over seeds, and how many took part. The
+/// best mean itself is optimistic, as it picks the LR on the seeds it
+/// reports. `None` with fewer than two seeds.
+pub fn held_out(trials: &[TrialRecord], curve: &CellCurve, metric: Metric) -> Option<(f64, usize)> {
+    let mine: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| {
+            t.method == curve.method
+                && t.rank == curve.rank
+                && t.variant() == curve.variant
+                && (t.batch_size, t.epochs) == (curve.batch_size, curve.epochs)
+        })
+        .collect();
+    let seeds: std::collections::BTreeSet<u64> = mine.iter().map(|t| t.seed).collect();
+    if seeds.len() < 2 {
+        return None;
+    }
+    let mut scores = Vec::new();
+    for &left_out in &seeds {
+        let others: Vec<TrialRecord> = mine
+            .iter()
+            .filter(|t| t.seed != left_out)
+            .map(|t| (*t).clone())
+            .collect();
+        let Some(chosen) = curves_of(&others, metric)
+            .into_iter()
+            .next()
+            .and_then(|c| crate::best_lr_index(&c, metric).map(|i| c.lrs[i]))
+        else {
+            continue;
+        };
+        if let Some(t) = mine.iter().find(|t| t.seed == left_out && t.lr == chosen) {
+            scores.push(metric.of(t));
+        }
+    }
+    let finite: Vec<f64> = scores.iter().copied().filter(|v| v.is_finite()).collect();
+    (!finite.is_empty()).then(|| {
+        (
+            finite.iter().sum::<f64>() / finite.len() as f64,
+            finite.len(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod held_out_tests {
+    use super::*;
+
+    #[test]
+    fn held_out_scores_each_seed_where_the_others_put_the_lr() {
+        // Two LRs, three seeds: 1e-3 has the best mean (0.533 > 0.5), but
+        // each seed left out is scored where the other two put the best LR.
+        let mut trials = Vec::new();
+        for (lr, accs) in [(1e-2, [1.0, 0.0, 0.5]), (1e-3, [0.0, 1.0, 0.6])] {
+            for (seed, acc) in accs.into_iter().enumerate() {
+                trials.push(TrialRecord::synthetic("lora", 4, lr, seed as u64, acc));
+            }
+        }
+        let curve = &curves(&trials)[0];
+        assert_eq!(best_point(curve).unwrap().lr, 1e-3);
+        // Seed 0 out: the others prefer 1e-3 (0.8 vs 0.25): it scores 0.0.
+        // Seed 1 out: the others prefer 1e-2 (0.75 vs 0.3): 0.0.
+        // Seed 2 out: a tie (0.5, 0.5), equal losses: the larger LR: 0.5.
+        let (value, n) = held_out(&trials, curve, Metric::Accuracy).unwrap();
+        assert_eq!(n, 3);
+        assert!((value - 0.5 / 3.0).abs() < 1e-12, "{value}");
+        // One seed: nothing to hold out.
+        let one: Vec<_> = trials.iter().filter(|t| t.seed == 0).cloned().collect();
+        assert_eq!(held_out(&one, &curves(&one)[0], Metric::Accuracy), None);
+    }
 }

@@ -6,11 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::analysis::{BestPoint, best_point, lr_band};
+use crate::analysis::{BestPoint, best_point, held_out, lr_band};
 use crate::{CellCurve, Metric, TrialRecord};
-
-/// Fraction of the best mean accuracy that bounds the good-LR band.
-pub const BAND_FRACTION: f64 = 0.95;
 
 /// The lowest perplexity of every cell, ordered as the accuracy table.
 pub fn perplexity_rows(trials: &[TrialRecord]) -> Vec<BestPoint> {
@@ -127,21 +124,25 @@ pub struct CellSummary {
     /// Best LR (the one maximizing the mean over seeds) and the accuracy
     /// there, with its 95% CI.
     pub best: BestPoint,
-    /// LRs whose mean accuracy is within [`BAND_FRACTION`] of the best,
-    /// ascending.
+    /// LRs whose mean accuracy lies within the best's 95% CI
+    /// ([`lr_band`]), ascending.
     pub band: Vec<f64>,
+    /// The accuracy of each seed at the LR chosen on the other seeds,
+    /// averaged ([`held_out`]), and the seeds behind it.
+    pub held_out: Option<(f64, usize)>,
     /// LRs in the cell's grid.
     pub n_lrs: usize,
 }
 
 /// A row per cell with a finite accuracy, ordered by rank, then kind.
-pub fn summarize(curves: &[CellCurve]) -> Vec<CellSummary> {
+pub fn summarize(curves: &[CellCurve], trials: &[TrialRecord]) -> Vec<CellSummary> {
     let mut rows: Vec<CellSummary> = curves
         .iter()
         .filter_map(|c| {
             Some(CellSummary {
                 best: best_point(c)?,
-                band: lr_band(c, BAND_FRACTION),
+                band: lr_band(c, Metric::Accuracy),
+                held_out: held_out(trials, c, Metric::Accuracy),
                 n_lrs: c.lrs.len(),
             })
         })
@@ -308,7 +309,7 @@ pub struct BudgetBest {
     pub epochs: usize,
     pub lr: f64,
     pub acc: f64,
-    /// LRs within [`BAND_FRACTION`] of the best accuracy, ascending.
+    /// LRs within the best's 95% CI ([`lr_band`]), ascending.
     pub band: Vec<f64>,
 }
 

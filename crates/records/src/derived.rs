@@ -30,6 +30,9 @@ pub struct CellCurve {
     pub seeds: Vec<usize>,
     /// The metric of each seed, per learning rate.
     pub per_seed: Vec<Vec<f64>>,
+    /// Mean validation loss over the finite seeds, per learning rate: what
+    /// breaks a tie of means ([`best_lr_index`]).
+    pub loss: Vec<f64>,
 }
 
 impl CellCurve {
@@ -91,7 +94,7 @@ pub fn cell_curves_of(trials: &[TrialRecord], metric: Metric) -> Vec<CellCurve> 
     }
     // (kind, method, rank, variant, batch size, epochs) -> lr bits -> accuracies
     type Cell = (String, String, usize, String, usize, usize);
-    let mut cells: BTreeMap<Cell, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    let mut cells: BTreeMap<Cell, BTreeMap<u64, Vec<(f64, f64)>>> = BTreeMap::new();
     for t in trials {
         let v = t.variant();
         let mut suffix = Vec::new();
@@ -111,15 +114,31 @@ pub fn cell_curves_of(trials: &[TrialRecord], metric: Metric) -> Vec<CellCurve> 
             .or_default()
             .entry(t.lr.to_bits())
             .or_default()
-            .push(metric.of(t));
+            .push((metric.of(t), t.val_loss));
     }
     cells
         .into_iter()
         .map(
             |((kind, method, rank, variant, batch_size, epochs), by_lr)| {
-                let mut points: Vec<(f64, Vec<f64>)> = by_lr
+                let mut points: Vec<(f64, Vec<f64>, f64)> = by_lr
                     .into_iter()
-                    .map(|(bits, accs)| (f64::from_bits(bits), accs))
+                    .map(|(bits, seeds)| {
+                        let losses: Vec<f64> = seeds
+                            .iter()
+                            .map(|s| s.1)
+                            .filter(|l| l.is_finite())
+                            .collect();
+                        let loss = if losses.is_empty() {
+                            f64::NAN
+                        } else {
+                            losses.iter().sum::<f64>() / losses.len() as f64
+                        };
+                        (
+                            f64::from_bits(bits),
+                            seeds.into_iter().map(|s| s.0).collect(),
+                            loss,
+                        )
+                    })
                     .collect();
                 points.sort_by(|a, b| b.0.total_cmp(&a.0));
                 CellCurve {
@@ -135,6 +154,7 @@ pub fn cell_curves_of(trials: &[TrialRecord], metric: Metric) -> Vec<CellCurve> 
                         .map(|p| p.1.iter().sum::<f64>() / p.1.len() as f64)
                         .collect(),
                     seeds: points.iter().map(|p| p.1.len()).collect(),
+                    loss: points.iter().map(|p| p.2).collect(),
                     per_seed: points.into_iter().map(|p| p.1).collect(),
                 }
             },
@@ -150,13 +170,30 @@ pub fn best_of_lr(curve: &CellCurve) -> Option<(f64, f64)> {
 }
 
 /// The best finite value of a `metric` curve (the highest accuracy, the
-/// lowest perplexity) and its learning rate; ties go to the largest LR.
+/// lowest perplexity) and its learning rate, by [`best_lr_index`].
 pub fn best_of_lr_by(curve: &CellCurve, metric: Metric) -> Option<(f64, f64)> {
-    let mut best: Option<(f64, f64)> = None;
-    for (&lr, &value) in curve.lrs.iter().zip(&curve.acc) {
-        let usable = metric == Metric::Accuracy || value.is_finite();
-        if usable && best.is_none_or(|(b, _)| metric.better(value, b)) {
-            best = Some((value, lr));
+    best_lr_index(curve, metric).map(|i| (curve.acc[i], curve.lrs[i]))
+}
+
+/// The index of a cell's best learning rate: the best finite mean of the
+/// metric; means equal to within 1e-12 (a tie, common where several LRs all
+/// score 100%) go to the lowest mean validation loss, then to the largest LR.
+pub fn best_lr_index(curve: &CellCurve, metric: Metric) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &value) in curve.acc.iter().enumerate() {
+        if !value.is_finite() {
+            continue;
+        }
+        let Some(b) = best else {
+            best = Some(i);
+            continue;
+        };
+        let kept = curve.acc[b];
+        let tie = (value - kept).abs() <= 1e-12 * value.abs().max(kept.abs()).max(1.0);
+        let loss = |j: usize| curve.loss.get(j).copied().unwrap_or(f64::NAN);
+        let lower_loss = loss(i) < loss(b) || (loss(b).is_nan() && !loss(i).is_nan());
+        if (!tie && metric.better(value, kept)) || (tie && lower_loss) {
+            best = Some(i);
         }
     }
     best
@@ -293,11 +330,40 @@ mod tests {
         assert!((c.acc[1] - want).abs() < 1e-12);
         assert!(c.acc[0].is_nan());
         assert_eq!(best_of_lr_by(c, Metric::Perplexity), Some((c.acc[1], 1e-3)));
-        // Accuracy keeps the notebook's argmax over the same cell.
+        // Every accuracy is 0.5, a tie: the lowest finite mean loss decides.
         assert_eq!(
             best_of_lr(&cell_curves(&trials)[0]).map(|b| b.1),
-            Some(1e-2)
+            Some(1e-3)
         );
         assert!(Metric::Perplexity.better(2.0, 3.0) && Metric::Accuracy.better(3.0, 2.0));
+    }
+
+    #[test]
+    fn a_tie_of_means_goes_to_the_lowest_validation_loss_not_the_largest_lr() {
+        // Full fine-tuning scores 1.0 at three LRs; the middle one has the
+        // lowest loss. 1e-4 scores less, with a lower loss still.
+        let mut trials = Vec::new();
+        for (lr, acc, loss) in [
+            (1e-2, 1.0, 0.30),
+            (3e-3, 1.0, 0.05),
+            (1e-3, 1.0, 0.10),
+            (1e-4, 0.9, 0.01),
+        ] {
+            for seed in 0..3 {
+                let mut t = TrialRecord::synthetic("full", 0, lr, seed, acc);
+                t.val_loss = loss;
+                trials.push(t);
+            }
+        }
+        let curve = &cell_curves(&trials)[0];
+        assert_eq!(best_lr_index(curve, Metric::Accuracy), Some(1));
+        assert_eq!(best_of_lr(curve), Some((1.0, 3e-3)));
+        // Without losses to tell them apart, the first (largest) LR.
+        let mut blind = curve.clone();
+        blind.loss = vec![f64::NAN; 4];
+        assert_eq!(best_lr_index(&blind, Metric::Accuracy), Some(0));
+        // A strictly better mean wins whatever its loss.
+        blind.acc[3] = 1.0 + 1e-9;
+        assert_eq!(best_lr_index(&blind, Metric::Accuracy), Some(3));
     }
 }

@@ -11,8 +11,8 @@ pub mod analysis;
 pub mod compare;
 mod derived;
 pub use derived::{
-    CellCurve, LrSweepEntry, Metric, RankEntry, RankLrEntry, best_of_lr, best_of_lr_by,
-    cell_curves, cell_curves_of, lr_sweep_results, rank_x_lr_results, trials_csv,
+    CellCurve, LrSweepEntry, Metric, RankEntry, RankLrEntry, best_lr_index, best_of_lr,
+    best_of_lr_by, cell_curves, cell_curves_of, lr_sweep_results, rank_x_lr_results, trials_csv,
 };
 pub mod sharpness;
 mod stats;

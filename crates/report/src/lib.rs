@@ -112,6 +112,8 @@ pub fn write_report<M: ModelConfig>(
             config.name
         ));
     }
+    // The seed-format JSON and trials.csv, from the same records.
+    sweep::store::write_derived(config, out, &trials)?;
     let options = FigureOptions::new(out.to_path_buf(), config.grid.parity_rank);
     let mut figures = draw_figures(&trials, &options)
         .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;

@@ -113,9 +113,7 @@ pub fn read_trials(path: &Path) -> anyhow::Result<(Vec<TrialRecord>, Option<u64>
 type Numbered = Vec<(usize, TrialRecord)>;
 
 /// [`read_trials`] with each record's line number.
-fn read_numbered(
-    path: &Path,
-) -> anyhow::Result<(Numbered, Option<u64>, Vec<String>)> {
+fn read_numbered(path: &Path) -> anyhow::Result<(Numbered, Option<u64>, Vec<String>)> {
     let mut trials = Vec::new();
     let mut warnings = Vec::new();
     if !path.exists() {
