@@ -67,6 +67,26 @@ pub fn ci() -> anyhow::Result<()> {
     cuda.env("DOCS_RS", "1");
     cuda.env("CARGO_TARGET_DIR", target_dir().join("cuda-check"));
     run(cuda)?;
+    // The bench's PyTorch reference step, where python3 imports torch.
+    let has_torch = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_torch {
+        let mut reference = cargo();
+        reference.args(["test", "--package", "lrscape", "--test", "bench"]);
+        reference.args([
+            "--",
+            "--ignored",
+            "pytorch_reference_runs_when_torch_is_there",
+        ]);
+        run(reference)?;
+    } else {
+        eprintln!(
+            "ci: python3 has no torch, so the bench's PyTorch reference test is skipped \
+             (pip install torch adds it)"
+        );
+    }
     // libtorch (burn-tch) only where PyTorch 2.9.0 is installed, the
     // one version tch 0.22 builds against; a build of its own.
     match torch_2_9_lib()? {

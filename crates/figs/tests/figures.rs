@@ -58,13 +58,15 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-/// Best (mean, half-width, lr) of a cell, recomputed by hand.
+/// Best (mean, half-width, lr) of a cell, recomputed by hand. Every trial
+/// here has the same validation loss, so a tie of means goes to the
+/// largest LR, as the code's rule (lowest loss, then largest LR) does.
 fn best_by_hand(trials: &[TrialRecord], method: &str, rank: usize) -> (f64, f64, f64) {
     let mut best = (f64::NEG_INFINITY, 0.0, 0.0);
     for lr in LRS {
         let a = accs(trials, method, rank, lr);
         let m = mean(&a);
-        if m > best.0 {
+        if m >= best.0 {
             let sd = (a.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (a.len() - 1) as f64).sqrt();
             best = (m, T2 * sd / (a.len() as f64).sqrt(), lr);
         }

@@ -561,7 +561,11 @@ fn bad_flags_name_the_flag_and_what_is_allowed() {
     );
 }
 
+/// Needs `python3` with torch: `cargo xtask ci` runs it where torch
+/// imports and says so where it does not (a test that returned early
+/// without torch would pass without testing anything).
 #[test]
+#[ignore = "needs python3 with torch; cargo xtask ci runs it where torch imports"]
 fn pytorch_reference_runs_when_torch_is_there() {
     let config = quick();
     let settings = Settings {
@@ -579,10 +583,6 @@ fn pytorch_reference_runs_when_torch_is_there() {
         &[1],
         TorchDevice::Cpu,
     );
-    if torch.status == "torch not installed" {
-        eprintln!("torch not installed: the reference script is not exercised");
-        return;
-    }
     assert_eq!(torch.status, "ok", "{torch:?}");
     let modes: Vec<&str> = torch.timings.iter().map(|t| t.mode.as_str()).collect();
     assert_eq!(modes, ["lora", "lora_weight_space", "full"]);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, Param};
+use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use nn::{Adaptable, LinearSite, ModuleId, PopulationModel, member_cross_entropy};
@@ -187,24 +187,46 @@ fn check(method_name: &str, method: Method) {
 
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     // Gradients themselves (DoRA: with the column norm detached, as PEFT).
-    if method != Method::Pissa {
-        for (name, f) in &g.grads {
-            let (layer, kind) = site(name);
-            let l = block_layer(&model.blocks[layer], kind);
-            let ga: Tensor<3> = grads.get(l.a.id).expect("A has a gradient");
-            let gb: Tensor<3> = grads.get(l.b.id).expect("B has a gradient");
-            let ga = host(ga.reshape([f.a.shape[1], f.a.shape[0]]).transpose());
-            let gb = host(gb.reshape([f.b.shape[1], f.b.shape[0]]).transpose());
-            assert_close(&ga, &f.a.data, 1e-5, &format!("{name} dL/dA"));
-            assert_close(&gb, &f.b.data, 1e-5, &format!("{name} dL/dB"));
-            if let (Some(m), Some(ours)) = (&f.m, &l.magnitude) {
-                let gm: Tensor<2> = grads.get(ours.id).expect("m has a gradient");
-                assert_close(&host(gm), &m.data, 1e-5, &format!("{name} dL/dm"));
+    // PiSSA's factors are PEFT's up to the sign of each singular pair (row i
+    // of A with column i of B): its gradients flip with them.
+    for (name, f) in &g.grads {
+        let (layer, kind) = site(name);
+        let l = block_layer(&model.blocks[layer], kind);
+        let ga: Tensor<3> = grads.get(l.a.id).expect("A has a gradient");
+        let gb: Tensor<3> = grads.get(l.b.id).expect("B has a gradient");
+        let (r, d_in, d_out) = (f.a.shape[0], f.a.shape[1], f.b.shape[0]);
+        let mut ga = host(ga.reshape([d_in, r]).transpose());
+        let mut gb = host(gb.reshape([r, d_out]).transpose());
+        if method == Method::Pissa {
+            let ours_a = host(l.a.val().reshape([d_in, r]).transpose());
+            let peft_a = &g.factors[name].a.data;
+            for i in 0..r {
+                let row = i * d_in..(i + 1) * d_in;
+                let dot: f32 = ours_a[row.clone()]
+                    .iter()
+                    .zip(&peft_a[row.clone()])
+                    .map(|(x, y)| x * y)
+                    .sum();
+                assert!(
+                    dot.abs() > 1e-3,
+                    "{name}: pair {i} is not PEFT's up to sign"
+                );
+                let sign = dot.signum();
+                ga[row].iter_mut().for_each(|v| *v *= sign);
+                (0..d_out).for_each(|o| gb[o * r + i] *= sign);
             }
         }
+        assert_close(&ga, &f.a.data, 1e-5, &format!("{name} dL/dA"));
+        assert_close(&gb, &f.b.data, 1e-5, &format!("{name} dL/dB"));
+        if let (Some(m), Some(ours)) = (&f.m, &l.magnitude) {
+            let gm: Tensor<2> = grads.get(ours.id).expect("m has a gradient");
+            assert_close(&host(gm), &m.data, 1e-5, &format!("{name} dL/dm"));
+        }
     }
-    let adamw = sweep_free_adamw(golden.lr);
-    let model = adamw(model, grads, &device);
+    // lrscape's own optimizer (PyTorch's AdamW defaults, no weight decay).
+    let mut adamw =
+        train::PopulationAdamW::new(train::AdamWConfig::default(), &[golden.lr], &device);
+    let model = adamw.step(model, grads);
     for (name, f) in &g.after_step {
         let (layer, kind) = site(name);
         let block = &model.blocks[layer];
@@ -248,39 +270,6 @@ fn check(method_name: &str, method: Method) {
 
 fn block_layer(block: &peft::BlockAdapters, kind: ModuleId) -> &peft::LoraLayer {
     block.get(kind).expect("adapted")
-}
-
-/// One AdamW step (PyTorch's defaults, no weight decay). Written out here so
-/// that this crate's tests do not depend on the trainer crate above it.
-fn sweep_free_adamw(
-    lr: f64,
-) -> impl Fn(PeftModel<Tinyformer>, GradientsParams, &Device) -> PeftModel<Tinyformer> {
-    move |model, grads, _device| {
-        use burn::module::ModuleMapper;
-        struct Step<'a> {
-            grads: &'a mut GradientsParams,
-            lr: f64,
-        }
-        impl ModuleMapper for Step<'_> {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let Some(g) = self.grads.remove::<D>(param.id) else {
-                    return param;
-                };
-                let lr = self.lr;
-                param.map(|theta| {
-                    // First step: m̂ = g, v̂ = g², update = lr·g/(|g| + eps).
-                    let g = g.inner();
-                    let step = g.clone().div(g.abs().add_scalar(1e-8)).mul_scalar(lr);
-                    Tensor::from_inner(theta.inner() - step).require_grad()
-                })
-            }
-        }
-        let mut grads = grads;
-        model.map(&mut Step {
-            grads: &mut grads,
-            lr,
-        })
-    }
 }
 
 #[test]

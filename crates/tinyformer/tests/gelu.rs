@@ -50,6 +50,11 @@ fn assert_within(
     bound: impl Fn(f32) -> f64,
 ) -> (f64, f32) {
     let rel = 4.0 * f32::EPSILON as f64;
+    assert_eq!(
+        (got.len(), want.len()),
+        (x.len(), x.len()),
+        "{what}: one value per point"
+    );
     let mut worst = (f64::NEG_INFINITY, 0.0);
     for (i, (&x, (&g, &w))) in x.iter().zip(got.iter().zip(want)).enumerate() {
         let err = ((g as f64) - w).abs();

@@ -117,6 +117,7 @@ fn two_steps_match_pytorch_adamw() {
         let state = model.valid().to_torch_state().unwrap();
         for (name, want) in &step.state_after {
             let got = &state[name];
+            assert_eq!(got.data.len(), want.data.len(), "step {s} {name}: size");
             let worst = got
                 .data
                 .iter()
