@@ -69,10 +69,11 @@ fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageMod
     );
     let rows = perplexity_rows(&input.trials);
     let acc = curves(&input.trials);
+    let ppl = records::analysis::curves_of(&input.trials, Metric::Perplexity);
     md.push_str(
-        "| Method | Rank | Best perplexity | Above the floor | Seeds | Best LR | Next-token accuracy there, % |\n",
+        "| Method | Rank | Best perplexity | Above the floor | Seeds | Best LR | LR band (within the CI) | Next-token accuracy there, % |\n",
     );
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---|---:|\n");
     for b in &rows {
         let at_lr = acc
             .iter()
@@ -84,15 +85,30 @@ fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageMod
         } else {
             format!("{:.3} (1 seed)", b.mean)
         };
+        let band = ppl
+            .iter()
+            .find(|c| c.kind == b.kind && c.rank == b.rank)
+            .map_or_else(
+                || "n/a".to_string(),
+                |c| {
+                    band_text(&CellSummary {
+                        best: b.clone(),
+                        band: records::analysis::lr_band(c, Metric::Perplexity),
+                        held_out: None,
+                        n_lrs: c.lrs.len(),
+                    })
+                },
+            );
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:+.1}% | {} | {} | {} |",
+            "| {} | {} | {} | {:+.1}% | {} | {} | {} | {} |",
             cell(&b.label),
             rank_name(b.rank),
             ci,
             (b.mean / lm.floor_perplexity - 1.0) * 100.0,
             b.n,
             fmt_lr(b.lr),
+            band,
             pct(at_lr)
         );
     }

@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 /// The config `cargo xtask reproduce` and `lrscape` use when none is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/default.toml");
 
+/// More training threads than any machine lrscape runs on has cores.
+pub const MAX_THREADS: usize = 1024;
+
 /// The first value of `values` seen before.
 fn first_repeat<T: Ord + Clone>(values: impl IntoIterator<Item = T>) -> Option<T> {
     let mut seen = std::collections::BTreeSet::new();
@@ -722,6 +725,22 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             ));
         }
         f.lrs.values()?;
+        self.validate_grid()?;
+        if self.run.max_population == 0 {
+            return Err(bad("run.max_population", 0, "at least 1"));
+        }
+        if self.run.threads > MAX_THREADS {
+            return Err(bad(
+                "run.threads",
+                self.run.threads,
+                format!("0 (every core) or at most {MAX_THREADS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The grid's axes: present, distinct, in range for the model.
+    fn validate_grid(&self) -> Result<(), ConfigError> {
         let g = &self.grid;
         if g.methods.is_empty() {
             return Err(bad("grid.methods", "[]", "at least one method"));
@@ -778,9 +797,6 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                         other => bad("grid", cell.method.name(), other.to_string()),
                     })?;
             }
-        }
-        if self.run.max_population == 0 {
-            return Err(bad("run.max_population", 0, "at least 1"));
         }
         Ok(())
     }
@@ -1145,6 +1161,19 @@ mod tests {
                 "{err:?} should start with {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_thread_count_no_machine_has_is_refused() {
+        let mut config = quick();
+        config.run.threads = usize::MAX;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("run.threads") && err.contains("at most 1024"),
+            "{err}"
+        );
+        config.run.threads = MAX_THREADS;
+        assert!(config.validate().is_ok());
     }
 
     #[test]
