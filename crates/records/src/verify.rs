@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::analysis::{BestPoint, best_point_by, curves_of};
+use crate::analysis::{BestPoint, best_point_by, curves_of, lr_band};
 use crate::{CellCurve, Metric, TrialRecord};
 
 /// How far a run may sit from its reference and still reproduce it.
@@ -119,24 +119,6 @@ fn position(lrs: &[f64], lr: f64) -> Option<usize> {
         .position(|&x| (x - lr).abs() <= 1e-9 * lr.abs().max(x.abs()))
 }
 
-/// The reference's LRs whose mean lies within its best's 95% CI.
-fn ci_band(curve: &CellCurve, best: &BestPoint, metric: Metric) -> Vec<f64> {
-    curve
-        .lrs
-        .iter()
-        .zip(&curve.acc)
-        .filter(|(_, m)| {
-            m.is_finite()
-                && if metric.higher_is_better() {
-                    **m >= best.mean - best.half_width
-                } else {
-                    **m <= best.mean + best.half_width
-                }
-        })
-        .map(|(lr, _)| *lr)
-        .collect()
-}
-
 /// Judges `run` against `reference`, cell by cell (every cell of the
 /// reference; cells only the run has are not judged).
 pub fn verify(
@@ -176,7 +158,7 @@ pub fn verify(
                     .zip(position(&grid, b.lr))
                     .map(|(i, j)| i.abs_diff(j));
                 lr_steps = steps;
-                lr_in_band = position(&ci_band(&ref_curve, r, metric), b.lr).is_some();
+                lr_in_band = position(&lr_band(&ref_curve, metric), b.lr).is_some();
                 if !lr_in_band && steps.is_none_or(|s| s > tolerance.lr_steps) {
                     problems.push(format!(
                         "best LR {:.2e}, the reference's {:.2e} ({} grid steps apart)",

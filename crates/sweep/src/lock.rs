@@ -107,27 +107,12 @@ pub(crate) fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// `2026-12-07 02:40:11 UTC`.
+/// `2026-12-07 02:40 UTC`.
 fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
+    records::utc_date(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     )
 }
 
@@ -167,12 +152,5 @@ mod tests {
                 .unwrap()
                 .starts_with("lrscape merge: pid")
         );
-    }
-
-    #[test]
-    fn the_date_is_a_utc_calendar_date() {
-        let now = utc_now();
-        assert_eq!(now.len(), "2026-12-07 02:40:11 UTC".len(), "{now}");
-        assert!(now.starts_with("20") && now.ends_with(" UTC"), "{now}");
     }
 }
