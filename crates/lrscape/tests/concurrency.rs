@@ -87,6 +87,14 @@ fn a_second_writer_is_refused_while_a_run_holds_the_directory() {
     let again = lrscape(&out, &["run"]).output().unwrap();
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 trials trained"));
+    // With nothing left to train, no base is pre-trained (or even loaded).
+    std::fs::remove_dir_all(out.join("base")).unwrap();
+    let finished = lrscape(&out, &["run"]).output().unwrap();
+    assert!(finished.status.success(), "{}", stderr(&finished));
+    assert!(
+        !out.join("base").exists(),
+        "pre-trained a base it did not use"
+    );
 }
 
 #[test]

@@ -181,7 +181,6 @@ fn run_cells<M: ModelConfig>(
     let mut warnings = Vec::new();
     // The run holds its lock (a shard's, or the directory's) to the end.
     let (_lock, mut store, elsewhere_done) = open_records(config, opts, events, &mut warnings)?;
-    let base = base_for(config, opts, events, &mut warnings)?;
     let (train, val) = finetune_data(config)?;
     let lrs = config.finetune.lrs.values()?;
     let cells = plan(config, opts.shard)?.cells;
@@ -198,6 +197,12 @@ fn run_cells<M: ModelConfig>(
         warn(events, &mut warnings, w.to_string());
     }
     let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
+    // The base only when there is something to train on it.
+    let base = if left.trials > 0 {
+        Some(base_for(config, opts, events, &mut warnings)?)
+    } else {
+        None
+    };
     if left.trials > 0 {
         let total = cells.len() * lrs.len() * config.grid.seeds.len();
         events.note(
@@ -244,11 +249,14 @@ fn run_cells<M: ModelConfig>(
                 group.iter().map(|c| c.len()).sum::<usize>(),
                 (steps_per_member * group.len()) as u64,
             );
+            let base = base
+                .as_ref()
+                .context("a population to train, but no trial was left to train")?;
             let job = |members| PopulationJob {
                 config,
                 cell,
                 members,
-                base: &base,
+                base,
                 train: &train,
                 val: &val,
                 schedule,
