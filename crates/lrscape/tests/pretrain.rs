@@ -178,7 +178,19 @@ fn a_diverged_pretraining_is_an_error_and_never_cached() {
 
 #[test]
 fn bad_input_gets_one_clear_error() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "slurm",
+                "--config",
+                "configs/quick.toml",
+                "--shards",
+                "100",
+                "--out",
+                "/tmp/lrscape-slurm-never-written",
+            ],
+            "--shards 100: at most 7, the cells of quick",
+        ),
         (
             &["pretrain", "--config", "configs/missing.toml"],
             "cannot read config configs/missing.toml",
@@ -215,6 +227,7 @@ fn bad_input_gets_one_clear_error() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
+    assert!(!std::path::Path::new("/tmp/lrscape-slurm-never-written").exists());
 }
 
 #[test]

@@ -9,6 +9,15 @@ use crate::args::SlurmArgs;
 
 pub fn slurm(flags: SlurmArgs) -> anyhow::Result<()> {
     let loaded = AnyConfig::from_toml_file(&flags.config)?;
+    let cells = with_family!(&loaded, config => config.cells().len());
+    if flags.shards > cells {
+        anyhow::bail!(
+            "--shards {}: at most {cells}, the cells of {} (a shard without a cell would \
+             only wait in the queue)",
+            flags.shards,
+            loaded.name()
+        );
+    }
     // Every script names files by absolute path: it runs from any directory
     // on any node.
     let config = std::fs::canonicalize(&flags.config)
