@@ -324,7 +324,8 @@ fn open_records<M: ModelConfig>(
             let lock = Lock::acquire(&opts.out.join(crate::layout::LOCK), "lrscape run")?;
             if let Some((shard, holder)) = crate::shard::running_shards(&opts.out)?.first() {
                 anyhow::bail!(
-                    "shard {shard} is running in {} ({holder}): a plain run beside it would                      train its trials too; wait for the shards, then `lrscape merge`",
+                    "shard {shard} is running in {} ({holder}): a plain run beside it would \
+                     train its trials too; wait for the shards, then `lrscape merge`",
                     opts.out.display()
                 );
             }

@@ -86,17 +86,20 @@ pub(crate) fn running_shards(out: &Path) -> anyhow::Result<Vec<(Shard, String)>>
 /// it, or while a plain run writes `trials.jsonl` there (it would train the
 /// shard's trials too).
 pub fn acquire_lock(out: &Path, shard: Shard) -> anyhow::Result<Lock> {
+    // Own lock first, then the check: a plain run takes its lock, then
+    // checks the shards', so one of the two always sees the other.
+    let lock = Lock::acquire(
+        &out.join(shard.lock_file()),
+        &format!("lrscape run --shard {shard}"),
+    )
+    .map_err(|e| anyhow::anyhow!("shard {shard} is already running: {e:#}"))?;
     if let Some(holder) = crate::lock::holder(&out.join(crate::layout::LOCK)) {
         anyhow::bail!(
             "{} is being written by {holder}: a shard beside it would train the same trials",
             out.display()
         );
     }
-    Lock::acquire(
-        &out.join(shard.lock_file()),
-        &format!("lrscape run --shard {shard}"),
-    )
-    .map_err(|e| anyhow::anyhow!("shard {shard} is already running: {e:#}"))
+    Ok(lock)
 }
 
 /// The grid's trial keys, per cell of `config.cells()`, in the order a
