@@ -40,6 +40,14 @@ impl AnyConfig {
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
+    /// The config `--config` names, or the embedded default without one.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        match path {
+            Some(path) => Self::from_toml_file(path),
+            None => Self::embedded_default(),
+        }
+    }
+
     /// The embedded `configs/default.toml`.
     pub fn embedded_default() -> anyhow::Result<Self> {
         Self::from_toml_str(

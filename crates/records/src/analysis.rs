@@ -300,15 +300,7 @@ pub fn lr_band(curve: &CellCurve, metric: Metric) -> Vec<f64> {
 /// best mean itself is optimistic, as it picks the LR on the seeds it
 /// reports. `None` with fewer than two seeds.
 pub fn held_out(trials: &[TrialRecord], curve: &CellCurve, metric: Metric) -> Option<(f64, usize)> {
-    let mine: Vec<&TrialRecord> = trials
-        .iter()
-        .filter(|t| {
-            t.method == curve.method
-                && t.rank == curve.rank
-                && t.variant() == curve.variant
-                && (t.batch_size, t.epochs) == (curve.batch_size, curve.epochs)
-        })
-        .collect();
+    let mine: Vec<&TrialRecord> = trials.iter().filter(|t| curve.holds(t)).collect();
     let seeds: std::collections::BTreeSet<u64> = mine.iter().map(|t| t.seed).collect();
     if seeds.len() < 2 {
         return None;

@@ -36,6 +36,14 @@ pub struct CellCurve {
 }
 
 impl CellCurve {
+    /// Whether `trial` is one of this cell's (method, rank, variant, budget).
+    pub fn holds(&self, trial: &TrialRecord) -> bool {
+        trial.method == self.method
+            && trial.rank == self.rank
+            && (trial.batch_size, trial.epochs) == (self.batch_size, self.epochs)
+            && trial.variant() == self.variant
+    }
+
     /// `bs64/ep3`.
     pub fn budget(&self) -> String {
         crate::budget_label(self.batch_size, self.epochs)

@@ -23,22 +23,24 @@ impl Tolerance {
         value: 0.01,
     };
 
-    /// The difference allowed around `reference`.
-    fn allowed(&self, metric: Metric, reference: &BestPoint) -> f64 {
-        let floor = match metric {
+    /// The difference [`value`](Self::value) allows around `reference`.
+    fn around(&self, metric: Metric, reference: f64) -> f64 {
+        match metric {
             Metric::Accuracy => self.value,
-            Metric::Perplexity => self.value * reference.mean.abs(),
-        };
-        floor.max(reference.half_width)
+            Metric::Perplexity => self.value * reference.abs(),
+        }
+    }
+
+    /// The difference allowed around a reference's best point.
+    fn allowed(&self, metric: Metric, reference: &BestPoint) -> f64 {
+        self.around(metric, reference.mean)
+            .max(reference.half_width)
     }
 
     /// Whether two trials' values agree.
     fn agree(&self, metric: Metric, run: f64, reference: f64) -> bool {
-        let allowed = match metric {
-            Metric::Accuracy => self.value,
-            Metric::Perplexity => self.value * reference.abs(),
-        };
-        (run - reference).abs() <= allowed || (run.is_nan() && reference.is_nan())
+        (run - reference).abs() <= self.around(metric, reference)
+            || (run.is_nan() && reference.is_nan())
     }
 }
 
@@ -178,15 +180,7 @@ pub fn verify(
             }
         }
         let (mut shared, mut agreeing) = (0, 0);
-        for t in reference.iter().filter(|t| {
-            (
-                t.method.clone(),
-                t.rank,
-                t.variant(),
-                t.batch_size,
-                t.epochs,
-            ) == key
-        }) {
+        for t in reference.iter().filter(|t| ref_curve.holds(t)) {
             if let Some(r) = run_trials.get(&t.key()) {
                 shared += 1;
                 if tolerance.agree(metric, metric.of(r), metric.of(t)) {

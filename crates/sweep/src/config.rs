@@ -971,7 +971,12 @@ mod family {
     /// pick the type a config is parsed as.
     pub fn of_toml(text: &str) -> Result<String, String> {
         let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        match table.get("model").and_then(|m| m.get("family")) {
+        name(table.get("model").and_then(|m| m.get("family")))
+    }
+
+    /// The family a `family` value names: absent, the default one.
+    fn name(value: Option<&toml::Value>) -> Result<String, String> {
+        match value {
             None => Ok(super::DEFAULT_FAMILY.to_string()),
             Some(toml::Value::String(name)) => Ok(name.clone()),
             Some(other) => Err(format!(
@@ -1002,15 +1007,7 @@ mod family {
         d: D,
     ) -> Result<M, D::Error> {
         let mut table = toml::Table::deserialize(d)?;
-        let family = match table.remove("family") {
-            None => super::DEFAULT_FAMILY.to_string(),
-            Some(toml::Value::String(name)) => name,
-            Some(other) => {
-                return Err(D::Error::custom(format!(
-                    "model.family = {other}: a string"
-                )));
-            }
-        };
+        let family = name(table.remove("family").as_ref()).map_err(D::Error::custom)?;
         if family != M::FAMILY {
             return Err(D::Error::custom(format!(
                 "model.family = {family:?}, but this config is read as a {:?} config",

@@ -48,10 +48,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 /// The config `--config` names (the embedded default without one) and the
 /// output directory (`results/<name>` without `--out`).
 fn load_config(common: &Common) -> anyhow::Result<(AnyConfig, PathBuf)> {
-    let config = match &common.config {
-        Some(path) => AnyConfig::from_toml_file(path)?,
-        None => AnyConfig::embedded_default()?,
-    };
+    let config = AnyConfig::load(common.config.as_deref())?;
     let out = common
         .out
         .clone()

@@ -15,10 +15,7 @@ use crate::families::{AnyConfig, with_family};
 const REFERENCE_FILES: [&str; 2] = [sweep::layout::TRIALS, sweep::layout::RUN_LOG];
 
 pub fn reproduce(args: &ReproduceArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => AnyConfig::from_toml_file(path)?,
-        None => AnyConfig::embedded_default()?,
-    };
+    let config = AnyConfig::load(args.config.as_deref())?;
     let name = config.name().to_string();
     let out = args
         .out
