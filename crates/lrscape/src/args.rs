@@ -8,12 +8,23 @@ use clap::{Parser, Subcommand};
 use sweep::ExperimentConfig;
 
 #[derive(Parser)]
-#[command(name = "lrscape", version, about)]
+#[command(
+    name = "lrscape",
+    version,
+    about = "Learning-rate × rank studies of LoRA-family adapters: every learning rate \
+             and seed of a cell trains as one population on a shared frozen base.",
+    after_help = "Examples:\n  \
+        lrscape reproduce                                  the default study, checked against results/default\n  \
+        lrscape run --config configs/quick.toml --out runs/quick\n  \
+        lrscape status --config configs/quick.toml --out runs/quick\n  \
+        lrscape report --config configs/quick.toml --out runs/quick"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Where a command reads its study: the config and the results directory.
 #[derive(clap::Args)]
 pub struct Common {
     /// Experiment config (TOML); the embedded configs/default.toml if omitted.
@@ -22,27 +33,76 @@ pub struct Common {
     /// Output directory; results/<experiment name> if omitted.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Where a command computes (only the commands that train or evaluate).
+#[derive(Debug, clap::Args)]
+pub struct DeviceArg {
     /// Backend and device: flex, ndarray, wgpu[:cpu|:N], vulkan, metal, cuda[:N], tch
     /// (only those compiled in; see `--features`).
     #[arg(long, default_value_t = backends::default_device_name().to_string())]
     pub device: String,
 }
 
+/// Command-line overrides of the grid's axes (`run`, `sharpness`).
+#[derive(clap::Args, Default)]
+pub struct GridOverrides {
+    /// Override grid.methods (comma-separated): lora, rslora, init_ab, dora,
+    /// pissa, milora, full, dora_seed, pissa_seed, milora_seed.
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
+    /// Override grid.ranks (comma-separated); grid.parity_rank becomes the
+    /// largest of them unless it is among them.
+    #[arg(long, value_delimiter = ',')]
+    ranks: Option<Vec<usize>>,
+    /// Override grid.seeds (comma-separated; one member per LR and seed).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+}
+
+impl GridOverrides {
+    fn apply(&self, grid: &mut sweep::config::GridConfig) -> anyhow::Result<()> {
+        if let Some(methods) = &self.methods {
+            grid.methods = parse_methods(methods)?;
+        }
+        if let Some(ranks) = &self.ranks {
+            grid.ranks = ranks.clone();
+            if !ranks.contains(&grid.parity_rank)
+                && let Some(&largest) = ranks.iter().max()
+            {
+                grid.parity_rank = largest;
+            }
+        }
+        if let Some(seeds) = &self.seeds {
+            grid.seeds = seeds.clone();
+        }
+        Ok(())
+    }
+
+    /// Applies the flags given to `config` and validates the result.
+    pub fn apply_to<M: nn::ModelConfig>(
+        &self,
+        config: &mut ExperimentConfig<M>,
+    ) -> anyhow::Result<()> {
+        self.apply(&mut config.grid)?;
+        validated(config)
+    }
+}
+
+fn validated<M: nn::ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<()> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))
+}
+
 /// Command-line overrides of config values.
 #[derive(clap::Args, Default)]
 pub struct Overrides {
-    /// Override grid.methods (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    methods: Option<Vec<String>>,
-    /// Override grid.ranks.
-    #[arg(long, value_delimiter = ',')]
-    ranks: Option<Vec<usize>>,
+    #[command(flatten)]
+    grid: GridOverrides,
     /// Override finetune.lrs (comma-separated numbers, or paper16).
     #[arg(long, value_delimiter = ',')]
     lrs: Option<Vec<String>>,
-    /// Override grid.seeds.
-    #[arg(long, value_delimiter = ',')]
-    seeds: Option<Vec<u64>>,
     /// Override finetune.epochs (several, comma-separated: an axis).
     #[arg(long, value_delimiter = ',')]
     finetune_epochs: Option<Vec<usize>>,
@@ -77,12 +137,7 @@ impl Overrides {
         &self,
         config: &mut ExperimentConfig<M>,
     ) -> anyhow::Result<()> {
-        if let Some(methods) = &self.methods {
-            config.grid.methods = parse_methods(methods)?;
-        }
-        if let Some(ranks) = &self.ranks {
-            config.grid.ranks = ranks.clone();
-        }
+        self.grid.apply(&mut config.grid)?;
         if let Some(lrs) = &self.lrs {
             config.finetune.lrs = if lrs.len() == 1 && lrs[0] == "paper16" {
                 sweep::config::LrGrid::Named("paper16".into())
@@ -100,9 +155,6 @@ impl Overrides {
                 )
             };
         }
-        if let Some(seeds) = &self.seeds {
-            config.grid.seeds = seeds.clone();
-        }
         if let Some(epochs) = &self.finetune_epochs {
             config.finetune.epochs = one_or_many(epochs);
         }
@@ -118,9 +170,7 @@ impl Overrides {
         if let Some(threads) = self.threads {
             config.run.threads = threads;
         }
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))
+        validated(config)
     }
 }
 
@@ -130,6 +180,8 @@ pub enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        device: DeviceArg,
         #[command(flatten)]
         overrides: Overrides,
         /// Run only shard I of N (0-based) of the grid's cells, into
@@ -151,23 +203,24 @@ pub enum Command {
     /// Write (and with --submit, submit) SLURM batch scripts running the
     /// study as a job array of N shards: pretrain -> shards -> merge + report.
     Slurm(SlurmArgs),
-    /// Print trainable / total parameter counts, one JSON line per (method, rank).
+    /// Print trainable / total parameter counts, one JSON line per (method,
+    /// rank), of the config's model and grid (or the flags' methods, ranks
+    /// and targets).
     Params {
-        #[command(flatten)]
-        common: Common,
-        /// Methods (lora, rslora, init_ab, dora, pissa, milora, full, dora_seed, pissa_seed, milora_seed).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "lora,dora,pissa,milora,full"
-        )]
-        methods: Vec<String>,
-        /// Ranks.
-        #[arg(long, value_delimiter = ',', default_value = "2,4,8,16,32")]
-        ranks: Vec<usize>,
-        /// Target modules: a preset (qv, attn, all) or one module name.
-        #[arg(long, default_value = "all")]
-        targets: String,
+        /// Experiment config (TOML); the embedded configs/default.toml if omitted.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Methods (comma-separated; grid.methods if omitted): lora, rslora,
+        /// init_ab, dora, pissa, milora, full, dora_seed, pissa_seed, milora_seed.
+        #[arg(long, value_delimiter = ',')]
+        methods: Option<Vec<String>>,
+        /// Ranks (comma-separated; grid.ranks if omitted).
+        #[arg(long, value_delimiter = ',')]
+        ranks: Option<Vec<usize>>,
+        /// Target modules: a preset of the family (tinyformer: qv, attn, all,
+        /// all-linear) or one module name; grid.targets if omitted.
+        #[arg(long)]
+        targets: Option<String>,
     },
     /// Draw the figures and write REPORT.md of an experiment from its records.
     Report {
@@ -187,6 +240,8 @@ pub enum Command {
     Pretrain {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        device: DeviceArg,
         /// Override pretrain.epochs.
         #[arg(long)]
         pretrain_epochs: Option<usize>,
@@ -232,10 +287,8 @@ pub struct ReproduceArgs {
     /// Another experiment directory the report compares best values with.
     #[arg(long)]
     pub compare: Option<PathBuf>,
-    /// Backend and device: flex, ndarray, wgpu[:cpu|:N], vulkan, metal, cuda[:N], tch
-    /// (only those compiled in; see `--features`).
-    #[arg(long, default_value_t = backends::default_device_name().to_string())]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 /// `lrscape slurm` flags.
@@ -275,15 +328,10 @@ pub struct SlurmArgs {
 pub struct SharpnessArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Override grid.methods (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub methods: Option<Vec<String>>,
-    /// Override grid.ranks.
-    #[arg(long, value_delimiter = ',')]
-    pub ranks: Option<Vec<usize>>,
-    /// Override grid.seeds (each seed's adapter init is one member).
-    #[arg(long, value_delimiter = ',')]
-    pub seeds: Option<Vec<u64>>,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    #[command(flatten)]
+    pub grid: GridOverrides,
     /// Fine-tuning training examples in the one fixed batch (the first N).
     #[arg(long, default_value_t = 256)]
     pub examples: usize,
@@ -309,9 +357,8 @@ pub struct BenchArgs {
     /// the embedded configs/seed-notebook.toml if omitted.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Backend and device (as `lrscape run --device`).
-    #[arg(long, default_value_t = backends::default_device_name().to_string())]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Timed steps per configuration.
     #[arg(long, default_value_t = 6)]
     pub steps: usize,

@@ -80,3 +80,45 @@ fn params_rejects_bad_flags() {
         );
     }
 }
+
+#[test]
+fn params_counts_the_configs_grid_by_default() {
+    let run = lrscape(&["params", "--config", "configs/quick.toml"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cells: Vec<(String, u64)> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["method"].as_str().unwrap().to_string(),
+                v["rank"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // quick.toml: lora, dora, pissa at ranks 2 and 4, and full fine-tuning.
+    let expected: Vec<(String, u64)> = ["lora", "dora", "pissa"]
+        .iter()
+        .flat_map(|m| [2, 4].map(|r| (m.to_string(), r)))
+        .chain([("full".to_string(), 0)])
+        .collect();
+    assert_eq!(cells, expected);
+}
+
+#[test]
+fn commands_that_do_not_compute_take_no_device_or_out() {
+    for args in [
+        vec!["status", "--device", "flex"],
+        vec!["report", "--device", "flex"],
+        vec!["merge", "--device", "flex"],
+        vec!["params", "--out", "x"],
+    ] {
+        let run = lrscape(&args);
+        assert!(!run.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("unexpected argument"), "{args:?}: {stderr}");
+    }
+}

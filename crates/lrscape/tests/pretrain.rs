@@ -244,3 +244,49 @@ fn a_bad_config_file_names_the_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sizes_no_machine_holds_are_refused_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(workspace().join("configs/quick.toml")).unwrap();
+    for (from, to) in [
+        ("vocab = 16", "vocab = 4000000000"),
+        ("seq_len = 16", "seq_len = 100000000"),
+        (
+            "n_finetune_val = 500",
+            "n_finetune_val = 9223372036854775807",
+        ),
+    ] {
+        assert!(quick.contains(from), "{from}");
+        let path = dir.path().join("huge.toml");
+        std::fs::write(&path, quick.replace(from, to)).unwrap();
+        let out = dir.path().join("out");
+        for command in ["run", "pretrain"] {
+            let run = lrscape(&[
+                command,
+                "--config",
+                path.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            let stderr = text(&run.stderr);
+            assert_eq!(run.status.code(), Some(1), "{to}: {stderr}");
+            assert!(
+                stderr.contains("the study needs about") && !stderr.contains("panicked"),
+                "{to}: {stderr}"
+            );
+        }
+    }
+    let run = lrscape(&[
+        "run",
+        "--config",
+        "configs/quick.toml",
+        "--finetune-epochs",
+        "9223372036854775807",
+        "--out",
+        dir.path().join("steps").to_str().unwrap(),
+    ]);
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("member-steps"), "{stderr}");
+}

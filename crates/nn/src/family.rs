@@ -60,6 +60,14 @@ pub trait ModelConfig:
     /// The adaptable linears, known before a model exists.
     fn linear_layout(&self) -> LinearLayout;
 
+    /// The base's parameter count, from the config alone (in `f64`: a
+    /// config can name sizes whose product overflows an integer).
+    fn parameters(&self) -> f64;
+
+    /// Floats the forward pass of one sequence keeps for the backward pass,
+    /// roughly: what memory estimates scale with the batch.
+    fn activations_per_sequence(&self) -> f64;
+
     /// A freshly initialised model; `seed` decides every weight.
     fn init(&self, seed: u64, device: &Device) -> Result<Self::Model, ConfigError>;
 

@@ -94,7 +94,12 @@ impl Method {
 
 /// How `A` (`[r, in]` in PyTorch's layout) starts for random-init methods.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    expecting = "a table { kind = \"kaiming_uniform\" } or { kind = \"gaussian\", std = <number> }"
+)]
 pub enum LoraInit {
     /// HF PEFT's default (`init_lora_weights = True`): kaiming-uniform with
     /// a = √5, i.e. uniform in ±1/√in.
@@ -108,7 +113,10 @@ pub enum LoraInit {
 /// tinyformer `qv`, `attn`, `all`, `all-linear`) or a list of its module
 /// names (for tinyformer `q`, `k`, `v`, `o`, `mlp_up`, `mlp_down`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a preset name (e.g. \"all-linear\") or a list of module names"
+)]
 pub enum TargetModules {
     Preset(String),
     List(Vec<String>),

@@ -100,6 +100,19 @@ pub fn write_report<M: ModelConfig>(
         );
     }
     sweep::store::check_setup(config, out, &trials)?;
+    let (trials, outside) = sweep::grid::within_grid(config, &trials);
+    warnings.extend(sweep::grid::outside_note(
+        outside,
+        trials.len() + outside,
+        out,
+    ));
+    if trials.is_empty() {
+        anyhow::bail!(
+            "no record in {} lies inside the grid of {}: nothing to report",
+            out.display(),
+            config.name
+        );
+    }
     let foreign = trials
         .iter()
         .filter(|t| t.experiment != config.name)

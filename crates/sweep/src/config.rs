@@ -71,7 +71,10 @@ impl FinetuneConfig {
 
 /// The learning-rate axis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "\"paper16\" or a list of learning rates such as [1e-3, 3e-4]"
+)]
 pub enum LrGrid {
     /// `paper16`: {1.1247, 2, 3.5566, 6.3246} × {1e-3, 1e-4, 1e-5, 1e-6}
     /// (the paper's and the seed notebook's 16 points, ≈ 4 per decade).
@@ -121,7 +124,12 @@ impl LrGrid {
 
 /// How `lora_alpha` follows the rank.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "rule",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    expecting = "a table { rule = \"alpha_eq_r\" }, { rule = \"constant\", alpha = <number> } or { rule = \"rslora\", alpha = <number> }"
+)]
 pub enum AlphaRule {
     /// α = r, so the scale α/r is 1 (the seed notebook).
     #[default]
@@ -764,6 +772,14 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         if let Some(method) = first_repeat(g.methods.iter().map(|m| m.name())) {
             return twice("grid.methods", method.to_string());
         }
+        // lr_sweep_results.json reports the adapters at this rank.
+        if g.methods.iter().any(|m| *m != Method::Full) && !g.ranks.contains(&g.parity_rank) {
+            return Err(bad(
+                "grid.parity_rank",
+                g.parity_rank,
+                format!("one of grid.ranks {:?}", g.ranks),
+            ));
+        }
         if g.alpha.values().is_empty() {
             return Err(bad("grid.alpha", "[]", "at least one alpha rule"));
         }
@@ -1088,6 +1104,12 @@ mod tests {
         fn linear_layout(&self) -> nn::LinearLayout {
             self.0.linear_layout()
         }
+        fn parameters(&self) -> f64 {
+            self.0.parameters()
+        }
+        fn activations_per_sequence(&self) -> f64 {
+            self.0.activations_per_sequence()
+        }
         fn init(
             &self,
             seed: u64,
@@ -1157,6 +1179,62 @@ mod tests {
                 err.starts_with(expected),
                 "{err:?} should start with {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_parity_rank_outside_the_ranks_is_refused() {
+        let mut config = quick();
+        config.grid.parity_rank = 16;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("grid.parity_rank = 16") && err.contains("one of grid.ranks [2, 4]"),
+            "{err}"
+        );
+        // Without an adapter there is nothing at that rank to report.
+        config.grid.methods = vec![Method::Full];
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_shape_names_the_allowed_spellings() {
+        let text = include_str!("../../../configs/quick.toml");
+        for (from, to, expected) in [
+            (
+                "lrs = [3e-2, 1e-2, 3e-3, 1e-3]",
+                "lrs = 3",
+                "\"paper16\" or a list of learning rates",
+            ),
+            (
+                "init = { kind = \"kaiming_uniform\" }",
+                "init = \"x\"",
+                "{ kind = \"kaiming_uniform\" } or { kind = \"gaussian\", std = <number> }",
+            ),
+            (
+                "alpha = { rule = \"alpha_eq_r\" }",
+                "alpha = 3",
+                "{ rule = \"constant\", alpha = <number> }",
+            ),
+            (
+                "targets = \"all\"",
+                "targets = 3",
+                "a preset name (e.g. \"all-linear\") or a list of module names",
+            ),
+            (
+                "pos_init = { kind = \"normal\", std = 0.5 }",
+                "pos_init = \"normal\"",
+                "{ kind = \"normal\", std = <number> }",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(
+                &text.replace(from, to),
+                "q.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(expected), "{expected} not in {err}");
+            assert!(!err.contains("enum"), "{err}");
         }
     }
 

@@ -58,6 +58,45 @@ pub fn trial_key<M: ModelConfig>(
     trial_stub(config, cell, lr, seed).key()
 }
 
+/// Every trial key of `config`'s grid.
+pub fn keys<M: ModelConfig>(config: &ExperimentConfig<M>) -> std::collections::HashSet<TrialKey> {
+    let lrs = config.finetune.lrs.values().unwrap_or_default();
+    config
+        .cells()
+        .iter()
+        .flat_map(|cell| {
+            members(&lrs, &config.grid.seeds)
+                .into_iter()
+                .map(|(lr, seed)| trial_key(config, cell, lr, seed))
+        })
+        .collect()
+}
+
+/// The records of `trials` inside `config`'s grid, and how many are not.
+/// Every summary (run's table, status, report, merge's derived files) reads
+/// only the grid's records; the others stay in the records files.
+pub fn within_grid<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    trials: &[TrialRecord],
+) -> (Vec<TrialRecord>, usize) {
+    let keys = keys(config);
+    let (inside, outside): (Vec<&TrialRecord>, Vec<&TrialRecord>) =
+        trials.iter().partition(|t| keys.contains(&t.key()));
+    (inside.into_iter().cloned().collect(), outside.len())
+}
+
+/// The warning every command gives when records lie outside the grid.
+pub fn outside_note(outside: usize, total: usize, place: &std::path::Path) -> Option<String> {
+    (outside > 0).then(|| {
+        format!(
+            "{outside} of {total} records in {} lie outside the config's grid (other \
+             methods, ranks, learning rates, seeds or axes): kept there, left out of \
+             every summary",
+            place.display()
+        )
+    })
+}
+
 /// A record carrying only a trial's grid coordinates (for its key).
 pub fn trial_stub<M: ModelConfig>(
     config: &ExperimentConfig<M>,

@@ -16,6 +16,7 @@ pub mod events;
 pub mod grid;
 pub mod layout;
 pub mod lock;
+pub mod memory;
 pub mod params;
 pub mod pretrain;
 pub mod runner;

@@ -10,6 +10,7 @@ use serde::Serialize;
 pub struct ParamCount {
     pub method: Method,
     pub rank: usize,
+    /// The target modules as the config or `--targets` spells them.
     pub targets: String,
     /// Trainable parameters of one member (adapters, magnitudes, head).
     pub trainable: usize,
@@ -25,12 +26,17 @@ pub fn param_counts<M: ModelConfig>(
     model: &M,
     methods: &[Method],
     ranks: &[usize],
-    targets: &str,
+    targets: &TargetModules,
+    train_head: bool,
     device: &Device,
 ) -> anyhow::Result<Vec<ParamCount>> {
     if ranks.is_empty() || ranks.contains(&0) {
         anyhow::bail!("--ranks {ranks:?}: ranks must be at least 1");
     }
+    let label = match targets {
+        TargetModules::Preset(name) => name.clone(),
+        TargetModules::List(names) => names.join(","),
+    };
     let mut out = Vec::new();
     // Trainability is only visible on an autodiff device.
     let base = model.init(0, &device.clone().autodiff())?;
@@ -42,14 +48,15 @@ pub fn param_counts<M: ModelConfig>(
         };
         for &rank in ranks {
             let mut config = LoraConfig::new(method, rank);
-            config.target_modules = TargetModules::Preset(targets.to_string());
+            config.target_modules = targets.clone();
+            config.train_head = train_head;
             let adapted = PeftModel::new(base.clone(), &config, &[0])
                 .map_err(|e| anyhow::anyhow!("{} at rank {rank}: {e}", method.name()))?;
             let (trainable, total) = (adapted.trainable_per_member(), adapted.total_per_member());
             out.push(ParamCount {
                 method,
                 rank: if method.has_adapters() { rank } else { 0 },
-                targets: targets.to_string(),
+                targets: label.clone(),
                 trainable,
                 total,
                 percent: 100.0 * trainable as f64 / total as f64,

@@ -89,9 +89,25 @@ pub fn plan<M: ModelConfig>(
             .collect(),
         None => all,
     };
+    crate::memory::check(config)?;
     let members = config.finetune.lrs.values()?.len() * config.grid.seeds.len();
     let n_train = config.task.n_finetune_train;
-    let member_steps = cells.iter().map(|c| members * c.steps(n_train)).sum();
+    let member_steps = cells
+        .iter()
+        .try_fold(0usize, |sum, c| {
+            let steps = c
+                .epochs
+                .checked_mul(n_train.div_ceil(c.batch_size.max(1)))?;
+            sum.checked_add(members.checked_mul(steps)?)
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: the study's member-steps (finetune.epochs × task.n_finetune_train / \
+                 finetune.batch_size × learning rates × seeds, summed over cells) exceed {}",
+                config.name,
+                usize::MAX
+            )
+        })?;
     Ok(Plan {
         cells,
         grid_cells,
@@ -181,6 +197,10 @@ fn run_cells<M: ModelConfig>(
     let mut warnings = Vec::new();
     // The run holds its lock (a shard's, or the directory's) to the end.
     let (_lock, mut store, elsewhere_done) = open_records(config, opts, events, &mut warnings)?;
+    let outside = crate::grid::within_grid(config, store.trials()).1;
+    if let Some(note) = crate::grid::outside_note(outside, store.trials().len(), &opts.out) {
+        warn(events, &mut warnings, note);
+    }
     let (train, val) = finetune_data(config)?;
     let lrs = config.finetune.lrs.values()?;
     let cells = plan(config, opts.shard)?.cells;
@@ -298,7 +318,7 @@ fn run_cells<M: ModelConfig>(
     events.finished();
     summary.seconds = started.elapsed().as_secs_f64();
     summary.warnings = warnings;
-    summary.trials = store.trials().to_vec();
+    summary.trials = crate::grid::within_grid(config, store.trials()).0;
     Ok(summary)
 }
 

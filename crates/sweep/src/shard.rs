@@ -253,12 +253,15 @@ pub fn merge<M: ModelConfig>(
     write_atomic(&out.join(crate::layout::TRIALS), &text)?;
     write_derived(config, out, &trials)?;
     let missing = missing_cells(config, &trials, shard_count(out)?);
+    let mut warnings = gathered.warnings;
+    let outside = crate::grid::within_grid(config, &trials).1;
+    warnings.extend(crate::grid::outside_note(outside, trials.len(), out));
     Ok(MergeSummary {
         trials: trials.len(),
         duplicates: gathered.duplicates,
         files: gathered.files,
         missing,
-        warnings: gathered.warnings,
+        warnings,
     })
 }
 

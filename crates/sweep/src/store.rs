@@ -230,6 +230,8 @@ pub fn write_derived<M: ModelConfig>(
     out: &Path,
     trials: &[TrialRecord],
 ) -> anyhow::Result<()> {
+    let (trials, _) = crate::grid::within_grid(config, trials);
+    let trials = &trials[..];
     let curves = cell_curves(trials);
     write_atomic(
         &out.join(layout::RANK_X_LR),

@@ -75,6 +75,8 @@ pub fn splits<M: ModelConfig>(
     config: &ExperimentConfig<M>,
     phase: Phase,
 ) -> anyhow::Result<(SequenceDataset, SequenceDataset)> {
+    // Every command that trains or measures comes through here first.
+    crate::memory::check(config)?;
     let t = &config.task;
     let seed = t.data_seed;
     Ok(match phase {

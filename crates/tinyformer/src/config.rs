@@ -43,7 +43,12 @@ fn is_false(b: &bool) -> bool {
 /// cannot recover them. `normal` gives each position a distinct random code
 /// from the start.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    expecting = "a table { kind = \"zeros\" } or { kind = \"normal\", std = <number> }"
+)]
 pub enum PosInit {
     /// All zeros, as the seed notebook (`nn.Parameter(torch.zeros(..))`).
     #[default]

@@ -30,7 +30,61 @@ impl ModelConfig for TinyformerConfig {
         TinyformerConfig::linear_layout(self)
     }
 
+    fn parameters(&self) -> f64 {
+        let [vocab, seq, d, ff, layers] = [
+            self.vocab,
+            self.seq_len,
+            self.d_model,
+            self.d_ff,
+            self.n_layers,
+        ]
+        .map(|n| n as f64);
+        // Embedding and positions; per block q, k, v, o, the MLP with its
+        // biases and two norm gains; the final norm; the head with its bias.
+        let block = 4.0 * d * d + 2.0 * d * ff + ff + d + 2.0 * d;
+        vocab * d + seq * d + layers * block + d + d * vocab + vocab
+    }
+
+    fn activations_per_sequence(&self) -> f64 {
+        let [vocab, seq, d, ff, layers, heads] = [
+            self.vocab,
+            self.seq_len,
+            self.d_model,
+            self.d_ff,
+            self.n_layers,
+            self.n_heads,
+        ]
+        .map(|n| n as f64);
+        // Per block: norms, q, k, v, o and residuals (≈ 10 d per token), the
+        // MLP (3 ff), attention scores and their softmax (2 · heads · seq);
+        // then logits and their log-softmax.
+        let block = seq * (10.0 * d + 3.0 * ff + 2.0 * heads * seq);
+        seq * d + layers * block + 2.0 * seq * vocab
+    }
+
     fn init(&self, seed: u64, device: &Device) -> Result<Tinyformer, ConfigError> {
         Tinyformer::init(self, seed, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+
+    use super::*;
+
+    #[test]
+    fn the_parameter_count_from_the_config_is_the_models() {
+        let config = TinyformerConfig {
+            vocab: 24,
+            seq_len: 12,
+            d_model: 16,
+            n_layers: 3,
+            n_heads: 2,
+            d_ff: 40,
+            ..TinyformerConfig::default()
+        };
+        let model = config.init(0, &Device::default()).unwrap();
+        assert_eq!(ModelConfig::parameters(&config), model.num_params() as f64);
     }
 }

@@ -32,13 +32,13 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 .context("cannot find the lrscape binary to run configurations in")?,
         )
     };
-    let selected = backends::select_device(&args.device)?;
+    let selected = backends::select_device(&args.device.device)?;
     let workers = args
         .workers
         .unwrap_or_else(|| config.run.workers(selected.is_gpu()));
     let opts = BenchOptions {
         config,
-        device: args.device.clone(),
+        device: args.device.device.clone(),
         steps: args.steps,
         warmup: args.warmup,
         populations: args.populations,

@@ -11,17 +11,18 @@ use crate::progress::Bars;
 
 pub fn pretrain(
     common: &Common,
+    device: &str,
     pretrain_epochs: Option<usize>,
     force: bool,
 ) -> anyhow::Result<()> {
     let (config, out) = super::load_config(common)?;
-    with_family!(config, config => pretrain_as(config, &out, common, pretrain_epochs, force))
+    with_family!(config, config => pretrain_as(config, &out, device, pretrain_epochs, force))
 }
 
 fn pretrain_as<M: ModelConfig>(
     mut config: ExperimentConfig<M>,
     out: &Path,
-    common: &Common,
+    device: &str,
     pretrain_epochs: Option<usize>,
     force: bool,
 ) -> anyhow::Result<()> {
@@ -31,7 +32,7 @@ fn pretrain_as<M: ModelConfig>(
             .validate()
             .map_err(|e| anyhow::anyhow!("--pretrain-epochs: {e}"))?;
     }
-    let selected = backends::select_device(&common.device)?;
+    let selected = backends::select_device(device)?;
     let dir = sweep::pretrain::base_dir(out, &config);
     if !force && dir.join(sweep::layout::BASE_RECORD).exists() {
         let (_, record) = sweep::pretrain::load_base(&config, out, &selected.device)?;

@@ -51,12 +51,12 @@ fn reproduce_as<M: ModelConfig>(
     let common = Common {
         config: args.config.clone(),
         out: Some(out.to_path_buf()),
-        device: args.device.clone(),
     };
     super::run::run_as(
         config.clone(),
         out.to_path_buf(),
         &common,
+        &args.device.device,
         &Overrides::default(),
         None,
     )?;

@@ -11,20 +11,26 @@ use crate::args::{Common, Overrides};
 use crate::families::with_family;
 use crate::progress::Bars;
 
-pub fn run(common: &Common, overrides: &Overrides, shard: Option<Shard>) -> anyhow::Result<()> {
+pub fn run(
+    common: &Common,
+    device: &str,
+    overrides: &Overrides,
+    shard: Option<Shard>,
+) -> anyhow::Result<()> {
     let (config, out) = super::load_config(common)?;
-    with_family!(config, config => run_as(config, out, common, overrides, shard))
+    with_family!(config, config => run_as(config, out, common, device, overrides, shard))
 }
 
 pub(super) fn run_as<M: ModelConfig>(
     mut config: ExperimentConfig<M>,
     out: PathBuf,
     common: &Common,
+    device: &str,
     overrides: &Overrides,
     shard: Option<Shard>,
 ) -> anyhow::Result<()> {
     overrides.apply(&mut config)?;
-    let selected = backends::select_device(&common.device)?;
+    let selected = backends::select_device(device)?;
     let plan = sweep::runner::plan(&config, shard)?;
     if let Some(shard) = shard {
         eprintln!(
@@ -32,6 +38,13 @@ pub(super) fn run_as<M: ModelConfig>(
             plan.cells.len(),
             plan.grid_cells
         );
+    }
+    match &common.config {
+        Some(path) => eprintln!("config: {}", path.display()),
+        None => eprintln!(
+            "config: the embedded configs/default.toml (--config FILE runs another); \
+             about 13 min on 2 CPU cores, an ETA follows"
+        ),
     }
     eprintln!(
         "{}: {} cells × {} members = {} member-steps on {} -> {}",

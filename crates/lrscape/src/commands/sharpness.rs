@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use nn::ModelConfig;
 use sharpness::{PowerOptions, SharpnessOptions, measure_grid, sharpness_table};
 
-use crate::args::{SharpnessArgs, parse_methods};
+use crate::args::SharpnessArgs;
 use crate::families::with_family;
 use crate::progress::Bars;
 use sweep::ExperimentConfig;
@@ -20,18 +20,7 @@ fn sharpness_as<M: ModelConfig>(
     out: PathBuf,
     flags: &SharpnessArgs,
 ) -> anyhow::Result<()> {
-    if let Some(methods) = &flags.methods {
-        config.grid.methods = parse_methods(methods)?;
-    }
-    if let Some(ranks) = &flags.ranks {
-        config.grid.ranks = ranks.clone();
-    }
-    if let Some(seeds) = &flags.seeds {
-        config.grid.seeds = seeds.clone();
-    }
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))?;
+    flags.grid.apply_to(&mut config)?;
     let power = PowerOptions {
         max_iters: flags.iters,
         tol: flags.tol,
@@ -39,7 +28,7 @@ fn sharpness_as<M: ModelConfig>(
         seed: 0,
     };
     power.validate()?;
-    let selected = backends::select_device(&flags.common.device)?;
+    let selected = backends::select_device(&flags.device.device)?;
     let file_name = sweep::layout::sharpness_file(flags.after_steps);
     eprintln!(
         "{}: λmax of {} cells × {} seeds on {} examples, up to {} iterations, on {} -> {}",

@@ -14,11 +14,16 @@ pub fn status(common: &Common) -> anyhow::Result<()> {
     // trials.jsonl and the shards' files, read only (safe while jobs run).
     let gathered = sweep::store::gather(&out)?;
     super::print_warnings(&gathered.warnings);
-    with_family!(&config, config => sweep::store::check_setup(config, &out, &gathered.trials))?;
-    let (table, shards) = with_family!(config, config => (
-        sweep::runner::status_table(&config, &gathered.trials),
-        sweep::shard::shard_status(&config, &out, &gathered.trials)?
-    ));
+    let (table, shards, outside) = with_family!(config, config => {
+        sweep::store::check_setup(&config, &out, &gathered.trials)?;
+        (
+            sweep::runner::status_table(&config, &gathered.trials),
+            sweep::shard::shard_status(&config, &out, &gathered.trials)?,
+            sweep::grid::within_grid(&config, &gathered.trials).1,
+        )
+    });
+    let note = sweep::grid::outside_note(outside, gathered.trials.len(), &out);
+    super::print_warnings(note.as_slice());
     print!("{table}");
     if !shards.is_empty() {
         print!("\n{shards}");
