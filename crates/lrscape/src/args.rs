@@ -100,8 +100,8 @@ fn validated<M: nn::ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result
 pub struct Overrides {
     #[command(flatten)]
     grid: GridOverrides,
-    /// Override finetune.lrs (comma-separated numbers, or paper16).
-    #[arg(long, value_delimiter = ',')]
+    /// Override finetune.lrs (comma-separated numbers > 0, or paper16).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     lrs: Option<Vec<String>>,
     /// Override finetune.epochs (several, comma-separated: an axis).
     #[arg(long, value_delimiter = ',')]
@@ -144,12 +144,12 @@ impl Overrides {
             } else {
                 sweep::config::LrGrid::List(
                     lrs.iter()
-                        .map(|lr| {
-                            lr.trim().parse::<f64>().map_err(|_| {
-                                anyhow::anyhow!(
-                                    "--lrs: {lr:?} is not a number (give e.g. 1e-3,3e-4 or paper16)"
-                                )
-                            })
+                        .map(|lr| match lr.trim().parse::<f64>() {
+                            Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+                            _ => Err(anyhow::anyhow!(
+                                "--lrs: {lr:?} is not a learning rate (numbers > 0, \
+                                 e.g. 1e-3,3e-4, or paper16)"
+                            )),
                         })
                         .collect::<anyhow::Result<_>>()?,
                 )

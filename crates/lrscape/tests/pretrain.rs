@@ -178,7 +178,7 @@ fn a_diverged_pretraining_is_an_error_and_never_cached() {
 
 #[test]
 fn bad_input_gets_one_clear_error() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &[
                 "slurm",
@@ -218,6 +218,14 @@ fn bad_input_gets_one_clear_error() {
         (
             &["pretrain", "--pretrain-epochs", "ten"],
             "invalid value 'ten'",
+        ),
+        (
+            &["run", "--config", "configs/quick.toml", "--lrs", "-1"],
+            "--lrs: \"-1\" is not a learning rate",
+        ),
+        (
+            &["run", "--config", "configs/quick.toml", "--lrs", "1e-3,inf"],
+            "--lrs: \"inf\" is not a learning rate",
         ),
     ];
     for (args, expected) in cases {
