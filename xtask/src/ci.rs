@@ -87,6 +87,23 @@ pub fn ci() -> anyhow::Result<()> {
              (pip install torch adds it)"
         );
     }
+    // transformers reading a GPT-2 directory lrscape saved, where python3
+    // imports it.
+    let has_transformers = Command::new("python3")
+        .args(["-c", "import torch, transformers"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_transformers {
+        let mut interop = cargo();
+        interop.args(["test", "--package", "gpt2", "--test", "golden"]);
+        interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
+        run(interop)?;
+    } else {
+        eprintln!(
+            "ci: python3 has no transformers, so loading lrscape's GPT-2 files in \
+             transformers is skipped (pip install torch transformers adds it)"
+        );
+    }
     // libtorch (burn-tch) only where PyTorch 2.9.0 is installed, the
     // one version tch 0.22 builds against; a build of its own.
     match torch_2_9_lib()? {

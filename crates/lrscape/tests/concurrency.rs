@@ -103,11 +103,18 @@ fn a_plain_run_is_refused_beside_a_running_shard() {
     let out = dir.path().join("quick");
     let pretrain = lrscape(&out, &["pretrain"]).output().unwrap();
     assert!(pretrain.status.success(), "{}", stderr(&pretrain));
-    let mut shard = lrscape(&out, &["run", "--shard", "1/2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Enough work (16 LRs × 2 seeds) that the shard is still running when
+    // the other commands start, however fast the machine.
+    let mut shard = lrscape(
+        &out,
+        &[
+            "run", "--shard", "1/2", "--lrs", "paper16", "--seeds", "0,1",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let shard_lock = out.join(sweep::layout::Shard { index: 1, count: 2 }.lock_file());
     wait_held(&shard_lock);
     let plain = lrscape(&out, &["run"]).output().unwrap();

@@ -36,6 +36,15 @@ impl PopLinear {
         Self { weight, bias }
     }
 
+    /// One shared copy (`M = 1`) of given weights: `weight: [in, out]`,
+    /// `bias: [out]`.
+    pub fn from_weights(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight.unsqueeze_dim::<3>(0)),
+            bias: bias.map(|b| Param::from_tensor(b.unsqueeze_dim::<2>(0))),
+        }
+    }
+
     pub fn d_in(&self) -> usize {
         self.weight.dims()[1]
     }
@@ -109,5 +118,45 @@ impl RmsNorm {
             .recip();
         let scale = self.scale.val().unsqueeze_dim::<3>(1).unsqueeze_dim::<4>(1);
         x.mul(inv_rms).mul(scale)
+    }
+}
+
+/// `(x − mean) / sqrt(var + eps) · weight + bias` over the last axis
+/// (PyTorch's `nn.LayerNorm`, biased variance), `weight, bias: [M, d]`.
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Param<Tensor<2>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Weight 1, bias 0.
+    pub fn init(d: usize, eps: f64, device: &Device) -> Self {
+        Self::from_weights(Tensor::ones([d], device), Tensor::zeros([d], device), eps)
+    }
+
+    /// One shared copy of given `weight, bias: [d]`.
+    pub fn from_weights(weight: Tensor<1>, bias: Tensor<1>, eps: f64) -> Self {
+        Self {
+            weight: Param::from_tensor(weight.unsqueeze_dim::<2>(0)),
+            bias: Param::from_tensor(bias.unsqueeze_dim::<2>(0)),
+            eps,
+        }
+    }
+
+    /// `x: [C, B, T, d]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let centred = x.clone() - x.mean_dim(3);
+        let inv_std = centred
+            .clone()
+            .square()
+            .mean_dim(3)
+            .add_scalar(self.eps)
+            .sqrt()
+            .recip();
+        let per_member = |p: &Param<Tensor<2>>| p.val().unsqueeze_dim::<3>(1).unsqueeze_dim::<4>(1);
+        centred.mul(inv_std).mul(per_member(&self.weight)) + per_member(&self.bias)
     }
 }

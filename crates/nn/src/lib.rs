@@ -18,6 +18,7 @@
 //! backend. Initial weights are drawn on the host ([`init::ParamRng`]), so a
 //! seed gives the same model on every backend.
 
+pub mod attention;
 mod family;
 mod flops;
 mod hook;
@@ -30,7 +31,7 @@ mod model;
 pub use family::{ConfigError, ModelConfig};
 pub use flops::{FlopCount, matmul_flops, matmul_step_flops};
 pub use hook::{LinearHook, LinearSite, ModuleId, NoAdapter};
-pub use layers::{PopLinear, RmsNorm};
+pub use layers::{LayerNorm, PopLinear, RmsNorm};
 pub use loss::{member_correct, member_cross_entropy};
 pub use members::{expand_members, member_count, select_member};
 pub use model::{Adaptable, LinearLayout, PopulationModel};

@@ -37,6 +37,22 @@ impl LinearLayout {
             .find(|m| m.name == name)
     }
 
+    /// The modules a `target_modules` entry names, as HF PEFT matches it: a
+    /// module whose name equals the entry or ends with `.` + the entry
+    /// (`c_proj` names both `attn.c_proj` and `mlp.c_proj`).
+    pub fn matching(&self, entry: &str) -> Vec<ModuleId> {
+        self.modules
+            .iter()
+            .map(|&(m, _, _)| m)
+            .filter(|m| {
+                m.name == entry
+                    || m.name
+                        .strip_suffix(entry)
+                        .is_some_and(|head| head.ends_with('.'))
+            })
+            .collect()
+    }
+
     /// `(in, out)` of `module`.
     pub fn shape(&self, module: ModuleId) -> Option<(usize, usize)> {
         self.modules

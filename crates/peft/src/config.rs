@@ -142,16 +142,21 @@ impl TargetModules {
         };
         let mut modules = BTreeSet::new();
         for name in names {
-            let module = layout.module(name).ok_or_else(|| {
+            let matched = layout.matching(name);
+            if matched.is_empty() {
                 let known: Vec<&str> = layout.modules.iter().map(|m| m.0.name).collect();
                 let presets: Vec<&str> = layout.presets.iter().map(|p| p.0).collect();
-                PeftError::invalid(
+                return Err(PeftError::invalid(
                     "target_modules",
                     format!("{name:?}"),
-                    format!("{} or a preset {}", known.join(", "), presets.join(", ")),
-                )
-            })?;
-            modules.insert(module);
+                    format!(
+                        "a module of the model ({}, or a suffix after '.') or a preset ({})",
+                        known.join(", "),
+                        presets.join(", ")
+                    ),
+                ));
+            }
+            modules.extend(matched);
         }
         if modules.is_empty() {
             return Err(PeftError::invalid(
@@ -315,7 +320,8 @@ mod tests {
         c.target_modules = TargetModules::List(vec!["q".into(), "gate".into()]);
         assert_eq!(
             err(c.clone()),
-            "target_modules = \"gate\": q, up or a preset all, attn"
+            "target_modules = \"gate\": a module of the model (q, up, or a suffix after '.') \
+             or a preset (all, attn)"
         );
         c.target_modules = TargetModules::List(vec![]);
         assert!(err(c).starts_with("target_modules = []"));

@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor};
 
+use nn::attention::{causal_bias, lookup, softmax_last};
 use nn::init::{ParamRng, tensor_from};
 use nn::{LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, RmsNorm};
 
@@ -100,26 +101,6 @@ impl Attention {
         let merged = mixed.swap_dims(2, 3).reshape([c, b, tq, d]);
         hook.linear(site(O), &self.o, merged)
     }
-}
-
-/// Softmax over the last axis as `e · (1 / Σe)` with `e = exp(x − max x)`:
-/// Burn's `softmax` divides by the sum, and a division's backward pass costs
-/// two more passes over the scores than a product's.
-fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let max = x.clone().detach().max_dim(D - 1);
-    let e = (x - max).exp();
-    let inv_sum = e.clone().sum_dim(D - 1).recip();
-    e * inv_sum
-}
-
-/// `[1, 1, 1, T, T]`: 0 where key `j <= i` (query `i`), a large negative
-/// number above the diagonal, so softmax gives those keys weight 0 (finite,
-/// so no backend sees `inf - inf`).
-fn causal_bias(t: usize, device: &Device) -> Tensor<5> {
-    let above = Tensor::<2, burn::tensor::Bool>::tril_mask([t, t], 0, device);
-    Tensor::<2>::zeros([t, t], device)
-        .mask_fill(above, -1.0e9)
-        .reshape([1, 1, 1, t, t])
 }
 
 impl Mlp {
@@ -250,34 +231,9 @@ impl Tinyformer {
 
     /// Token embedding plus position table: `[G, B, T] -> [max(G, M), B, T, d]`.
     fn embed(&self, tokens: Tensor<3, Int>) -> Tensor<4> {
-        let [g, b, t] = tokens.dims();
-        let [m, vocab, d] = self.embedding.dims();
-        let members = g.max(m);
-        let tokens = if g < members {
-            tokens.repeat_dim(0, members)
-        } else {
-            tokens
-        };
-        // Member c's rows live at c*vocab.. in the flattened table.
-        let table = if m < members {
-            self.embedding.val().repeat_dim(0, members)
-        } else {
-            self.embedding.val()
-        };
-        let offsets = if members > 1 {
-            Tensor::<1, Int>::arange(0..members as i64, &tokens.device())
-                .mul_scalar(vocab as i64)
-                .reshape([members, 1, 1])
-        } else {
-            Tensor::<3, Int>::zeros([1, 1, 1], &tokens.device())
-        };
-        let flat = (tokens + offsets).reshape([members * b * t]);
-        let embedded = table
-            .reshape([members * vocab, d])
-            .select(0, flat)
-            .reshape([members, b, t, d]);
+        let t = tokens.dims()[2];
         let position = self.position.val().narrow(1, 0, t).unsqueeze_dim::<4>(1);
-        embedded + position
+        lookup(self.embedding.val(), tokens) + position
     }
 }
 

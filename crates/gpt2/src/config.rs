@@ -1,0 +1,190 @@
+//! GPT-2's architecture as Hugging Face's `config.json` (`GPT2Config`)
+//! states it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Gpt2Error;
+
+/// The activations GPT-2 checkpoints name in `activation_function`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `gelu_new`: the tanh approximation (GPT-2's own).
+    GeluNew,
+    /// `gelu_pytorch_tanh`: the same function.
+    GeluPytorchTanh,
+    /// `gelu`: the exact (erf) GELU.
+    Gelu,
+}
+
+impl Activation {
+    pub const NAMES: [&'static str; 3] = ["gelu_new", "gelu_pytorch_tanh", "gelu"];
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "gelu_new" => Some(Self::GeluNew),
+            "gelu_pytorch_tanh" => Some(Self::GeluPytorchTanh),
+            "gelu" => Some(Self::Gelu),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of `GPT2Config` the forward pass depends on, with its
+/// defaults; everything else in `config.json` (dropouts, generation
+/// settings) is ignored on load and written back with HF's names on save.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    /// The longest sequence (rows of the position table).
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// The MLP's width; `4 · n_embd` when absent (`null`).
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "default_activation")]
+    pub activation_function: String,
+    #[serde(default = "yes")]
+    pub scale_attn_weights: bool,
+    #[serde(default)]
+    pub scale_attn_by_inverse_layer_idx: bool,
+    #[serde(default = "yes")]
+    pub tie_word_embeddings: bool,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+
+fn default_activation() -> String {
+    "gelu_new".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Gpt2Config {
+    /// The 124M-parameter `gpt2`.
+    fn default() -> Self {
+        Self {
+            vocab_size: 50257,
+            n_positions: 1024,
+            n_embd: 768,
+            n_layer: 12,
+            n_head: 12,
+            n_inner: None,
+            layer_norm_epsilon: default_eps(),
+            activation_function: default_activation(),
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: false,
+            tie_word_embeddings: true,
+        }
+    }
+}
+
+impl Gpt2Config {
+    /// The MLP's width.
+    pub fn d_ff(&self) -> usize {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    pub fn activation(&self) -> Result<Activation, Gpt2Error> {
+        Activation::parse(&self.activation_function).ok_or_else(|| {
+            Gpt2Error::config(
+                "activation_function",
+                format!("{:?}", self.activation_function),
+                format!("one of {}", Activation::NAMES.join(", ")),
+            )
+        })
+    }
+
+    /// Checks every field the model is built from.
+    pub fn validate(&self) -> Result<(), Gpt2Error> {
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_inner", self.d_ff()),
+        ] {
+            if value == 0 {
+                return Err(Gpt2Error::config(field, value, "at least 1"));
+            }
+        }
+        if !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(Gpt2Error::config(
+                "n_head",
+                self.n_head,
+                format!("a divisor of n_embd = {}", self.n_embd),
+            ));
+        }
+        if !(self.layer_norm_epsilon.is_finite() && self.layer_norm_epsilon > 0.0) {
+            return Err(Gpt2Error::config(
+                "layer_norm_epsilon",
+                self.layer_norm_epsilon,
+                "a finite number > 0",
+            ));
+        }
+        if !self.tie_word_embeddings {
+            return Err(Gpt2Error::config(
+                "tie_word_embeddings",
+                false,
+                "true (GPT-2's head is the token embedding)",
+            ));
+        }
+        self.activation().map(|_| ())
+    }
+
+    /// Reads HF's `config.json` text, which must say `model_type = "gpt2"`.
+    pub fn from_hf_json(text: &str, origin: &str) -> Result<Self, Gpt2Error> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Gpt2Error::file(origin, format!("not JSON: {e}")))?;
+        match value.get("model_type").and_then(|t| t.as_str()) {
+            Some("gpt2") => {}
+            Some(other) => {
+                return Err(Gpt2Error::file(
+                    origin,
+                    format!("model_type = {other:?}: this family reads \"gpt2\""),
+                ));
+            }
+            None => {
+                return Err(Gpt2Error::file(
+                    origin,
+                    "no model_type: a Hugging Face config.json names it (\"gpt2\")",
+                ));
+            }
+        }
+        let config: Self =
+            serde_json::from_value(value).map_err(|e| Gpt2Error::file(origin, format!("{e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `config.json` as `transformers` writes it for `GPT2LMHeadModel`
+    /// (dropouts 0: lrscape trains without dropout).
+    pub fn to_hf_json(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("plain fields serialize");
+        let extra = serde_json::json!({
+            "model_type": "gpt2",
+            "architectures": ["GPT2LMHeadModel"],
+            "attn_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "resid_pdrop": 0.0,
+            "initializer_range": 0.02,
+            "bos_token_id": self.vocab_size - 1,
+            "eos_token_id": self.vocab_size - 1,
+            "torch_dtype": "float32",
+        });
+        let map = value.as_object_mut().expect("a struct is an object");
+        for (key, v) in extra.as_object().expect("an object") {
+            map.insert(key.clone(), v.clone());
+        }
+        serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n"
+    }
+}

@@ -1,0 +1,255 @@
+//! Hugging Face directories: `config.json` with `model.safetensors`, or
+//! shards listed in `model.safetensors.index.json`. f16 and bf16 weights are
+//! read as f32. Keys are `transformer.`-prefixed as `GPT2LMHeadModel` saves
+//! them, or bare as the original `gpt2` checkpoints have them; the causal
+//! mask buffers some checkpoints carry (`attn.bias`, `attn.masked_bias`) and
+//! the tied `lm_head.weight` are not weights of their own.
+//!
+//! Not through `burn-store`: every lrscape parameter carries a member axis
+//! (`[1, in, out]`), so no tensor of the file maps onto a parameter as it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::Gpt2Error;
+use crate::config::Gpt2Config;
+use crate::model::{BlockWeights, Gpt2};
+
+pub const CONFIG: &str = "config.json";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const INDEX: &str = "model.safetensors.index.json";
+
+/// A tensor read from a file: shape and f32 values.
+struct HostTensor {
+    shape: Vec<usize>,
+    values: Vec<f32>,
+    file: PathBuf,
+}
+
+/// Reads `dir` as a GPT-2 checkpoint.
+pub fn load_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2), Gpt2Error> {
+    if !dir.is_dir() {
+        return Err(Gpt2Error::file(
+            dir.display(),
+            "no such directory (a Hugging Face model directory: config.json, model.safetensors)",
+        ));
+    }
+    let config_path = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Gpt2Error::file(config_path.display(), e))?;
+    let config = Gpt2Config::from_hf_json(&text, &config_path.display().to_string())?;
+    let mut tensors = read_weights(dir)?;
+    let model = build(&config, &mut tensors, device)?;
+    Ok((config, model))
+}
+
+/// Every tensor of the directory's weight files, by key without the
+/// `transformer.` prefix.
+fn read_weights(dir: &Path) -> Result<HashMap<String, HostTensor>, Gpt2Error> {
+    let single = dir.join(WEIGHTS);
+    let index = dir.join(INDEX);
+    let files: Vec<PathBuf> = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        shard_files(&index)?
+    } else {
+        return Err(Gpt2Error::file(
+            dir.display(),
+            format!("neither {WEIGHTS} nor {INDEX} (lrscape reads safetensors weights only)"),
+        ));
+    };
+    let mut tensors = HashMap::new();
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|e| Gpt2Error::file(file.display(), e))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| Gpt2Error::file(file.display(), format!("not a safetensors file: {e}")))?;
+        for (name, view) in st.tensors() {
+            let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
+                Gpt2Error::file(
+                    file.display(),
+                    format!(
+                        "tensor {name} is {:?}: lrscape reads F32, F16 and BF16",
+                        view.dtype()
+                    ),
+                )
+            })?;
+            let key = name
+                .strip_prefix("transformer.")
+                .unwrap_or(&name)
+                .to_string();
+            tensors.insert(
+                key,
+                HostTensor {
+                    shape: view.shape().to_vec(),
+                    values,
+                    file: file.clone(),
+                },
+            );
+        }
+    }
+    Ok(tensors)
+}
+
+/// The shard files an index names, each once, in order.
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>, Gpt2Error> {
+    let text = std::fs::read_to_string(index).map_err(|e| Gpt2Error::file(index.display(), e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Gpt2Error::file(index.display(), format!("not JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Gpt2Error::file(index.display(), "no \"weight_map\" object"))?;
+    let mut files: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+        return Err(Gpt2Error::file(
+            missing.display(),
+            format!("named in {} but missing", index.display()),
+        ));
+    }
+    Ok(paths)
+}
+
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let pairs = || bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => pairs()
+            .map(|b| half::f16::from_le_bytes(b).to_f32())
+            .collect(),
+        Dtype::BF16 => pairs()
+            .map(|b| half::bf16::from_le_bytes(b).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+fn build(
+    config: &Gpt2Config,
+    tensors: &mut HashMap<String, HostTensor>,
+    device: &Device,
+) -> Result<Gpt2, Gpt2Error> {
+    let (d, ff, vocab) = (config.n_embd, config.d_ff(), config.vocab_size);
+    let mut take = |key: String, shape: &[usize]| -> Result<TensorData, Gpt2Error> {
+        let tensor = tensors
+            .remove(&key)
+            .ok_or_else(|| Gpt2Error::MissingTensor { key: key.clone() })?;
+        if tensor.shape != shape {
+            return Err(Gpt2Error::Shape {
+                key,
+                file: tensor.file.display().to_string(),
+                found: tensor.shape,
+                expected: shape.to_vec(),
+            });
+        }
+        Ok(TensorData::new(tensor.values, tensor.shape))
+    };
+    let two = |data: TensorData| Tensor::<2>::from_data(data, device);
+    let one = |data: TensorData| Tensor::<1>::from_data(data, device);
+    let wte = two(take("wte.weight".into(), &[vocab, d])?);
+    let wpe = two(take("wpe.weight".into(), &[config.n_positions, d])?);
+    let mut blocks = Vec::with_capacity(config.n_layer);
+    for i in 0..config.n_layer {
+        let mut norm = |name: &str| -> Result<(Tensor<1>, Tensor<1>), Gpt2Error> {
+            Ok((
+                one(take(format!("h.{i}.{name}.weight"), &[d])?),
+                one(take(format!("h.{i}.{name}.bias"), &[d])?),
+            ))
+        };
+        let (ln_1, ln_2) = (norm("ln_1")?, norm("ln_2")?);
+        let mut linear =
+            |name: &str, d_in: usize, d_out: usize| -> Result<(Tensor<2>, Tensor<1>), Gpt2Error> {
+                Ok((
+                    two(take(format!("h.{i}.{name}.weight"), &[d_in, d_out])?),
+                    one(take(format!("h.{i}.{name}.bias"), &[d_out])?),
+                ))
+            };
+        blocks.push(BlockWeights {
+            ln_1,
+            c_attn: linear("attn.c_attn", d, 3 * d)?,
+            attn_c_proj: linear("attn.c_proj", d, d)?,
+            ln_2,
+            c_fc: linear("mlp.c_fc", d, ff)?,
+            mlp_c_proj: linear("mlp.c_proj", ff, d)?,
+        });
+    }
+    let ln_f = (
+        one(take("ln_f.weight".into(), &[d])?),
+        one(take("ln_f.bias".into(), &[d])?),
+    );
+    Gpt2::from_weights(config, wte, wpe, blocks, ln_f)
+}
+
+/// Writes `model` (member 0 of every parameter) and `config` as a directory
+/// `transformers` loads with `GPT2LMHeadModel.from_pretrained`.
+pub fn save_dir(model: &Gpt2, config: &Gpt2Config, dir: &Path) -> Result<(), Gpt2Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Gpt2Error::file(dir.display(), e))?;
+    let mut tensors: BTreeMap<String, TensorData> = BTreeMap::new();
+    let matrix = |p: Tensor<3>| p.narrow(0, 0, 1).squeeze_dim::<2>(0).into_data();
+    let vector = |p: Tensor<2>| p.narrow(0, 0, 1).squeeze_dim::<1>(0).into_data();
+    let mut put = |key: String, data: TensorData| {
+        tensors.insert(format!("transformer.{key}"), data);
+    };
+    put("wte.weight".into(), matrix(model.wte.val()));
+    put("wpe.weight".into(), matrix(model.wpe.val()));
+    for (i, block) in model.h.iter().enumerate() {
+        for (name, norm) in [("ln_1", &block.ln_1), ("ln_2", &block.ln_2)] {
+            put(format!("h.{i}.{name}.weight"), vector(norm.weight.val()));
+            put(format!("h.{i}.{name}.bias"), vector(norm.bias.val()));
+        }
+        for (name, linear) in [
+            ("attn.c_attn", &block.attn.c_attn),
+            ("attn.c_proj", &block.attn.c_proj),
+            ("mlp.c_fc", &block.mlp.c_fc),
+            ("mlp.c_proj", &block.mlp.c_proj),
+        ] {
+            put(format!("h.{i}.{name}.weight"), matrix(linear.weight.val()));
+            if let Some(bias) = &linear.bias {
+                put(format!("h.{i}.{name}.bias"), vector(bias.val()));
+            }
+        }
+    }
+    put("ln_f.weight".into(), vector(model.ln_f.weight.val()));
+    put("ln_f.bias".into(), vector(model.ln_f.bias.val()));
+    write(&dir.join(WEIGHTS), &safetensors_bytes(&tensors)?)?;
+    write(&dir.join(CONFIG), config.to_hf_json().as_bytes())
+}
+
+/// f32 tensors as one safetensors file, with the `format = pt` metadata
+/// `transformers` expects.
+pub(crate) fn safetensors_bytes(
+    tensors: &BTreeMap<String, TensorData>,
+) -> Result<Vec<u8>, Gpt2Error> {
+    let mut bytes = Vec::with_capacity(tensors.len());
+    for (key, data) in tensors {
+        let values: Vec<f32> = data
+            .try_to_vec::<f32>()
+            .map_err(|e| Gpt2Error::file(key, format!("{e:?}")))?;
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes.push((key, data.shape().to_vec(), raw));
+    }
+    let views = bytes
+        .iter()
+        .map(|(key, shape, raw)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), raw)
+                .map(|view| (key.as_str(), view))
+                .map_err(|e| Gpt2Error::file(key, format!("{e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Gpt2Error::file("safetensors", format!("{e}")))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Gpt2Error> {
+    std::fs::write(path, bytes).map_err(|e| Gpt2Error::file(path.display(), e))
+}

@@ -1,0 +1,60 @@
+//! GPT-2-family language models, population-aware, from and to Hugging Face
+//! directories.
+//!
+//! [`Gpt2`] is HF's `GPT2LMHeadModel` (gpt2, distilgpt2, gpt2-medium and any
+//! checkpoint of that layout) built from `nn`'s population blocks: every
+//! parameter has a member axis, so a frozen base is stored once and shared
+//! by the members of a population. Its block linears are evaluated through
+//! [`LinearHook`](nn::LinearHook) at sites named as HF PEFT names them
+//! ([`adaptable::MODULES`]). [`hf`] reads and writes `config.json` +
+//! `model.safetensors` directories.
+
+pub mod adaptable;
+pub mod config;
+pub mod hf;
+mod model;
+
+pub use config::{Activation, Gpt2Config};
+pub use model::{Attention, Block, Gpt2, Mlp};
+
+/// What can go wrong reading a checkpoint or building a model; each names
+/// the file, key or field.
+#[derive(Debug, thiserror::Error)]
+pub enum Gpt2Error {
+    #[error("config.json: {field} = {value}: {allowed}")]
+    Config {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(
+        "the checkpoint has no tensor {key} (GPT-2's keys: wte.weight, wpe.weight, h.<i>.*, ln_f.*, optionally prefixed transformer.)"
+    )]
+    MissingTensor { key: String },
+    #[error("{file}: tensor {key} has shape {found:?}, the config needs {expected:?}")]
+    Shape {
+        key: String,
+        file: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+}
+
+impl Gpt2Error {
+    pub fn config(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self::Config {
+            field,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    pub fn file(path: impl std::fmt::Display, message: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.to_string(),
+            message: message.to_string(),
+        }
+    }
+}

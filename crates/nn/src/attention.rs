@@ -1,0 +1,56 @@
+//! Pieces every transformer family shares: the member-aware embedding
+//! lookup, the causal mask and the softmax attention uses.
+
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+/// Rows of `table: [M, vocab, d]` for `tokens: [G, B, T]`:
+/// `[max(G, M), B, T, d]`, each member reading its own copy of the table
+/// (or the shared one when `M = 1`).
+pub fn lookup(table: Tensor<3>, tokens: Tensor<3, Int>) -> Tensor<4> {
+    let [g, b, t] = tokens.dims();
+    let [m, vocab, d] = table.dims();
+    let members = g.max(m);
+    let tokens = if g < members {
+        tokens.repeat_dim(0, members)
+    } else {
+        tokens
+    };
+    let table = if m < members {
+        table.repeat_dim(0, members)
+    } else {
+        table
+    };
+    // Member c's rows live at c*vocab.. in the flattened table.
+    let offsets = if members > 1 {
+        Tensor::<1, Int>::arange(0..members as i64, &tokens.device())
+            .mul_scalar(vocab as i64)
+            .reshape([members, 1, 1])
+    } else {
+        Tensor::<3, Int>::zeros([1, 1, 1], &tokens.device())
+    };
+    let flat = (tokens + offsets).reshape([members * b * t]);
+    table
+        .reshape([members * vocab, d])
+        .select(0, flat)
+        .reshape([members, b, t, d])
+}
+
+/// Softmax over the last axis as `e · (1 / Σe)` with `e = exp(x − max x)`:
+/// Burn's `softmax` divides by the sum, and a division's backward pass costs
+/// two more passes over the scores than a product's.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let max = x.clone().detach().max_dim(D - 1);
+    let e = (x - max).exp();
+    let inv_sum = e.clone().sum_dim(D - 1).recip();
+    e * inv_sum
+}
+
+/// `[1, 1, 1, T, T]`: 0 where key `j <= i` (query `i`), a large negative
+/// number above the diagonal, so softmax gives those keys weight 0 (finite,
+/// so no backend sees `inf - inf`).
+pub fn causal_bias(t: usize, device: &Device) -> Tensor<5> {
+    let above = Tensor::<2, Bool>::tril_mask([t, t], 0, device);
+    Tensor::<2>::zeros([t, t], device)
+        .mask_fill(above, -1.0e9)
+        .reshape([1, 1, 1, t, t])
+}
