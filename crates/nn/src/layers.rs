@@ -109,15 +109,8 @@ impl RmsNorm {
     /// `rms`: a division's backward pass costs two more passes over `x`'s size
     /// than a product's.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let inv_rms = x
-            .clone()
-            .square()
-            .mean_dim(3)
-            .add_scalar(self.eps)
-            .sqrt()
-            .recip();
-        let scale = self.scale.val().unsqueeze_dim::<3>(1).unsqueeze_dim::<4>(1);
-        x.mul(inv_rms).mul(scale)
+        let inv_rms = inverse_rms(x.clone(), self.eps);
+        x.mul(inv_rms).mul(per_position(&self.scale))
     }
 }
 
@@ -149,14 +142,17 @@ impl LayerNorm {
     /// `x: [C, B, T, d]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let centred = x.clone() - x.mean_dim(3);
-        let inv_std = centred
-            .clone()
-            .square()
-            .mean_dim(3)
-            .add_scalar(self.eps)
-            .sqrt()
-            .recip();
-        let per_member = |p: &Param<Tensor<2>>| p.val().unsqueeze_dim::<3>(1).unsqueeze_dim::<4>(1);
-        centred.mul(inv_std).mul(per_member(&self.weight)) + per_member(&self.bias)
+        let inv_std = inverse_rms(centred.clone(), self.eps);
+        centred.mul(inv_std).mul(per_position(&self.weight)) + per_position(&self.bias)
     }
+}
+
+/// `1 / sqrt(mean(x²) + eps)` over the last axis, `[C, B, T, 1]`.
+fn inverse_rms(x: Tensor<4>, eps: f64) -> Tensor<4> {
+    x.square().mean_dim(3).add_scalar(eps).sqrt().recip()
+}
+
+/// A `[M, d]` parameter as `[M, 1, 1, d]`, to scale `[C, B, T, d]`.
+fn per_position(p: &Param<Tensor<2>>) -> Tensor<4> {
+    p.val().unsqueeze_dim::<3>(1).unsqueeze_dim::<4>(1)
 }

@@ -51,15 +51,14 @@ fn check(method_name: &str, method: Method) {
     let mut golden: Golden = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let g = golden.methods.remove(method_name).unwrap();
     let base = Tinyformer::from_torch_state(&golden.config, &golden.base_state, &device).unwrap();
-    let (b, t) = (golden.tokens.len(), golden.tokens[0].len());
-    let tokens: Tensor<3, Int> =
-        Tensor::from_data(TensorData::new(golden.tokens.concat(), [1, b, t]), &device);
-    let labels: Tensor<2, Int> =
-        Tensor::from_data(TensorData::new(golden.labels.clone(), [1, b]), &device);
+    let labels: Tensor<2, Int> = Tensor::from_data(
+        TensorData::new(golden.labels.clone(), [1, golden.labels.len()]),
+        &device,
+    );
     let subject = Subject {
         base,
         site: site_of,
-        tokens,
+        tokens: common::tokens(&golden.tokens, &device),
         loss: Box::new(move |logits| member_cross_entropy(logits, labels.clone())),
         given: None,
     };

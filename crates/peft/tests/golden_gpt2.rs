@@ -59,13 +59,10 @@ fn check(method_name: &str, method: Method) {
         &device,
     )
     .unwrap();
-    let (b, t) = (golden.tokens.len(), golden.tokens[0].len());
-    let tokens: Tensor<3, Int> =
-        Tensor::from_data(TensorData::new(golden.tokens.concat(), [1, b, t]), &device);
     let subject = Subject {
         base,
         site: site_of,
-        tokens,
+        tokens: common::tokens(&golden.tokens, &device),
         loss: Box::new(lm_loss(&golden.tokens, &device)),
         given: Some(golden.given),
     };

@@ -1226,13 +1226,7 @@ mod tests {
                 "{ kind = \"normal\", std = <number> }",
             ),
         ] {
-            assert!(text.contains(from), "{from}");
-            let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(
-                &text.replace(from, to),
-                "q.toml",
-            )
-            .unwrap_err()
-            .to_string();
+            let err = error_after_edit(text, from, to);
             assert!(err.contains(expected), "{expected} not in {err}");
             assert!(!err.contains("enum"), "{err}");
         }
@@ -1249,6 +1243,14 @@ mod tests {
         );
         config.run.threads = MAX_THREADS;
         assert!(config.validate().is_ok());
+    }
+
+    /// The error of quick.toml with `from` replaced by `to`.
+    fn error_after_edit(text: &str, from: &str, to: &str) -> String {
+        assert!(text.contains(from), "{from}");
+        ExperimentConfig::<TinyformerConfig>::from_toml_str(&text.replace(from, to), "q.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -1272,13 +1274,7 @@ mod tests {
                 "finetune.lrs = 0.01 twice",
             ),
         ] {
-            assert!(text.contains(from), "{from}");
-            let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(
-                &text.replace(from, to),
-                "q.toml",
-            )
-            .unwrap_err()
-            .to_string();
+            let err = error_after_edit(text, from, to);
             assert!(err.contains(expected), "{err}");
         }
     }

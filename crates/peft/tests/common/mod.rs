@@ -308,6 +308,12 @@ fn check_gradients<M: Adaptable>(
     }
 }
 
+/// A fixture's token rows as one stream, `[1, B, T]`.
+pub fn tokens(rows: &[Vec<i64>], device: &Device) -> Tensor<3, Int> {
+    let (b, t) = (rows.len(), rows[0].len());
+    Tensor::from_data(TensorData::new(rows.concat(), [1, b, t]), device)
+}
+
 /// A site from its layer and module.
 pub fn site(layer: usize, module: ModuleId) -> LinearSite {
     LinearSite { layer, module }
