@@ -68,11 +68,7 @@ pub fn ci() -> anyhow::Result<()> {
     cuda.env("CARGO_TARGET_DIR", target_dir().join("cuda-check"));
     run(cuda)?;
     // The bench's PyTorch reference step, where python3 imports torch.
-    let has_torch = Command::new("python3")
-        .args(["-c", "import torch"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if has_torch {
+    if python_imports("torch") {
         let mut reference = cargo();
         reference.args(["test", "--package", "lrscape", "--test", "bench"]);
         reference.args([
@@ -89,11 +85,7 @@ pub fn ci() -> anyhow::Result<()> {
     }
     // transformers reading a GPT-2 directory lrscape saved, where python3
     // imports it.
-    let has_transformers = Command::new("python3")
-        .args(["-c", "import torch, transformers"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if has_transformers {
+    if python_imports("torch, transformers") {
         let mut interop = cargo();
         interop.args(["test", "--package", "gpt2", "--test", "golden"]);
         interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
@@ -157,6 +149,14 @@ fn ci_backend_features() -> anyhow::Result<String> {
             Ok("lrscape/ndarray".into())
         }
     }
+}
+
+/// Whether `python3 -c "import <modules>"` succeeds.
+fn python_imports(modules: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// PyTorch 2.9.0's library directory when `python3` imports exactly that

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::Gpt2Error;
 
 /// The activations GPT-2 checkpoints name in `activation_function`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// `gelu_new`: the tanh approximation (GPT-2's own).
     GeluNew,

@@ -22,10 +22,13 @@ pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const INDEX: &str = "model.safetensors.index.json";
 
-/// A tensor read from a file: shape and f32 values.
+/// A tensor as its file stores it; converted to f32 only when the model
+/// takes it, so tensors GPT-2 does not use (mask buffers of any dtype, the
+/// tied head) are never converted.
 struct HostTensor {
+    dtype: Dtype,
     shape: Vec<usize>,
-    values: Vec<f32>,
+    bytes: Vec<u8>,
     file: PathBuf,
 }
 
@@ -67,15 +70,6 @@ fn read_weights(dir: &Path) -> Result<HashMap<String, HostTensor>, Gpt2Error> {
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| Gpt2Error::file(file.display(), format!("not a safetensors file: {e}")))?;
         for (name, view) in st.tensors() {
-            let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
-                Gpt2Error::file(
-                    file.display(),
-                    format!(
-                        "tensor {name} is {:?}: lrscape reads F32, F16 and BF16",
-                        view.dtype()
-                    ),
-                )
-            })?;
             let key = name
                 .strip_prefix("transformer.")
                 .unwrap_or(&name)
@@ -83,8 +77,9 @@ fn read_weights(dir: &Path) -> Result<HashMap<String, HostTensor>, Gpt2Error> {
             tensors.insert(
                 key,
                 HostTensor {
+                    dtype: view.dtype(),
                     shape: view.shape().to_vec(),
-                    values,
+                    bytes: view.data().to_vec(),
                     file: file.clone(),
                 },
             );
@@ -151,7 +146,16 @@ fn build(
                 expected: shape.to_vec(),
             });
         }
-        Ok(TensorData::new(tensor.values, tensor.shape))
+        let values = to_f32(tensor.dtype, &tensor.bytes).ok_or_else(|| {
+            Gpt2Error::file(
+                tensor.file.display(),
+                format!(
+                    "tensor {key} is {:?}: lrscape reads F32, F16 and BF16",
+                    tensor.dtype
+                ),
+            )
+        })?;
+        Ok(TensorData::new(values, tensor.shape))
     };
     let two = |data: TensorData| Tensor::<2>::from_data(data, device);
     let one = |data: TensorData| Tensor::<1>::from_data(data, device);

@@ -185,51 +185,44 @@ fn bad_checkpoints_are_named() {
     copy_dir(&fixtures().join("tiny"), &tiny);
     let config = std::fs::read_to_string(tiny.join("config.json")).unwrap();
 
-    std::fs::write(
-        tiny.join("config.json"),
-        config.replace("\"gpt2\"", "\"llama\""),
-    )
-    .unwrap();
-    let e = err(&tiny);
-    assert!(
-        e.contains("model_type = \"llama\"") && e.contains("\"gpt2\""),
-        "{e}"
-    );
-
-    std::fs::write(
-        tiny.join("config.json"),
-        config.replace("\"n_embd\": 32", "\"n_embd\": 40"),
-    )
-    .unwrap();
-    let e = err(&tiny);
-    assert!(e.contains("n_head") || e.contains("shape"), "{e}");
-
-    std::fs::write(
-        tiny.join("config.json"),
-        config.replace("\"n_layer\": 2", "\"n_layer\": 3"),
-    )
-    .unwrap();
-    let e = err(&tiny);
-    assert!(e.contains("no tensor h.2.ln_1.weight"), "{e}");
-
-    std::fs::write(
-        tiny.join("config.json"),
-        config.replace("\"vocab_size\": 96", "\"vocab_size\": 97"),
-    )
-    .unwrap();
-    let e = err(&tiny);
-    assert!(
-        e.contains("tensor wte.weight has shape [96, 32], the config needs [97, 32]"),
-        "{e}"
-    );
-
-    std::fs::write(
-        tiny.join("config.json"),
-        config.replace("\"gelu_new\"", "\"swish\""),
-    )
-    .unwrap();
-    let e = err(&tiny);
-    assert!(e.contains("activation_function = \"swish\""), "{e}");
+    // config.json edits: (from, to, what the error must say).
+    for (from, to, expected) in [
+        (
+            "\"gpt2\"",
+            "\"llama\"",
+            "model_type = \"llama\": this family reads \"gpt2\"",
+        ),
+        (
+            "\"n_embd\": 32",
+            "\"n_embd\": 40",
+            "tensor wte.weight has shape [96, 32], the config needs [96, 40]",
+        ),
+        (
+            "\"n_embd\": 32",
+            "\"n_embd\": 30",
+            "n_head = 4: a divisor of n_embd = 30",
+        ),
+        (
+            "\"n_layer\": 2",
+            "\"n_layer\": 3",
+            "no tensor h.2.ln_1.weight",
+        ),
+        (
+            "\"vocab_size\": 96",
+            "\"vocab_size\": 97",
+            "tensor wte.weight has shape [96, 32], the config needs [97, 32]",
+        ),
+        (
+            "\"gelu_new\"",
+            "\"swish\"",
+            "activation_function = \"swish\"",
+        ),
+    ] {
+        assert!(config.contains(from), "{from}");
+        std::fs::write(tiny.join("config.json"), config.replace(from, to)).unwrap();
+        let e = err(&tiny);
+        assert!(e.contains(expected), "{to}: {e}");
+    }
 
     std::fs::write(tiny.join("config.json"), &config).unwrap();
     std::fs::remove_file(tiny.join(hf::WEIGHTS)).unwrap();
@@ -307,5 +300,68 @@ fn targets_match_as_peft_matches_them() {
     assert!(
         err.contains("\"proj\"") && err.contains("attn.c_attn, attn.c_proj"),
         "{err}"
+    );
+}
+
+/// Rewrites the tiny checkpoint's weights with `edit` applied to its
+/// `(key, dtype, shape, bytes)` list.
+fn edited_checkpoint(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) {
+    copy_dir(&fixtures().join("tiny"), dir);
+    let bytes = std::fs::read(dir.join(hf::WEIGHTS)).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<_> = file
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(k, d, shape, b)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(*d, shape.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join(hf::WEIGHTS),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn unused_buffers_of_any_dtype_are_skipped_and_a_used_tensor_of_another_is_named() {
+    let device = Device::default();
+    let dir = tempfile::tempdir().unwrap();
+    // Old checkpoints carry the causal mask as a buffer, here as U8.
+    let with_mask = dir.path().join("mask");
+    edited_checkpoint(&with_mask, |t| {
+        t.push((
+            "transformer.h.0.attn.bias".into(),
+            safetensors::Dtype::U8,
+            vec![1, 1, 4, 4],
+            vec![1; 16],
+        ));
+    });
+    let (_, model) = hf::load_dir(&with_mask, &device).unwrap();
+    check(&model, &golden()["f32"], "with a U8 mask buffer");
+    // A weight the model needs, stored as I32.
+    let int_bias = dir.path().join("int");
+    edited_checkpoint(&int_bias, |t| {
+        let bias = t
+            .iter_mut()
+            .find(|t| t.0 == "transformer.ln_f.bias")
+            .unwrap();
+        bias.1 = safetensors::Dtype::I32;
+    });
+    let e = hf::load_dir(&int_bias, &device).unwrap_err().to_string();
+    assert!(
+        e.contains("tensor ln_f.bias is I32: lrscape reads F32, F16 and BF16"),
+        "{e}"
     );
 }

@@ -125,11 +125,6 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Weight 1, bias 0.
-    pub fn init(d: usize, eps: f64, device: &Device) -> Self {
-        Self::from_weights(Tensor::ones([d], device), Tensor::zeros([d], device), eps)
-    }
-
     /// One shared copy of given `weight, bias: [d]`.
     pub fn from_weights(weight: Tensor<1>, bias: Tensor<1>, eps: f64) -> Self {
         Self {

@@ -17,9 +17,8 @@ use common::{GoldenMethod, Setting, Subject, site};
 #[derive(Deserialize)]
 struct Golden {
     config: TinyformerConfig,
-    r: usize,
-    lora_alpha: f64,
-    lr: f64,
+    #[serde(flatten)]
+    setting: Setting,
     base_state: TorchState,
     tokens: Vec<Vec<i64>>,
     labels: Vec<i64>,
@@ -62,12 +61,7 @@ fn check(method_name: &str, method: Method) {
         loss: Box::new(move |logits| member_cross_entropy(logits, labels.clone())),
         given: None,
     };
-    let setting = Setting {
-        r: golden.r,
-        lora_alpha: golden.lora_alpha,
-        lr: golden.lr,
-    };
-    common::check(&g, method, &setting, subject, &device);
+    common::check(&g, method, &golden.setting, subject, &device);
 }
 
 #[test]

@@ -16,9 +16,8 @@ use common::{Factors, GoldenMethod, Setting, Subject, site};
 
 #[derive(Deserialize)]
 struct Golden {
-    r: usize,
-    lora_alpha: f64,
-    lr: f64,
+    #[serde(flatten)]
+    setting: Setting,
     tokens: Vec<Vec<i64>>,
     given: BTreeMap<String, Factors>,
     methods: BTreeMap<String, GoldenMethod>,
@@ -66,12 +65,7 @@ fn check(method_name: &str, method: Method) {
         loss: Box::new(lm_loss(&golden.tokens, &device)),
         given: Some(golden.given),
     };
-    let setting = Setting {
-        r: golden.r,
-        lora_alpha: golden.lora_alpha,
-        lr: golden.lr,
-    };
-    common::check(&g, method, &setting, subject, &device);
+    common::check(&g, method, &golden.setting, subject, &device);
 }
 
 #[test]

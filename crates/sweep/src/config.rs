@@ -592,9 +592,17 @@ impl Cell {
             .unwrap_or_else(|| LoraConfig::new(Method::Full, 1))
     }
 
-    /// Optimizer steps of one member: `epochs × ⌈n_train / batch_size⌉`.
+    /// Optimizer steps of one member: `epochs × ⌈n_train / batch_size⌉`;
+    /// `None` where that overflows.
+    pub fn checked_steps(&self, n_train: usize) -> Option<usize> {
+        self.epochs
+            .checked_mul(n_train.div_ceil(self.batch_size.max(1)))
+    }
+
+    /// [`checked_steps`](Self::checked_steps), saturating: `runner::plan`
+    /// refuses a study whose member-steps overflow before anything counts them.
     pub fn steps(&self, n_train: usize) -> usize {
-        self.epochs * n_train.div_ceil(self.batch_size.max(1))
+        self.checked_steps(n_train).unwrap_or(usize::MAX)
     }
 
     /// `lora r=16`, plus the alpha rule, init, batch size and epochs where

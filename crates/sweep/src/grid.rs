@@ -80,9 +80,23 @@ pub fn within_grid<M: ModelConfig>(
     trials: &[TrialRecord],
 ) -> (Vec<TrialRecord>, usize) {
     let keys = keys(config);
-    let (inside, outside): (Vec<&TrialRecord>, Vec<&TrialRecord>) =
-        trials.iter().partition(|t| keys.contains(&t.key()));
-    (inside.into_iter().cloned().collect(), outside.len())
+    let inside: Vec<TrialRecord> = trials
+        .iter()
+        .filter(|t| keys.contains(&t.key()))
+        .cloned()
+        .collect();
+    let outside = trials.len() - inside.len();
+    (inside, outside)
+}
+
+/// How many records of `trials` lie outside `config`'s grid (what
+/// [`within_grid`] leaves out), without copying the others.
+pub fn outside_count<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    trials: &[TrialRecord],
+) -> usize {
+    let keys = keys(config);
+    trials.iter().filter(|t| !keys.contains(&t.key())).count()
 }
 
 /// The warning every command gives when records lie outside the grid.

@@ -95,10 +95,7 @@ pub fn plan<M: ModelConfig>(
     let member_steps = cells
         .iter()
         .try_fold(0usize, |sum, c| {
-            let steps = c
-                .epochs
-                .checked_mul(n_train.div_ceil(c.batch_size.max(1)))?;
-            sum.checked_add(members.checked_mul(steps)?)
+            sum.checked_add(members.checked_mul(c.checked_steps(n_train)?)?)
         })
         .ok_or_else(|| {
             anyhow::anyhow!(
@@ -197,7 +194,7 @@ fn run_cells<M: ModelConfig>(
     let mut warnings = Vec::new();
     // The run holds its lock (a shard's, or the directory's) to the end.
     let (_lock, mut store, elsewhere_done) = open_records(config, opts, events, &mut warnings)?;
-    let outside = crate::grid::within_grid(config, store.trials()).1;
+    let outside = crate::grid::outside_count(config, store.trials());
     if let Some(note) = crate::grid::outside_note(outside, store.trials().len(), &opts.out) {
         warn(events, &mut warnings, note);
     }

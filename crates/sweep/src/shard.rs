@@ -38,7 +38,7 @@ pub fn partition(costs: &[u64], n: usize) -> Vec<Vec<usize>> {
         let target = (0..n)
             .min_by(|&a, &b| load[a].cmp(&load[b]).then(a.cmp(&b)))
             .unwrap_or(0);
-        load[target] += costs[item];
+        load[target] = load[target].saturating_add(costs[item]);
         shards[target].push(item);
     }
     for shard in &mut shards {
@@ -55,7 +55,11 @@ pub(crate) fn cell_costs<M: ModelConfig>(config: &ExperimentConfig<M>) -> Vec<u6
     config
         .cells()
         .iter()
-        .map(|cell| (members * cell.steps(n) * cell.batch_size) as u64)
+        .map(|cell| {
+            members
+                .saturating_mul(cell.steps(n))
+                .saturating_mul(cell.batch_size) as u64
+        })
         .collect()
 }
 
@@ -254,7 +258,7 @@ pub fn merge<M: ModelConfig>(
     write_derived(config, out, &trials)?;
     let missing = missing_cells(config, &trials, shard_count(out)?);
     let mut warnings = gathered.warnings;
-    let outside = crate::grid::within_grid(config, &trials).1;
+    let outside = crate::grid::outside_count(config, &trials);
     warnings.extend(crate::grid::outside_note(outside, trials.len(), out));
     Ok(MergeSummary {
         trials: trials.len(),

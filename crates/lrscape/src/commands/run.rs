@@ -43,7 +43,7 @@ pub(super) fn run_as<M: ModelConfig>(
         Some(path) => eprintln!("config: {}", path.display()),
         None => eprintln!(
             "config: the embedded configs/default.toml (--config FILE runs another); \
-             about 13 min on 2 CPU cores, an ETA follows"
+             its whole grid takes about 13 min on 2 CPU cores, an ETA follows"
         ),
     }
     eprintln!(

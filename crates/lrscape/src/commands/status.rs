@@ -19,7 +19,7 @@ pub fn status(common: &Common) -> anyhow::Result<()> {
         (
             sweep::runner::status_table(&config, &gathered.trials),
             sweep::shard::shard_status(&config, &out, &gathered.trials)?,
-            sweep::grid::within_grid(&config, &gathered.trials).1,
+            sweep::grid::outside_count(&config, &gathered.trials),
         )
     });
     let note = sweep::grid::outside_note(outside, gathered.trials.len(), &out);

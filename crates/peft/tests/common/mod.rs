@@ -66,6 +66,7 @@ pub struct Subject<M> {
 }
 
 /// The fixture's run: rank, alpha and learning rate.
+#[derive(Deserialize)]
 pub struct Setting {
     pub r: usize,
     pub lora_alpha: f64,
