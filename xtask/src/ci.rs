@@ -96,6 +96,23 @@ pub fn ci() -> anyhow::Result<()> {
              transformers is skipped (pip install torch transformers adds it)"
         );
     }
+    // PEFT reading every kind of adapter lrscape saved, where python3
+    // imports it.
+    if python_imports("torch, transformers, peft, tokenizers") {
+        let mut peft = cargo();
+        peft.args(["test", "--package", "lrscape", "--test", "gpt2_text"]);
+        peft.args([
+            "--",
+            "--ignored",
+            "peft_loads_every_saved_adapter_with_the_same_score",
+        ]);
+        run(peft)?;
+    } else {
+        eprintln!(
+            "ci: python3 has no peft, so loading lrscape's adapters in PEFT is skipped \
+             (pip install torch transformers peft adds it)"
+        );
+    }
     // libtorch (burn-tch) only where PyTorch 2.9.0 is installed, the
     // one version tch 0.22 builds against; a build of its own.
     match torch_2_9_lib()? {

@@ -775,13 +775,17 @@ pub fn run_case(job: &CaseJob, selected: &SelectedDevice) -> anyhow::Result<Case
     };
     let warm_data = data(job.warmup, config.task.data_seed.wrapping_add(2))?;
     let timed_data = data(job.steps, config.task.data_seed.wrapping_add(3))?;
-    let base = Tinyformer::init(model_config, config.pretrain.seed, &device)?;
+    let base = Tinyformer::init(
+        model_config,
+        config.pretrain.as_ref().map_or(0, |p| p.seed),
+        &device,
+    )?;
     let idle = vm_hwm_kib();
     let (lora, targets, train_head) = match case.workload {
         Workload::Lora { rank, compute } => {
             let lora = lora_config(config, rank, compute);
             let targets = lora.target_modules.resolve(&model_config.linear_layout())?;
-            (lora, targets, config.grid.train_head)
+            (lora, targets, config.train_head())
         }
         Workload::Full => (
             LoraConfig::new(Method::Full, 1),

@@ -36,6 +36,8 @@ pub fn linear_layout(n_layers: usize, d: usize, ff: usize) -> LinearLayout {
             ("all", all.clone()),
             ("all-linear", all),
         ],
+        hf_blocks: Some("transformer.h"),
+        fan_in_fan_out: true,
     }
 }
 

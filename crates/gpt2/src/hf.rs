@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
+use nn::safetensors_io::{self, HostTensor};
 
 use crate::Gpt2Error;
 use crate::config::Gpt2Config;
@@ -21,16 +21,6 @@ use crate::model::{BlockWeights, Gpt2};
 pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const INDEX: &str = "model.safetensors.index.json";
-
-/// A tensor as its file stores it; converted to f32 only when the model
-/// takes it, so tensors GPT-2 does not use (mask buffers of any dtype, the
-/// tied head) are never converted.
-struct HostTensor {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-    file: PathBuf,
-}
 
 /// Reads `dir` as a GPT-2 checkpoint.
 pub fn load_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2), Gpt2Error> {
@@ -49,40 +39,38 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2), Gpt2E
     Ok((config, model))
 }
 
+/// The weight files of a checkpoint directory: `model.safetensors`, or the
+/// shards its index lists.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, Gpt2Error> {
+    let single = dir.join(WEIGHTS);
+    let index = dir.join(INDEX);
+    if single.is_file() {
+        Ok(vec![single])
+    } else if index.is_file() {
+        shard_files(&index)
+    } else {
+        Err(Gpt2Error::file(
+            dir.display(),
+            format!("neither {WEIGHTS} nor {INDEX} (lrscape reads safetensors weights only)"),
+        ))
+    }
+}
+
 /// Every tensor of the directory's weight files, by key without the
 /// `transformer.` prefix.
 fn read_weights(dir: &Path) -> Result<HashMap<String, HostTensor>, Gpt2Error> {
-    let single = dir.join(WEIGHTS);
-    let index = dir.join(INDEX);
-    let files: Vec<PathBuf> = if single.is_file() {
-        vec![single]
-    } else if index.is_file() {
-        shard_files(&index)?
-    } else {
-        return Err(Gpt2Error::file(
-            dir.display(),
-            format!("neither {WEIGHTS} nor {INDEX} (lrscape reads safetensors weights only)"),
-        ));
-    };
     let mut tensors = HashMap::new();
-    for file in files {
-        let bytes = std::fs::read(&file).map_err(|e| Gpt2Error::file(file.display(), e))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| Gpt2Error::file(file.display(), format!("not a safetensors file: {e}")))?;
-        for (name, view) in st.tensors() {
+    for file in weight_files(dir)? {
+        let read =
+            safetensors_io::read_file(&file).map_err(|e| Gpt2Error::file(file.display(), e))?;
+        for (name, tensor) in read {
             let key = name
                 .strip_prefix("transformer.")
                 .unwrap_or(&name)
                 .to_string();
-            tensors.insert(
-                key,
-                HostTensor {
-                    dtype: view.dtype(),
-                    shape: view.shape().to_vec(),
-                    bytes: view.data().to_vec(),
-                    file: file.clone(),
-                },
-            );
+            // Converted to f32 only when the model takes it, so tensors
+            // GPT-2 does not use (mask buffers, the tied head) never are.
+            tensors.insert(key, tensor);
         }
     }
     Ok(tensors)
@@ -111,23 +99,6 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>, Gpt2Error> {
     Ok(paths)
 }
 
-fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    let pairs = || bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
-    Some(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => pairs()
-            .map(|b| half::f16::from_le_bytes(b).to_f32())
-            .collect(),
-        Dtype::BF16 => pairs()
-            .map(|b| half::bf16::from_le_bytes(b).to_f32())
-            .collect(),
-        _ => return None,
-    })
-}
-
 fn build(
     config: &Gpt2Config,
     tensors: &mut HashMap<String, HostTensor>,
@@ -146,7 +117,7 @@ fn build(
                 expected: shape.to_vec(),
             });
         }
-        let values = to_f32(tensor.dtype, &tensor.bytes).ok_or_else(|| {
+        let values = tensor.to_f32().ok_or_else(|| {
             Gpt2Error::file(
                 tensor.file.display(),
                 format!(
@@ -224,34 +195,10 @@ pub fn save_dir(model: &Gpt2, config: &Gpt2Config, dir: &Path) -> Result<(), Gpt
     }
     put("ln_f.weight".into(), vector(model.ln_f.weight.val()));
     put("ln_f.bias".into(), vector(model.ln_f.bias.val()));
-    write(&dir.join(WEIGHTS), &safetensors_bytes(&tensors)?)?;
+    let bytes =
+        safetensors_io::to_bytes(&tensors).map_err(|e| Gpt2Error::file(dir.display(), e))?;
+    write(&dir.join(WEIGHTS), &bytes)?;
     write(&dir.join(CONFIG), config.to_hf_json().as_bytes())
-}
-
-/// f32 tensors as one safetensors file, with the `format = pt` metadata
-/// `transformers` expects.
-pub(crate) fn safetensors_bytes(
-    tensors: &BTreeMap<String, TensorData>,
-) -> Result<Vec<u8>, Gpt2Error> {
-    let mut bytes = Vec::with_capacity(tensors.len());
-    for (key, data) in tensors {
-        let values: Vec<f32> = data
-            .try_to_vec::<f32>()
-            .map_err(|e| Gpt2Error::file(key, format!("{e:?}")))?;
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes.push((key, data.shape().to_vec(), raw));
-    }
-    let views = bytes
-        .iter()
-        .map(|(key, shape, raw)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), raw)
-                .map(|view| (key.as_str(), view))
-                .map_err(|e| Gpt2Error::file(key, format!("{e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Gpt2Error::file("safetensors", format!("{e}")))
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Gpt2Error> {

@@ -7,14 +7,17 @@
 //! by the members of a population. Its block linears are evaluated through
 //! [`LinearHook`](nn::LinearHook) at sites named as HF PEFT names them
 //! ([`adaptable::MODULES`]). [`hf`] reads and writes `config.json` +
-//! `model.safetensors` directories.
+//! `model.safetensors` directories; [`Gpt2Family`] is the `[model]` table of
+//! a study of one (`family = "gpt2"`, `path`).
 
 pub mod adaptable;
 pub mod config;
+pub mod family;
 pub mod hf;
 mod model;
 
 pub use config::{Activation, Gpt2Config};
+pub use family::Gpt2Family;
 pub use model::{Attention, Block, Gpt2, Mlp};
 
 /// What can go wrong reading a checkpoint or building a model; each names

@@ -162,7 +162,14 @@ impl Overrides {
             config.finetune.batch_size = one_or_many(sizes);
         }
         if let Some(epochs) = self.pretrain_epochs {
-            config.pretrain.epochs = epochs;
+            match config.pretrain.as_mut() {
+                Some(pretrain) => pretrain.epochs = epochs,
+                None => anyhow::bail!(
+                    "--pretrain-epochs {epochs}: {} pre-trains nothing (its base is the \
+                     model's checkpoint)",
+                    config.name
+                ),
+            }
         }
         if let Some(max) = self.max_population {
             config.run.max_population = max;
@@ -221,6 +228,27 @@ pub enum Command {
         /// all-linear) or one module name; grid.targets if omitted.
         #[arg(long)]
         targets: Option<String>,
+    },
+    /// Score a Hugging Face checkpoint (and a PEFT adapter) on a text file:
+    /// blocks of --block-size tokens, the mean next-token cross-entropy; the
+    /// last line is JSON {"loss", "perplexity", "tokens"}.
+    Eval {
+        /// A Hugging Face model directory (config.json, model.safetensors,
+        /// tokenizer.json) of a family lrscape reads: gpt2.
+        #[arg(long)]
+        model: PathBuf,
+        /// A PEFT adapter directory (adapter_config.json,
+        /// adapter_model.safetensors) to apply to the model.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// UTF-8 text, tokenized whole without special tokens.
+        #[arg(long)]
+        text: PathBuf,
+        /// Tokens per block (the remainder of the text is dropped).
+        #[arg(long)]
+        block_size: usize,
+        #[command(flatten)]
+        device: DeviceArg,
     },
     /// Draw the figures and write REPORT.md of an experiment from its records.
     Report {

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use gpt2::Gpt2Family;
 use nn::ModelConfig;
 use sweep::ExperimentConfig;
 use tinyformer::TinyformerConfig;
@@ -12,20 +13,24 @@ use tinyformer::TinyformerConfig;
 /// A config of any known family.
 pub enum AnyConfig {
     Tinyformer(ExperimentConfig<TinyformerConfig>),
+    Gpt2(ExperimentConfig<Gpt2Family>),
 }
 
 /// The `family` names a config may give.
-pub const FAMILIES: &[&str] = &[TinyformerConfig::FAMILY];
+pub const FAMILIES: &[&str] = &[TinyformerConfig::FAMILY, Gpt2Family::FAMILY];
 
 impl AnyConfig {
     /// Parses and validates TOML text as the family it names; `origin`
-    /// names the text in errors.
-    pub fn from_toml_str(text: &str, origin: &str) -> anyhow::Result<Self> {
+    /// names the text in errors, its relative paths are read from `dir`.
+    pub fn from_toml_in(text: &str, origin: &str, dir: &Path) -> anyhow::Result<Self> {
         let family = sweep::config::family_of_toml(text)
             .map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
         match family.as_str() {
-            TinyformerConfig::FAMILY => Ok(Self::Tinyformer(ExperimentConfig::from_toml_str(
-                text, origin,
+            TinyformerConfig::FAMILY => Ok(Self::Tinyformer(ExperimentConfig::from_toml_in(
+                text, origin, dir,
+            )?)),
+            Gpt2Family::FAMILY => Ok(Self::Gpt2(ExperimentConfig::from_toml_in(
+                text, origin, dir,
             )?)),
             other => anyhow::bail!(
                 "{origin}: invalid config: model.family = {other:?}: one of {}",
@@ -37,7 +42,8 @@ impl AnyConfig {
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        let dir = path.parent().unwrap_or(Path::new(""));
+        Self::from_toml_in(&text, &path.display().to_string(), dir)
     }
 
     /// The config `--config` names, or the embedded default without one.
@@ -50,9 +56,10 @@ impl AnyConfig {
 
     /// The embedded `configs/default.toml`.
     pub fn embedded_default() -> anyhow::Result<Self> {
-        Self::from_toml_str(
+        Self::from_toml_in(
             sweep::config::DEFAULT_CONFIG,
             "configs/default.toml (embedded)",
+            Path::new(""),
         )
     }
 
@@ -68,6 +75,7 @@ macro_rules! with_family {
     ($any:expr, $config:ident => $body:expr) => {
         match $any {
             $crate::families::AnyConfig::Tinyformer($config) => $body,
+            $crate::families::AnyConfig::Gpt2($config) => $body,
         }
     };
 }
@@ -80,7 +88,7 @@ mod tests {
     #[test]
     fn an_unknown_family_is_named_with_the_known_ones() {
         let text = sweep::config::DEFAULT_CONFIG.replace("[model]", "[model]\nfamily = \"gpt5\"");
-        let err = AnyConfig::from_toml_str(&text, "x.toml")
+        let err = AnyConfig::from_toml_in(&text, "x.toml", Path::new(""))
             .err()
             .unwrap()
             .to_string();
@@ -92,17 +100,44 @@ mod tests {
     fn the_default_family_may_be_named_or_left_out() {
         let named =
             sweep::config::DEFAULT_CONFIG.replace("[model]", "[model]\nfamily = \"tinyformer\"");
-        let AnyConfig::Tinyformer(a) = AnyConfig::from_toml_str(&named, "a.toml").unwrap();
-        let AnyConfig::Tinyformer(b) = AnyConfig::embedded_default().unwrap();
+        let Ok(AnyConfig::Tinyformer(a)) = AnyConfig::from_toml_in(&named, "a.toml", Path::new(""))
+        else {
+            panic!("a tinyformer config")
+        };
+        let Ok(AnyConfig::Tinyformer(b)) = AnyConfig::embedded_default() else {
+            panic!("the default config is a tinyformer config")
+        };
         assert_eq!(a, b);
         assert_eq!(a.results_hash(), b.results_hash());
         assert_eq!(a.pretrain_hash(), b.pretrain_hash());
     }
 
     #[test]
+    fn every_shipped_config_parses_as_its_family() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut families = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let config = AnyConfig::from_toml_file(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                families.insert(with_family!(&config, c => family_name(c)));
+            }
+        }
+        assert!(
+            families.contains("gpt2") && families.contains("tinyformer"),
+            "{families:?}"
+        );
+    }
+
+    fn family_name<M: ModelConfig>(_: &ExperimentConfig<M>) -> &'static str {
+        M::FAMILY
+    }
+
+    #[test]
     fn a_family_that_is_not_a_string_is_an_error() {
         let text = sweep::config::DEFAULT_CONFIG.replace("[model]", "[model]\nfamily = 3");
-        let err = AnyConfig::from_toml_str(&text, "x.toml")
+        let err = AnyConfig::from_toml_in(&text, "x.toml", Path::new(""))
             .err()
             .unwrap()
             .to_string();

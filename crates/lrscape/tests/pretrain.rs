@@ -53,7 +53,10 @@ fn pretrain_quick_learns_saves_and_reloads_to_the_same_accuracy() {
     );
     assert!(!record.diverged);
     assert_eq!(record.config_hash, config.pretrain_hash());
-    assert_eq!(record.train_loss.len(), config.pretrain.epochs);
+    assert_eq!(
+        record.train_loss.len(),
+        config.pretrain.as_ref().unwrap().epochs
+    );
     assert_eq!(record.provenance.backend, "flex");
 
     let (_, val) = pretrain_data(&config).unwrap();

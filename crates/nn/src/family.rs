@@ -2,7 +2,7 @@
 //! without naming it.
 
 use std::fmt::Debug;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -64,9 +64,10 @@ pub trait ModelConfig:
     /// config can name sizes whose product overflows an integer).
     fn parameters(&self) -> f64;
 
-    /// Floats the forward pass of one sequence keeps for the backward pass,
-    /// roughly: what memory estimates scale with the batch.
-    fn activations_per_sequence(&self) -> f64;
+    /// Floats the forward pass of one sequence of `seq_len` tokens keeps
+    /// for the backward pass, roughly: what memory estimates scale with the
+    /// batch.
+    fn activations_per_sequence(&self, seq_len: usize) -> f64;
 
     /// A freshly initialised model; `seed` decides every weight.
     fn init(&self, seed: u64, device: &Device) -> Result<Self::Model, ConfigError>;
@@ -81,5 +82,43 @@ pub trait ModelConfig:
     fn load_base(&self, path: &Path, device: &Device) -> Result<Self::Model, String> {
         let skeleton = self.init(0, device).map_err(|e| e.to_string())?;
         skeleton.try_load_file(path).map_err(|e| format!("{e:?}"))
+    }
+
+    /// Reads what the config names on disk (a checkpoint's `config.json`),
+    /// relative paths taken from `dir` (the config file's directory).
+    /// Called once after parsing, before [`validate`](Self::validate).
+    fn resolve(&mut self, dir: &Path) -> Result<(), ConfigError> {
+        let _ = dir;
+        Ok(())
+    }
+
+    /// The checkpoint directory the base is read from; `None` when the base
+    /// is pre-trained here (from [`init`](Self::init) and `[pretrain]`).
+    fn checkpoint(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Reads the base from [`checkpoint`](Self::checkpoint).
+    fn load_checkpoint(&self, device: &Device) -> Result<Self::Model, String> {
+        let _ = device;
+        Err(format!("family {} reads no checkpoints", Self::FAMILY))
+    }
+
+    /// The `tokenizer.json` text tasks encode with, where the model has one.
+    fn tokenizer(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Files whose bytes decide results (a checkpoint's weights and config,
+    /// its tokenizer): their digests key results, so a changed file is a
+    /// new study rather than a silent resume.
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Whether the output head is the token embedding (GPT-2's tied
+    /// `lm_head`): then `grid.train_head` defaults to, and must be, false.
+    fn head_is_tied(&self) -> bool {
+        false
     }
 }

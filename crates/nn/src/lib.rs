@@ -27,6 +27,7 @@ mod layers;
 mod loss;
 mod members;
 mod model;
+pub mod safetensors_io;
 
 pub use family::{ConfigError, ModelConfig};
 pub use flops::{FlopCount, matmul_flops, matmul_step_flops};

@@ -26,6 +26,13 @@ pub struct LinearLayout {
     pub modules: Vec<(ModuleId, usize, usize)>,
     /// `(preset, module names)`.
     pub presets: Vec<(&'static str, Vec<&'static str>)>,
+    /// Where the blocks sit in the Hugging Face model (`transformer.h` for
+    /// GPT-2): a site's HF module is `{hf_blocks}.{layer}.{module}`. `None`
+    /// for a family with no HF counterpart.
+    pub hf_blocks: Option<&'static str>,
+    /// HF stores these linears' weights `[in, out]` (GPT-2's `Conv1D`),
+    /// which PEFT records as `fan_in_fan_out`.
+    pub fan_in_fan_out: bool,
 }
 
 impl LinearLayout {

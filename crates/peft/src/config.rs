@@ -280,6 +280,8 @@ mod tests {
             n_layers: 2,
             modules: vec![(q, 128, 128), (up, 128, 512)],
             presets: vec![("all", vec!["q", "up"]), ("attn", vec!["q"])],
+            hf_blocks: None,
+            fan_in_fan_out: false,
         }
     }
 

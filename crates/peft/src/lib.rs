@@ -24,6 +24,7 @@ pub mod config;
 pub mod init;
 pub mod layer;
 pub mod model;
+pub mod pretrained;
 
 pub use config::{LoraConfig, LoraInit, Method, TargetModules};
 pub use layer::{Compute, LayerKind, LoraLayer};
@@ -48,6 +49,8 @@ pub enum PeftError {
     NonFiniteWeight(LinearSite),
     #[error("the model has no linear at {0} (an adapter or merged model of another model)")]
     NoSuchSite(LinearSite),
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
 }
 
 impl PeftError {

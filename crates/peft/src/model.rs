@@ -128,8 +128,17 @@ impl<M: Adaptable> PeftModel<M> {
         count_params(self, false) - count_params(self, true) + self.trainable_per_member()
     }
 
+    /// The adapter at `site`, if it has one.
+    pub fn adapter(&self, site: LinearSite) -> Option<&LoraLayer> {
+        self.blocks.get(site.layer)?.get(site.module)
+    }
+
+    pub fn adapter_mut(&mut self, site: LinearSite) -> Option<&mut LoraLayer> {
+        self.blocks.get_mut(site.layer)?.get_mut(site.module)
+    }
+
     /// Every adapted site with its layer.
-    fn adapted_sites(&self) -> impl Iterator<Item = (LinearSite, &LoraLayer)> {
+    pub fn adapted_sites(&self) -> impl Iterator<Item = (LinearSite, &LoraLayer)> {
         let modules: Vec<ModuleId> = self.base.layout().modules.iter().map(|m| m.0).collect();
         self.blocks.iter().enumerate().flat_map(move |(layer, b)| {
             let modules = modules.clone();

@@ -604,17 +604,23 @@ pub fn measure_grid<M: ModelConfig>(
 ) -> anyhow::Result<SharpnessFile> {
     let started = Instant::now();
     let device = opts.device.device.clone().autodiff();
-    let (base, _) = sweep::pretrain::load_base(config, &opts.out, &device).map_err(|e| {
-        let config_arg = opts
-            .config_path
-            .as_ref()
-            .map_or_else(|| "<file>".to_string(), |p| p.display().to_string());
-        anyhow::anyhow!(
-            "{e:#}. `lrscape sharpness` measures on the cached base: run `lrscape pretrain \
+    let checkpoint = sweep::pretrain::checkpoint_base(config, &device).transpose()?;
+    let base = match checkpoint {
+        Some(base) => base,
+        None => sweep::pretrain::load_base(config, &opts.out, &device)
+            .map_err(|e| {
+                let config_arg = opts
+                    .config_path
+                    .as_ref()
+                    .map_or_else(|| "<file>".to_string(), |p| p.display().to_string());
+                anyhow::anyhow!(
+                    "{e:#}. `lrscape sharpness` measures on the cached base: run `lrscape pretrain \
              --config {config_arg} --out {}` first",
-            opts.out.display()
-        )
-    })?;
+                    opts.out.display()
+                )
+            })?
+            .0,
+    };
     let (train, _) = sweep::task::finetune_data(config)?;
     if opts.examples == 0 || opts.examples > train.len() {
         anyhow::bail!(

@@ -1,6 +1,7 @@
 //! Experiment configs: TOML, unknown fields rejected, validated once at load.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use nn::ModelConfig;
 use peft::{LoraConfig, LoraInit, Method, TargetModules};
@@ -41,11 +42,18 @@ pub struct ExperimentConfig<M: ModelConfig> {
         serialize_with = "family::serialize_model"
     )]
     pub model: M,
-    pub pretrain: PretrainConfig,
+    /// How the base is pre-trained; absent when the model names a
+    /// checkpoint, which is the base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain: Option<PretrainConfig>,
     pub finetune: FinetuneConfig,
     pub grid: GridConfig,
     #[serde(default)]
     pub run: RunConfig,
+    /// The directory relative paths (task files, `model.path`) are read
+    /// from: the config file's.
+    #[serde(skip)]
+    pub dir: PathBuf,
 }
 
 /// Fine-tuning of every grid cell.
@@ -250,8 +258,11 @@ pub struct GridConfig {
     /// Seeds of adapter init and data order; one member per (lr, seed).
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
-    #[serde(default = "yes")]
-    pub train_head: bool,
+    /// Train the output head beside the adapters (the seed notebook's
+    /// setting); absent: yes, unless the head is the token embedding
+    /// (GPT-2's tied head), which stays frozen as in PEFT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_head: Option<bool>,
     /// The rank of `lr_sweep_results.json` (the seed notebook's r = 16).
     #[serde(default = "default_parity_rank")]
     pub parity_rank: usize,
@@ -259,10 +270,6 @@ pub struct GridConfig {
 
 fn default_seeds() -> Vec<u64> {
     vec![0]
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_parity_rank() -> usize {
@@ -288,6 +295,27 @@ pub struct RunConfig {
     /// function is the same; the cost and the rounding are not.
     #[serde(default)]
     pub adapter_compute: peft::Compute,
+    /// Which trained adapters `run` writes in PEFT's format under
+    /// `<out>/adapters/`: none, each cell's best learning rate, or all.
+    #[serde(default, skip_serializing_if = "SaveAdapters::is_none")]
+    pub save_adapters: SaveAdapters,
+}
+
+/// `[run] save_adapters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", expecting = "\"none\", \"best\" or \"all\"")]
+pub enum SaveAdapters {
+    #[default]
+    None,
+    /// Each cell's best learning rate, every seed.
+    Best,
+    All,
+}
+
+impl SaveAdapters {
+    fn is_none(&self) -> bool {
+        *self == SaveAdapters::None
+    }
 }
 
 impl RunConfig {
@@ -313,6 +341,7 @@ impl Default for RunConfig {
             max_population: default_max_population(),
             threads: 0,
             adapter_compute: peft::Compute::default(),
+            save_adapters: SaveAdapters::None,
         }
     }
 }
@@ -372,12 +401,30 @@ pub struct TaskConfig {
     /// `markov_lm`: fraction of the chain's rows redrawn for fine-tuning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<f64>,
+    /// `text_lm`: the fine-tuning text, UTF-8 (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    /// `text_lm`: the validation text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val: Option<PathBuf>,
+    /// `text_lm`: tokens per block (each block predicts `block_size - 1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<usize>,
+    /// Examples of the synthetic tasks' splits (a text task's are its files).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub n_pretrain_train: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub n_pretrain_val: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub n_finetune_train: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub n_finetune_val: usize,
     #[serde(default)]
     pub data_seed: u64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Which synthetic task a config trains on.
@@ -389,6 +436,8 @@ pub enum TaskKind {
     RetrieveAtK,
     /// Next-token prediction on a Markov chain, every position a target.
     MarkovLm,
+    /// Next-token prediction on text files, cut into blocks.
+    TextLm,
 }
 
 impl TaskKind {
@@ -400,17 +449,24 @@ impl TaskKind {
         match self {
             TaskKind::RetrieveAtK => "retrieve_at_k",
             TaskKind::MarkovLm => "markov_lm",
+            TaskKind::TextLm => "text_lm",
         }
     }
 
     /// A language-modelling task: scored by perplexity, the model causal.
     pub fn is_language_model(self) -> bool {
-        self == TaskKind::MarkovLm
+        matches!(self, TaskKind::MarkovLm | TaskKind::TextLm)
+    }
+
+    /// A task whose examples lrscape draws (every split sized by
+    /// `task.n_*`), rather than one read from files.
+    pub fn is_synthetic(self) -> bool {
+        self != TaskKind::TextLm
     }
 }
 
 /// A task's own parameters, checked: what [`TaskConfig::spec`] returns.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TaskSpec {
     RetrieveAtK {
         k_pretrain: usize,
@@ -419,6 +475,12 @@ pub enum TaskSpec {
     MarkovLm {
         branching: usize,
         shift: f64,
+    },
+    /// Paths as the config gives them (relative to its directory).
+    TextLm {
+        train: PathBuf,
+        val: PathBuf,
+        block_size: usize,
     },
 }
 
@@ -447,6 +509,16 @@ impl TaskConfig {
                 )
             })
         };
+        let text_fields = [
+            ("train", self.train.is_some()),
+            ("val", self.val.is_some()),
+            ("block_size", self.block_size.is_some()),
+        ];
+        if self.kind.is_synthetic() {
+            for (field, set) in text_fields {
+                absent(field, set)?;
+            }
+        }
         match self.kind {
             TaskKind::RetrieveAtK => {
                 absent("branching", self.branching.is_some())?;
@@ -518,7 +590,81 @@ impl TaskConfig {
                 }
                 Ok(TaskSpec::MarkovLm { branching, shift })
             }
+            TaskKind::TextLm => self.text_lm_spec(model, &absent),
         }
+    }
+
+    /// `text_lm`'s parameters: both files, a block the model can read, a
+    /// causal model with a tokenizer, and none of the synthetic fields.
+    fn text_lm_spec<M: ModelConfig>(
+        &self,
+        model: &M,
+        absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
+    ) -> Result<TaskSpec, ConfigError> {
+        for (field, set) in [
+            ("k_pretrain", self.k_pretrain.is_some()),
+            ("k_finetune", self.k_finetune.is_some()),
+            ("branching", self.branching.is_some()),
+            ("shift", self.shift.is_some()),
+            ("n_pretrain_train", self.n_pretrain_train != 0),
+            ("n_pretrain_val", self.n_pretrain_val != 0),
+            ("n_finetune_train", self.n_finetune_train != 0),
+            ("n_finetune_val", self.n_finetune_val != 0),
+        ] {
+            absent(field, set)?;
+        }
+        let file = |field: &str, value: &Option<PathBuf>| {
+            value.clone().ok_or_else(|| {
+                bad(
+                    &format!("task.{field}"),
+                    "missing",
+                    "a UTF-8 text file, required for task.kind = \"text_lm\"",
+                )
+            })
+        };
+        let train = file("train", &self.train)?;
+        let val = file("val", &self.val)?;
+        let block_size = self.block_size.ok_or_else(|| {
+            bad(
+                "task.block_size",
+                "missing",
+                "tokens per block, required for task.kind = \"text_lm\"",
+            )
+        })?;
+        if block_size < 2 || block_size > model.seq_len() {
+            return Err(bad(
+                "task.block_size",
+                block_size,
+                format!(
+                    "between 2 (a block predicts each token after its first) and the \
+                     model's {} positions",
+                    model.seq_len()
+                ),
+            ));
+        }
+        if !model.causal() {
+            return Err(bad(
+                "model.causal",
+                false,
+                "true for task.kind = \"text_lm\" (a language model sees only the past)",
+            ));
+        }
+        if model.tokenizer().is_none() {
+            return Err(bad(
+                "task.kind",
+                "\"text_lm\"",
+                format!(
+                    "a task of model.family = \"{}\" (text needs a model with a \
+                     tokenizer, such as gpt2)",
+                    M::FAMILY
+                ),
+            ));
+        }
+        Ok(TaskSpec::TextLm {
+            train,
+            val,
+            block_size,
+        })
     }
 }
 
@@ -645,20 +791,48 @@ fn bad(field: &str, value: impl ToString, allowed: impl Into<String>) -> ConfigE
 }
 
 impl<M: ModelConfig> ExperimentConfig<M> {
-    /// Parses and validates TOML text; `origin` names it in errors.
+    /// Parses and validates TOML text, relative paths in it read from the
+    /// working directory; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let config: Self =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("{origin}: invalid config: {e}"))?;
+        Self::from_toml_in(text, origin, Path::new(""))
+    }
+
+    /// Parses TOML text whose relative paths are relative to `dir`, reads
+    /// what the model names there, and validates.
+    pub fn from_toml_in(text: &str, origin: &str, dir: &Path) -> anyhow::Result<Self> {
+        let invalid = |e: &dyn std::fmt::Display| anyhow::anyhow!("{origin}: invalid config: {e}");
+        let mut config: Self = toml::from_str(text).map_err(|e| invalid(&e))?;
+        config.dir = dir.to_path_buf();
+        config.model.resolve(dir).map_err(|e| invalid(&e))?;
+        config.validate().map_err(|e| invalid(&e))?;
         Ok(config)
     }
 
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        let dir = path.parent().unwrap_or(Path::new(""));
+        Self::from_toml_in(&text, &path.display().to_string(), dir)
+    }
+
+    /// A path of the config, as the process opens it.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        self.dir.join(path)
+    }
+
+    /// Whether the output head trains beside the adapters
+    /// (`grid.train_head`, by default: unless the head is tied).
+    pub fn train_head(&self) -> bool {
+        self.grid.train_head.unwrap_or(!self.model.head_is_tied())
+    }
+
+    /// Tokens per example: a text block's predictions, else the model's
+    /// sequence.
+    pub fn sequence_len(&self) -> usize {
+        match (self.task.kind, self.task.block_size) {
+            (TaskKind::TextLm, Some(block)) => block.saturating_sub(1).max(1),
+            _ => self.model.seq_len(),
+        }
     }
 
     /// What decides a cell's best LR: perplexity for a language model,
@@ -689,17 +863,64 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             .map_err(|e| bad(&format!("model.{}", e.field), e.value, e.allowed))?;
         let t = &self.task;
         t.spec(&self.model)?;
-        for (field, n) in [
-            ("task.n_pretrain_train", t.n_pretrain_train),
-            ("task.n_pretrain_val", t.n_pretrain_val),
-            ("task.n_finetune_train", t.n_finetune_train),
-            ("task.n_finetune_val", t.n_finetune_val),
-        ] {
-            if n == 0 {
-                return Err(bad(field, n, "at least 1 example"));
+        if t.kind.is_synthetic() {
+            for (field, n) in [
+                ("task.n_pretrain_train", t.n_pretrain_train),
+                ("task.n_pretrain_val", t.n_pretrain_val),
+                ("task.n_finetune_train", t.n_finetune_train),
+                ("task.n_finetune_val", t.n_finetune_val),
+            ] {
+                if n == 0 {
+                    return Err(bad(
+                        field,
+                        n,
+                        format!(
+                            "at least 1 example (required for task.kind = \"{}\")",
+                            t.kind.name()
+                        ),
+                    ));
+                }
             }
         }
-        let p = &self.pretrain;
+        self.validate_pretrain()?;
+        if self.grid.train_head == Some(true) && self.model.head_is_tied() {
+            return Err(bad(
+                "grid.train_head",
+                true,
+                format!(
+                    "false for model.family = \"{}\": its head is the token embedding \
+                     (tied), which stays frozen as in PEFT",
+                    M::FAMILY
+                ),
+            ));
+        }
+        self.validate_finetune()
+    }
+
+    /// `[pretrain]`: required when the base is pre-trained here, absent when
+    /// the model names a checkpoint.
+    fn validate_pretrain(&self) -> Result<(), ConfigError> {
+        let p = match (&self.pretrain, self.model.checkpoint()) {
+            (Some(_), Some(dir)) => {
+                return Err(bad(
+                    "pretrain",
+                    "set",
+                    format!(
+                        "absent: the base is the checkpoint {} (model.path); remove [pretrain]",
+                        dir.display()
+                    ),
+                ));
+            }
+            (None, Some(_)) => return Ok(()),
+            (None, None) => {
+                return Err(bad(
+                    "pretrain",
+                    "missing",
+                    "a [pretrain] table (epochs, batch_size, lr): the base is pre-trained here",
+                ));
+            }
+            (Some(p), None) => p,
+        };
         if p.epochs == 0 {
             return Err(bad("pretrain.epochs", p.epochs, "at least 1"));
         }
@@ -716,6 +937,11 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                 "a finite number >= 0",
             ));
         }
+        Ok(())
+    }
+
+    /// `[finetune]`, the grid and `[run]`.
+    fn validate_finetune(&self) -> Result<(), ConfigError> {
         let f = &self.finetune;
         for (field, axis) in [
             ("finetune.epochs", &f.epochs),
@@ -742,6 +968,27 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         }
         f.lrs.values()?;
         self.validate_grid()?;
+        if self.run.save_adapters != SaveAdapters::None {
+            if self.model.linear_layout().hf_blocks.is_none() {
+                return Err(bad(
+                    "run.save_adapters",
+                    format!("{:?}", self.run.save_adapters).to_lowercase(),
+                    format!(
+                        "\"none\" for model.family = \"{}\" (PEFT's adapter files need a \
+                         Hugging Face model to load on, such as gpt2)",
+                        M::FAMILY
+                    ),
+                ));
+            }
+            if self.grid.methods.contains(&Method::DoraSeed) {
+                return Err(bad(
+                    "run.save_adapters",
+                    format!("{:?}", self.run.save_adapters).to_lowercase(),
+                    "\"none\" with method dora_seed (PEFT's DoRA differs from the seed \
+                     notebook's)",
+                ));
+            }
+        }
         if self.run.max_population == 0 {
             return Err(bad("run.max_population", 0, "at least 1"));
         }
@@ -909,7 +1156,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             lora_alpha: alpha.alpha(r),
             target_modules: self.grid.targets.clone(),
             init,
-            train_head: self.grid.train_head,
+            train_head: self.train_head(),
             use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
             compute,
         }
@@ -926,9 +1173,12 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             #[serde(skip_serializing_if = "family::is_default")]
             family: &'static str,
             model: &'a M,
-            pretrain: &'a PretrainConfig,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pretrain: &'a Option<PretrainConfig>,
             weight_decay: f64,
             train_head: bool,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            files: BTreeMap<String, String>,
         }
         let key = Key {
             task: &self.task,
@@ -936,7 +1186,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             model: &self.model,
             pretrain: &self.pretrain,
             weight_decay: self.finetune.weight_decay,
-            train_head: self.grid.train_head,
+            train_head: self.train_head(),
+            files: self.file_digests(),
         };
         let json = serde_json::to_string(&key).expect("plain structs serialize");
         hex::encode(&Sha256::digest(json.as_bytes())[..8])
@@ -950,7 +1201,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             #[serde(skip_serializing_if = "family::is_default")]
             family: &'static str,
             model: &'a M,
-            pretrain: &'a PretrainConfig,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pretrain: &'a Option<PretrainConfig>,
             #[serde(skip_serializing_if = "TaskKind::is_retrieval")]
             kind: TaskKind,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -975,6 +1227,35 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         let json = serde_json::to_string(&key).expect("plain structs serialize");
         let digest = Sha256::digest(json.as_bytes());
         hex::encode(&digest[..8])
+    }
+
+    /// SHA-256 of every file results depend on (the task's text, the
+    /// model's checkpoint and tokenizer), by a name that does not depend on
+    /// where the study lies: `task.train`, `model/<file name>`. A file that
+    /// cannot be read is digested as `unreadable` (reading it later fails
+    /// with its own error).
+    pub fn file_digests(&self) -> BTreeMap<String, String> {
+        let mut files = BTreeMap::new();
+        for (name, path) in [
+            ("task.train", &self.task.train),
+            ("task.val", &self.task.val),
+        ] {
+            if let Some(path) = path {
+                files.insert(
+                    name.to_string(),
+                    crate::digest::file_sha256(&self.path(path)),
+                );
+            }
+        }
+        let model_files = self.model.files().into_iter().chain(self.model.tokenizer());
+        for path in model_files {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            );
+            files.insert(format!("model/{name}"), crate::digest::file_sha256(&path));
+        }
+        files
     }
 }
 
@@ -1072,7 +1353,12 @@ mod tests {
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
+            // Other families' configs are checked by the binary, which
+            // knows them.
+            let text = std::fs::read_to_string(&path).unwrap();
+            if path.extension().is_some_and(|e| e == "toml")
+                && family_of_toml(&text).unwrap() == DEFAULT_FAMILY
+            {
                 ExperimentConfig::<TinyformerConfig>::from_toml_file(&path).unwrap();
                 seen += 1;
             }
@@ -1115,8 +1401,8 @@ mod tests {
         fn parameters(&self) -> f64 {
             self.0.parameters()
         }
-        fn activations_per_sequence(&self) -> f64 {
-            self.0.activations_per_sequence()
+        fn activations_per_sequence(&self, seq_len: usize) -> f64 {
+            self.0.activations_per_sequence(seq_len)
         }
         fn init(
             &self,
@@ -1169,8 +1455,14 @@ mod tests {
                 Box::new(|c| c.task.n_finetune_val = 0),
                 "task.n_finetune_val = 0",
             ),
-            (Box::new(|c| c.pretrain.lr = -1.0), "pretrain.lr = -1"),
-            (Box::new(|c| c.pretrain.lr = f64::NAN), "pretrain.lr = NaN"),
+            (
+                Box::new(|c| c.pretrain.as_mut().unwrap().lr = -1.0),
+                "pretrain.lr = -1",
+            ),
+            (
+                Box::new(|c| c.pretrain.as_mut().unwrap().lr = f64::NAN),
+                "pretrain.lr = NaN",
+            ),
             (Box::new(|c| c.model.n_heads = 5), "model.n_heads = 5"),
             (Box::new(|c| c.name = "a/b".into()), "name = \"a/b\""),
             // What `lrscape run --max-population 0` sets before validating.
@@ -1474,7 +1766,7 @@ mod tests {
             "fine-tune settings do not change the base"
         );
         let mut c = a.clone();
-        c.pretrain.lr *= 2.0;
+        c.pretrain.as_mut().unwrap().lr *= 2.0;
         assert_ne!(a.pretrain_hash(), c.pretrain_hash());
         let mut d = a.clone();
         d.task.data_seed += 1;

@@ -11,7 +11,10 @@
 //! [`train::SelectedDevice`]) and knows nothing of plots, benchmarks,
 //! Hessians or SLURM.
 
+pub mod adapters;
 pub mod config;
+pub mod digest;
+pub mod eval;
 pub mod events;
 pub mod grid;
 pub mod layout;

@@ -34,7 +34,8 @@ pub fn estimate<M: ModelConfig>(config: &ExperimentConfig<M>) -> MemoryEstimate 
     let f32_bytes = 4.0;
     let model = &config.model;
     let params = model.parameters();
-    let activations = model.activations_per_sequence();
+    let seq = config.sequence_len();
+    let activations = model.activations_per_sequence(seq);
     let t = &config.task;
     let examples = [
         t.n_pretrain_train,
@@ -45,11 +46,20 @@ pub fn estimate<M: ModelConfig>(config: &ExperimentConfig<M>) -> MemoryEstimate 
     .iter()
     .map(|&n| n as f64)
     .sum::<f64>();
+    // Text has at most a token per byte.
+    let text_bytes: f64 = [&t.train, &t.val]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::metadata(config.path(p)).ok())
+        .map(|m| m.len() as f64)
+        .sum();
     // u32 tokens and u32 targets per position.
-    let data = examples * model.seq_len() as f64 * 8.0;
+    let data = (examples * seq as f64 + text_bytes) * 8.0;
     // Weights, gradients and two moments.
     let state = 4.0 * f32_bytes;
-    let pretrain = params * state + config.pretrain.batch_size as f64 * activations * f32_bytes;
+    let pretrain = config.pretrain.as_ref().map_or(0.0, |p| {
+        params * state + p.batch_size as f64 * activations * f32_bytes
+    });
     let members = config.finetune.lrs.values().map_or(1, |lrs| lrs.len()) * config.grid.seeds.len();
     let population = members.min(config.run.max_population).max(1) as f64;
     let batch = config

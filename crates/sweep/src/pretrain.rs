@@ -80,8 +80,13 @@ pub fn pretrain<M: ModelConfig>(
     events: &dyn RunEvents,
 ) -> anyhow::Result<(M::Model, PretrainRecord)> {
     let started = std::time::Instant::now();
+    let p = config.pretrain.as_ref().with_context(|| {
+        format!(
+            "{}: the base is the checkpoint the model names; there is nothing to pre-train",
+            config.name
+        )
+    })?;
     let (train, val) = pretrain_data(config)?;
-    let p = &config.pretrain;
     let train_device = device.device.clone().autodiff();
     let model = config.model.init(p.seed, &train_device)?;
     let schedule = Schedule {
@@ -156,6 +161,21 @@ pub(crate) fn save_base<M: ModelConfig>(
         .with_context(|| format!("cannot write {}", meta_tmp.display()))?;
     std::fs::rename(&meta_tmp, dir.join(layout::BASE_RECORD))?;
     Ok(())
+}
+
+/// The base read from the checkpoint the model names (`model.path`), or
+/// `None` when the base is pre-trained here.
+pub fn checkpoint_base<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    device: &burn::tensor::Device,
+) -> Option<anyhow::Result<M::Model>> {
+    let dir = config.model.checkpoint()?;
+    Some(
+        config
+            .model
+            .load_checkpoint(device)
+            .map_err(|e| anyhow::anyhow!("cannot read the base {}: {e}", dir.display())),
+    )
 }
 
 /// Loads the base for `config` from [`base_dir`]: fails with a message

@@ -91,7 +91,7 @@ pub fn plan<M: ModelConfig>(
     };
     crate::memory::check(config)?;
     let members = config.finetune.lrs.values()?.len() * config.grid.seeds.len();
-    let n_train = config.task.n_finetune_train;
+    let n_train = crate::task::finetune_train_len(config)?;
     let member_steps = cells
         .iter()
         .try_fold(0usize, |sum, c| {
@@ -121,6 +121,9 @@ fn base_for<M: ModelConfig>(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<M::Model> {
     let train_device = opts.device.device.clone().autodiff();
+    if let Some(base) = crate::pretrain::checkpoint_base(config, &train_device) {
+        return base;
+    }
     match load_base(config, &opts.out, &train_device) {
         Ok((model, _)) => return Ok(model),
         Err(e) if opts.shard.is_some() => {
@@ -278,6 +281,8 @@ fn run_cells<M: ModelConfig>(
                 val: &val,
                 schedule,
                 device: &opts.device,
+                adapters: crate::adapters::saves(config, cell)
+                    .then(|| crate::adapters::cell_dir(&opts.out, config, cell)),
             };
             let results = train_side_by_side(group, &job, &pools, events);
             for records in results {
@@ -300,6 +305,14 @@ fn run_cells<M: ModelConfig>(
         events.cell_finished();
         for line in cell_news(config, cell, store.trials()) {
             events.note(&line);
+        }
+        let dir = crate::adapters::cell_dir(&opts.out, config, cell);
+        if let Some(lr) = crate::adapters::keep_best(config, cell, &dir, store.trials())? {
+            events.note(&format!(
+                "{}: adapters of lr {lr:.3e} in {}",
+                cell.label(config),
+                dir.display()
+            ));
         }
         let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
         if left.trials > 0
@@ -520,6 +533,8 @@ struct PopulationJob<'a, M: ModelConfig> {
     val: &'a SequenceDataset,
     schedule: Schedule,
     device: &'a SelectedDevice,
+    /// Where the members' adapters go (`[run] save_adapters`).
+    adapters: Option<PathBuf>,
 }
 
 /// The error of a training thread that panicked, with its message.
@@ -560,6 +575,17 @@ fn train_population_of<M: ModelConfig>(
     );
     let val = job.val;
     let eval = evaluate(&outcome.model, val, 512.min(val.len()).max(1), &device);
+    if let Some(dir) = &job.adapters {
+        crate::adapters::save_population(
+            config,
+            cell,
+            dir,
+            &outcome.model,
+            job.base,
+            members,
+            &outcome.diverged,
+        )?;
+    }
     let per_member = started.elapsed().as_secs_f64() / members.len() as f64;
     Ok(members
         .iter()

@@ -51,7 +51,9 @@ pub fn partition(costs: &[u64], n: usize) -> Vec<Vec<usize>> {
 /// (member-examples, so cells of different budgets weigh what they cost).
 pub(crate) fn cell_costs<M: ModelConfig>(config: &ExperimentConfig<M>) -> Vec<u64> {
     let members = config.finetune.lrs.values().map_or(0, |l| l.len()) * config.grid.seeds.len();
-    let n = config.task.n_finetune_train;
+    // Text: its blocks once tokenized; a cost of 1 per step keeps cells of
+    // different budgets apart even when the file cannot be read.
+    let n = crate::task::finetune_train_len(config).unwrap_or(1);
     config
         .cells()
         .iter()

@@ -1,7 +1,13 @@
 //! The data of an experiment's task, split by split, from its config.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
 use nn::ModelConfig;
 use synth_data::{MarkovChain, Optimum, SequenceDataset, markov_lm, retrieve_at_k};
+use text_data::TextTokenizer;
 
 use crate::config::{ExperimentConfig, TaskSpec};
 
@@ -67,7 +73,64 @@ pub fn examples<M: ModelConfig>(
             };
             markov_lm(chain, n, seq, seed)?
         }
+        TaskSpec::TextLm { .. } => {
+            anyhow::bail!("task.kind = \"text_lm\" reads its splits from files, not drawn")
+        }
     })
+}
+
+/// Text datasets by (file, tokenizer, block size, vocab) digest: a study
+/// tokenizes each file once per process.
+type TextCache = HashMap<(String, String, usize, usize), Arc<SequenceDataset>>;
+static TEXT: Mutex<Option<TextCache>> = Mutex::new(None);
+
+/// The `text_lm` examples of `file` (a path of the config), tokenized with
+/// the model's tokenizer.
+fn text_split<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    file: &Path,
+    block_size: usize,
+) -> anyhow::Result<Arc<SequenceDataset>> {
+    let path = config.path(file);
+    let tokenizer_path: PathBuf = config
+        .model
+        .tokenizer()
+        .context("task.kind = \"text_lm\" needs a model with a tokenizer")?;
+    let vocab = config.model.vocab();
+    let key = (
+        crate::digest::file_sha256(&path),
+        crate::digest::file_sha256(&tokenizer_path),
+        block_size,
+        vocab,
+    );
+    if let Some(data) = TEXT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|c| c.get(&key))
+    {
+        return Ok(data.clone());
+    }
+    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+    let data = Arc::new(text_data::text_lm(&tokenizer, &path, block_size, vocab)?);
+    TEXT.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, data.clone());
+    Ok(data)
+}
+
+/// Examples in the fine-tuning training split (for `text_lm`, the train
+/// file's blocks: the file is read and tokenized).
+pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<usize> {
+    match config.task.spec(&config.model)? {
+        TaskSpec::TextLm {
+            train, block_size, ..
+        } => Ok(synth_data::Dataset::len(&*text_split(
+            config, &train, block_size,
+        )?)),
+        _ => Ok(config.task.n_finetune_train),
+    }
 }
 
 /// The (train, val) splits of `phase`, sized and seeded as the config says.
@@ -78,6 +141,22 @@ pub fn splits<M: ModelConfig>(
     // Every command that trains or measures comes through here first.
     crate::memory::check(config)?;
     let t = &config.task;
+    if let TaskSpec::TextLm {
+        train,
+        val,
+        block_size,
+    } = t.spec(&config.model)?
+    {
+        if phase == Phase::Pretrain {
+            anyhow::bail!(
+                "task.kind = \"text_lm\" has no pre-training split: the base is the model's \
+                 checkpoint"
+            );
+        }
+        let train = text_split(config, &train, block_size)?;
+        let val = text_split(config, &val, block_size)?;
+        return Ok(((*train).clone(), (*val).clone()));
+    }
     let seed = t.data_seed;
     Ok(match phase {
         Phase::Pretrain => (

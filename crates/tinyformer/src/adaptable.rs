@@ -45,6 +45,8 @@ impl TinyformerConfig {
                 ("all", all.clone()),
                 ("all-linear", all),
             ],
+            hf_blocks: None,
+            fan_in_fan_out: false,
         }
     }
 }

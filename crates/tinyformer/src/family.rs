@@ -45,10 +45,10 @@ impl ModelConfig for TinyformerConfig {
         vocab * d + seq * d + layers * block + d + d * vocab + vocab
     }
 
-    fn activations_per_sequence(&self) -> f64 {
+    fn activations_per_sequence(&self, seq_len: usize) -> f64 {
         let [vocab, seq, d, ff, layers, heads] = [
             self.vocab,
-            self.seq_len,
+            seq_len,
             self.d_model,
             self.d_ff,
             self.n_layers,

@@ -17,13 +17,24 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let config = match &args.config {
         Some(path) => AnyConfig::from_toml_file(path)?,
-        None => AnyConfig::from_toml_str(
+        None => AnyConfig::from_toml_in(
             bench::SEED_NOTEBOOK_CONFIG,
             "configs/seed-notebook.toml (embedded)",
+            std::path::Path::new(""),
         )?,
     };
     // The bench mirrors tinyformer in its PyTorch driver.
-    let AnyConfig::Tinyformer(config) = config;
+    let AnyConfig::Tinyformer(config) = config else {
+        anyhow::bail!(
+            "lrscape bench measures tinyformer configs (its PyTorch driver mirrors tinyformer); \
+             {} is a {} config",
+            config.name(),
+            match config {
+                AnyConfig::Gpt2(_) => "gpt2",
+                AnyConfig::Tinyformer(_) => "tinyformer",
+            }
+        );
+    };
     let child_exe = if args.in_process {
         None
     } else {

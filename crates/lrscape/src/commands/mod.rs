@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] dispatches.
 
 mod bench;
+mod eval;
 mod merge;
 mod params;
 mod pretrain;
@@ -37,6 +38,19 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             methods.as_deref(),
             ranks.as_deref(),
             targets.as_deref(),
+        ),
+        Command::Eval {
+            model,
+            adapter,
+            text,
+            block_size,
+            device,
+        } => eval::eval(
+            &model,
+            adapter.as_deref(),
+            &text,
+            block_size,
+            &device.device,
         ),
         Command::Report { common, compare } => report::report(&common, compare.as_deref()),
         Command::Status { common } => status::status(&common),

@@ -29,7 +29,7 @@ pub fn params(
             &methods,
             ranks.unwrap_or(&config.grid.ranks),
             &targets,
-            config.grid.train_head,
+            config.train_head(),
             &device,
         )
     })?;

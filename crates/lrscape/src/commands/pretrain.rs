@@ -26,12 +26,31 @@ fn pretrain_as<M: ModelConfig>(
     pretrain_epochs: Option<usize>,
     force: bool,
 ) -> anyhow::Result<()> {
-    if let Some(epochs) = pretrain_epochs {
-        config.pretrain.epochs = epochs;
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--pretrain-epochs: {e}"))?;
+    if let Some(dir) = config.model.checkpoint() {
+        if pretrain_epochs.is_some() {
+            anyhow::bail!(
+                "--pretrain-epochs: {} pre-trains nothing (its base is the checkpoint {})",
+                config.name,
+                dir.display()
+            );
+        }
+        println!(
+            "the base of {} is the checkpoint {} (model.path): nothing to pre-train",
+            config.name,
+            dir.display()
+        );
+        return Ok(());
     }
+    let Some(pretrain) = config.pretrain.as_mut() else {
+        anyhow::bail!("{}: no [pretrain] table", config.name);
+    };
+    if let Some(epochs) = pretrain_epochs {
+        pretrain.epochs = epochs;
+    }
+    let epochs = pretrain.epochs;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--pretrain-epochs: {e}"))?;
     let selected = backends::select_device(device)?;
     let dir = sweep::pretrain::base_dir(out, &config);
     if !force && dir.join(sweep::layout::BASE_RECORD).exists() {
@@ -48,7 +67,7 @@ fn pretrain_as<M: ModelConfig>(
         "pre-training {} on {} ({} epochs, {} examples) -> {}",
         config.name,
         selected.name,
-        config.pretrain.epochs,
+        epochs,
         config.task.n_pretrain_train,
         dir.display()
     );

@@ -1,0 +1,104 @@
+//! safetensors files as Hugging Face libraries write and read them: every
+//! tensor of a file with its dtype (f16 and bf16 converted to f32 only when
+//! taken), and f32 tensors written with the `format = pt` metadata
+//! `transformers` and `peft` expect. Shared by the families' checkpoints
+//! and PEFT's adapter files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::TensorData;
+use safetensors::{Dtype, SafeTensors};
+
+/// A tensor as its file stores it.
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+    pub file: PathBuf,
+}
+
+impl HostTensor {
+    /// Its values as f32 (`None` for a dtype other than F32, F16, BF16).
+    pub fn to_f32(&self) -> Option<Vec<f32>> {
+        let pairs = || self.bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
+        Some(match self.dtype {
+            Dtype::F32 => self
+                .bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => pairs()
+                .map(|b| half::f16::from_le_bytes(b).to_f32())
+                .collect(),
+            Dtype::BF16 => pairs()
+                .map(|b| half::bf16::from_le_bytes(b).to_f32())
+                .collect(),
+            _ => return None,
+        })
+    }
+
+    /// As f32 tensor data of `expected` shape; the error names the key,
+    /// the file and what was found.
+    pub fn take(&self, key: &str, expected: &[usize]) -> Result<TensorData, String> {
+        if self.shape != expected {
+            return Err(format!(
+                "{}: tensor {key} has shape {:?}, the model needs {expected:?}",
+                self.file.display(),
+                self.shape
+            ));
+        }
+        let values = self.to_f32().ok_or_else(|| {
+            format!(
+                "{}: tensor {key} is {:?}: lrscape reads F32, F16 and BF16",
+                self.file.display(),
+                self.dtype
+            )
+        })?;
+        Ok(TensorData::new(values, self.shape.clone()))
+    }
+}
+
+/// Every tensor of the safetensors file at `path`, by key; the error names
+/// the file.
+pub fn read_file(path: &Path) -> Result<HashMap<String, HostTensor>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
+    Ok(st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let tensor = HostTensor {
+                dtype: view.dtype(),
+                shape: view.shape().to_vec(),
+                bytes: view.data().to_vec(),
+                file: path.to_path_buf(),
+            };
+            (name, tensor)
+        })
+        .collect())
+}
+
+/// f32 tensors as one safetensors file, with the `format = pt` metadata.
+pub fn to_bytes(tensors: &BTreeMap<String, TensorData>) -> Result<Vec<u8>, String> {
+    let mut raw = Vec::with_capacity(tensors.len());
+    for (key, data) in tensors {
+        let values: Vec<f32> = data
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("tensor {key}: {e:?}"))?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        raw.push((key, data.shape().to_vec(), bytes));
+    }
+    let views = raw
+        .iter()
+        .map(|(key, shape, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|view| (key.as_str(), view))
+                .map_err(|e| format!("tensor {key}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(metadata)).map_err(|e| format!("safetensors: {e}"))
+}

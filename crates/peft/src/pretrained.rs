@@ -1,0 +1,334 @@
+//! PEFT's adapter directories: `adapter_config.json` and
+//! `adapter_model.safetensors`, as `PeftModel.save_pretrained` writes them
+//! and `PeftModel.from_pretrained` reads them.
+//!
+//! Keys are PEFT's: `base_model.model.{hf_blocks}.{layer}.{module}.lora_A.weight`
+//! (`[r, in]`), `…lora_B.weight` (`[out, r]`) and, for DoRA,
+//! `…lora_magnitude_vector` (`[out]`). An adapter whose method replaced
+//! the frozen weight by a residual (PiSSA, MiLoRA) is saved as PEFT
+//! converts PiSSA for sharing (`path_initial_model_for_weight_conversion`):
+//! the trained factors beside the initial ones negated, rank 2r, so it
+//! applies to the untouched checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use burn::module::Param;
+use burn::tensor::{Tensor, TensorData};
+use nn::safetensors_io::{self, HostTensor};
+use nn::{Adaptable, LinearSite};
+use serde::{Deserialize, Serialize};
+
+use crate::PeftError;
+use crate::config::{LoraConfig, Method, TargetModules};
+use crate::layer::LoraLayer;
+use crate::model::PeftModel;
+
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+const PREFIX: &str = "base_model.model.";
+
+/// The fields of PEFT's `LoraConfig` lrscape writes and reads; others in a
+/// file are ignored when they hold PEFT's defaults, and refused otherwise
+/// (see [`from_pretrained`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterConfig {
+    pub peft_type: String,
+    #[serde(default)]
+    pub task_type: Option<String>,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
+    pub r: usize,
+    pub lora_alpha: serde_json::Number,
+    pub target_modules: TargetModules,
+    #[serde(default)]
+    pub fan_in_fan_out: bool,
+    #[serde(default)]
+    pub use_dora: bool,
+    #[serde(default)]
+    pub use_rslora: bool,
+    #[serde(default = "none")]
+    pub bias: String,
+    #[serde(default)]
+    pub lora_dropout: f64,
+    #[serde(default)]
+    pub modules_to_save: Option<Vec<String>>,
+    #[serde(default)]
+    pub rank_pattern: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub alpha_pattern: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub layers_to_transform: Option<serde_json::Value>,
+    #[serde(default = "yes")]
+    pub init_lora_weights: serde_json::Value,
+    #[serde(default)]
+    pub inference_mode: bool,
+}
+
+fn none() -> String {
+    "none".into()
+}
+
+fn yes() -> serde_json::Value {
+    serde_json::Value::Bool(true)
+}
+
+fn file_error(path: &Path, message: impl std::fmt::Display) -> PeftError {
+    PeftError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// α as JSON: an integer where it is one (PEFT's configs spell it so).
+fn alpha_number(alpha: f64) -> serde_json::Number {
+    if alpha.fract() == 0.0 && alpha.abs() < 1e15 {
+        serde_json::Number::from(alpha as i64)
+    } else {
+        serde_json::Number::from_f64(alpha).unwrap_or_else(|| serde_json::Number::from(0))
+    }
+}
+
+/// The HF module name of `site` under `hf_blocks`.
+fn module_key(hf_blocks: &str, site: LinearSite) -> String {
+    format!("{hf_blocks}.{}.{}", site.layer, site.module.name)
+}
+
+/// Member `member`'s factors `(A [in, r], B [r, out], magnitude [out])`.
+fn member_factors(layer: &LoraLayer, member: usize) -> (Tensor<2>, Tensor<2>, Option<Tensor<1>>) {
+    let pick = |t: Tensor<3>| t.narrow(0, member, 1).squeeze_dim::<2>(0);
+    (
+        pick(layer.a.val()),
+        pick(layer.b.val()),
+        layer
+            .magnitude
+            .as_ref()
+            .map(|m| m.val().narrow(0, member, 1).squeeze_dim::<1>(0)),
+    )
+}
+
+/// Writes member `member` of `model` (adapted with `config`) to `dir` as
+/// PEFT saves an adapter of `base_name`. A method that replaced the frozen
+/// weights (PiSSA, MiLoRA) needs `initial`, the model as it started (its
+/// member 0's factors), to be saved against the original weights.
+pub fn save_pretrained<M: Adaptable>(
+    model: &PeftModel<M>,
+    member: usize,
+    config: &LoraConfig,
+    initial: Option<&PeftModel<M>>,
+    base_name: &str,
+    dir: &Path,
+) -> Result<(), PeftError> {
+    let layout = model.base.layout();
+    let hf_blocks = layout.hf_blocks.ok_or_else(|| {
+        PeftError::invalid(
+            "save_adapters",
+            "a model family without a Hugging Face counterpart",
+            "a family PEFT can load adapters on (gpt2)",
+        )
+    })?;
+    if !config.method.has_adapters() || matches!(config.method, Method::DoraSeed) {
+        return Err(PeftError::invalid(
+            "method",
+            config.method.name(),
+            "an adapter PEFT represents (lora, rslora, dora, pissa, milora, init_ab and the \
+             seed notebook's pissa/milora)",
+        ));
+    }
+    let residual = matches!(config.method, Method::Pissa | Method::Milora);
+    let initial = match (residual, initial) {
+        (true, Some(initial)) => Some(initial),
+        (true, None) => {
+            return Err(PeftError::invalid(
+                "initial",
+                "missing",
+                "the model as it started, for a method that replaced the frozen weights",
+            ));
+        }
+        (false, _) => None,
+    };
+    let mut tensors: BTreeMap<String, TensorData> = BTreeMap::new();
+    let mut modules = BTreeSet::new();
+    for (site, layer) in model.adapted_sites() {
+        modules.insert(site.module.name);
+        let key = format!("{PREFIX}{}", module_key(hf_blocks, site));
+        let (mut a, mut b, magnitude) = member_factors(layer, member);
+        if let Some(initial) = initial {
+            let start = initial.adapter(site).ok_or(PeftError::NoSuchSite(site))?;
+            let (a0, b0, _) = member_factors(start, 0);
+            a = Tensor::cat(vec![a, a0], 1);
+            b = Tensor::cat(vec![b, b0.neg()], 0);
+        }
+        tensors.insert(format!("{key}.lora_A.weight"), a.transpose().into_data());
+        tensors.insert(format!("{key}.lora_B.weight"), b.transpose().into_data());
+        if let Some(m) = magnitude {
+            tensors.insert(format!("{key}.lora_magnitude_vector"), m.into_data());
+        }
+    }
+    // Rank 2r at the same scale: α doubles, or grows by √2 under rsLoRA.
+    let (r, alpha) = match (initial.is_some(), config.use_rslora) {
+        (false, _) => (config.r, config.lora_alpha),
+        (true, false) => (2 * config.r, 2.0 * config.lora_alpha),
+        (true, true) => (2 * config.r, std::f64::consts::SQRT_2 * config.lora_alpha),
+    };
+    let adapter = AdapterConfig {
+        peft_type: "LORA".into(),
+        task_type: None,
+        base_model_name_or_path: Some(base_name.to_string()),
+        r,
+        lora_alpha: alpha_number(alpha),
+        target_modules: TargetModules::List(modules.iter().map(|m| m.to_string()).collect()),
+        fan_in_fan_out: layout.fan_in_fan_out,
+        use_dora: matches!(config.method, Method::Dora),
+        use_rslora: config.use_rslora,
+        bias: none(),
+        lora_dropout: 0.0,
+        modules_to_save: None,
+        rank_pattern: BTreeMap::new(),
+        alpha_pattern: BTreeMap::new(),
+        layers_to_transform: None,
+        init_lora_weights: yes(),
+        inference_mode: true,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+    let bytes = safetensors_io::to_bytes(&tensors).map_err(|e| file_error(dir, e))?;
+    let json = serde_json::to_string_pretty(&adapter).map_err(|e| file_error(dir, e))? + "\n";
+    for (name, contents) in [
+        (ADAPTER_WEIGHTS, bytes),
+        (ADAPTER_CONFIG, json.into_bytes()),
+    ] {
+        // Written whole or not at all.
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, contents).map_err(|e| file_error(&tmp, e))?;
+        std::fs::rename(&tmp, dir.join(name)).map_err(|e| file_error(dir, e))?;
+    }
+    Ok(())
+}
+
+/// The setting an adapter config describes, refusing what lrscape cannot
+/// reproduce exactly (a bias, extra trained modules, per-layer ranks).
+fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, PeftError> {
+    let refuse = |field: &str, value: String, allowed: &str| {
+        Err(file_error(path, format!("{field} = {value}: {allowed}")))
+    };
+    if adapter.peft_type != "LORA" {
+        return refuse("peft_type", format!("{:?}", adapter.peft_type), "\"LORA\"");
+    }
+    if adapter.bias != "none" {
+        return refuse("bias", format!("{:?}", adapter.bias), "\"none\"");
+    }
+    if adapter
+        .modules_to_save
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+    {
+        return refuse(
+            "modules_to_save",
+            format!("{:?}", adapter.modules_to_save),
+            "null (lrscape reads adapters of linears only)",
+        );
+    }
+    if !adapter.rank_pattern.is_empty() || !adapter.alpha_pattern.is_empty() {
+        return refuse(
+            "rank_pattern/alpha_pattern",
+            "set".into(),
+            "empty (one rank and alpha)",
+        );
+    }
+    if adapter
+        .layers_to_transform
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
+        return refuse("layers_to_transform", "set".into(), "null (every layer)");
+    }
+    let alpha = adapter.lora_alpha.as_f64().unwrap_or(f64::NAN);
+    let mut config = LoraConfig::new(
+        if adapter.use_dora {
+            Method::Dora
+        } else {
+            Method::Lora
+        },
+        adapter.r,
+    );
+    config.lora_alpha = alpha;
+    config.use_rslora = adapter.use_rslora;
+    config.target_modules = adapter.target_modules.clone();
+    config.train_head = false;
+    Ok(config)
+}
+
+/// Reads a PEFT adapter directory onto `base` (one member): the setting it
+/// describes and the model with its factors. Missing, extra or misshapen
+/// tensors are errors naming the key.
+pub fn from_pretrained<M: Adaptable>(
+    base: M,
+    dir: &Path,
+) -> Result<(PeftModel<M>, LoraConfig), PeftError> {
+    let config_path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e))?;
+    let adapter: AdapterConfig = serde_json::from_str(&text)
+        .map_err(|e| file_error(&config_path, format!("not a PEFT adapter config: {e}")))?;
+    let config = lora_config_of(&adapter, &config_path)?;
+    let layout = base.layout();
+    let hf_blocks = layout.hf_blocks.ok_or_else(|| {
+        PeftError::invalid(
+            "adapter",
+            dir.display(),
+            "a model family with a Hugging Face counterpart (gpt2)",
+        )
+    })?;
+    let mut model = PeftModel::new(base, &config, &[0])?;
+    let weights_path = dir.join(ADAPTER_WEIGHTS);
+    let mut tensors: HashMap<String, HostTensor> = safetensors_io::read_file(&weights_path)
+        .map_err(|e| file_error(&weights_path, e))?
+        .into_iter()
+        .map(|(k, t)| (k.strip_prefix(PREFIX).unwrap_or(&k).to_string(), t))
+        .collect();
+    let sites: Vec<LinearSite> = model.adapted_sites().map(|(site, _)| site).collect();
+    for site in sites {
+        let key = module_key(hf_blocks, site);
+        let layer = model.adapter_mut(site).ok_or(PeftError::NoSuchSite(site))?;
+        let [_, d_in, r] = layer.a.dims();
+        let d_out = layer.b.dims()[2];
+        let device = layer.a.device();
+        let mut take = |suffix: &str, shape: &[usize]| -> Result<TensorData, PeftError> {
+            let name = format!("{key}.{suffix}");
+            let tensor = tensors.remove(&name).ok_or_else(|| {
+                file_error(
+                    &weights_path,
+                    format!(
+                        "no tensor {PREFIX}{name} (target_modules \
+                    names this module)"
+                    ),
+                )
+            })?;
+            tensor
+                .take(&name, shape)
+                .map_err(|e| file_error(&weights_path, e))
+        };
+        let a = Tensor::<2>::from_data(take("lora_A.weight", &[r, d_in])?, &device);
+        let b = Tensor::<2>::from_data(take("lora_B.weight", &[d_out, r])?, &device);
+        layer.a = Param::from_tensor(a.transpose().unsqueeze_dim::<3>(0));
+        layer.b = Param::from_tensor(b.transpose().unsqueeze_dim::<3>(0));
+        if layer.magnitude.is_some() {
+            let m = match take("lora_magnitude_vector", &[d_out]) {
+                Ok(m) => m,
+                // Older PEFT releases kept it in a ParameterDict.
+                Err(_) => take("lora_magnitude_vector.weight", &[d_out])?,
+            };
+            let m = Tensor::<1>::from_data(m, &device);
+            layer.magnitude = Some(Param::from_tensor(m.unsqueeze_dim::<2>(0)));
+        }
+    }
+    if let Some(extra) = tensors.keys().min() {
+        return Err(file_error(
+            &weights_path,
+            format!(
+                "tensor {extra} belongs to no module target_modules = {:?} names",
+                adapter.target_modules
+            ),
+        ));
+    }
+    Ok((model, config))
+}

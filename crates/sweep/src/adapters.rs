@@ -1,0 +1,129 @@
+//! `[run] save_adapters`: trained adapters written in PEFT's format under
+//! `<out>/adapters/<cell>/lr<lr>-seed<seed>/`, so `PeftModel.from_pretrained`
+//! loads them on the checkpoint the study started from.
+
+use std::path::{Path, PathBuf};
+
+use nn::ModelConfig;
+use peft::PeftModel;
+use records::TrialRecord;
+
+use crate::config::{Cell, ExperimentConfig, SaveAdapters};
+use crate::grid::trial_stub;
+
+/// The adapters directory of a results directory.
+pub const ADAPTERS_DIR: &str = "adapters";
+
+/// A cell's label as a directory name: letters, digits, `.` and `-`.
+pub fn cell_dir<M: ModelConfig>(out: &Path, config: &ExperimentConfig<M>, cell: &Cell) -> PathBuf {
+    let label = cell.label(config);
+    let mut slug = String::new();
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    out.join(ADAPTERS_DIR).join(slug.trim_matches('-'))
+}
+
+/// One member's directory in its cell's.
+pub fn member_dir(cell_dir: &Path, lr: f64, seed: u64) -> PathBuf {
+    cell_dir.join(format!("{}seed{seed}", lr_prefix(lr)))
+}
+
+fn lr_prefix(lr: f64) -> String {
+    format!("lr{lr:.4e}-")
+}
+
+/// Whether `config` saves the adapters of `cell` (adapter methods only:
+/// full fine-tuning has none).
+pub fn saves<M: ModelConfig>(config: &ExperimentConfig<M>, cell: &Cell) -> bool {
+    config.run.save_adapters != SaveAdapters::None && cell.method.has_adapters()
+}
+
+/// The base checkpoint's name for `adapter_config.json`: its directory,
+/// absolute, so PEFT finds it from anywhere on this machine.
+fn base_name<M: ModelConfig>(config: &ExperimentConfig<M>) -> String {
+    config.model.checkpoint().map_or_else(
+        || M::FAMILY.to_string(),
+        |dir| {
+            std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .display()
+                .to_string()
+        },
+    )
+}
+
+/// Writes every member of `model` that did not diverge; `base` is the
+/// frozen base the population started from.
+pub fn save_population<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    cell: &Cell,
+    dir: &Path,
+    model: &PeftModel<M::Model>,
+    base: &M::Model,
+    members: &[(f64, u64)],
+    diverged: &[bool],
+) -> anyhow::Result<()> {
+    let lora = cell.fine_tune();
+    let initial = if matches!(cell.method, peft::Method::Pissa | peft::Method::Milora) {
+        Some(PeftModel::new(base.clone(), &lora, &[0])?)
+    } else {
+        None
+    };
+    let name = base_name(config);
+    for (i, &(lr, seed)) in members.iter().enumerate() {
+        if diverged.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        let to = member_dir(dir, lr, seed);
+        peft::pretrained::save_pretrained(model, i, &lora, initial.as_ref(), &name, &to)
+            .map_err(|e| anyhow::anyhow!("cannot save the adapter {}: {e}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// With `save_adapters = "best"`, removes a finished cell's adapters of
+/// every learning rate but its best (by the study's metric, from
+/// `trials`); returns the best LR's directories kept.
+pub fn keep_best<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    cell: &Cell,
+    dir: &Path,
+    trials: &[TrialRecord],
+) -> anyhow::Result<Option<f64>> {
+    if config.run.save_adapters != SaveAdapters::Best || !dir.is_dir() {
+        return Ok(None);
+    }
+    let cell_of = |t: &TrialRecord| {
+        let mut key = t.key();
+        (key.lr_bits, key.seed) = (0, 0);
+        key
+    };
+    let own_cell = cell_of(&trial_stub(config, cell, 0.0, 0));
+    let own: Vec<TrialRecord> = trials
+        .iter()
+        .filter(|t| cell_of(t) == own_cell)
+        .cloned()
+        .collect();
+    let metric = config.metric();
+    let Some(best) = records::cell_curves_of(&own, metric)
+        .first()
+        .and_then(|curve| records::best_of_lr_by(curve, metric))
+        .map(|(_, lr)| lr)
+    else {
+        return Ok(None);
+    };
+    let keep = lr_prefix(best);
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("lr") && !name.starts_with(&keep) {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(Some(best))
+}

@@ -1,0 +1,59 @@
+//! `lrscape eval`: a checkpoint (and optionally a PEFT adapter) scored on a
+//! text file under the `text_lm` convention: blocks of `block_size` tokens,
+//! the mean cross-entropy of every block's `block_size - 1` predictions.
+
+use std::path::Path;
+
+use anyhow::Context;
+use nn::ModelConfig;
+use serde::Serialize;
+use synth_data::Dataset;
+use text_data::TextTokenizer;
+
+/// What `lrscape eval` prints as its last line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TextScore {
+    pub loss: f64,
+    pub perplexity: f64,
+    /// Predictions scored: blocks × (block_size - 1).
+    pub tokens: usize,
+}
+
+/// Scores `model`'s checkpoint, with the PEFT adapter in `adapter` if
+/// given, on the text at `text`.
+pub fn text_lm<M: ModelConfig>(
+    model: &M,
+    adapter: Option<&Path>,
+    text: &Path,
+    block_size: usize,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<TextScore> {
+    if block_size < 2 || block_size > model.seq_len() {
+        anyhow::bail!(
+            "--block-size {block_size}: between 2 and the model's {} positions",
+            model.seq_len()
+        );
+    }
+    let tokenizer_path = model
+        .tokenizer()
+        .with_context(|| format!("family {} has no tokenizer", M::FAMILY))?;
+    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+    let data = text_data::text_lm(&tokenizer, text, block_size, model.vocab())?;
+    let base = model
+        .load_checkpoint(device)
+        .map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
+    let batch = 8;
+    let eval = match adapter {
+        Some(dir) => {
+            let (adapted, _) = peft::pretrained::from_pretrained(base, dir)?;
+            train::evaluate(&adapted, &data, batch, device)
+        }
+        None => train::evaluate(&base, &data, batch, device),
+    };
+    let loss = eval.loss[0];
+    Ok(TextScore {
+        loss,
+        perplexity: loss.exp(),
+        tokens: data.len() * (block_size - 1),
+    })
+}

@@ -1,0 +1,315 @@
+//! Real text as tasks, beside `synth-data`'s synthetic ones.
+//!
+//! A [`TextTokenizer`] is a Hugging Face `tokenizer.json` read through the
+//! `tokenizers` crate (the library `transformers` calls, so ids match), or a
+//! byte-level BPE trained here for a model lrscape pre-trains itself.
+//! [`text_lm`] reads a UTF-8 file, tokenizes it whole without special
+//! tokens and cuts it into consecutive blocks of `block_size` tokens (the
+//! remainder dropped), as `transformers`' `run_clm` groups text. A block is
+//! one example whose `block_size - 1` next-token predictions are its
+//! targets: the loss is their mean cross-entropy, perplexity its `exp`.
+
+use std::path::{Path, PathBuf};
+
+use synth_data::SequenceDataset;
+use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+/// GPT-2's one special token, which byte-level BPEs trained here also get.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+
+/// What went wrong reading text or a tokenizer, naming the file.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TextError {
+    #[error("cannot read {}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("{} is not UTF-8 text: the bytes at offset {offset} are not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{} is not a tokenizer the tokenizers library reads: {message}", path.display())]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("{origin}: {message}")]
+    Encode { origin: String, message: String },
+    #[error("block_size = {0}: at least 2 (a block predicts each of its tokens after the first)")]
+    BlockSize(usize),
+    #[error(
+        "{origin}: {tokens} tokens, fewer than one block of block_size = {block_size}: \
+         give more text or a smaller block_size"
+    )]
+    TooShort {
+        origin: String,
+        tokens: usize,
+        block_size: usize,
+    },
+    #[error(
+        "{origin}: token id {id} is not below the model's vocabulary of {vocab}: the \
+         tokenizer does not belong to this model"
+    )]
+    Vocab {
+        origin: String,
+        id: u32,
+        vocab: usize,
+    },
+    #[error("training a BPE: {0}")]
+    Training(String),
+}
+
+/// A tokenizer and the file it came from (for errors).
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    origin: String,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TextTokenizer({}, {} tokens)",
+            self.origin,
+            self.vocab_size()
+        )
+    }
+}
+
+impl TextTokenizer {
+    /// Reads a `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<Self, TextError> {
+        if !path.is_file() {
+            return Err(TextError::File {
+                path: path.to_path_buf(),
+                message: "no such file".into(),
+            });
+        }
+        let inner = Tokenizer::from_file(path).map_err(|e| TextError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            inner,
+            origin: path.display().to_string(),
+        })
+    }
+
+    /// A GPT-2-style byte-level BPE of at most `vocab_size` tokens (the 256
+    /// byte symbols, [`END_OF_TEXT`], then merges by frequency) trained on
+    /// `texts`: every string encodes, and decodes back to itself.
+    pub fn train_byte_level_bpe(texts: &[&str], vocab_size: usize) -> Result<Self, TextError> {
+        let alphabet: std::collections::HashSet<char> = ByteLevel::alphabet().into_iter().collect();
+        if vocab_size <= alphabet.len() {
+            return Err(TextError::Training(format!(
+                "vocab_size = {vocab_size}: more than the {} byte symbols",
+                alphabet.len()
+            )));
+        }
+        let trainer = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .initial_alphabet(alphabet)
+            .special_tokens(vec![AddedToken::from(END_OF_TEXT, true)])
+            .build();
+        let mut inner = Tokenizer::new(BPE::default());
+        let byte_level = ByteLevel::new(false, true, true);
+        inner
+            .with_pre_tokenizer(Some(byte_level))
+            .with_decoder(Some(byte_level))
+            .with_post_processor(Some(ByteLevel::new(false, false, true)));
+        inner
+            .train(&mut TrainerWrapper::BpeTrainer(trainer), texts.iter())
+            .map_err(|e| TextError::Training(e.to_string()))?;
+        Ok(Self {
+            inner,
+            origin: "a byte-level BPE trained here".into(),
+        })
+    }
+
+    /// Writes `tokenizer.json` as `transformers` reads it.
+    pub fn save(&self, path: &Path) -> Result<(), TextError> {
+        self.inner.save(path, true).map_err(|e| TextError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Tokens, added (special) tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The ids of `text`, without special tokens (no BOS/EOS added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TextError::Encode {
+                origin: self.origin.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TextError> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| TextError::Encode {
+                origin: self.origin.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// A file's text, or an error naming the file (missing, unreadable, or
+/// not UTF-8, with the offset of the first bad byte).
+pub fn read_text(path: &Path) -> Result<String, TextError> {
+    let bytes = std::fs::read(path).map_err(|e| TextError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    String::from_utf8(bytes).map_err(|e| TextError::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// `ids` cut into consecutive blocks of `block_size` (the remainder
+/// dropped), each an example of `block_size - 1` tokens whose targets are
+/// the tokens after them; `origin` names the text in errors.
+pub fn lm_blocks(
+    ids: &[u32],
+    block_size: usize,
+    vocab: usize,
+    origin: &str,
+) -> Result<SequenceDataset, TextError> {
+    if block_size < 2 {
+        return Err(TextError::BlockSize(block_size));
+    }
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(TextError::Vocab {
+            origin: origin.to_string(),
+            id,
+            vocab,
+        });
+    }
+    let blocks = ids.len() / block_size;
+    if blocks == 0 {
+        return Err(TextError::TooShort {
+            origin: origin.to_string(),
+            tokens: ids.len(),
+            block_size,
+        });
+    }
+    let seq = block_size - 1;
+    let mut tokens = Vec::with_capacity(blocks * seq);
+    let mut targets = Vec::with_capacity(blocks * seq);
+    for block in ids.chunks_exact(block_size) {
+        tokens.extend_from_slice(&block[..seq]);
+        targets.extend_from_slice(&block[1..]);
+    }
+    SequenceDataset::new(tokens, targets, seq, seq, vocab).map_err(|e| TextError::Encode {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The `text_lm` examples of the file at `path`: read, tokenized whole and
+/// cut into blocks ([`lm_blocks`]).
+pub fn text_lm(
+    tokenizer: &TextTokenizer,
+    path: &Path,
+    block_size: usize,
+    vocab: usize,
+) -> Result<SequenceDataset, TextError> {
+    let text = read_text(path)?;
+    let ids = tokenizer.encode(&text)?;
+    lm_blocks(&ids, block_size, vocab, &path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use synth_data::Dataset;
+
+    use super::*;
+
+    #[test]
+    fn blocks_are_consecutive_and_the_remainder_is_dropped() {
+        let ids: Vec<u32> = (0..11).collect();
+        let data = lm_blocks(&ids, 4, 20, "t").unwrap();
+        assert_eq!(data.len(), 2);
+        let first = data.get(0).unwrap();
+        assert_eq!(first.tokens, vec![0, 1, 2]);
+        assert_eq!(first.targets, vec![1, 2, 3]);
+        let second = data.get(1).unwrap();
+        assert_eq!(second.tokens, vec![4, 5, 6]);
+        assert_eq!(second.targets, vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn bad_blocks_are_named() {
+        let ids: Vec<u32> = (0..5).collect();
+        assert_eq!(lm_blocks(&ids, 1, 20, "t"), Err(TextError::BlockSize(1)));
+        let err = lm_blocks(&ids, 6, 20, "val.txt").unwrap_err().to_string();
+        assert!(
+            err.contains("val.txt: 5 tokens") && err.contains("block_size = 6"),
+            "{err}"
+        );
+        let err = lm_blocks(&ids, 2, 4, "val.txt").unwrap_err().to_string();
+        assert!(
+            err.contains("token id 4") && err.contains("vocabulary of 4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_names_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.txt");
+        std::fs::write(&path, b"abc\xffdef").unwrap();
+        assert_eq!(
+            read_text(&path),
+            Err(TextError::NotUtf8 {
+                path: path.clone(),
+                offset: 3
+            })
+        );
+        let missing = read_text(&dir.path().join("none.txt")).unwrap_err();
+        assert!(missing.to_string().contains("none.txt"), "{missing}");
+    }
+
+    #[test]
+    fn a_trained_byte_level_bpe_round_trips_and_saves() {
+        let text = "the cat sat on the mat; the cat ate the rat. ünïcödé ✓";
+        let tokenizer = TextTokenizer::train_byte_level_bpe(&[text, text], 300).unwrap();
+        assert!(tokenizer.vocab_size() > 257 && tokenizer.vocab_size() <= 300);
+        let ids = tokenizer.encode(text).unwrap();
+        // Merges happened: fewer tokens than bytes.
+        assert!(ids.len() < text.len(), "{} ids", ids.len());
+        assert_eq!(tokenizer.decode(&ids).unwrap(), text);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        tokenizer.save(&path).unwrap();
+        let again = TextTokenizer::from_file(&path).unwrap();
+        assert_eq!(again.encode(text).unwrap(), ids);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["model"]["type"], "BPE");
+        assert_eq!(json["pre_tokenizer"]["type"], "ByteLevel");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_tokenizer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, "{\"model\": 3}").unwrap();
+        let err = TextTokenizer::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("tokenizer.json is not a tokenizer"), "{err}");
+        let err = TextTokenizer::from_file(&dir.path().join("none.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("none.json") && err.contains("no such file"),
+            "{err}"
+        );
+    }
+}
