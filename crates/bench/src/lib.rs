@@ -40,6 +40,8 @@
 //! caches warm), then `--steps` timed steps of one `train_population` call,
 //! wall clock, including the batch gather and the loss read-back at the end.
 
+pub mod memory;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -42,6 +42,15 @@ impl Gpt2Family {
         Ok(family)
     }
 
+    /// A model of `hf`'s shape with no checkpoint behind it: what
+    /// [`init`](ModelConfig::init) draws (benchmarks of real sizes).
+    pub fn shaped(hf: Gpt2Config) -> Self {
+        Self {
+            hf: Some(hf),
+            ..Self::default()
+        }
+    }
+
     /// The checkpoint's `config.json` (the 124M `gpt2`'s before
     /// [`resolve`](ModelConfig::resolve)).
     pub fn hf(&self) -> Gpt2Config {

@@ -424,9 +424,18 @@ pub struct BenchArgs {
     /// peak memory: the high-water mark is shared).
     #[arg(long)]
     pub in_process: bool,
+    /// Instead of the tinyformer bench: peak memory per member of LoRA
+    /// (rank --rank, every block linear) at --populations, and of full
+    /// fine-tuning, on a GPT-2-124M-shaped model with random weights ->
+    /// MEMORY-gpt2.md, memory-gpt2.json.
+    #[arg(long)]
+    pub gpt2_memory: bool,
     /// Internal: measure one configuration (JSON) and print its result.
     #[arg(long, hide = true)]
     pub child: Option<String>,
+    /// Internal: measure one --gpt2-memory configuration (JSON).
+    #[arg(long, hide = true)]
+    pub memory_child: Option<String>,
 }
 
 /// Parses `--methods` names, naming the bad one and the allowed ones.

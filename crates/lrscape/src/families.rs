@@ -119,7 +119,24 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let config = AnyConfig::from_toml_file(&path)
+                let text = std::fs::read_to_string(&path).unwrap();
+                // Configs of checkpoints and text fetched by hand
+                // (docs/real-models.md) are read with the fixtures' instead.
+                let text = text
+                    .replace("../models/distilgpt2", "../fixtures/gpt2/tiny-lm")
+                    .replace("../models/gpt2", "../fixtures/gpt2/tiny-lm")
+                    .replace(
+                        "../data/wikitext-2-raw/train.txt",
+                        "../fixtures/text/genesis-train.txt",
+                    )
+                    .replace(
+                        "../data/wikitext-2-raw/validation.txt",
+                        "../fixtures/text/genesis-val.txt",
+                    )
+                    .replace("block_size = 1024", "block_size = 64")
+                    .replace("ranks = [16, 128]", "ranks = [16]");
+                let dir = path.parent().unwrap();
+                let config = AnyConfig::from_toml_in(&text, &path.display().to_string(), dir)
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 families.insert(with_family!(&config, c => family_name(c)));
             }
@@ -128,6 +145,26 @@ mod tests {
             families.contains("gpt2") && families.contains("tinyformer"),
             "{families:?}"
         );
+    }
+
+    #[test]
+    fn large_models_compute_adapters_in_activation_space_unless_told() {
+        use sweep::config::default_compute;
+        let big = Gpt2Family::shaped(gpt2::Gpt2Config::default());
+        assert_eq!(default_compute(&big), peft::Compute::ActivationSpace);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let Ok(AnyConfig::Gpt2(tiny)) = AnyConfig::from_toml_file(&root.join("gpt2-tiny.toml"))
+        else {
+            panic!("gpt2-tiny.toml is a gpt2 config")
+        };
+        assert_eq!(tiny.run.adapter_compute, peft::Compute::WeightSpace);
+        let text = std::fs::read_to_string(root.join("gpt2-tiny.toml"))
+            .unwrap()
+            .replace("[run]\n", "[run]\nadapter_compute = \"activation_space\"\n");
+        let Ok(AnyConfig::Gpt2(told)) = AnyConfig::from_toml_in(&text, "t.toml", &root) else {
+            panic!("a gpt2 config")
+        };
+        assert_eq!(told.run.adapter_compute, peft::Compute::ActivationSpace);
     }
 
     fn family_name<M: ModelConfig>(_: &ExperimentConfig<M>) -> &'static str {

@@ -5,10 +5,18 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 
 /// Rows of `table: [M, vocab, d]` for `tokens: [G, B, T]`:
 /// `[max(G, M), B, T, d]`, each member reading its own copy of the table
-/// (or the shared one when `M = 1`).
+/// (or the shared one, never copied, when `M = 1`).
 pub fn lookup(table: Tensor<3>, tokens: Tensor<3, Int>) -> Tensor<4> {
     let [g, b, t] = tokens.dims();
     let [m, vocab, d] = table.dims();
+    if m == 1 {
+        // A shared table is read in place: copying it per member would cost
+        // a whole embedding per member.
+        return table
+            .reshape([vocab, d])
+            .select(0, tokens.reshape([g * b * t]))
+            .reshape([g, b, t, d]);
+    }
     let members = g.max(m);
     let tokens = if g < members {
         tokens.repeat_dim(0, members)

@@ -290,9 +290,11 @@ pub struct RunConfig {
     /// (`train::pool`), are faster than one on both (docs/benchmarks).
     #[serde(default)]
     pub threads: usize,
-    /// Where adapters compute their low-rank path: `weight_space` (the
-    /// default, the faster) or `activation_space` (HF PEFT's form). The
-    /// function is the same; the cost and the rounding are not.
+    /// Where adapters compute their low-rank path: `weight_space` (a dense
+    /// adapted weight per member: the faster on small models) or
+    /// `activation_space` (HF PEFT's form). The function is the same; the
+    /// cost and the rounding are not. Absent: [`default_compute`] of the
+    /// model.
     #[serde(default)]
     pub adapter_compute: peft::Compute,
     /// Which trained adapters `run` writes in PEFT's format under
@@ -343,6 +345,23 @@ impl Default for RunConfig {
             adapter_compute: peft::Compute::default(),
             save_adapters: SaveAdapters::None,
         }
+    }
+}
+
+/// Models of this many parameters and more compute adapters in activation
+/// space by default.
+pub const ACTIVATION_SPACE_FROM: f64 = 1e7;
+
+/// The compute mode of a model whose config names none: weight space for
+/// the small models it is faster on (tinyformer's studies), activation
+/// space from [`ACTIVATION_SPACE_FROM`] parameters, where a dense weight
+/// per member costs more memory and time than the two thin products
+/// (docs/benchmarks/gpt2-memory.md).
+pub fn default_compute(model: &impl ModelConfig) -> peft::Compute {
+    if model.parameters() >= ACTIVATION_SPACE_FROM {
+        peft::Compute::ActivationSpace
+    } else {
+        peft::Compute::WeightSpace
     }
 }
 
@@ -804,6 +823,14 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         let mut config: Self = toml::from_str(text).map_err(|e| invalid(&e))?;
         config.dir = dir.to_path_buf();
         config.model.resolve(dir).map_err(|e| invalid(&e))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| invalid(&e))?;
+        let compute_given = table
+            .get("run")
+            .and_then(|run| run.get("adapter_compute"))
+            .is_some();
+        if !compute_given {
+            config.run.adapter_compute = default_compute(&config.model);
+        }
         config.validate().map_err(|e| invalid(&e))?;
         Ok(config)
     }
