@@ -15,6 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use nn::safetensors_io::{self, HostTensor};
 
 use crate::Gpt2Error;
+use crate::classify::Gpt2ForSequenceClassification;
 use crate::config::Gpt2Config;
 use crate::model::{BlockWeights, Gpt2};
 
@@ -30,13 +31,59 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2), Gpt2E
             "no such directory (a Hugging Face model directory: config.json, model.safetensors)",
         ));
     }
+    let (config, _, mut tensors) = read_dir(dir)?;
+    let model = build(&config, &mut tensors, device)?;
+    Ok((config, model))
+}
+
+/// `dir`'s config (typed, and as JSON for the fields a head adds) and
+/// every tensor of its weight files.
+fn read_dir(
+    dir: &Path,
+) -> Result<(Gpt2Config, serde_json::Value, HashMap<String, HostTensor>), Gpt2Error> {
     let config_path = dir.join(CONFIG);
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Gpt2Error::file(config_path.display(), e))?;
     let config = Gpt2Config::from_hf_json(&text, &config_path.display().to_string())?;
-    let mut tensors = read_weights(dir)?;
-    let model = build(&config, &mut tensors, device)?;
-    Ok((config, model))
+    let json = serde_json::from_str(&text)
+        .map_err(|e| Gpt2Error::file(config_path.display(), format!("not JSON: {e}")))?;
+    Ok((config, json, read_weights(dir)?))
+}
+
+/// Reads `dir` as a `GPT2ForSequenceClassification` checkpoint: the body,
+/// `score.weight` (`[num_labels, n_embd]`) and `pad_token_id`.
+pub fn load_classifier_dir(
+    dir: &Path,
+    device: &Device,
+) -> Result<(Gpt2Config, Gpt2ForSequenceClassification), Gpt2Error> {
+    if !dir.is_dir() {
+        return Err(Gpt2Error::file(dir.display(), "no such directory"));
+    }
+    let (config, json, mut tensors) = read_dir(dir)?;
+    let body = build(&config, &mut tensors, device)?;
+    let labels = json
+        .get("id2label")
+        .and_then(|m| m.as_object())
+        .map(|m| m.len())
+        .or_else(|| {
+            json.get("num_labels")
+                .and_then(|n| n.as_u64())
+                .map(|n| n as usize)
+        })
+        .unwrap_or(2);
+    let pad = json
+        .get("pad_token_id")
+        .and_then(|p| p.as_u64())
+        .map(|p| p as u32);
+    let key = "score.weight";
+    let tensor = tensors
+        .remove(key)
+        .ok_or_else(|| Gpt2Error::MissingTensor { key: key.into() })?;
+    let score = tensor
+        .take(key, &[labels, config.n_embd])
+        .map_err(|e| Gpt2Error::file(dir.display(), e))?;
+    let score = Tensor::<2>::from_data(score, device).transpose();
+    Ok((config, Gpt2ForSequenceClassification::new(body, score, pad)))
 }
 
 /// The weight files of a checkpoint directory: `model.safetensors`, or the

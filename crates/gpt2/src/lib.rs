@@ -11,11 +11,13 @@
 //! a study of one (`family = "gpt2"`, `path`).
 
 pub mod adaptable;
+pub mod classify;
 pub mod config;
 pub mod family;
 pub mod hf;
 mod model;
 
+pub use classify::Gpt2ForSequenceClassification;
 pub use config::{Activation, Gpt2Config};
 pub use family::Gpt2Family;
 pub use model::{Attention, Block, Gpt2, Mlp};

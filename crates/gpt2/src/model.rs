@@ -212,6 +212,18 @@ impl Gpt2 {
         self.wte.dims()[2]
     }
 
+    /// The final hidden states `[C, B, T, d]` (after `ln_f`) for `tokens:
+    /// [G, B, T]`, every block linear evaluated through `hook`.
+    pub fn hidden_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<4> {
+        let t = tokens.dims()[2];
+        let position = self.wpe.val().narrow(1, 0, t).unsqueeze_dim::<4>(1);
+        let mut x = lookup(self.wte.val(), tokens) + position;
+        for (layer, block) in self.h.iter().enumerate() {
+            x = block.forward(x, layer, hook);
+        }
+        self.ln_f.forward(x)
+    }
+
     /// Logits of the plain model, `[C, B × T, vocab]`.
     pub fn forward(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.forward_with(tokens, &NoAdapter)
@@ -221,13 +233,7 @@ impl Gpt2 {
     /// (`[C, B × T, vocab]`), with every block linear evaluated through
     /// `hook`.
     pub fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
-        let t = tokens.dims()[2];
-        let position = self.wpe.val().narrow(1, 0, t).unsqueeze_dim::<4>(1);
-        let mut x = lookup(self.wte.val(), tokens) + position;
-        for (layer, block) in self.h.iter().enumerate() {
-            x = block.forward(x, layer, hook);
-        }
-        let x = self.ln_f.forward(x);
+        let x = self.hidden_with(tokens, hook);
         let [c, b, t, d] = x.dims();
         let [m, vocab, _] = self.wte.dims();
         let head = self.wte.val().swap_dims(1, 2);
