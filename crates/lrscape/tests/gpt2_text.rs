@@ -52,15 +52,15 @@ fn golden() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `ours` and `want` within 1e-5.
+fn near(ours: &serde_json::Value, want: &serde_json::Value, what: &str) {
+    let (a, b) = (ours.as_f64().unwrap(), want.as_f64().unwrap());
+    assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
+}
+
 fn close(ours: &serde_json::Value, want: &serde_json::Value, what: &str) {
-    let (a, b) = (
-        ours["loss"].as_f64().unwrap(),
-        want["loss"].as_f64().unwrap(),
-    );
-    assert!(
-        (a - b).abs() < 1e-5,
-        "{what}: loss {a} vs transformers' {b}"
-    );
+    near(&ours["loss"], &want["loss"], &format!("{what}: loss"));
+    let a = ours["loss"].as_f64().unwrap();
     assert_eq!(ours["tokens"], want["tokens"], "{what}: tokens");
     let p = ours["perplexity"].as_f64().unwrap();
     assert!(
@@ -170,14 +170,7 @@ fn the_tiny_config_runs_whole_and_saves_the_best_adapters_peft_loads() {
         // Read back on the untouched checkpoint (PiSSA's as a rank-2r
         // adapter), it scores what training recorded.
         let score = eval(Some(member.to_str().unwrap()), 64);
-        let (ours, recorded) = (
-            score["loss"].as_f64().unwrap(),
-            best["val_loss"].as_f64().unwrap(),
-        );
-        assert!(
-            (ours - recorded).abs() < 1e-5,
-            "{method}: {ours} vs recorded {recorded}"
-        );
+        near(&score["loss"], &best["val_loss"], method);
         let config = json(&member.join("adapter_config.json"));
         let r = if method == "pissa" { 8 } else { 4 };
         assert_eq!(config["r"], r, "{method}");

@@ -9,7 +9,6 @@ use peft::PeftModel;
 use records::TrialRecord;
 
 use crate::config::{Cell, ExperimentConfig, SaveAdapters};
-use crate::grid::trial_stub;
 
 /// The adapters directory of a results directory.
 pub const ADAPTERS_DIR: &str = "adapters";
@@ -98,17 +97,7 @@ pub fn keep_best<M: ModelConfig>(
     if config.run.save_adapters != SaveAdapters::Best || !dir.is_dir() {
         return Ok(None);
     }
-    let cell_of = |t: &TrialRecord| {
-        let mut key = t.key();
-        (key.lr_bits, key.seed) = (0, 0);
-        key
-    };
-    let own_cell = cell_of(&trial_stub(config, cell, 0.0, 0));
-    let own: Vec<TrialRecord> = trials
-        .iter()
-        .filter(|t| cell_of(t) == own_cell)
-        .cloned()
-        .collect();
+    let own = crate::grid::cell_trials(config, cell, trials);
     let metric = config.metric();
     let Some(best) = records::cell_curves_of(&own, metric)
         .first()

@@ -155,3 +155,23 @@ pub fn trial_stub<M: ModelConfig>(
         },
     }
 }
+
+/// The records of `trials` that belong to `cell`: the same key up to the
+/// learning rate and seed.
+pub fn cell_trials<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    cell: &Cell,
+    trials: &[TrialRecord],
+) -> Vec<TrialRecord> {
+    let cell_of = |t: &TrialRecord| {
+        let mut key = t.key();
+        (key.lr_bits, key.seed) = (0, 0);
+        key
+    };
+    let own_cell = cell_of(&trial_stub(config, cell, 0.0, 0));
+    trials
+        .iter()
+        .filter(|t| cell_of(t) == own_cell)
+        .cloned()
+        .collect()
+}

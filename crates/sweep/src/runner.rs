@@ -610,18 +610,7 @@ fn cell_news<M: ModelConfig>(
     trials: &[TrialRecord],
 ) -> Vec<String> {
     let mut news = Vec::new();
-    // Same cell: the same key up to the learning rate and seed.
-    let cell_of = |t: &TrialRecord| {
-        let mut key = t.key();
-        (key.lr_bits, key.seed) = (0, 0);
-        key
-    };
-    let own_cell = cell_of(&trial_stub(config, cell, 0.0, 0));
-    let own: Vec<TrialRecord> = trials
-        .iter()
-        .filter(|t| cell_of(t) == own_cell)
-        .cloned()
-        .collect();
+    let own = crate::grid::cell_trials(config, cell, trials);
     if let Some(curve) = cell_curves(&own).first()
         && let Some((best, lr)) = best_of_lr(curve)
     {
