@@ -26,9 +26,10 @@ pub struct Gpt2Family {
     /// `path` resolved against the config file's directory.
     #[serde(skip)]
     dir: PathBuf,
-    /// The directory's `config.json`, once [`resolve`](ModelConfig::resolve)d.
+    /// The directory's `config.json`, once [`resolve`](ModelConfig::resolve)d
+    /// (the 124M `gpt2`'s before).
     #[serde(skip)]
-    hf: Option<Gpt2Config>,
+    hf: Gpt2Config,
 }
 
 impl Gpt2Family {
@@ -46,22 +47,15 @@ impl Gpt2Family {
     /// [`init`](ModelConfig::init) draws (benchmarks of real sizes).
     pub fn shaped(hf: Gpt2Config) -> Self {
         Self {
-            hf: Some(hf),
+            hf,
             ..Self::default()
         }
     }
 
     /// The checkpoint's `config.json` (the 124M `gpt2`'s before
     /// [`resolve`](ModelConfig::resolve)).
-    pub fn hf(&self) -> Gpt2Config {
-        self.hf.clone().unwrap_or_default()
-    }
-
-    fn hf_ref(&self) -> &Gpt2Config {
-        static DEFAULT: std::sync::OnceLock<Gpt2Config> = std::sync::OnceLock::new();
-        self.hf
-            .as_ref()
-            .unwrap_or_else(|| DEFAULT.get_or_init(Gpt2Config::default))
+    pub fn hf(&self) -> &Gpt2Config {
+        &self.hf
     }
 }
 
@@ -92,28 +86,22 @@ impl ModelConfig for Gpt2Family {
         })?;
         let config = Gpt2Config::from_hf_json(&text, &config_path.display().to_string())
             .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))?;
-        self.hf = Some(config);
+        self.hf = config;
         Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let Some(hf) = &self.hf else {
-            return Err(ConfigError::new(
-                "path",
-                format!("{:?}", self.path),
-                "a directory read before validation (ModelConfig::resolve)",
-            ));
-        };
-        hf.validate()
+        self.hf
+            .validate()
             .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))
     }
 
     fn vocab(&self) -> usize {
-        self.hf_ref().vocab_size
+        self.hf.vocab_size
     }
 
     fn seq_len(&self) -> usize {
-        self.hf_ref().n_positions
+        self.hf.n_positions
     }
 
     fn causal(&self) -> bool {
@@ -121,12 +109,12 @@ impl ModelConfig for Gpt2Family {
     }
 
     fn linear_layout(&self) -> LinearLayout {
-        let hf = self.hf_ref();
+        let hf = &self.hf;
         crate::adaptable::linear_layout(hf.n_layer, hf.n_embd, hf.d_ff())
     }
 
     fn parameters(&self) -> f64 {
-        let hf = self.hf_ref();
+        let hf = &self.hf;
         let [vocab, positions, d, ff, layers] = [
             hf.vocab_size,
             hf.n_positions,
@@ -142,7 +130,7 @@ impl ModelConfig for Gpt2Family {
     }
 
     fn activations_per_sequence(&self, seq_len: usize) -> f64 {
-        let hf = self.hf_ref();
+        let hf = &self.hf;
         let [vocab, seq, d, ff, layers, heads] = [
             hf.vocab_size,
             seq_len,
@@ -160,17 +148,18 @@ impl ModelConfig for Gpt2Family {
     }
 
     fn init(&self, seed: u64, device: &Device) -> Result<Gpt2, ConfigError> {
-        Gpt2::init(self.hf_ref(), seed, device)
+        Gpt2::init(&self.hf, seed, device)
             .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))
     }
 
+    /// The directory read; none for a [`shaped`](Gpt2Family::shaped) model.
     fn checkpoint(&self) -> Option<&Path> {
-        Some(&self.dir)
+        (!self.dir.as_os_str().is_empty()).then_some(self.dir.as_path())
     }
 
     fn load_checkpoint(&self, device: &Device) -> Result<Gpt2, String> {
         let (config, model) = hf::load_dir(&self.dir, device).map_err(|e| e.to_string())?;
-        if &config != self.hf_ref() {
+        if config != self.hf {
             return Err(format!(
                 "{} changed since the config was read",
                 self.dir.join(hf::CONFIG).display()

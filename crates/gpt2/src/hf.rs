@@ -25,12 +25,6 @@ pub const INDEX: &str = "model.safetensors.index.json";
 
 /// Reads `dir` as a GPT-2 checkpoint.
 pub fn load_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2), Gpt2Error> {
-    if !dir.is_dir() {
-        return Err(Gpt2Error::file(
-            dir.display(),
-            "no such directory (a Hugging Face model directory: config.json, model.safetensors)",
-        ));
-    }
     let (config, _, mut tensors) = read_dir(dir)?;
     let model = build(&config, &mut tensors, device)?;
     Ok((config, model))
@@ -41,6 +35,12 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2), Gpt2E
 fn read_dir(
     dir: &Path,
 ) -> Result<(Gpt2Config, serde_json::Value, HashMap<String, HostTensor>), Gpt2Error> {
+    if !dir.is_dir() {
+        return Err(Gpt2Error::file(
+            dir.display(),
+            "no such directory (a Hugging Face model directory: config.json, model.safetensors)",
+        ));
+    }
     let config_path = dir.join(CONFIG);
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Gpt2Error::file(config_path.display(), e))?;
@@ -56,9 +56,6 @@ pub fn load_classifier_dir(
     dir: &Path,
     device: &Device,
 ) -> Result<(Gpt2Config, Gpt2ForSequenceClassification), Gpt2Error> {
-    if !dir.is_dir() {
-        return Err(Gpt2Error::file(dir.display(), "no such directory"));
-    }
     let (config, json, mut tensors) = read_dir(dir)?;
     let body = build(&config, &mut tensors, device)?;
     let labels = json
@@ -79,9 +76,7 @@ pub fn load_classifier_dir(
     let tensor = tensors
         .remove(key)
         .ok_or_else(|| Gpt2Error::MissingTensor { key: key.into() })?;
-    let score = tensor
-        .take(key, &[labels, config.n_embd])
-        .map_err(|e| Gpt2Error::file(dir.display(), e))?;
+    let score = tensor.take(key, &[labels, config.n_embd])?;
     let score = Tensor::<2>::from_data(score, device).transpose();
     Ok((config, Gpt2ForSequenceClassification::new(body, score, pad)))
 }
@@ -156,24 +151,7 @@ fn build(
         let tensor = tensors
             .remove(&key)
             .ok_or_else(|| Gpt2Error::MissingTensor { key: key.clone() })?;
-        if tensor.shape != shape {
-            return Err(Gpt2Error::Shape {
-                key,
-                file: tensor.file.display().to_string(),
-                found: tensor.shape,
-                expected: shape.to_vec(),
-            });
-        }
-        let values = tensor.to_f32().ok_or_else(|| {
-            Gpt2Error::file(
-                tensor.file.display(),
-                format!(
-                    "tensor {key} is {:?}: lrscape reads F32, F16 and BF16",
-                    tensor.dtype
-                ),
-            )
-        })?;
-        Ok(TensorData::new(values, tensor.shape))
+        Ok(tensor.take(&key, shape)?)
     };
     let two = |data: TensorData| Tensor::<2>::from_data(data, device);
     let one = |data: TensorData| Tensor::<1>::from_data(data, device);

@@ -38,13 +38,9 @@ pub enum Gpt2Error {
         "the checkpoint has no tensor {key} (GPT-2's keys: wte.weight, wpe.weight, h.<i>.*, ln_f.*, optionally prefixed transformer.)"
     )]
     MissingTensor { key: String },
-    #[error("{file}: tensor {key} has shape {found:?}, the config needs {expected:?}")]
-    Shape {
-        key: String,
-        file: String,
-        found: Vec<usize>,
-        expected: Vec<usize>,
-    },
+    /// A tensor of the wrong shape or dtype.
+    #[error(transparent)]
+    Tensor(#[from] nn::safetensors_io::TakeError),
 }
 
 impl Gpt2Error {

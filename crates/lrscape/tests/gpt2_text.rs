@@ -26,22 +26,32 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The JSON of `lrscape eval`'s last line.
-fn eval(adapter: Option<&str>, block: usize) -> serde_json::Value {
-    let block = block.to_string();
+/// `lrscape eval`'s arguments.
+fn eval_args<'a>(
+    model: &'a str,
+    text: &'a str,
+    block: &'a str,
+    adapter: Option<&'a str>,
+) -> Vec<&'a str> {
     let mut args = vec![
         "eval",
         "--model",
-        MODEL,
+        model,
         "--text",
-        VAL,
+        text,
         "--block-size",
-        &block,
+        block,
     ];
     if let Some(adapter) = adapter {
         args.extend(["--adapter", adapter]);
     }
-    let out = lrscape(&args);
+    args
+}
+
+/// The JSON of `lrscape eval`'s last line.
+fn eval(adapter: Option<&str>, block: usize) -> serde_json::Value {
+    let block = block.to_string();
+    let out = lrscape(&eval_args(MODEL, VAL, &block, adapter));
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
@@ -217,35 +227,19 @@ fn eval_error(args: &[&str]) -> String {
 #[test]
 fn bad_eval_inputs_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let base = ["eval", "--model", MODEL, "--text", VAL, "--block-size"];
-    let with = |extra: &[&str]| -> Vec<String> {
-        base.iter().chain(extra).map(|s| s.to_string()).collect()
-    };
-    let run = |args: Vec<String>| eval_error(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run(with(&["65"])).contains("--block-size 65: between 2 and the model's 64"));
-    assert!(run(with(&["1"])).contains("--block-size 1"));
-    let err = eval_error(&[
-        "eval",
-        "--model",
-        "fixtures/text",
-        "--text",
-        VAL,
-        "--block-size",
-        "8",
-    ]);
+    let err = eval_error(&eval_args(MODEL, VAL, "65", None));
+    assert!(
+        err.contains("--block-size 65: between 2 and the model's 64"),
+        "{err}"
+    );
+    let err = eval_error(&eval_args(MODEL, VAL, "1", None));
+    assert!(err.contains("--block-size 1"), "{err}");
+    let err = eval_error(&eval_args("fixtures/text", VAL, "8", None));
     assert!(
         err.contains("--model") && err.contains("config.json"),
         "{err}"
     );
-    let err = eval_error(&[
-        "eval",
-        "--model",
-        MODEL,
-        "--text",
-        "none.txt",
-        "--block-size",
-        "8",
-    ]);
+    let err = eval_error(&eval_args(MODEL, "none.txt", "8", None));
     assert!(err.contains("none.txt"), "{err}");
 
     // Adapters PEFT would refuse, or lrscape cannot reproduce.
@@ -270,19 +264,7 @@ fn bad_eval_inputs_are_named() {
         .unwrap();
         to.display().to_string()
     };
-    let adapter_error = |path: String| {
-        eval_error(&[
-            "eval",
-            "--model",
-            MODEL,
-            "--text",
-            VAL,
-            "--block-size",
-            "8",
-            "--adapter",
-            &path,
-        ])
-    };
+    let adapter_error = |path: String| eval_error(&eval_args(MODEL, VAL, "8", Some(&path)));
     let err = adapter_error(adapter(&|c| c["bias"] = "all".into(), None));
     assert!(err.contains("bias = \"all\""), "{err}");
     let err = adapter_error(adapter(&|c| c["r"] = 3.into(), None));
@@ -356,6 +338,11 @@ fn bad_text_configs_are_named() {
         ("\"c_fc\"]", "\"q\"]", "grid.targets = \"q\""),
         ("genesis-val.txt", "none.txt", "none.txt"),
         (
+            "\"pissa\"]",
+            "\"dora_seed\"]",
+            "run.save_adapters = best: \"none\" with method dora_seed",
+        ),
+        (
             "save_adapters = \"best\"",
             "save_adapters = \"some\"",
             "unknown variant `some`, expected one of `none`, `best`, `all`",
@@ -365,6 +352,29 @@ fn bad_text_configs_are_named() {
         let err = config_error(|t| t.replace(from, to));
         assert!(err.contains(want), "want {want:?} in: {err}");
     }
+}
+
+#[test]
+fn a_checkpoint_base_is_not_pre_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = [
+        "--config",
+        "configs/gpt2-tiny.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let pretrain = lrscape(&[&["pretrain"], &config[..]].concat());
+    assert!(pretrain.status.success(), "{}", stderr(&pretrain));
+    let said = String::from_utf8_lossy(&pretrain.stdout);
+    assert!(
+        said.contains("is the checkpoint") && said.contains("nothing to pre-train"),
+        "{said}"
+    );
+    assert!(!out.join("base").exists());
+    let epochs = lrscape(&[&["run"], &config[..], &["--pretrain-epochs", "1"]].concat());
+    assert_eq!(epochs.status.code(), Some(1), "{}", stderr(&epochs));
+    assert!(stderr(&epochs).contains("--pretrain-epochs 1: gpt2-tiny pre-trains nothing"));
 }
 
 /// Adapters lrscape saved, for every method PEFT represents, read by

@@ -41,23 +41,41 @@ impl HostTensor {
 
     /// As f32 tensor data of `expected` shape; the error names the key,
     /// the file and what was found.
-    pub fn take(&self, key: &str, expected: &[usize]) -> Result<TensorData, String> {
+    pub fn take(&self, key: &str, expected: &[usize]) -> Result<TensorData, TakeError> {
+        let file = self.file.display().to_string();
         if self.shape != expected {
-            return Err(format!(
-                "{}: tensor {key} has shape {:?}, the model needs {expected:?}",
-                self.file.display(),
-                self.shape
-            ));
+            return Err(TakeError::Shape {
+                key: key.to_string(),
+                file,
+                found: self.shape.clone(),
+                expected: expected.to_vec(),
+            });
         }
-        let values = self.to_f32().ok_or_else(|| {
-            format!(
-                "{}: tensor {key} is {:?}: lrscape reads F32, F16 and BF16",
-                self.file.display(),
-                self.dtype
-            )
+        let values = self.to_f32().ok_or_else(|| TakeError::Dtype {
+            key: key.to_string(),
+            file,
+            dtype: format!("{:?}", self.dtype),
         })?;
         Ok(TensorData::new(values, self.shape.clone()))
     }
+}
+
+/// A tensor of a file that does not fit what the config needs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TakeError {
+    #[error("{file}: tensor {key} has shape {found:?}, the config needs {expected:?}")]
+    Shape {
+        key: String,
+        file: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("{file}: tensor {key} is {dtype}: lrscape reads F32, F16 and BF16")]
+    Dtype {
+        key: String,
+        file: String,
+        dtype: String,
+    },
 }
 
 /// Every tensor of the safetensors file at `path`, by key; the error names

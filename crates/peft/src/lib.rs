@@ -51,6 +51,9 @@ pub enum PeftError {
     NoSuchSite(LinearSite),
     #[error("{path}: {message}")]
     File { path: String, message: String },
+    /// A tensor of an adapter file of the wrong shape or dtype.
+    #[error(transparent)]
+    Tensor(#[from] nn::safetensors_io::TakeError),
 }
 
 impl PeftError {

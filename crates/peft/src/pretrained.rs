@@ -292,6 +292,8 @@ pub fn from_pretrained<M: Adaptable>(
         let [_, d_in, r] = layer.a.dims();
         let d_out = layer.b.dims()[2];
         let device = layer.a.device();
+        // Older PEFT releases kept DoRA's magnitude in a ParameterDict.
+        let older = !tensors.contains_key(&format!("{key}.lora_magnitude_vector"));
         let mut take = |suffix: &str, shape: &[usize]| -> Result<TensorData, PeftError> {
             let name = format!("{key}.{suffix}");
             let tensor = tensors.remove(&name).ok_or_else(|| {
@@ -303,20 +305,19 @@ pub fn from_pretrained<M: Adaptable>(
                     ),
                 )
             })?;
-            tensor
-                .take(&name, shape)
-                .map_err(|e| file_error(&weights_path, e))
+            Ok(tensor.take(&name, shape)?)
         };
         let a = Tensor::<2>::from_data(take("lora_A.weight", &[r, d_in])?, &device);
         let b = Tensor::<2>::from_data(take("lora_B.weight", &[d_out, r])?, &device);
         layer.a = Param::from_tensor(a.transpose().unsqueeze_dim::<3>(0));
         layer.b = Param::from_tensor(b.transpose().unsqueeze_dim::<3>(0));
         if layer.magnitude.is_some() {
-            let m = match take("lora_magnitude_vector", &[d_out]) {
-                Ok(m) => m,
-                // Older PEFT releases kept it in a ParameterDict.
-                Err(_) => take("lora_magnitude_vector.weight", &[d_out])?,
+            let name = if older {
+                "lora_magnitude_vector.weight"
+            } else {
+                "lora_magnitude_vector"
             };
+            let m = take(name, &[d_out])?;
             let m = Tensor::<1>::from_data(m, &device);
             layer.magnitude = Some(Param::from_tensor(m.unsqueeze_dim::<2>(0)));
         }

@@ -1625,6 +1625,28 @@ mod tests {
     }
 
     #[test]
+    fn adapters_are_saved_only_where_peft_can_load_them() {
+        let text = include_str!("../../../configs/quick.toml");
+        let set = |extra: &str| text.replacen("[run]\n", &format!("[run]\n{extra}\n"), 1);
+        let err = ExperimentConfig::<TinyformerConfig>::from_toml_str(
+            &set("save_adapters = \"best\""),
+            "q.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("run.save_adapters = best: \"none\" for model.family = \"tinyformer\""),
+            "{err}"
+        );
+        let none = ExperimentConfig::<TinyformerConfig>::from_toml_str(
+            &set("save_adapters = \"none\""),
+            "q.toml",
+        )
+        .unwrap();
+        assert_eq!(none.run.save_adapters, SaveAdapters::None);
+    }
+
+    #[test]
     fn adapter_compute_defaults_to_weight_space_and_names_the_allowed_modes() {
         let text = include_str!("../../../configs/quick.toml");
         let config =
