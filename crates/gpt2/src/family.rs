@@ -1,6 +1,8 @@
 //! GPT-2 as a model family: a `[model]` table naming a Hugging Face
 //! directory (`family = "gpt2"`, `path = "..."`), whose checkpoint is the
-//! base and whose `tokenizer.json` text tasks encode with.
+//! base and whose `tokenizer.json` text tasks encode with; or the shape of
+//! a GPT-2 that lrscape pre-trains itself (`vocab_size`, `n_positions`,
+//! `n_embd`, `n_layer`, `n_head`), saved as such a directory.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +10,7 @@ use burn::tensor::Device;
 use nn::{ConfigError, LinearLayout, ModelConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::Gpt2Error;
 use crate::config::Gpt2Config;
 use crate::hf;
 use crate::model::Gpt2;
@@ -16,13 +19,28 @@ use crate::model::Gpt2;
 pub const TOKENIZER: &str = "tokenizer.json";
 
 /// `[model]` of a GPT-2 study: the checkpoint directory as written in the
-/// config (relative to the config file), and what was read from it.
+/// config (relative to the config file), and what was read from it; or,
+/// without a directory, the shape of a base to pre-train (`GPT2Config`'s
+/// names and defaults).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gpt2Family {
     /// A Hugging Face directory: `config.json`, `model.safetensors` (or
     /// shards), `tokenizer.json`.
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub path: PathBuf,
+    /// Without `path`: the byte-level BPE trained on the pre-training text
+    /// has at most this many tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_positions: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_embd: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_layer: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_head: Option<usize>,
     /// `path` resolved against the config file's directory.
     #[serde(skip)]
     dir: PathBuf,
@@ -30,6 +48,10 @@ pub struct Gpt2Family {
     /// (the 124M `gpt2`'s before).
     #[serde(skip)]
     hf: Gpt2Config,
+}
+
+fn is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
 }
 
 impl Gpt2Family {
@@ -52,6 +74,41 @@ impl Gpt2Family {
         }
     }
 
+    fn shape(&self) -> [(&'static str, Option<usize>); 5] {
+        [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+        ]
+    }
+
+    /// The config of a base pre-trained here: the shape given, HF's
+    /// defaults for the rest.
+    fn shape_config(&self) -> Result<Gpt2Config, ConfigError> {
+        let mut values = [0; 5];
+        for (value, (field, given)) in values.iter_mut().zip(self.shape()) {
+            *value = given.ok_or_else(|| {
+                ConfigError::new(
+                    field,
+                    "missing",
+                    "required without model.path (the shape of the GPT-2 lrscape \
+                     pre-trains); or set path to a Hugging Face directory",
+                )
+            })?;
+        }
+        let [vocab_size, n_positions, n_embd, n_layer, n_head] = values;
+        Ok(Gpt2Config {
+            vocab_size,
+            n_positions,
+            n_embd,
+            n_layer,
+            n_head,
+            ..Gpt2Config::default()
+        })
+    }
+
     /// The checkpoint's `config.json` (the 124M `gpt2`'s before
     /// [`resolve`](ModelConfig::resolve)).
     pub fn hf(&self) -> &Gpt2Config {
@@ -64,12 +121,16 @@ impl ModelConfig for Gpt2Family {
     type Model = Gpt2;
 
     fn resolve(&mut self, dir: &Path) -> Result<(), ConfigError> {
-        if self.path.as_os_str().is_empty() {
+        if is_empty(&self.path) {
+            self.hf = self.shape_config()?;
+            return Ok(());
+        }
+        if let Some((field, _)) = self.shape().into_iter().find(|(_, v)| v.is_some()) {
             return Err(ConfigError::new(
-                "path",
-                "missing",
-                "a Hugging Face model directory (config.json, model.safetensors, \
-                 tokenizer.json); lrscape does not pre-train GPT-2 bases",
+                field,
+                "set",
+                "not beside model.path (the checkpoint's config.json gives the shape; \
+                 remove it, or remove path to pre-train a GPT-2 of this shape)",
             ));
         }
         self.dir = dir.join(&self.path);
@@ -91,9 +152,15 @@ impl ModelConfig for Gpt2Family {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.hf
-            .validate()
-            .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))
+        self.hf.validate().map_err(|e| match e {
+            // A shape given in the config is named by its field.
+            Gpt2Error::Config {
+                field,
+                value,
+                allowed,
+            } if is_empty(&self.path) => ConfigError::new(field, value, allowed),
+            e => ConfigError::new("path", format!("{:?}", self.path), e.to_string()),
+        })
     }
 
     fn vocab(&self) -> usize {
@@ -152,6 +219,11 @@ impl ModelConfig for Gpt2Family {
             .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))
     }
 
+    fn save_pretrained(&self, model: &Gpt2, dir: &Path) -> Result<bool, String> {
+        hf::save_dir(model, &self.hf, dir).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
     /// The directory read; none for a [`shaped`](Gpt2Family::shaped) model.
     fn checkpoint(&self) -> Option<&Path> {
         (!self.dir.as_os_str().is_empty()).then_some(self.dir.as_path())
@@ -169,10 +241,13 @@ impl ModelConfig for Gpt2Family {
     }
 
     fn tokenizer(&self) -> Option<PathBuf> {
-        Some(self.dir.join(TOKENIZER))
+        self.checkpoint().map(|dir| dir.join(TOKENIZER))
     }
 
     fn files(&self) -> Vec<PathBuf> {
+        if self.checkpoint().is_none() {
+            return Vec::new();
+        }
         let mut files = vec![self.dir.join(hf::CONFIG)];
         files.extend(hf::weight_files(&self.dir).unwrap_or_default());
         files
@@ -216,6 +291,47 @@ mod tests {
             .resolve(dir.path())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("model.path = missing"), "{err}");
+        assert!(
+            err.starts_with("model.vocab_size = missing: required without model.path"),
+            "{err}"
+        );
+        let both = Gpt2Family {
+            path: "model".into(),
+            n_layer: Some(2),
+            ..Gpt2Family::default()
+        };
+        let err = both.clone().resolve(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("model.n_layer = set: not beside model.path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_shape_without_a_path_is_a_base_to_pre_train_named_by_its_fields() {
+        let shape = Gpt2Family {
+            vocab_size: Some(300),
+            n_positions: Some(32),
+            n_embd: Some(24),
+            n_layer: Some(2),
+            n_head: Some(4),
+            ..Gpt2Family::default()
+        };
+        let mut family = shape.clone();
+        family.resolve(Path::new("anywhere")).unwrap();
+        family.validate().unwrap();
+        assert_eq!(family.checkpoint(), None);
+        assert_eq!(family.tokenizer(), None);
+        assert!(family.files().is_empty());
+        assert_eq!((family.vocab(), family.seq_len()), (300, 32));
+        let model = family.init(0, &Device::default()).unwrap();
+        assert_eq!(family.parameters(), model.num_params() as f64);
+        let mut odd = Gpt2Family {
+            n_head: Some(5),
+            ..shape
+        };
+        odd.resolve(Path::new("")).unwrap();
+        let err = odd.validate().unwrap_err().to_string();
+        assert_eq!(err, "model.n_head = 5: a divisor of n_embd = 24");
     }
 }

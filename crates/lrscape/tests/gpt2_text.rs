@@ -1,7 +1,9 @@
 //! The text path on a GPT-2 checkpoint, end to end through the binary:
 //! tokenizing and scoring against `tokenizers` + `transformers` + `peft`
 //! (fixtures/gpt2/text_golden.json, from tools/golden/gpt2_text_golden.py),
-//! PEFT adapters read and written, the shipped tiny config run whole.
+//! PEFT adapters read and written, the shipped tiny config run whole; and
+//! a GPT-2 lrscape pre-trains itself on text, saved as a Hugging Face
+//! directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,10 +50,15 @@ fn eval_args<'a>(
     args
 }
 
-/// The JSON of `lrscape eval`'s last line.
+/// The JSON of `lrscape eval`'s last line on the tiny checkpoint.
 fn eval(adapter: Option<&str>, block: usize) -> serde_json::Value {
+    eval_on(MODEL, adapter, block)
+}
+
+/// The JSON of `lrscape eval`'s last line on the model directory `model`.
+fn eval_on(model: &str, adapter: Option<&str>, block: usize) -> serde_json::Value {
     let block = block.to_string();
-    let out = lrscape(&eval_args(MODEL, VAL, &block, adapter));
+    let out = lrscape(&eval_args(model, VAL, &block, adapter));
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
@@ -425,4 +432,228 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
         }
     }
     assert_eq!(checked, 14, "7 methods × 2 learning rates");
+}
+
+/// A study whose GPT-2 base lrscape pre-trains on Genesis 1–2 with a BPE
+/// trained there (paths absolute: the config lies in a temporary
+/// directory).
+fn scratch_config(dir: &Path) -> PathBuf {
+    let text = |name: &str| {
+        root()
+            .join("fixtures/text")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let config = format!(
+        r#"name = "gpt2-scratch"
+[task]
+kind = "text_lm"
+pretrain_train = "{train}"
+pretrain_val = "{val}"
+train = "{train}"
+val = "{val}"
+block_size = 32
+[model]
+family = "gpt2"
+vocab_size = 300
+n_positions = 32
+n_embd = 32
+n_layer = 2
+n_head = 4
+[pretrain]
+epochs = 2
+batch_size = 8
+lr = 3e-3
+[finetune]
+epochs = 1
+batch_size = 8
+lrs = [3e-3, 3e-4]
+[grid]
+methods = ["lora", "pissa"]
+ranks = [4]
+targets = ["c_attn", "mlp.c_proj"]
+seeds = [0]
+parity_rank = 4
+[run]
+save_adapters = "best"
+"#,
+        train = text("genesis-train.txt"),
+        val = text("genesis-val.txt"),
+    );
+    let path = dir.join("scratch.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The run's base directory (`<out>/base/<hash>/`) and its record.
+fn only_base(out: &Path) -> (PathBuf, serde_json::Value) {
+    let base = only_member(&out.join("base"));
+    let record = json(&base.join("base.json"));
+    (base, record)
+}
+
+#[test]
+fn a_gpt2_pre_trained_here_is_a_hugging_face_directory_its_adapters_load_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = scratch_config(dir.path());
+    let out = dir.path().join("out");
+    let run = lrscape(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (base, record) = only_base(&out);
+    let hf = base.join("hf");
+    let hf_arg = hf.to_str().unwrap();
+    let hf_config = json(&hf.join("config.json"));
+    assert_eq!(hf_config["model_type"], "gpt2");
+    assert_eq!(
+        (&hf_config["vocab_size"], &hf_config["n_layer"]),
+        (&300.into(), &2.into())
+    );
+    let tokenizer = json(&hf.join("tokenizer.json"));
+    let tokens = tokenizer["model"]["vocab"].as_object().unwrap().len();
+    assert!((258..=300).contains(&tokens), "{tokens} tokens");
+
+    // The saved directory scores the validation text as pre-training
+    // recorded it, and each kept adapter on it as fine-tuning did.
+    let base_score = eval_on(hf_arg, None, 32);
+    near(&base_score["loss"], &record["val_loss"], "the base");
+    let trials: Vec<serde_json::Value> = std::fs::read_to_string(out.join("trials.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(trials.len(), 4);
+    for method in ["lora", "pissa"] {
+        let member = only_member(&out.join("adapters").join(format!("{method}-r-4")));
+        let adapter = json(&member.join("adapter_config.json"));
+        let named = std::fs::canonicalize(&hf).unwrap();
+        assert_eq!(adapter["base_model_name_or_path"], named.to_str().unwrap());
+        let lr = member.file_name().unwrap().to_str().unwrap().to_string();
+        let trial = trials
+            .iter()
+            .find(|t| {
+                t["method"] == method && lr == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap())
+            })
+            .unwrap();
+        let score = eval_on(hf_arg, Some(member.to_str().unwrap()), 32);
+        near(&score["loss"], &trial["val_loss"], method);
+    }
+    // The loss fell: the base learned the text it was pre-trained on.
+    let losses = record["train_loss"].as_array().unwrap();
+    assert!(losses[1].as_f64() < losses[0].as_f64(), "{losses:?}");
+}
+
+#[test]
+fn a_bpe_trained_twice_on_one_text_is_the_same_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = scratch_config(dir.path());
+    let mut files = Vec::new();
+    for run in ["a", "b"] {
+        let out = dir.path().join(run);
+        let pretrain = lrscape(&[
+            "pretrain",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(pretrain.status.success(), "{}", stderr(&pretrain));
+        let (base, _) = only_base(&out);
+        files.push(
+            ["tokenizer.json", "model.safetensors"]
+                .map(|f| std::fs::read(base.join("hf").join(f)).unwrap()),
+        );
+    }
+    assert!(files[0][0] == files[1][0], "the tokenizers differ");
+    assert!(files[0][1] == files[1][1], "the bases differ");
+}
+
+#[test]
+fn bad_scratch_configs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = scratch_config(dir.path());
+    let original = std::fs::read_to_string(&config).unwrap();
+    let check = |edit: &dyn Fn(&str) -> String, want: &str| {
+        std::fs::write(&config, edit(&original)).unwrap();
+        let out = lrscape(&[
+            "pretrain",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(want), "want {want:?} in:\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    check(
+        &|t| t.replace("n_layer = 2\n", ""),
+        "model.n_layer = missing: required without model.path",
+    );
+    check(
+        &|t| t.replace("pretrain_val = ", "# "),
+        "task.pretrain_val = missing: a UTF-8 text file",
+    );
+    check(
+        &|t| t.replace("vocab_size = 300", "vocab_size = 200"),
+        "vocab_size = 200: more than the 256 byte symbols",
+    );
+    check(
+        &|t| t.replace("n_head = 4", "n_head = 5"),
+        "model.n_head = 5: a divisor of n_embd = 32",
+    );
+    let tiny = root().join(MODEL).display().to_string();
+    check(
+        &|t| t.replace("vocab_size = 300", &format!("path = \"{tiny}\"")),
+        "model.n_positions = set: not beside model.path",
+    );
+}
+
+/// `transformers` + `peft` (`LRSCAPE_PYTHON`, else `python3`) read a base
+/// lrscape pre-trained, with its tokenizer, and an adapter trained on it:
+/// the scores `lrscape eval` gives them.
+#[test]
+#[ignore = "needs python with torch, transformers, peft and tokenizers"]
+fn peft_loads_a_base_pre_trained_here_and_its_adapters_with_the_same_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = scratch_config(dir.path());
+    let out = dir.path().join("out");
+    let run = lrscape(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (base, _) = only_base(&out);
+    let hf = base.join("hf");
+    let hf = hf.to_str().unwrap();
+    let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut adapters = vec![None];
+    for method in ["lora", "pissa"] {
+        let member = only_member(&out.join("adapters").join(format!("{method}-r-4")));
+        adapters.push(Some(member.display().to_string()));
+    }
+    for adapter in adapters {
+        let ours = eval_on(hf, adapter.as_deref(), 32);
+        let peft = Command::new(&python)
+            .arg("tools/golden/peft_text_eval.py")
+            .args([hf, VAL, "32"])
+            .args(adapter.as_deref())
+            .current_dir(root())
+            .output()
+            .expect("python runs");
+        assert!(peft.status.success(), "{}", stderr(&peft));
+        let stdout = String::from_utf8(peft.stdout).unwrap();
+        let want: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        close(&ours, &want, adapter.as_deref().unwrap_or("the base"));
+    }
 }

@@ -84,6 +84,14 @@ pub trait ModelConfig:
         skeleton.try_load_file(path).map_err(|e| format!("{e:?}"))
     }
 
+    /// Writes a base as a Hugging Face directory (`config.json`,
+    /// `model.safetensors`) that `transformers` loads, where the family has
+    /// that format; `Ok(false)` where it has none.
+    fn save_pretrained(&self, model: &Self::Model, dir: &Path) -> Result<bool, String> {
+        let _ = (model, dir);
+        Ok(false)
+    }
+
     /// Reads what the config names on disk (a checkpoint's `config.json`),
     /// relative paths taken from `dir` (the config file's directory).
     /// Called once after parsing, before [`validate`](Self::validate).

@@ -42,28 +42,25 @@ pub fn saves<M: ModelConfig>(config: &ExperimentConfig<M>, cell: &Cell) -> bool 
     config.run.save_adapters != SaveAdapters::None && cell.method.has_adapters()
 }
 
-/// The base checkpoint's name for `adapter_config.json`: its directory,
-/// absolute, so PEFT finds it from anywhere on this machine.
-fn base_name<M: ModelConfig>(config: &ExperimentConfig<M>) -> String {
-    config.model.checkpoint().map_or_else(
-        || M::FAMILY.to_string(),
-        |dir| {
-            std::fs::canonicalize(dir)
-                .unwrap_or_else(|_| dir.to_path_buf())
-                .display()
-                .to_string()
-        },
-    )
+/// The base's name for `adapter_config.json`: the checkpoint's directory,
+/// or the Hugging Face directory of a base pre-trained here, absolute, so
+/// PEFT finds it from anywhere on this machine.
+pub fn base_name<M: ModelConfig>(config: &ExperimentConfig<M>, out: &Path) -> String {
+    let hf = crate::pretrain::base_dir(out, config).join(crate::layout::BASE_HF);
+    let dir = config.model.checkpoint().unwrap_or(&hf);
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Writes every member of `model` that did not diverge; `base` is the
 /// frozen base the population started from.
-pub fn save_population<M: ModelConfig>(
-    config: &ExperimentConfig<M>,
+pub fn save_population<A: nn::Adaptable>(
     cell: &Cell,
-    dir: &Path,
-    model: &PeftModel<M::Model>,
-    base: &M::Model,
+    (dir, name): (&Path, &str),
+    model: &PeftModel<A>,
+    base: &A,
     members: &[(f64, u64)],
     diverged: &[bool],
 ) -> anyhow::Result<()> {
@@ -73,13 +70,12 @@ pub fn save_population<M: ModelConfig>(
     } else {
         None
     };
-    let name = base_name(config);
     for (i, &(lr, seed)) in members.iter().enumerate() {
         if diverged.get(i).copied().unwrap_or(true) {
             continue;
         }
         let to = member_dir(dir, lr, seed);
-        peft::pretrained::save_pretrained(model, i, &lora, initial.as_ref(), &name, &to)
+        peft::pretrained::save_pretrained(model, i, &lora, initial.as_ref(), name, &to)
             .map_err(|e| anyhow::anyhow!("cannot save the adapter {}: {e}", to.display()))?;
     }
     Ok(())

@@ -429,6 +429,13 @@ pub struct TaskConfig {
     /// `text_lm`: tokens per block (each block predicts `block_size - 1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_size: Option<usize>,
+    /// `text_lm` on a base pre-trained here: the text the base and its
+    /// byte-level BPE learn from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain_train: Option<PathBuf>,
+    /// `text_lm` on a base pre-trained here: the base's validation text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain_val: Option<PathBuf>,
     /// Examples of the synthetic tasks' splits (a text task's are its files).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub n_pretrain_train: usize,
@@ -500,6 +507,9 @@ pub enum TaskSpec {
         train: PathBuf,
         val: PathBuf,
         block_size: usize,
+        /// The pre-training (train, val) texts of a base pre-trained here;
+        /// `None` when the base is the model's checkpoint.
+        pretrain: Option<(PathBuf, PathBuf)>,
     },
 }
 
@@ -532,6 +542,8 @@ impl TaskConfig {
             ("train", self.train.is_some()),
             ("val", self.val.is_some()),
             ("block_size", self.block_size.is_some()),
+            ("pretrain_train", self.pretrain_train.is_some()),
+            ("pretrain_val", self.pretrain_val.is_some()),
         ];
         if self.kind.is_synthetic() {
             for (field, set) in text_fields {
@@ -668,21 +680,47 @@ impl TaskConfig {
                 "true for task.kind = \"text_lm\" (a language model sees only the past)",
             ));
         }
-        if model.tokenizer().is_none() {
-            return Err(bad(
-                "task.kind",
-                "\"text_lm\"",
-                format!(
-                    "a task of model.family = \"{}\" (text needs a model with a \
-                     tokenizer, such as gpt2)",
-                    M::FAMILY
-                ),
-            ));
-        }
+        let pretrain = match (&self.pretrain_train, &self.pretrain_val, model.checkpoint()) {
+            (None, None, Some(_)) => None,
+            (Some(_), _, Some(dir)) | (_, Some(_), Some(dir)) => {
+                let field = if self.pretrain_train.is_some() {
+                    "task.pretrain_train"
+                } else {
+                    "task.pretrain_val"
+                };
+                return Err(bad(
+                    field,
+                    "set",
+                    format!(
+                        "absent: the base is the checkpoint {} (model.path), not pre-trained \
+                         here",
+                        dir.display()
+                    ),
+                ));
+            }
+            (train, val, None) => {
+                let text = |field: &str, value: &Option<PathBuf>| {
+                    value.clone().ok_or_else(|| {
+                        bad(
+                            &format!("task.{field}"),
+                            "missing",
+                            format!(
+                                "a UTF-8 text file: the base of model.family = \"{}\" is \
+                                 pre-trained here, on this text with a byte-level BPE trained \
+                                 on it (or give the model a checkpoint)",
+                                M::FAMILY
+                            ),
+                        )
+                    })
+                };
+                Some((text("pretrain_train", train)?, text("pretrain_val", val)?))
+            }
+        };
         Ok(TaskSpec::TextLm {
             train,
             val,
             block_size,
+            pretrain,
         })
     }
 }
@@ -1239,7 +1277,14 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             n_train: usize,
             n_val: usize,
             data_seed: u64,
+            /// A text base's blocks and the digests of its texts.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            block_size: Option<usize>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            files: BTreeMap<String, String>,
         }
+        let mut files = self.file_digests();
+        files.retain(|name, _| name.starts_with("task.pretrain_"));
         let key = Key {
             family: M::FAMILY,
             model: &self.model,
@@ -1250,6 +1295,10 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             n_train: self.task.n_pretrain_train,
             n_val: self.task.n_pretrain_val,
             data_seed: self.task.data_seed,
+            block_size: (!files.is_empty())
+                .then_some(self.task.block_size)
+                .flatten(),
+            files,
         };
         let json = serde_json::to_string(&key).expect("plain structs serialize");
         let digest = Sha256::digest(json.as_bytes());
@@ -1266,6 +1315,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         for (name, path) in [
             ("task.train", &self.task.train),
             ("task.val", &self.task.val),
+            ("task.pretrain_train", &self.task.pretrain_train),
+            ("task.pretrain_val", &self.task.pretrain_val),
         ] {
             if let Some(path) = path {
                 files.insert(

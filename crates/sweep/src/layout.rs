@@ -11,6 +11,7 @@
 //! <out>/sharpness.json, sharpness-after-N.json                      `lrscape sharpness`
 //! <out>/REPORT.md, figures/           `lrscape report`
 //! <out>/base/<pretrain hash>/{model.bpk, base.json}                 the cached base
+//! <out>/base/<pretrain hash>/hf/      the base as a Hugging Face directory (gpt2)
 //! ```
 
 use std::fmt;
@@ -34,6 +35,8 @@ pub const REPORT: &str = "REPORT.md";
 pub const BASE_DIR: &str = "base";
 pub const BASE_MODEL: &str = "model.bpk";
 pub const BASE_RECORD: &str = "base.json";
+/// The cached base as a Hugging Face directory, where its family has one.
+pub const BASE_HF: &str = "hf";
 
 /// `sharpness.json` at initialisation, `sharpness-after-N.json` after N steps.
 pub fn sharpness_file(after_steps: usize) -> String {

@@ -130,8 +130,36 @@ pub fn pretrain<M: ModelConfig>(
         provenance: provenance(device),
         model_sha256: None,
     };
-    save_base::<M>(&outcome.model, &mut record, &base_dir(out, config))?;
+    let dir = base_dir(out, config);
+    save_base::<M>(&outcome.model, &mut record, &dir)?;
+    save_hf(config, &outcome.model, &dir)?;
     Ok((outcome.model, record))
+}
+
+/// Writes the base as a Hugging Face directory (`<base>/hf/`: config,
+/// weights and, for a text task, the tokenizer) where the family has that
+/// format, through a temporary directory and a rename.
+fn save_hf<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    model: &M::Model,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let tmp = dir.join(format!("{}.tmp", layout::BASE_HF));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let written = config
+        .model
+        .save_pretrained(model, &tmp)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    if !written {
+        return Ok(());
+    }
+    if config.task.kind == crate::config::TaskKind::TextLm {
+        let (tokenizer, _) = crate::task::tokenizer(config)?;
+        tokenizer.save(&tmp.join(text_data::TOKENIZER))?;
+    }
+    let hf = dir.join(layout::BASE_HF);
+    let _ = std::fs::remove_dir_all(&hf);
+    std::fs::rename(&tmp, &hf).with_context(|| format!("cannot move {} into place", hf.display()))
 }
 
 /// Writes `model.bpk` and `base.json` into `dir`, each through a temporary

@@ -281,8 +281,12 @@ fn run_cells<M: ModelConfig>(
                 val: &val,
                 schedule,
                 device: &opts.device,
-                adapters: crate::adapters::saves(config, cell)
-                    .then(|| crate::adapters::cell_dir(&opts.out, config, cell)),
+                adapters: crate::adapters::saves(config, cell).then(|| {
+                    (
+                        crate::adapters::cell_dir(&opts.out, config, cell),
+                        crate::adapters::base_name(config, &opts.out),
+                    )
+                }),
             };
             let results = train_side_by_side(group, &job, &pools, events);
             for records in results {
@@ -533,8 +537,9 @@ struct PopulationJob<'a, M: ModelConfig> {
     val: &'a SequenceDataset,
     schedule: Schedule,
     device: &'a SelectedDevice,
-    /// Where the members' adapters go (`[run] save_adapters`).
-    adapters: Option<PathBuf>,
+    /// Where the members' adapters go (`[run] save_adapters`), and the
+    /// base's name for their `adapter_config.json`.
+    adapters: Option<(PathBuf, String)>,
 }
 
 /// The error of a training thread that panicked, with its message.
@@ -575,11 +580,10 @@ fn train_population_of<M: ModelConfig>(
     );
     let val = job.val;
     let eval = evaluate(&outcome.model, val, 512.min(val.len()).max(1), &device);
-    if let Some(dir) = &job.adapters {
+    if let Some((dir, base_name)) = &job.adapters {
         crate::adapters::save_population(
-            config,
             cell,
-            dir,
+            (dir, base_name),
             &outcome.model,
             job.base,
             members,

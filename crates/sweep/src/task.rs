@@ -1,7 +1,7 @@
 //! The data of an experiment's task, split by split, from its config.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -83,41 +83,94 @@ pub fn examples<M: ModelConfig>(
 /// tokenizes each file once per process.
 type TextCache = HashMap<(String, String, usize, usize), Arc<SequenceDataset>>;
 static TEXT: Mutex<Option<TextCache>> = Mutex::new(None);
+/// Tokenizers by [`tokenizer`]'s key.
+static TOKENIZERS: Mutex<Option<HashMap<String, Arc<TextTokenizer>>>> = Mutex::new(None);
+
+fn cached<K: std::hash::Hash + Eq, V: Clone>(
+    cache: &Mutex<Option<HashMap<K, V>>>,
+    key: K,
+    make: impl FnOnce() -> anyhow::Result<V>,
+) -> anyhow::Result<V> {
+    if let Some(value) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|c| c.get(&key))
+    {
+        return Ok(value.clone());
+    }
+    let value = make()?;
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, value.clone());
+    Ok(value)
+}
+
+/// The tokenizer a text task encodes with, and a key naming its content:
+/// the model's `tokenizer.json`, or, for a base pre-trained here, a
+/// byte-level BPE of the model's vocabulary trained on
+/// `task.pretrain_train` (trained once per process; the same text and size
+/// give the same tokenizer).
+pub fn tokenizer<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+) -> anyhow::Result<(Arc<TextTokenizer>, String)> {
+    if let Some(path) = config.model.tokenizer() {
+        let key = format!("file:{}", crate::digest::file_sha256(&path));
+        let tokenizer = cached(&TOKENIZERS, key.clone(), || {
+            Ok(Arc::new(TextTokenizer::from_file(&path)?))
+        })?;
+        return Ok((tokenizer, key));
+    }
+    let TaskSpec::TextLm {
+        pretrain: Some((train, _)),
+        ..
+    } = config.task.spec(&config.model)?
+    else {
+        anyhow::bail!(
+            "model.family = \"{}\" has no tokenizer and the task no pre-training text to \
+             train one on",
+            M::FAMILY
+        );
+    };
+    let path = config.path(&train);
+    let vocab = config.model.vocab();
+    let key = format!("bpe:{vocab}:{}", crate::digest::file_sha256(&path));
+    let tokenizer = cached(&TOKENIZERS, key.clone(), || {
+        let text = text_data::read_text(&path)?;
+        let bpe = TextTokenizer::train_byte_level_bpe(&[&text], vocab).with_context(|| {
+            format!(
+                "cannot train a byte-level BPE of the model's {vocab} tokens on {}",
+                path.display()
+            )
+        })?;
+        Ok(Arc::new(bpe))
+    })?;
+    Ok((tokenizer, key))
+}
 
 /// The `text_lm` examples of `file` (a path of the config), tokenized with
-/// the model's tokenizer.
+/// the task's [`tokenizer`].
 fn text_split<M: ModelConfig>(
     config: &ExperimentConfig<M>,
     file: &Path,
     block_size: usize,
 ) -> anyhow::Result<Arc<SequenceDataset>> {
     let path = config.path(file);
-    let tokenizer_path: PathBuf = config
-        .model
-        .tokenizer()
-        .context("task.kind = \"text_lm\" needs a model with a tokenizer")?;
+    let (tokenizer, tokenizer_key) = tokenizer(config)?;
     let vocab = config.model.vocab();
     let key = (
         crate::digest::file_sha256(&path),
-        crate::digest::file_sha256(&tokenizer_path),
+        tokenizer_key,
         block_size,
         vocab,
     );
-    if let Some(data) = TEXT
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|c| c.get(&key))
-    {
-        return Ok(data.clone());
-    }
-    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
-    let data = Arc::new(text_data::text_lm(&tokenizer, &path, block_size, vocab)?);
-    TEXT.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .insert(key, data.clone());
-    Ok(data)
+    cached(&TEXT, key, || {
+        Ok(Arc::new(text_data::text_lm(
+            &tokenizer, &path, block_size, vocab,
+        )?))
+    })
 }
 
 /// Examples in the fine-tuning training split (for `text_lm`, the train
@@ -145,14 +198,17 @@ pub fn splits<M: ModelConfig>(
         train,
         val,
         block_size,
+        pretrain,
     } = t.spec(&config.model)?
     {
-        if phase == Phase::Pretrain {
-            anyhow::bail!(
+        let (train, val) = match (phase, pretrain) {
+            (Phase::Finetune, _) => (train, val),
+            (Phase::Pretrain, Some(texts)) => texts,
+            (Phase::Pretrain, None) => anyhow::bail!(
                 "task.kind = \"text_lm\" has no pre-training split: the base is the model's \
                  checkpoint"
-            );
-        }
+            ),
+        };
         let train = text_split(config, &train, block_size)?;
         let val = text_split(config, &val, block_size)?;
         return Ok(((*train).clone(), (*val).clone()));

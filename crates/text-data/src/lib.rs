@@ -18,6 +18,9 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 /// GPT-2's one special token, which byte-level BPEs trained here also get.
+/// A tokenizer's file in a Hugging Face model directory.
+pub const TOKENIZER: &str = "tokenizer.json";
+
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 /// What went wrong reading text or a tokenizer, naming the file.
