@@ -2,10 +2,10 @@
 
 Builds the seed notebook's TinyTransformer (from tinyformer_golden.py) at a
 small size, wraps it with `peft` for LoRA, rsLoRA, DoRA and PiSSA on every
-block linear (head frozen), and writes fixtures/peft_golden.json with, per
+block linear (head frozen), and MiLoRA as tools/golden/milora.py sets it up, and writes fixtures/peft_golden.json with, per
 method: the base state dict, the adapter factors (PEFT layout:
 A `[r, in]`, B `[out, r]`, DoRA magnitude `[out]`), the residual base
-weights (PiSSA), the logits on a fixed batch, and the factors after one
+weights (PiSSA, MiLoRA), the logits on a fixed batch, and the factors after one
 `torch.optim.AdamW` step (lr 1e-2, no weight decay) on the mean
 cross-entropy, with the gradients of that step.
 
@@ -22,6 +22,8 @@ import sys
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
+
+from milora import milora_init
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from tinyformer_golden import TinyTransformer  # noqa: E402
@@ -86,6 +88,10 @@ def run(kind, given, tokens, labels):
         use_rslora=kind == "rslora",
     )
     peft_model = get_peft_model(model, config)
+    if kind == "milora":
+        with torch.no_grad():
+            for name in module_names(peft_model):
+                milora_init(peft_model.get_submodule(name))
     if given is not None:
         with torch.no_grad():
             for name in module_names(peft_model):
@@ -93,7 +99,7 @@ def run(kind, given, tokens, labels):
                 a, b = given[short(name)]
                 m.lora_A["default"].weight.copy_(a)
                 m.lora_B["default"].weight.copy_(b)
-    initial = factors(peft_model, kind == "pissa")
+    initial = factors(peft_model, kind in ("pissa", "milora"))
     logits = peft_model(tokens)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
@@ -150,6 +156,7 @@ def main():
             "rslora": run("rslora", given, tokens, labels),
             "dora": run("dora", given, tokens, labels),
             "pissa": run("pissa", None, tokens, labels),
+            "milora": run("milora", None, tokens, labels),
         },
     }
     path = pathlib.Path(__file__).resolve().parents[2] / "fixtures/peft_golden.json"

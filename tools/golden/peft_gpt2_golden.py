@@ -1,7 +1,8 @@
 """Golden numbers for lrscape's adapters on GPT-2, from HF PEFT.
 
 Wraps the random tiny GPT-2 of fixtures/gpt2/tiny (tools/golden/gpt2_golden.py)
-with `peft` for LoRA, rsLoRA, DoRA and PiSSA on every block linear
+with `peft` for LoRA, rsLoRA, DoRA and PiSSA (and MiLoRA as
+tools/golden/milora.py sets it up) on every block linear
 (`c_attn`, `c_proj`, `c_fc`: GPT-2's Conv1D layers, `fan_in_fan_out`), and
 writes fixtures/peft_gpt2_golden.json with, per method: the adapter factors
 (PEFT layout: A `[r, in]`, B `[out, r]`, DoRA magnitude `[out]`), the logits and the
@@ -21,6 +22,8 @@ import pathlib
 import peft
 import torch
 from peft import LoraConfig, get_peft_model
+
+from milora import milora_init
 from transformers import GPT2LMHeadModel
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -69,6 +72,10 @@ def run(kind, given, tokens):
         use_rslora=kind == "rslora",
     )
     peft_model = get_peft_model(base_model(), config)
+    if kind == "milora":
+        with torch.no_grad():
+            for name in adapted(peft_model):
+                milora_init(peft_model.get_submodule(name))
     if given is not None:
         with torch.no_grad():
             for name in adapted(peft_model):
@@ -125,7 +132,7 @@ def main():
         "lr": LR,
         "tokens": tokens.tolist(),
         "given": {name: {"A": flat(a), "B": flat(b)} for name, (a, b) in given.items()},
-        "methods": {kind: run(kind, None if kind == "pissa" else given, tokens) for kind in ("lora", "rslora", "dora", "pissa")},
+        "methods": {kind: run(kind, None if kind in ("pissa", "milora") else given, tokens) for kind in ("lora", "rslora", "dora", "pissa", "milora")},
     }
     path = ROOT / "fixtures" / "peft_gpt2_golden.json"
     path.write_text(json.dumps(out) + "\n")

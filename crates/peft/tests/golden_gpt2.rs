@@ -87,3 +87,10 @@ fn dora_on_gpt2_conv1d_matches_peft() {
 fn pissa_on_gpt2_conv1d_matches_peft() {
     check("pissa", Method::Pissa);
 }
+
+/// PEFT has no MiLoRA: the reference is PEFT's PiSSA init on the smallest
+/// singular components (tools/golden/milora.py).
+#[test]
+fn milora_on_gpt2_conv1d_matches_the_reference() {
+    check("milora", Method::Milora);
+}

@@ -142,7 +142,7 @@ fn start<M: Adaptable>(
             let ours = host(l.magnitude.as_ref().unwrap().val());
             assert_close(&ours, &m.data, 1e-5, &format!("{name} magnitude"));
         }
-        if method == Method::Pissa {
+        if svd_init(method) {
             // Factors are defined up to the sign of each singular pair:
             // compare the update s·BA.
             assert_close(
@@ -168,7 +168,7 @@ fn start<M: Adaptable>(
                 .require_grad(),
         );
     }
-    if method != Method::Pissa {
+    if !svd_init(method) {
         return;
     }
     // PiSSA's residual: the original weight less s·BA, and PEFT's own
@@ -231,7 +231,7 @@ pub fn check<M: Adaptable>(
     for (name, f) in &g.after_step {
         let l = layer(&model, (subject.site)(name));
         let (a, b) = (f.a.as_ref().unwrap(), f.b.as_ref().unwrap());
-        if method == Method::Pissa {
+        if svd_init(method) {
             assert_close(
                 &our_delta(l),
                 &peft_delta(f, g.scaling, device),
@@ -281,7 +281,7 @@ fn check_gradients<M: Adaptable>(
         let (r, d_in, d_out) = (fa.shape[0], fa.shape[1], fb.shape[0]);
         let mut ga = host(ga.reshape([d_in, r]).transpose());
         let mut gb = host(gb.reshape([r, d_out]).transpose());
-        if method == Method::Pissa {
+        if svd_init(method) {
             let ours_a = host(l.a.val().reshape([d_in, r]).transpose());
             let peft_a = &g.factors[name].a.as_ref().unwrap().data;
             for i in 0..r {
@@ -318,4 +318,10 @@ pub fn tokens(rows: &[Vec<i64>], device: &Device) -> Tensor<3, Int> {
 /// A site from its layer and module.
 pub fn site(layer: usize, module: ModuleId) -> LinearSite {
     LinearSite { layer, module }
+}
+
+/// PiSSA and MiLoRA: factors from the SVD, defined up to the sign of each
+/// singular pair.
+fn svd_init(method: Method) -> bool {
+    matches!(method, Method::Pissa | Method::Milora)
 }
