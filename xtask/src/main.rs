@@ -91,6 +91,28 @@ fn seed_comparison(config: Option<&std::path::Path>) -> Option<PathBuf> {
     (is_seed && default.join("trials.jsonl").exists()).then_some(default)
 }
 
+/// The King James Bible's parts (tools/data/kjv.py), written where a config
+/// reads them (`data/kjv/`) and they are missing.
+fn prepare_data(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(config) = config else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read --config {}", config.display()))?;
+    let parts = ["ot-train", "ot-val", "gospels-train", "gospels-val"];
+    let dir = PathBuf::from("data/kjv");
+    if !text.contains("data/kjv/") || parts.iter().all(|p| dir.join(format!("{p}.txt")).exists()) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: {} reads data/kjv/: writing it (tools/data/kjv.py)",
+        config.display()
+    );
+    let mut script = Command::new("python3");
+    script.args(["tools/data/kjv.py", "data/kjv"]);
+    run(script)
+}
+
 /// Cargo's target directory: `CARGO_TARGET_DIR`, else the workspace's `target/`.
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -158,6 +180,7 @@ fn main() -> anyhow::Result<()> {
             if !BACKENDS.contains(&backend.as_str()) {
                 bail!("--backend {backend:?}: one of {}", BACKENDS.join(", "));
             }
+            prepare_data(config.as_deref())?;
             let mut reproduce = lrscape(&backend);
             reproduce.args(["reproduce", "--device", &backend]);
             for (flag, value) in [

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm";
 const VAL: &str = "fixtures/text/genesis-val.txt";
+const SCRATCH: &str = "fixtures/gpt2/scratch.toml";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -435,54 +436,14 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
 }
 
 /// A study whose GPT-2 base lrscape pre-trains on Genesis 1–2 with a BPE
-/// trained there (paths absolute: the config lies in a temporary
-/// directory).
+/// trained there, copied into `dir` with its paths made absolute.
 fn scratch_config(dir: &Path) -> PathBuf {
-    let text = |name: &str| {
-        root()
-            .join("fixtures/text")
-            .join(name)
-            .display()
-            .to_string()
-    };
-    let config = format!(
-        r#"name = "gpt2-scratch"
-[task]
-kind = "text_lm"
-pretrain_train = "{train}"
-pretrain_val = "{val}"
-train = "{train}"
-val = "{val}"
-block_size = 32
-[model]
-family = "gpt2"
-vocab_size = 300
-n_positions = 32
-n_embd = 32
-n_layer = 2
-n_head = 4
-[pretrain]
-epochs = 2
-batch_size = 8
-lr = 3e-3
-[finetune]
-epochs = 1
-batch_size = 8
-lrs = [3e-3, 3e-4]
-[grid]
-methods = ["lora", "pissa"]
-ranks = [4]
-targets = ["c_attn", "mlp.c_proj"]
-seeds = [0]
-parity_rank = 4
-[run]
-save_adapters = "best"
-"#,
-        train = text("genesis-train.txt"),
-        val = text("genesis-val.txt"),
-    );
+    let fixtures = root().join("fixtures").display().to_string();
+    let text = std::fs::read_to_string(root().join(SCRATCH))
+        .unwrap()
+        .replace("\"../text/", &format!("\"{fixtures}/text/"));
     let path = dir.join("scratch.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -549,6 +510,18 @@ fn a_gpt2_pre_trained_here_is_a_hugging_face_directory_its_adapters_load_on() {
     assert!(losses[1].as_f64() < losses[0].as_f64(), "{losses:?}");
 }
 
+/// fixtures/gpt2/scratch-base (a base `lrscape pretrain` wrote, kept by
+/// tools/golden/gpt2_scratch_golden.py) scores Genesis 3 as `transformers`
+/// and `tokenizers` score it.
+#[test]
+fn a_base_pre_trained_here_scores_as_transformers_reads_it() {
+    let text = std::fs::read_to_string(root().join("fixtures/gpt2/scratch_golden.json")).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ours = eval_on("fixtures/gpt2/scratch-base", None, 32);
+    near(&ours["loss"], &want["loss"], "the scratch base");
+    assert_eq!(ours["tokens"], want["tokens"]);
+}
+
 #[test]
 fn a_bpe_trained_twice_on_one_text_is_the_same_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
@@ -571,6 +544,11 @@ fn a_bpe_trained_twice_on_one_text_is_the_same_tokenizer() {
         );
     }
     assert!(files[0][0] == files[1][0], "the tokenizers differ");
+    let kept = std::fs::read(root().join("fixtures/gpt2/scratch-base/tokenizer.json")).unwrap();
+    assert!(
+        files[0][0] == kept,
+        "the tokenizer differs from the one kept in fixtures"
+    );
     assert!(files[0][1] == files[1][1], "the bases differ");
 }
 

@@ -61,6 +61,9 @@ pub struct RunSummary {
     pub warnings: Vec<String>,
     /// Every record of the file the run appended to, after the run.
     pub trials: Vec<TrialRecord>,
+    /// The base's loss on the fine-tuning validation split, where the run
+    /// loaded it (it had trials to train).
+    pub base_val_loss: Option<f64>,
 }
 
 /// The cells a run (or one shard of it) trains, and how much work they are.
@@ -177,6 +180,7 @@ pub fn run_experiment<M: ModelConfig>(
             device: provenance.device,
             git_revision: provenance.git_revision,
             git_dirty: provenance.git_dirty,
+            base_val_loss: summary.base_val_loss,
             config: Some(
                 toml::to_string(config)
                     .map_err(|e| anyhow::anyhow!("cannot write the config as TOML: {e}"))?,
@@ -223,6 +227,11 @@ fn run_cells<M: ModelConfig>(
     } else {
         None
     };
+    // What fine-tuning starts from, on the split it is scored on.
+    summary.base_val_loss = base.as_ref().map(|base| {
+        let device = opts.device.device.clone().autodiff();
+        evaluate(base, &val, 512.min(val.len()).max(1), &device).loss[0]
+    });
     if left.trials > 0 {
         let total = cells.len() * lrs.len() * config.grid.seeds.len();
         events.note(

@@ -373,6 +373,10 @@ pub struct RunLogEntry {
     /// The config the run ran, as TOML (absent in logs from before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// The base's loss on the fine-tuning validation split, where the run
+    /// trained (absent in logs from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_val_loss: Option<f64>,
 }
 
 /// Appends one entry to the run log at `path` (`<out>/run_log.jsonl`; a
