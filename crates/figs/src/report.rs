@@ -43,11 +43,20 @@ pub struct ReportInput {
 pub struct LanguageModel {
     /// One line on the task and its shift.
     pub task: String,
-    /// Perplexity of the fine-tuning source's own predictions: no model
-    /// can go below it.
-    pub floor_perplexity: f64,
-    /// Next-token accuracy of those predictions.
-    pub floor_accuracy: f64,
+    /// The fine-tuning source's own predictions, where the source is known
+    /// (a Markov chain): no model can go below them.
+    pub floor: Option<Floor>,
+    /// The base's perplexity on the fine-tuning validation split, before
+    /// fine-tuning (from the run log).
+    pub base_perplexity: Option<f64>,
+}
+
+/// The best any model can do on a synthetic language.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Floor {
+    pub perplexity: f64,
+    /// Next-token accuracy of the source's own predictions.
+    pub accuracy: f64,
 }
 
 fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageModel) {
@@ -56,22 +65,41 @@ fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageMod
 
 ",
     );
-    let _ = writeln!(
+    let _ = write!(
         md,
         "{} Scored by validation perplexity, exp of the mean cross-entropy per predicted \
          token (lower is better); a cell's perplexity at an LR is the mean of its seeds' \
-         perplexities (infinite if a seed diverged), with a 95% CI. The fine-tuning source's own predictions reach \
-         perplexity **{:.3}** (next-token accuracy {}): no model can go below that floor. \
-         Elsewhere in this report \"accuracy\" is next-token accuracy.\n",
+         perplexities (infinite if a seed diverged), with a 95% CI. ",
         lm.task.trim(),
-        lm.floor_perplexity,
-        pct(lm.floor_accuracy)
     );
+    if let Some(floor) = lm.floor {
+        let _ = write!(
+            md,
+            "The fine-tuning source's own predictions reach perplexity **{:.3}** (next-token \
+             accuracy {}): no model can go below that floor. ",
+            floor.perplexity,
+            pct(floor.accuracy)
+        );
+    }
+    if let Some(base) = lm.base_perplexity {
+        let _ = write!(
+            md,
+            "Before fine-tuning, the base scores perplexity **{base:.3}** on the validation text. "
+        );
+    }
+    md.push_str("Elsewhere in this report \"accuracy\" is next-token accuracy.\n\n");
+    // Each best perplexity against the floor, else against the base.
+    let (against, reference) = match (lm.floor, lm.base_perplexity) {
+        (Some(floor), _) => ("Above the floor", Some(floor.perplexity)),
+        (None, Some(base)) => ("Against the base", Some(base)),
+        (None, None) => ("Against the base", None),
+    };
     let rows = perplexity_rows(&input.trials);
     let acc = curves(&input.trials);
     let ppl = records::analysis::curves_of(&input.trials, Metric::Perplexity);
-    md.push_str(
-        "| Method | Rank | Best perplexity | Above the floor | Seeds | Best LR | LR band (within the CI) | Next-token accuracy there, % |\n",
+    let _ = writeln!(
+        md,
+        "| Method | Rank | Best perplexity | {against} | Seeds | Best LR | LR band (within the CI) | Next-token accuracy there, % |",
     );
     md.push_str("|---|---:|---:|---:|---:|---:|---|---:|\n");
     for b in &rows {
@@ -99,13 +127,17 @@ fn language_model_section(md: &mut String, input: &ReportInput, lm: &LanguageMod
                     })
                 },
             );
+        let relative = reference.map_or_else(
+            || "n/a".to_string(),
+            |r| format!("{:+.1}%", (b.mean / r - 1.0) * 100.0),
+        );
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:+.1}% | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&b.label),
             rank_name(b.rank),
             ci,
-            (b.mean / lm.floor_perplexity - 1.0) * 100.0,
+            relative,
             b.n,
             fmt_lr(b.lr),
             band,

@@ -549,7 +549,7 @@ fn budgets_are_compared_within_and_tabulated_across() {
 /// the section's table and best ranks, recomputed by hand.
 #[test]
 fn a_language_model_is_reported_by_perplexity_and_best_rank() {
-    use figs::report::{LanguageModel, best_rank_by_perplexity, perplexity_rows};
+    use figs::report::{Floor, LanguageModel, best_rank_by_perplexity, perplexity_rows};
     // (method, rank, lr, seed losses): LoRA r=16 beats r=4 clearly; DoRA's
     // two ranks tie within the seeds' CI.
     let cells: [(&str, usize, f64, [f64; 3]); 8] = [
@@ -591,8 +591,11 @@ fn a_language_model_is_reported_by_perplexity_and_best_rank() {
         trials: trials.clone(),
         language_model: Some(LanguageModel {
             task: "A chain.".into(),
-            floor_perplexity: 2.5,
-            floor_accuracy: 0.45,
+            floor: Some(Floor {
+                perplexity: 2.5,
+                accuracy: 0.45,
+            }),
+            base_perplexity: None,
         }),
         ..Default::default()
     });
@@ -613,6 +616,36 @@ fn a_language_model_is_reported_by_perplexity_and_best_rank() {
         "{section}"
     );
     assert!(section.contains("perplexity **2.500**"), "{section}");
+    // Text has no floor: each best is set against the base's perplexity.
+    let text = render(&ReportInput {
+        trials: trials.clone(),
+        language_model: Some(LanguageModel {
+            task: "Some text.".into(),
+            floor: None,
+            base_perplexity: Some(2.0),
+        }),
+        ..Default::default()
+    });
+    assert!(!text.contains("floor"), "{text}");
+    assert!(
+        text.contains("the base scores perplexity **2.000**"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| Best perplexity | Against the base |"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("| LoRA | 16 | {lora16:.3} ± ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            " | {:+.1}% | 3 | 1e-3 |",
+            (lora16 / 2.0 - 1.0) * 100.0
+        )),
+        "{text}"
+    );
     // Rank 16: LoRA (its best, 1e-3) vs DoRA (1e-3); rank 4: DoRA (1e-3)
     // vs LoRA (1e-2), and at LoRA's 1e-2 only LoRA has a value.
     let (lora16, dora16) = (mean_ppl([1.20, 1.21, 1.22]), mean_ppl([1.31, 1.36, 1.41]));

@@ -15,28 +15,67 @@ use sweep::ExperimentConfig;
 use sweep::layout;
 use sweep::store::{gather, read_run_log, read_sharpness, read_sharpness_after, write_atomic};
 
-/// The floor and a description of a `markov_lm` task; `None` for another.
+/// What the report says of a language-modelling task: its description, the
+/// floor of a `markov_lm` task, the base's perplexity on the fine-tuning
+/// text (the run log's); `None` for a classifier.
 fn language_model<M: ModelConfig>(
     config: &ExperimentConfig<M>,
+    out: &Path,
 ) -> anyhow::Result<Option<figs::report::LanguageModel>> {
-    let Some(chains) = sweep::task::markov_chains(config)? else {
+    let base_perplexity = read_run_log(out)?
+        .iter()
+        .rev()
+        .find_map(|entry| entry.base_val_loss)
+        .map(f64::exp);
+    if let Some(chains) = sweep::task::markov_chains(config)? {
+        let floor = chains.finetune.optimum(config.model.seq_len());
+        return Ok(Some(figs::report::LanguageModel {
+            task: format!(
+                "Next-token prediction on a random Markov chain over {} tokens, {} successors \
+                 each; fine-tuning redraws the successors of {} of them ({} of the rows).",
+                chains.finetune.vocab(),
+                chains.finetune.branching(),
+                chains.shifted_rows.len(),
+                config
+                    .task
+                    .shift
+                    .map_or("?".into(), |s| format!("{:.0}%", s * 100.0)),
+            ),
+            floor: Some(figs::report::Floor {
+                perplexity: floor.perplexity(),
+                accuracy: floor.accuracy,
+            }),
+            base_perplexity,
+        }));
+    }
+    let sweep::config::TaskSpec::TextLm {
+        train,
+        val,
+        block_size,
+        pretrain,
+    } = config.task.spec(&config.model)?
+    else {
         return Ok(None);
     };
-    let floor = chains.finetune.optimum(config.model.seq_len());
+    let name = |p: &Path| format!("`{}`", p.display());
+    let base = match (&pretrain, config.model.checkpoint()) {
+        (Some((text, _)), _) => format!(
+            "a {} base pre-trained here on {} with a byte-level BPE trained there",
+            M::FAMILY,
+            name(text)
+        ),
+        (None, Some(dir)) => format!("the checkpoint {}", name(dir)),
+        (None, None) => format!("a {} base", M::FAMILY),
+    };
     Ok(Some(figs::report::LanguageModel {
         task: format!(
-            "Next-token prediction on a random Markov chain over {} tokens, {} successors \
-             each; fine-tuning redraws the successors of {} of them ({} of the rows).",
-            chains.finetune.vocab(),
-            chains.finetune.branching(),
-            chains.shifted_rows.len(),
-            config
-                .task
-                .shift
-                .map_or("?".into(), |s| format!("{:.0}%", s * 100.0)),
+            "Next-token prediction on text: {base}, fine-tuned on {} and scored on {}, each \
+             cut into blocks of {block_size} tokens.",
+            name(&train),
+            name(&val)
         ),
-        floor_perplexity: floor.perplexity(),
-        floor_accuracy: floor.accuracy,
+        floor: None,
+        base_perplexity,
     }))
 }
 
@@ -130,7 +169,7 @@ pub fn write_report<M: ModelConfig>(
     let options = FigureOptions::new(out.to_path_buf(), config.grid.parity_rank);
     let mut figures = draw_figures(&trials, &options)
         .map_err(|e| anyhow::anyhow!("cannot draw the figures of {}: {e}", out.display()))?;
-    let language_model = language_model(config)?;
+    let language_model = language_model(config, out)?;
     if language_model.is_some() {
         figures.extend(
             figs::draw_perplexity(&trials, &options)

@@ -161,8 +161,9 @@ pub fn run_experiment<M: ModelConfig>(
     opts: &RunOptions,
     events: &dyn RunEvents,
 ) -> anyhow::Result<RunSummary> {
-    let summary = run_cells(config, opts, events)?;
+    // The source tree as the run starts, as its records state it.
     let provenance = provenance(&opts.device);
+    let summary = run_cells(config, opts, events)?;
     let log_file = match opts.shard {
         Some(shard) => shard.run_log_file(),
         None => crate::layout::RUN_LOG.to_string(),

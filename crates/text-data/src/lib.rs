@@ -8,19 +8,24 @@
 //! remainder dropped), as `transformers`' `run_clm` groups text. A block is
 //! one example whose `block_size - 1` next-token predictions are its
 //! targets: the loss is their mean cross-entropy, perplexity its `exp`.
+//! [`classification`] reads labelled texts (JSONL or CSV) as a classifier's
+//! examples.
+
+mod classify;
 
 use std::path::{Path, PathBuf};
 
+pub use classify::{Columns, Labelled, classification, read_labelled};
 use synth_data::SequenceDataset;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
-/// GPT-2's one special token, which byte-level BPEs trained here also get.
 /// A tokenizer's file in a Hugging Face model directory.
 pub const TOKENIZER: &str = "tokenizer.json";
 
+/// GPT-2's one special token, which byte-level BPEs trained here also get.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 /// What went wrong reading text or a tokenizer, naming the file.
@@ -34,6 +39,16 @@ pub enum TextError {
     Tokenizer { path: PathBuf, message: String },
     #[error("{origin}: {message}")]
     Encode { origin: String, message: String },
+    /// A labelled-text file that is not JSONL or CSV as expected.
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+    /// One example of a labelled-text file (line 1 is the file's first).
+    #[error("{}:{line}: {message}", path.display())]
+    Example {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("block_size = {0}: at least 2 (a block predicts each of its tokens after the first)")]
     BlockSize(usize),
     #[error(

@@ -1,0 +1,343 @@
+//! `text_classification`: labelled texts from JSONL or CSV, each tokenized
+//! without special tokens, cut to `max_length` tokens and right-padded with
+//! the pad id. A GPT-2 classifier reads the last token that is not padding
+//! (`GPT2ForSequenceClassification`'s rule), which under the causal mask
+//! sees no padding: no attention mask is needed.
+
+use std::path::Path;
+
+use synth_data::SequenceDataset;
+
+use crate::{TextError, TextTokenizer, read_text};
+
+/// Which columns (JSONL keys, CSV header names) hold the text and the label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns<'a> {
+    pub text: &'a str,
+    pub label: &'a str,
+}
+
+impl Default for Columns<'_> {
+    /// `text` and `label`, as Hugging Face datasets name them.
+    fn default() -> Self {
+        Self {
+            text: "text",
+            label: "label",
+        }
+    }
+}
+
+/// One example: its text, its class and the line it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labelled {
+    pub text: String,
+    pub label: usize,
+    pub line: usize,
+}
+
+/// The examples of `path`: JSONL (`.jsonl`, one object per line) or CSV
+/// (`.csv`, a header row naming the columns). A label is an integer ≥ 0.
+pub fn read_labelled(path: &Path, columns: Columns) -> Result<Vec<Labelled>, TextError> {
+    let text = read_text(path)?;
+    let examples = match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") => jsonl(path, &text, columns)?,
+        Some("csv") => csv_rows(path, &text, columns)?,
+        other => {
+            return Err(TextError::Format {
+                path: path.to_path_buf(),
+                message: format!(
+                    "extension {}: .jsonl (one JSON object per line) or .csv (a header row)",
+                    other.map_or_else(|| "none".to_string(), |e| format!("{e:?}"))
+                ),
+            });
+        }
+    };
+    if examples.is_empty() {
+        return Err(TextError::Format {
+            path: path.to_path_buf(),
+            message: "no examples".into(),
+        });
+    }
+    Ok(examples)
+}
+
+fn example_error(path: &Path, line: usize, message: String) -> TextError {
+    TextError::Example {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
+}
+
+/// `raw` as a label; `shown` is how the file wrote it.
+fn parse_label(
+    path: &Path,
+    line: usize,
+    column: &str,
+    raw: &str,
+    shown: &str,
+) -> Result<usize, TextError> {
+    raw.trim().parse::<usize>().map_err(|_| {
+        example_error(
+            path,
+            line,
+            format!("{column} = {shown}: a class number, an integer >= 0"),
+        )
+    })
+}
+
+fn jsonl(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, TextError> {
+    let mut examples = Vec::new();
+    for (i, row) in text.lines().enumerate() {
+        let line = i + 1;
+        if row.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(row)
+            .map_err(|e| example_error(path, line, format!("not JSON: {e}")))?;
+        let field = |name: &str| {
+            value.get(name).ok_or_else(|| {
+                example_error(
+                    path,
+                    line,
+                    format!("no field {name:?} (the text and label columns)"),
+                )
+            })
+        };
+        let text = field(columns.text)?
+            .as_str()
+            .ok_or_else(|| example_error(path, line, format!("{}: a string", columns.text)))?
+            .to_string();
+        let label = match field(columns.label)? {
+            serde_json::Value::Number(n) => {
+                parse_label(path, line, columns.label, &n.to_string(), &n.to_string())?
+            }
+            other => {
+                return Err(example_error(
+                    path,
+                    line,
+                    format!(
+                        "{} = {other}: a class number, an integer >= 0",
+                        columns.label
+                    ),
+                ));
+            }
+        };
+        examples.push(Labelled { text, label, line });
+    }
+    Ok(examples)
+}
+
+fn csv_rows(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, TextError> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .map_err(|e| TextError::Format {
+            path: path.to_path_buf(),
+            message: format!("no CSV header row: {e}"),
+        })?
+        .clone();
+    let index = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| TextError::Format {
+                path: path.to_path_buf(),
+                message: format!(
+                    "no column {name:?}; the header names {}",
+                    header
+                        .iter()
+                        .map(|h| format!("{h:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    };
+    let (text_at, label_at) = (index(columns.text)?, index(columns.label)?);
+    let mut examples = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            example_error(path, line, format!("not a CSV row: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let cell = |at: usize| record.get(at).unwrap_or_default();
+        examples.push(Labelled {
+            text: cell(text_at).to_string(),
+            label: parse_label(
+                path,
+                line,
+                columns.label,
+                cell(label_at),
+                &format!("{:?}", cell(label_at)),
+            )?,
+            line,
+        });
+    }
+    Ok(examples)
+}
+
+/// A classifier's examples: each text's ids (no special tokens) cut to
+/// `max_length` and right-padded with `pad_id`, its label the one target.
+/// A label not below `num_labels` is an error naming its line.
+pub fn classification(
+    tokenizer: &TextTokenizer,
+    examples: &[Labelled],
+    max_length: usize,
+    pad_id: u32,
+    num_labels: usize,
+    vocab: usize,
+    path: &Path,
+) -> Result<SequenceDataset, TextError> {
+    let origin = path.display().to_string();
+    if max_length == 0 {
+        return Err(TextError::Format {
+            path: path.to_path_buf(),
+            message: "max_length = 0: at least 1 token per example".into(),
+        });
+    }
+    let mut tokens = Vec::with_capacity(examples.len() * max_length);
+    let mut targets = Vec::with_capacity(examples.len());
+    for example in examples {
+        if example.label >= num_labels {
+            return Err(example_error(
+                path,
+                example.line,
+                format!(
+                    "label {}: the model has {num_labels} labels (0 to {})",
+                    example.label,
+                    num_labels - 1
+                ),
+            ));
+        }
+        let mut ids = tokenizer.encode(&example.text)?;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(TextError::Vocab {
+                origin: format!("{origin}:{}", example.line),
+                id,
+                vocab,
+            });
+        }
+        ids.resize(max_length, pad_id);
+        tokens.extend_from_slice(&ids);
+        targets.push(example.label as u32);
+    }
+    SequenceDataset::new(tokens, targets, max_length, 1, vocab.max(num_labels)).map_err(|e| {
+        TextError::Encode {
+            origin,
+            message: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use synth_data::Dataset;
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn jsonl_and_csv_give_the_same_examples() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = write(
+            dir.path(),
+            "a.jsonl",
+            "{\"text\": \"In the beginning\", \"label\": 1}\n\n{\"label\": 0, \"text\": \"a, b\"}\n",
+        );
+        let csv = write(
+            dir.path(),
+            "a.csv",
+            "label,text\n1,In the beginning\n0,\"a, b\"\n",
+        );
+        let from_jsonl = read_labelled(&jsonl, Columns::default()).unwrap();
+        let from_csv = read_labelled(&csv, Columns::default()).unwrap();
+        let pairs = |e: &[Labelled]| -> Vec<(String, usize)> {
+            e.iter().map(|e| (e.text.clone(), e.label)).collect()
+        };
+        assert_eq!(pairs(&from_jsonl), pairs(&from_csv));
+        assert_eq!(pairs(&from_jsonl)[1], ("a, b".to_string(), 0));
+        // Lines as a reader counts them: a blank line skipped, a header row.
+        assert_eq!(
+            from_jsonl.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [1, 3]
+        );
+        assert_eq!(from_csv.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn bad_files_name_the_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |name: &str, text: &str| {
+            read_labelled(&write(dir.path(), name, text), Columns::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("a.txt", "x").contains("extension \"txt\": .jsonl"));
+        assert!(err("a.jsonl", "").ends_with("no examples"));
+        assert!(
+            err("b.jsonl", "{\"text\": \"x\", \"label\": 0}\n{bad\n")
+                .contains("b.jsonl:2: not JSON")
+        );
+        assert!(err("c.jsonl", "{\"text\": \"x\"}\n").contains("c.jsonl:1: no field \"label\""));
+        assert!(
+            err("d.jsonl", "{\"text\": \"x\", \"label\": -1}\n")
+                .contains("d.jsonl:1: label = -1: a class number")
+        );
+        assert!(
+            err("e.jsonl", "{\"text\": \"x\", \"label\": \"pos\"}\n").contains("label = \"pos\"")
+        );
+        assert!(
+            err("f.jsonl", "{\"text\": 3, \"label\": 0}\n").contains("f.jsonl:1: text: a string")
+        );
+        assert!(
+            err("a.csv", "label,body\n0,x\n")
+                .contains("no column \"text\"; the header names \"label\", \"body\"")
+        );
+        assert!(err("b.csv", "label,text\n0,x\nzero,y\n").contains("b.csv:3: label = \"zero\""));
+    }
+
+    #[test]
+    fn texts_are_cut_and_right_padded_and_labels_checked() {
+        let tokenizer = TextTokenizer::train_byte_level_bpe(&["abc abc abd"], 270).unwrap();
+        let examples = vec![
+            Labelled {
+                text: "abc abd abc abd abc".into(),
+                label: 2,
+                line: 1,
+            },
+            Labelled {
+                text: "ab".into(),
+                label: 0,
+                line: 2,
+            },
+            Labelled {
+                text: String::new(),
+                label: 1,
+                line: 3,
+            },
+        ];
+        let path = Path::new("x.jsonl");
+        let data = classification(&tokenizer, &examples, 4, 0, 3, 270, path).unwrap();
+        assert_eq!(data.len(), 3);
+        let long = tokenizer.encode(&examples[0].text).unwrap();
+        assert!(long.len() > 4);
+        let first = data.get(0).unwrap();
+        assert_eq!(first.tokens, long[..4]);
+        assert_eq!(first.targets, [2]);
+        let short = tokenizer.encode("ab").unwrap();
+        let mut padded = short.clone();
+        padded.resize(4, 0);
+        assert_eq!(data.get(1).unwrap().tokens, padded);
+        assert_eq!(data.get(2).unwrap().tokens, [0, 0, 0, 0]);
+        let err = classification(&tokenizer, &examples, 4, 0, 2, 270, path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "x.jsonl:1: label 2: the model has 2 labels (0 to 1)");
+    }
+}
