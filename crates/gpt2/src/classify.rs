@@ -99,4 +99,12 @@ impl Adaptable for Gpt2ForSequenceClassification {
         self.score = expand_members(self.score.clone().unfreeze(), members);
         self
     }
+
+    fn saved_head(&self) -> Option<(&'static str, &PopLinear)> {
+        Some(("score", &self.score))
+    }
+
+    fn saved_head_mut(&mut self) -> Option<&mut PopLinear> {
+        Some(&mut self.score)
+    }
 }

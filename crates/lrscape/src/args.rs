@@ -229,12 +229,15 @@ pub enum Command {
         #[arg(long)]
         targets: Option<String>,
     },
-    /// Score a Hugging Face checkpoint (and a PEFT adapter) on a text file:
-    /// blocks of --block-size tokens, the mean next-token cross-entropy; the
-    /// last line is JSON {"loss", "perplexity", "tokens"}.
+    /// Score a Hugging Face checkpoint (and a PEFT adapter) on a text file
+    /// (--text, --block-size: blocks of tokens, the mean next-token
+    /// cross-entropy; the last line is JSON {"loss", "perplexity", "tokens"})
+    /// or, for a sequence classifier, on labelled texts (--data,
+    /// --max-length; the last line is JSON {"loss", "accuracy", "examples"}).
     Eval {
         /// A Hugging Face model directory (config.json, model.safetensors,
-        /// tokenizer.json) of a family lrscape reads: gpt2.
+        /// tokenizer.json) of a family lrscape reads: gpt2
+        /// (GPT2LMHeadModel, or GPT2ForSequenceClassification with --data).
         #[arg(long)]
         model: PathBuf,
         /// A PEFT adapter directory (adapter_config.json,
@@ -242,11 +245,27 @@ pub enum Command {
         #[arg(long)]
         adapter: Option<PathBuf>,
         /// UTF-8 text, tokenized whole without special tokens.
-        #[arg(long)]
-        text: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "data",
+            conflicts_with = "data",
+            requires = "block_size"
+        )]
+        text: Option<PathBuf>,
         /// Tokens per block (the remainder of the text is dropped).
-        #[arg(long)]
-        block_size: usize,
+        #[arg(long, requires = "text")]
+        block_size: Option<usize>,
+        /// Labelled texts: JSONL (one object per line) or CSV (a header
+        /// row), with the columns --text-column and --label-column.
+        #[arg(long, requires = "max_length")]
+        data: Option<PathBuf>,
+        /// Tokens per example: longer texts are cut, shorter ones padded.
+        #[arg(long, requires = "data")]
+        max_length: Option<usize>,
+        #[arg(long, default_value = "text", requires = "data")]
+        text_column: String,
+        #[arg(long, default_value = "label", requires = "data")]
+        label_column: String,
         #[command(flatten)]
         device: DeviceArg,
     },

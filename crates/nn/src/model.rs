@@ -91,4 +91,13 @@ pub trait Adaptable: PopulationModel {
     /// Gives the head (what fine-tuning trains beside the adapters) `members`
     /// trainable copies.
     fn unfreeze_head(self, members: usize) -> Self;
+    /// The head PEFT saves beside the adapters as `modules_to_save`, by its
+    /// Hugging Face module name (`score` of a GPT-2 classifier); `None`
+    /// where adapters are saved alone (a language model's tied head).
+    fn saved_head(&self) -> Option<(&'static str, &PopLinear)> {
+        None
+    }
+    fn saved_head_mut(&mut self) -> Option<&mut PopLinear> {
+        None
+    }
 }

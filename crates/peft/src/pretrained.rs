@@ -217,17 +217,6 @@ fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, Pe
     if adapter.bias != "none" {
         return refuse("bias", format!("{:?}", adapter.bias), "\"none\"");
     }
-    if adapter
-        .modules_to_save
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-    {
-        return refuse(
-            "modules_to_save",
-            format!("{:?}", adapter.modules_to_save),
-            "null (lrscape reads adapters of linears only)",
-        );
-    }
     if !adapter.rank_pattern.is_empty() || !adapter.alpha_pattern.is_empty() {
         return refuse(
             "rank_pattern/alpha_pattern",
@@ -258,6 +247,48 @@ fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, Pe
     Ok(config)
 }
 
+/// `modules_to_save`: the model's saved head (a classifier's `score`),
+/// read from `base_model.model.<name>.weight` in place of the base's.
+/// PEFT lists both `classifier` and `score` for a sequence classifier, so a
+/// name the model lacks is skipped beside its head's; without the head
+/// named, any entry is refused.
+fn load_saved_head<M: Adaptable>(
+    model: &mut PeftModel<M>,
+    adapter: &AdapterConfig,
+    tensors: &mut HashMap<String, HostTensor>,
+    config_path: &Path,
+    weights_path: &Path,
+) -> Result<(), PeftError> {
+    let names = adapter.modules_to_save.clone().unwrap_or_default();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let head = model.base.saved_head().map(|(name, _)| name);
+    let Some(name) = head.filter(|h| names.iter().any(|n| n == h)) else {
+        return Err(PeftError::invalid(
+            "modules_to_save",
+            format!("{names:?} in {}", config_path.display()),
+            match head {
+                Some(h) => format!("null or a list naming {h:?}, the model's head"),
+                None => "null (this model's head is not saved with adapters)".into(),
+            },
+        ));
+    };
+    let linear = model.base.saved_head_mut().expect("the head just named");
+    let [_, d_in, d_out] = linear.weight.dims();
+    let device = linear.weight.device();
+    let key = format!("{name}.weight");
+    let tensor = tensors.remove(&key).ok_or_else(|| {
+        file_error(
+            weights_path,
+            format!("no tensor {PREFIX}{key} (modules_to_save names {name:?})"),
+        )
+    })?;
+    let weight = Tensor::<2>::from_data(tensor.take(&key, &[d_out, d_in])?, &device);
+    *linear = nn::PopLinear::from_weights(weight.transpose(), None);
+    Ok(())
+}
+
 /// Reads a PEFT adapter directory onto `base` (one member): the setting it
 /// describes and the model with its factors. Missing, extra or misshapen
 /// tensors are errors naming the key.
@@ -285,6 +316,13 @@ pub fn from_pretrained<M: Adaptable>(
         .into_iter()
         .map(|(k, t)| (k.strip_prefix(PREFIX).unwrap_or(&k).to_string(), t))
         .collect();
+    load_saved_head(
+        &mut model,
+        &adapter,
+        &mut tensors,
+        &config_path,
+        &weights_path,
+    )?;
     let sites: Vec<LinearSite> = model.adapted_sites().map(|(site, _)| site).collect();
     for site in sites {
         let key = module_key(hf_blocks, site);

@@ -1,6 +1,8 @@
 //! `lrscape eval`: a checkpoint (and optionally a PEFT adapter) scored on a
 //! text file under the `text_lm` convention: blocks of `block_size` tokens,
-//! the mean cross-entropy of every block's `block_size - 1` predictions.
+//! the mean cross-entropy of every block's `block_size - 1` predictions; or
+//! a sequence classifier on labelled texts: the mean cross-entropy over
+//! examples and the share whose argmax is the label.
 
 use std::path::Path;
 
@@ -55,5 +57,53 @@ pub fn text_lm<M: ModelConfig>(
         loss,
         perplexity: loss.exp(),
         tokens: data.len() * (block_size - 1),
+    })
+}
+
+/// What `lrscape eval --data` prints as its last line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClassScore {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub examples: usize,
+}
+
+/// Scores `classifier`, with the PEFT adapter in `adapter` if given (its
+/// saved head included), on the labelled texts of `data` (columns `text`
+/// and `label`) encoded by the `tokenizer.json` at `tokenizer`, each cut to
+/// `max_length` tokens and right-padded with `pad`; token ids must lie
+/// below `vocab`.
+pub fn classification<M: nn::Adaptable>(
+    classifier: M,
+    adapter: Option<&Path>,
+    tokenizer: &Path,
+    (data, text, label): (&Path, &str, &str),
+    (max_length, pad, vocab): (usize, u32, usize),
+    device: &burn::tensor::Device,
+) -> anyhow::Result<ClassScore> {
+    if max_length == 0 {
+        anyhow::bail!("--max-length 0: at least 1 token per example");
+    }
+    let num_labels = classifier
+        .saved_head()
+        .map(|(_, head)| head.d_out())
+        .context("the model is not a sequence classifier (no classification head)")?;
+    let tokenizer = TextTokenizer::from_file(tokenizer)?;
+    let examples = text_data::read_labelled(data, text_data::Columns { text, label })?;
+    let data = text_data::classification(
+        &tokenizer, &examples, max_length, pad, num_labels, vocab, data,
+    )?;
+    let batch = 8;
+    let eval = match adapter {
+        Some(dir) => {
+            let (adapted, _) = peft::pretrained::from_pretrained(classifier, dir)?;
+            train::evaluate(&adapted, &data, batch, device)
+        }
+        None => train::evaluate(&classifier, &data, batch, device),
+    };
+    Ok(ClassScore {
+        loss: eval.loss[0],
+        accuracy: eval.accuracy[0],
+        examples: data.len(),
     })
 }

@@ -44,14 +44,24 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             adapter,
             text,
             block_size,
+            data,
+            max_length,
+            text_column,
+            label_column,
             device,
-        } => eval::eval(
-            &model,
-            adapter.as_deref(),
-            &text,
-            block_size,
-            &device.device,
-        ),
+        } => {
+            let scored = match (text, block_size, data, max_length) {
+                (Some(text), Some(block_size), _, _) => eval::Scored::Text { text, block_size },
+                (_, _, Some(data), Some(max_length)) => eval::Scored::Labelled {
+                    data,
+                    max_length,
+                    text_column,
+                    label_column,
+                },
+                _ => unreachable!("clap requires --text/--block-size or --data/--max-length"),
+            };
+            eval::eval(&model, adapter.as_deref(), &scored, &device.device)
+        }
         Command::Report { common, compare } => report::report(&common, compare.as_deref()),
         Command::Status { common } => status::status(&common),
         Command::Pretrain {
