@@ -5,7 +5,8 @@ sequence classifier, with and without a PEFT adapter, as `tokenizers` +
 Writes:
 - fixtures/text/genesis-labelled.jsonl and .csv: the verses of Genesis 3
   (fixtures/text/genesis-val.txt), each labelled by its length (0: under
-  15 words, 1: under 25, 2: longer);
+  15 words, 1: under 25, 2: longer); genesis-labelled-train.jsonl the same
+  for Genesis 1-2;
 - fixtures/gpt2/tiny-lm-classifier/: the random tiny GPT-2 of
   fixtures/gpt2/tiny-lm with a 3-label `score` drawn at a visible scale and
   `pad_token_id = 0` (`<|endoftext|>`), its tokenizer.json beside;
@@ -41,12 +42,20 @@ MAX_LENGTH = 24
 PAD = 0
 
 
-def labelled():
-    verses = (FIX / "text" / "genesis-val.txt").read_text().splitlines()
+def by_length(path):
     rows = []
-    for verse in verses:
+    for verse in path.read_text().splitlines():
         words = len(verse.split())
         rows.append({"text": verse, "label": 0 if words < 15 else 1 if words < 25 else 2})
+    return rows
+
+
+def labelled():
+    # Genesis 1-2 for training (configs/gpt2-classify-tiny.toml), 3 to score.
+    with open(FIX / "text" / "genesis-labelled-train.jsonl", "w") as f:
+        for row in by_length(FIX / "text" / "genesis-train.txt"):
+            f.write(json.dumps(row) + "\n")
+    rows = by_length(FIX / "text" / "genesis-val.txt")
     with open(FIX / "text" / "genesis-labelled.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")

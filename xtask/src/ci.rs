@@ -100,7 +100,8 @@ pub fn ci() -> anyhow::Result<()> {
     // imports it.
     if python_imports("torch, transformers, peft, tokenizers") {
         let mut peft = cargo();
-        peft.args(["test", "--package", "lrscape", "--test", "gpt2_text"]);
+        peft.args(["test", "--package", "lrscape"]);
+        peft.args(["--test", "gpt2_text", "--test", "gpt2_classify"]);
         // Every test named `peft_loads_…`.
         peft.args(["--", "--ignored", "peft_loads_"]);
         run(peft)?;

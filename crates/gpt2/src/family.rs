@@ -11,6 +11,8 @@ use nn::{ConfigError, LinearLayout, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::Gpt2Error;
+use crate::Gpt2Model;
+use crate::classify::Gpt2ForSequenceClassification;
 use crate::config::Gpt2Config;
 use crate::hf;
 use crate::model::Gpt2;
@@ -41,6 +43,11 @@ pub struct Gpt2Family {
     pub n_layer: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_head: Option<usize>,
+    /// A sequence classifier of this many labels
+    /// (`GPT2ForSequenceClassification`): a classifier checkpoint's own
+    /// count, or a new `score` head on a language model's checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_labels: Option<usize>,
     /// `path` resolved against the config file's directory.
     #[serde(skip)]
     dir: PathBuf,
@@ -48,6 +55,43 @@ pub struct Gpt2Family {
     /// (the 124M `gpt2`'s before).
     #[serde(skip)]
     hf: Gpt2Config,
+    /// What `config.json` says beyond the shape.
+    #[serde(skip)]
+    checkpoint_head: CheckpointHead,
+}
+
+/// A checkpoint's classifier fields: its label count if it is a
+/// `GPT2ForSequenceClassification`, its pad (or end-of-text) token.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct CheckpointHead {
+    labels: Option<usize>,
+    pad_token_id: Option<u32>,
+}
+
+impl CheckpointHead {
+    fn of(json: &serde_json::Value) -> Self {
+        let is_classifier = json
+            .get("architectures")
+            .and_then(|a| a.as_array())
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|n| n.as_str() == Some("GPT2ForSequenceClassification"))
+            });
+        let id = |key: &str| json.get(key).and_then(|v| v.as_u64()).map(|v| v as u32);
+        Self {
+            labels: is_classifier.then(|| crate::hf::labels_of(json)),
+            pad_token_id: id("pad_token_id").or_else(|| id("eos_token_id")),
+        }
+    }
+}
+
+/// `score`'s initial weights for a checkpoint without one, `[n_embd,
+/// labels]`: normal with `transformers`' `initializer_range` (0.02), from a
+/// fixed seed so that every run adds the same head.
+fn new_score(n_embd: usize, labels: usize, device: &Device) -> burn::tensor::Tensor<2> {
+    let mut rng = nn::init::ParamRng::new(0x5c0e);
+    let values = rng.normal(labels * n_embd, 0.02);
+    nn::init::tensor_from(values, [labels, n_embd], device).transpose()
 }
 
 fn is_empty(path: &Path) -> bool {
@@ -118,10 +162,18 @@ impl Gpt2Family {
 
 impl ModelConfig for Gpt2Family {
     const FAMILY: &'static str = "gpt2";
-    type Model = Gpt2;
+    type Model = Gpt2Model;
 
     fn resolve(&mut self, dir: &Path) -> Result<(), ConfigError> {
         if is_empty(&self.path) {
+            if let Some(n) = self.num_labels {
+                return Err(ConfigError::new(
+                    "num_labels",
+                    n,
+                    "absent without model.path: a classifier starts from a checkpoint \
+                     (GPT2LMHeadModel or GPT2ForSequenceClassification)",
+                ));
+            }
             self.hf = self.shape_config()?;
             return Ok(());
         }
@@ -148,6 +200,20 @@ impl ModelConfig for Gpt2Family {
         let config = Gpt2Config::from_hf_json(&text, &config_path.display().to_string())
             .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))?;
         self.hf = config;
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        self.checkpoint_head = CheckpointHead::of(&json);
+        if let (Some(given), Some(own)) = (self.num_labels, self.checkpoint_head.labels)
+            && given != own
+        {
+            return Err(ConfigError::new(
+                "num_labels",
+                given,
+                format!(
+                    "{own}, the labels of the classifier {} (or leave it out)",
+                    config_path.display()
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -214,14 +280,26 @@ impl ModelConfig for Gpt2Family {
         seq * d + layers * block + 2.0 * seq * vocab
     }
 
-    fn init(&self, seed: u64, device: &Device) -> Result<Gpt2, ConfigError> {
-        Gpt2::init(&self.hf, seed, device)
-            .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))
+    fn init(&self, seed: u64, device: &Device) -> Result<Gpt2Model, ConfigError> {
+        let body = Gpt2::init(&self.hf, seed, device)
+            .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))?;
+        Ok(self.with_head(body, device))
     }
 
-    fn save_pretrained(&self, model: &Gpt2, dir: &Path) -> Result<bool, String> {
-        hf::save_dir(model, &self.hf, dir).map_err(|e| e.to_string())?;
+    fn save_pretrained(&self, model: &Gpt2Model, dir: &Path) -> Result<bool, String> {
+        match model {
+            Gpt2Model::Lm(lm) => hf::save_dir(lm, &self.hf, dir).map_err(|e| e.to_string())?,
+            Gpt2Model::Classifier(_) => return Ok(false),
+        }
         Ok(true)
+    }
+
+    fn num_labels(&self) -> Option<usize> {
+        self.num_labels.or(self.checkpoint_head.labels)
+    }
+
+    fn pad_token_id(&self) -> Option<u32> {
+        self.checkpoint_head.pad_token_id
     }
 
     /// The directory read; none for a [`shaped`](Gpt2Family::shaped) model.
@@ -229,15 +307,16 @@ impl ModelConfig for Gpt2Family {
         (!self.dir.as_os_str().is_empty()).then_some(self.dir.as_path())
     }
 
-    fn load_checkpoint(&self, device: &Device) -> Result<Gpt2, String> {
-        let (config, model) = hf::load_dir(&self.dir, device).map_err(|e| e.to_string())?;
-        if config != self.hf {
-            return Err(format!(
-                "{} changed since the config was read",
-                self.dir.join(hf::CONFIG).display()
-            ));
+    fn load_checkpoint(&self, device: &Device) -> Result<Gpt2Model, String> {
+        if self.checkpoint_head.labels.is_some() {
+            let (config, model) =
+                hf::load_classifier_dir(&self.dir, device).map_err(|e| e.to_string())?;
+            self.unchanged(&config)?;
+            return Ok(Gpt2Model::Classifier(model));
         }
-        Ok(model)
+        let (config, model) = hf::load_dir(&self.dir, device).map_err(|e| e.to_string())?;
+        self.unchanged(&config)?;
+        Ok(self.with_head(model, device))
     }
 
     fn tokenizer(&self) -> Option<PathBuf> {
@@ -254,7 +333,36 @@ impl ModelConfig for Gpt2Family {
     }
 
     fn head_is_tied(&self) -> bool {
-        true
+        self.num_labels().is_none()
+    }
+}
+
+impl Gpt2Family {
+    /// The config read at load still describes the checkpoint.
+    fn unchanged(&self, config: &Gpt2Config) -> Result<(), String> {
+        if *config != self.hf {
+            return Err(format!(
+                "{} changed since the config was read",
+                self.dir.join(hf::CONFIG).display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `body` as the model this config names: the language model, or a
+    /// classifier with a new `score` head.
+    fn with_head(&self, body: Gpt2, device: &Device) -> Gpt2Model {
+        match self.num_labels() {
+            None => Gpt2Model::Lm(body),
+            Some(labels) => {
+                let score = new_score(self.hf.n_embd, labels, device);
+                Gpt2Model::Classifier(Gpt2ForSequenceClassification::new(
+                    body,
+                    score,
+                    self.pad_token_id(),
+                ))
+            }
+        }
     }
 }
 

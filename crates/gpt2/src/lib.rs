@@ -11,12 +11,14 @@
 //! a study of one (`family = "gpt2"`, `path`).
 
 pub mod adaptable;
+mod any;
 pub mod classify;
 pub mod config;
 pub mod family;
 pub mod hf;
 mod model;
 
+pub use any::Gpt2Model;
 pub use classify::Gpt2ForSequenceClassification;
 pub use config::{Activation, Gpt2Config};
 pub use family::Gpt2Family;

@@ -124,6 +124,17 @@ pub trait ModelConfig:
         Vec::new()
     }
 
+    /// A sequence classifier's label count; `None` for a language model.
+    fn num_labels(&self) -> Option<usize> {
+        None
+    }
+
+    /// The token a classifier's batches are padded with (a checkpoint's
+    /// `pad_token_id`, else its end-of-text token).
+    fn pad_token_id(&self) -> Option<u32> {
+        None
+    }
+
     /// Whether the output head is the token embedding (GPT-2's tied
     /// `lm_head`): then `grid.train_head` defaults to, and must be, false.
     fn head_is_tied(&self) -> bool {

@@ -165,6 +165,18 @@ pub fn save_pretrained<M: Adaptable>(
             tensors.insert(format!("{key}.lora_magnitude_vector"), m.into_data());
         }
     }
+    // A head trained beside the adapters goes where PEFT keeps
+    // `modules_to_save` (a classifier's `score`, for `SEQ_CLS`).
+    let head = match (config.train_head, model.base.saved_head()) {
+        (true, Some((name, linear))) => {
+            let weight = linear.weight.val();
+            let at = if weight.dims()[0] == 1 { 0 } else { member };
+            let weight = weight.narrow(0, at, 1).squeeze_dim::<2>(0).transpose();
+            tensors.insert(format!("{PREFIX}{name}.weight"), weight.into_data());
+            Some(name)
+        }
+        _ => None,
+    };
     // Rank 2r at the same scale: α doubles, or grows by √2 under rsLoRA.
     let (r, alpha) = match (initial.is_some(), config.use_rslora) {
         (false, _) => (config.r, config.lora_alpha),
@@ -173,7 +185,7 @@ pub fn save_pretrained<M: Adaptable>(
     };
     let adapter = AdapterConfig {
         peft_type: "LORA".into(),
-        task_type: None,
+        task_type: head.map(|_| "SEQ_CLS".to_string()),
         base_model_name_or_path: Some(base_name.to_string()),
         r,
         lora_alpha: alpha_number(alpha),
@@ -183,7 +195,7 @@ pub fn save_pretrained<M: Adaptable>(
         use_rslora: config.use_rslora,
         bias: none(),
         lora_dropout: 0.0,
-        modules_to_save: None,
+        modules_to_save: head.map(|name| vec![name.to_string()]),
         rank_pattern: BTreeMap::new(),
         alpha_pattern: BTreeMap::new(),
         layers_to_transform: None,
@@ -245,6 +257,28 @@ fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, Pe
     config.target_modules = adapter.target_modules.clone();
     config.train_head = false;
     Ok(config)
+}
+
+/// The rows (`out` features: a classifier's labels) of the head `name`
+/// that the adapter in `dir` saves in `modules_to_save`; `None` when it
+/// saves none of that name.
+pub fn saved_head_rows(dir: &Path, name: &str) -> Result<Option<usize>, PeftError> {
+    let config_path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e))?;
+    let adapter: AdapterConfig = serde_json::from_str(&text)
+        .map_err(|e| file_error(&config_path, format!("not a PEFT adapter config: {e}")))?;
+    if !adapter
+        .modules_to_save
+        .is_some_and(|names| names.iter().any(|n| n == name))
+    {
+        return Ok(None);
+    }
+    let weights_path = dir.join(ADAPTER_WEIGHTS);
+    let tensors =
+        safetensors_io::read_file(&weights_path).map_err(|e| file_error(&weights_path, e))?;
+    Ok(tensors
+        .get(&format!("{PREFIX}{name}.weight"))
+        .and_then(|t| t.shape.first().copied()))
 }
 
 /// `modules_to_save`: the model's saved head (a classifier's `score`),

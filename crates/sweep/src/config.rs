@@ -436,6 +436,18 @@ pub struct TaskConfig {
     /// `text_lm` on a base pre-trained here: the base's validation text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrain_val: Option<PathBuf>,
+    /// `text_classification`: tokens per example (longer texts cut,
+    /// shorter ones padded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// `text_classification`: the column (JSONL key, CSV header) of the
+    /// text; `text` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
+    /// `text_classification`: the column of the label (a class number);
+    /// `label` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
     /// Examples of the synthetic tasks' splits (a text task's are its files).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub n_pretrain_train: usize,
@@ -464,6 +476,8 @@ pub enum TaskKind {
     MarkovLm,
     /// Next-token prediction on text files, cut into blocks.
     TextLm,
+    /// Labelled texts (JSONL or CSV), one class per text.
+    TextClassification,
 }
 
 impl TaskKind {
@@ -476,6 +490,7 @@ impl TaskKind {
             TaskKind::RetrieveAtK => "retrieve_at_k",
             TaskKind::MarkovLm => "markov_lm",
             TaskKind::TextLm => "text_lm",
+            TaskKind::TextClassification => "text_classification",
         }
     }
 
@@ -487,7 +502,7 @@ impl TaskKind {
     /// A task whose examples lrscape draws (every split sized by
     /// `task.n_*`), rather than one read from files.
     pub fn is_synthetic(self) -> bool {
-        self != TaskKind::TextLm
+        !matches!(self, TaskKind::TextLm | TaskKind::TextClassification)
     }
 }
 
@@ -510,6 +525,16 @@ pub enum TaskSpec {
         /// The pre-training (train, val) texts of a base pre-trained here;
         /// `None` when the base is the model's checkpoint.
         pretrain: Option<(PathBuf, PathBuf)>,
+    },
+    /// Paths as the config gives them (relative to its directory).
+    TextClassification {
+        train: PathBuf,
+        val: PathBuf,
+        max_length: usize,
+        text_column: String,
+        label_column: String,
+        /// The id padding fills a row with.
+        pad_token_id: u32,
     },
 }
 
@@ -545,8 +570,18 @@ impl TaskConfig {
             ("pretrain_train", self.pretrain_train.is_some()),
             ("pretrain_val", self.pretrain_val.is_some()),
         ];
+        let classification_fields = [
+            ("max_length", self.max_length.is_some()),
+            ("text_column", self.text_column.is_some()),
+            ("label_column", self.label_column.is_some()),
+        ];
         if self.kind.is_synthetic() {
             for (field, set) in text_fields {
+                absent(field, set)?;
+            }
+        }
+        if self.kind != TaskKind::TextClassification {
+            for (field, set) in classification_fields {
                 absent(field, set)?;
             }
         }
@@ -622,7 +657,93 @@ impl TaskConfig {
                 Ok(TaskSpec::MarkovLm { branching, shift })
             }
             TaskKind::TextLm => self.text_lm_spec(model, &absent),
+            TaskKind::TextClassification => self.text_classification_spec(model, &absent),
         }
+    }
+
+    /// `text_classification`'s parameters: both files, a length the model
+    /// reads, a classifier checkpoint (or a language model's with
+    /// `model.num_labels`) with a tokenizer and a pad token.
+    fn text_classification_spec<M: ModelConfig>(
+        &self,
+        model: &M,
+        absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
+    ) -> Result<TaskSpec, ConfigError> {
+        for (field, set) in [
+            ("k_pretrain", self.k_pretrain.is_some()),
+            ("k_finetune", self.k_finetune.is_some()),
+            ("branching", self.branching.is_some()),
+            ("shift", self.shift.is_some()),
+            ("n_pretrain_train", self.n_pretrain_train != 0),
+            ("n_pretrain_val", self.n_pretrain_val != 0),
+            ("n_finetune_train", self.n_finetune_train != 0),
+            ("n_finetune_val", self.n_finetune_val != 0),
+            ("block_size", self.block_size.is_some()),
+            ("pretrain_train", self.pretrain_train.is_some()),
+            ("pretrain_val", self.pretrain_val.is_some()),
+        ] {
+            absent(field, set)?;
+        }
+        let file = |field: &str, value: &Option<PathBuf>| {
+            value.clone().ok_or_else(|| {
+                bad(
+                    &format!("task.{field}"),
+                    "missing",
+                    "a JSONL or CSV file of labelled texts, required for task.kind = \
+                     \"text_classification\"",
+                )
+            })
+        };
+        let train = file("train", &self.train)?;
+        let val = file("val", &self.val)?;
+        let max_length = self.max_length.ok_or_else(|| {
+            bad(
+                "task.max_length",
+                "missing",
+                "tokens per example, required for task.kind = \"text_classification\"",
+            )
+        })?;
+        if max_length == 0 || max_length > model.seq_len() {
+            return Err(bad(
+                "task.max_length",
+                max_length,
+                format!("between 1 and the model's {} positions", model.seq_len()),
+            ));
+        }
+        if model.checkpoint().is_none() || model.tokenizer().is_none() {
+            return Err(bad(
+                "task.kind",
+                "\"text_classification\"",
+                format!(
+                    "a task of a checkpoint with a tokenizer (model.path), not of \
+                     model.family = \"{}\" without one",
+                    M::FAMILY
+                ),
+            ));
+        }
+        if model.num_labels().is_none() {
+            return Err(bad(
+                "model.num_labels",
+                "missing",
+                "the classes of task.kind = \"text_classification\" (a \
+                 GPT2ForSequenceClassification checkpoint gives its own)",
+            ));
+        }
+        let pad_token_id = model.pad_token_id().ok_or_else(|| {
+            bad(
+                "model.path",
+                "a checkpoint without pad_token_id or eos_token_id",
+                "a config.json naming the token padding fills rows with",
+            )
+        })?;
+        Ok(TaskSpec::TextClassification {
+            train,
+            val,
+            max_length,
+            text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
+            label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
+            pad_token_id,
+        })
     }
 
     /// `text_lm`'s parameters: both files, a block the model can read, a
@@ -678,6 +799,13 @@ impl TaskConfig {
                 "model.causal",
                 false,
                 "true for task.kind = \"text_lm\" (a language model sees only the past)",
+            ));
+        }
+        if let Some(labels) = model.num_labels() {
+            return Err(bad(
+                "model.num_labels",
+                labels,
+                "absent for task.kind = \"text_lm\" (a language model, not a classifier)",
             ));
         }
         let pretrain = match (&self.pretrain_train, &self.pretrain_val, model.checkpoint()) {
@@ -894,8 +1022,9 @@ impl<M: ModelConfig> ExperimentConfig<M> {
     /// Tokens per example: a text block's predictions, else the model's
     /// sequence.
     pub fn sequence_len(&self) -> usize {
-        match (self.task.kind, self.task.block_size) {
-            (TaskKind::TextLm, Some(block)) => block.saturating_sub(1).max(1),
+        match (self.task.kind, self.task.block_size, self.task.max_length) {
+            (TaskKind::TextLm, Some(block), _) => block.saturating_sub(1).max(1),
+            (TaskKind::TextClassification, _, Some(length)) => length,
             _ => self.model.seq_len(),
         }
     }

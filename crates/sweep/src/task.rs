@@ -73,8 +73,11 @@ pub fn examples<M: ModelConfig>(
             };
             markov_lm(chain, n, seq, seed)?
         }
-        TaskSpec::TextLm { .. } => {
-            anyhow::bail!("task.kind = \"text_lm\" reads its splits from files, not drawn")
+        TaskSpec::TextLm { .. } | TaskSpec::TextClassification { .. } => {
+            anyhow::bail!(
+                "task.kind = \"{}\" reads its splits from files, not drawn",
+                config.task.kind.name()
+            )
         }
     })
 }
@@ -173,6 +176,44 @@ fn text_split<M: ModelConfig>(
     })
 }
 
+/// Labelled datasets by (file, tokenizer, max length, columns) digest.
+type LabelledCache = HashMap<(String, String, usize, String, String), Arc<SequenceDataset>>;
+static LABELLED: Mutex<Option<LabelledCache>> = Mutex::new(None);
+
+/// The `text_classification` examples of `file` (a path of the config).
+fn labelled_split<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    file: &Path,
+    (max_length, pad): (usize, u32),
+    (text, label): (&str, &str),
+) -> anyhow::Result<Arc<SequenceDataset>> {
+    let path = config.path(file);
+    let (tokenizer, tokenizer_key) = tokenizer(config)?;
+    let labels = config
+        .model
+        .num_labels()
+        .context("task.kind = \"text_classification\" needs model.num_labels")?;
+    let key = (
+        crate::digest::file_sha256(&path),
+        tokenizer_key,
+        max_length,
+        text.to_string(),
+        label.to_string(),
+    );
+    cached(&LABELLED, key, || {
+        let examples = text_data::read_labelled(&path, text_data::Columns { text, label })?;
+        Ok(Arc::new(text_data::classification(
+            &tokenizer,
+            &examples,
+            max_length,
+            pad,
+            labels,
+            config.model.vocab(),
+            &path,
+        )?))
+    })
+}
+
 /// Examples in the fine-tuning training split (for `text_lm`, the train
 /// file's blocks: the file is read and tokenized).
 pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<usize> {
@@ -181,6 +222,19 @@ pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyho
             train, block_size, ..
         } => Ok(synth_data::Dataset::len(&*text_split(
             config, &train, block_size,
+        )?)),
+        TaskSpec::TextClassification {
+            train,
+            max_length,
+            text_column,
+            label_column,
+            pad_token_id,
+            ..
+        } => Ok(synth_data::Dataset::len(&*labelled_split(
+            config,
+            &train,
+            (max_length, pad_token_id),
+            (&text_column, &label_column),
         )?)),
         _ => Ok(config.task.n_finetune_train),
     }
@@ -212,6 +266,31 @@ pub fn splits<M: ModelConfig>(
         let train = text_split(config, &train, block_size)?;
         let val = text_split(config, &val, block_size)?;
         return Ok(((*train).clone(), (*val).clone()));
+    }
+    if let TaskSpec::TextClassification {
+        train,
+        val,
+        max_length,
+        text_column,
+        label_column,
+        pad_token_id,
+    } = t.spec(&config.model)?
+    {
+        if phase == Phase::Pretrain {
+            anyhow::bail!(
+                "task.kind = \"text_classification\" has no pre-training split: the base is the \
+                 model's checkpoint"
+            );
+        }
+        let split = |file: &Path| {
+            labelled_split(
+                config,
+                file,
+                (max_length, pad_token_id),
+                (&text_column, &label_column),
+            )
+        };
+        return Ok(((*split(&train)?).clone(), (*split(&val)?).clone()));
     }
     let seed = t.data_seed;
     Ok(match phase {

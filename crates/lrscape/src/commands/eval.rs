@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use gpt2::Gpt2Family;
+use nn::ModelConfig;
 
 /// What `lrscape eval` scores the model on.
 pub enum Scored {
@@ -46,21 +47,38 @@ pub fn eval(
             text_column,
             label_column,
         } => {
-            let (config, classifier) = gpt2::hf::load_classifier_dir(model, &selected.device)
-                .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
-            let pad = classifier.pad_token_id.ok_or_else(|| {
+            let mut family =
+                Gpt2Family::from_dir(model).map_err(|e| anyhow::anyhow!("--model: {e}"))?;
+            if family.num_labels().is_none() {
+                // A language model's checkpoint: the adapter brings the head.
+                family.num_labels = match adapter {
+                    Some(dir) => peft::pretrained::saved_head_rows(dir, "score")?,
+                    None => None,
+                };
+            }
+            if family.num_labels().is_none() {
+                anyhow::bail!(
+                    "--model: {} is not a sequence classifier (GPT2ForSequenceClassification), \
+                     and no --adapter saves a score head for it",
+                    model.display()
+                );
+            }
+            let pad = family.pad_token_id().ok_or_else(|| {
                 anyhow::anyhow!(
-                    "--model: {} has no pad_token_id: a classifier scores padded batches \
-                     (set it, as transformers does, to the tokenizer's end-of-text id)",
+                    "--model: {} has no pad_token_id (nor eos_token_id): a classifier scores \
+                     padded batches",
                     model.join("config.json").display()
                 )
             })?;
+            let classifier = family
+                .load_checkpoint(&selected.device)
+                .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
             let score = sweep::eval::classification(
                 classifier,
                 adapter,
                 &model.join(gpt2::family::TOKENIZER),
                 (data, text_column, label_column),
-                (*max_length, pad, config.vocab_size),
+                (*max_length, pad, family.vocab()),
                 &selected.device,
             )?;
             eprintln!(

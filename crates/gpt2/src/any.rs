@@ -1,0 +1,83 @@
+//! The model of a GPT-2 study: the language model, or the sequence
+//! classifier a `text_classification` task trains, behind one type so that
+//! a family has one model.
+
+use burn::module::Module;
+use burn::tensor::{Int, Tensor};
+use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, PopLinear, PopulationModel};
+
+use crate::classify::Gpt2ForSequenceClassification;
+use crate::model::Gpt2;
+
+#[derive(Module, Debug)]
+pub enum Gpt2Model {
+    /// `GPT2LMHeadModel`: logits over the vocabulary at every position.
+    Lm(Gpt2),
+    /// `GPT2ForSequenceClassification`: class logits at each row's last
+    /// token that is not padding.
+    Classifier(Gpt2ForSequenceClassification),
+}
+
+impl Gpt2Model {
+    /// The GPT-2 body.
+    pub fn transformer(&self) -> &Gpt2 {
+        match self {
+            Self::Lm(m) => m,
+            Self::Classifier(c) => &c.transformer,
+        }
+    }
+}
+
+impl PopulationModel for Gpt2Model {
+    fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
+        match self {
+            Self::Lm(m) => m.logits(tokens),
+            Self::Classifier(c) => c.logits(tokens),
+        }
+    }
+}
+
+impl Adaptable for Gpt2Model {
+    fn layout(&self) -> LinearLayout {
+        self.transformer().layout()
+    }
+
+    fn linear(&self, site: LinearSite) -> Option<&PopLinear> {
+        self.transformer().linear(site)
+    }
+
+    fn linear_mut(&mut self, site: LinearSite) -> Option<&mut PopLinear> {
+        match self {
+            Self::Lm(m) => m.linear_mut(site),
+            Self::Classifier(c) => c.linear_mut(site),
+        }
+    }
+
+    fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
+        match self {
+            Self::Lm(m) => Adaptable::forward_with(m, tokens, hook),
+            Self::Classifier(c) => Adaptable::forward_with(c, tokens, hook),
+        }
+    }
+
+    fn unfreeze_head(self, members: usize) -> Self {
+        match self {
+            Self::Lm(m) => Self::Lm(m.unfreeze_head(members)),
+            Self::Classifier(c) => Self::Classifier(c.unfreeze_head(members)),
+        }
+    }
+
+    fn saved_head(&self) -> Option<(&'static str, &PopLinear)> {
+        match self {
+            Self::Lm(m) => m.saved_head(),
+            Self::Classifier(c) => c.saved_head(),
+        }
+    }
+
+    fn saved_head_mut(&mut self) -> Option<&mut PopLinear> {
+        match self {
+            Self::Lm(m) => m.saved_head_mut(),
+            Self::Classifier(c) => c.saved_head_mut(),
+        }
+    }
+}
