@@ -1,6 +1,7 @@
-//! `lrscape bench --gpt2-memory`: peak memory per member of a population
-//! on a model of real size, so the saving of one frozen base shared by all
-//! members is a measured number.
+//! `lrscape bench --gpt2-memory`: peak memory and time per member of a
+//! population on a model of real size, so the saving of one frozen base
+//! shared by all members is a measured number, beside the same step in
+//! PyTorch eager with HF PEFT (`tools/bench/gpt2_peft_step.py`).
 //!
 //! Each configuration runs in a child process of its own and reads `VmHWM`
 //! (Linux's resident high-water mark) once the random base exists (the idle
@@ -20,12 +21,18 @@ use crate::vm_hwm_kib;
 
 /// One configuration: a LoRA population (or full fine-tuning) on random
 /// tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryJob {
     pub population: usize,
     /// Full fine-tuning instead of LoRA.
     pub full: bool,
     pub rank: usize,
+    /// LoRA's `target_modules`: a preset of the model or a module name.
+    #[serde(default = "all_linear")]
+    pub targets: String,
+    /// Untimed steps before the timed ones.
+    #[serde(default)]
+    pub warmup: usize,
     /// Where the low-rank path is computed: weight space forms a dense
     /// adapted weight per member, activation space does not.
     pub compute: peft::Compute,
@@ -35,8 +42,12 @@ pub struct MemoryJob {
     pub steps: usize,
 }
 
+fn all_linear() -> String {
+    "all-linear".into()
+}
+
 /// What one configuration measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryResult {
     pub job: MemoryJob,
     /// The base's parameters.
@@ -47,7 +58,7 @@ pub struct MemoryResult {
     pub idle_mib: f64,
     /// `VmHWM` after the steps, in MiB.
     pub peak_mib: f64,
-    /// Seconds per step of the whole population.
+    /// Seconds per timed step of the whole population.
     pub seconds_per_step: f64,
 }
 
@@ -55,6 +66,23 @@ impl MemoryResult {
     /// What each member adds above the shared base.
     pub fn per_member_mib(&self) -> f64 {
         (self.peak_mib - self.idle_mib) / self.job.population.max(1) as f64
+    }
+
+    pub fn ms_per_member_step(&self) -> f64 {
+        1000.0 * self.seconds_per_step / self.job.population.max(1) as f64
+    }
+
+    /// `full fine-tuning` or `LoRA r=16 on c_attn, activation space`.
+    pub fn workload(&self) -> String {
+        let j = &self.job;
+        if j.full {
+            return "full fine-tuning".into();
+        }
+        let compute = match j.compute {
+            peft::Compute::WeightSpace => "weight space",
+            peft::Compute::ActivationSpace => "activation space",
+        };
+        format!("LoRA r={} on {}, {compute}", j.rank, j.targets)
     }
 }
 
@@ -81,11 +109,11 @@ pub fn measure<M: ModelConfig>(
     device: &burn::tensor::Device,
 ) -> anyhow::Result<MemoryResult> {
     let device = device.clone().autodiff();
-    let data = random_tokens(model.vocab(), job.seq, job.batch * job.steps)?;
+    let data = random_tokens(model.vocab(), job.seq, job.batch * (job.steps + job.warmup))?;
     let base = model.init(0, &device)?;
     let idle = vm_hwm_kib();
     let mut lora = LoraConfig::new(if job.full { Method::Full } else { Method::Lora }, job.rank);
-    lora.target_modules = TargetModules::Preset("all-linear".into());
+    lora.target_modules = TargetModules::Preset(job.targets.clone());
     lora.train_head = false;
     lora.compute = job.compute;
     let seeds: Vec<u64> = (0..job.population as u64).collect();
@@ -102,23 +130,35 @@ pub fn measure<M: ModelConfig>(
         batch_size: job.batch,
         max_steps: Some(job.steps),
     };
+    let train = |model, steps| {
+        let schedule = Schedule {
+            max_steps: Some(steps),
+            ..schedule
+        };
+        train_population(
+            model,
+            &data,
+            &members,
+            schedule,
+            Default::default(),
+            &device,
+            &|| {},
+        )
+    };
+    let adapted = if job.warmup > 0 {
+        train(adapted, job.warmup).model
+    } else {
+        adapted
+    };
     let started = std::time::Instant::now();
-    let outcome = train_population(
-        adapted,
-        &data,
-        &members,
-        schedule,
-        Default::default(),
-        &device,
-        &|| {},
-    );
+    let outcome = train(adapted, job.steps);
     let seconds = started.elapsed().as_secs_f64() / outcome.steps.max(1) as f64;
     let peak = vm_hwm_kib();
     let (Some(idle), Some(peak)) = (idle, peak) else {
         anyhow::bail!("peak memory needs Linux's /proc/self/status (VmHWM)");
     };
     Ok(MemoryResult {
-        job: *job,
+        job: job.clone(),
         parameters: model.parameters() as usize,
         trainable,
         idle_mib: idle as f64 / 1024.0,
@@ -127,30 +167,78 @@ pub fn measure<M: ModelConfig>(
     })
 }
 
-/// The table of `results` (`model` names the model measured).
-pub fn render_markdown(model: &str, device: &str, results: &[MemoryResult]) -> String {
+/// The same steps in PyTorch eager with HF PEFT
+/// (`tools/bench/gpt2_peft_step.py`'s output).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TorchGpt2 {
+    pub torch: String,
+    pub transformers: String,
+    pub peft: String,
+    pub threads: usize,
+    pub modes: Vec<TorchGpt2Mode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TorchGpt2Mode {
+    /// `lora_c_attn`, `lora_all_linear` or `full`.
+    pub mode: String,
+    pub ms_per_step: f64,
+    pub idle_mib: f64,
+    pub peak_mib: f64,
+    pub trainable: usize,
+}
+
+impl TorchGpt2 {
+    /// The PyTorch mode of `job`: LoRA on `c_attn` or on every linear
+    /// (activation space, as PEFT computes it), or full fine-tuning.
+    pub fn mode_of(&self, job: &MemoryJob) -> Option<&TorchGpt2Mode> {
+        let name = match (job.full, job.targets.as_str(), job.compute) {
+            (true, _, _) => "full",
+            (false, "c_attn", peft::Compute::ActivationSpace) => "lora_c_attn",
+            (false, "all-linear", peft::Compute::ActivationSpace) => "lora_all_linear",
+            _ => return None,
+        };
+        self.modes.iter().find(|m| m.mode == name)
+    }
+}
+
+/// The table of `results` (`model` names the model measured), with
+/// PyTorch's time and memory for the same workload where it ran, and each
+/// configuration's GFLOP/s from `flops_per_member_step` against the GEMM
+/// peak `peak_gflops`.
+pub fn render_markdown(
+    model: &str,
+    device: &str,
+    results: &[MemoryResult],
+    torch: Result<&TorchGpt2, &str>,
+    flops_per_member_step: &dyn Fn(&MemoryJob) -> f64,
+    peak_gflops: f64,
+) -> String {
     let mut md = format!(
-        "# Memory per member: {model}\n\n\
+        "# Memory and time per member: {model}\n\n\
          `lrscape bench --gpt2-memory` on {device}: each row a child process; \
          *idle* is its resident high-water mark with the random base built, \
-         *peak* after the steps, *per member* (peak − idle) / population. \
-         LoRA on every block linear (`all-linear`), AdamW, random tokens.\n\n\
-         | Workload | Population | Trainable / member | Seq × batch | Idle, MiB | Peak, MiB | Per member, MiB | s / step |\n\
-         |---|---:|---:|---|---:|---:|---:|---:|\n"
+         *peak* after the steps, *per member* (peak − idle) / population; \
+         *ms / member-step* the timed steps' wall time over the population. \
+         AdamW, random tokens. GFLOP/s from the step's FLOP model, against \
+         one large GEMM on the same device: {peak_gflops:.1} GFLOP/s.\n\n\
+         | Workload | Population | Trainable / member | Seq × batch | Idle, MiB | Peak, MiB | Per member, MiB | ms / member-step | GFLOP/s (% of GEMM) | PyTorch + PEFT ms / step | PyTorch ÷ lrscape |\n\
+         |---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for r in results {
-        let j = r.job;
-        let workload = if j.full {
-            "full fine-tuning".to_string()
-        } else {
-            let compute = match j.compute {
-                peft::Compute::WeightSpace => "weight space",
-                peft::Compute::ActivationSpace => "activation space",
-            };
-            format!("LoRA r={}, {compute}", j.rank)
-        };
+        let j = &r.job;
+        let ms = r.ms_per_member_step();
+        let gflops = flops_per_member_step(j) / (ms / 1000.0) / 1e9;
+        let reference = torch.ok().and_then(|t| t.mode_of(j));
+        let (theirs, ratio) = reference.map_or(("—".to_string(), "—".to_string()), |m| {
+            (
+                format!("{:.0}", m.ms_per_step),
+                format!("{:.2}×", m.ms_per_step / ms),
+            )
+        });
         md.push_str(&format!(
-            "| {workload} | {} | {} | {} × {} | {:.0} | {:.0} | {:.1} | {:.2} |\n",
+            "| {} | {} | {} | {} × {} | {:.0} | {:.0} | {:.1} | {ms:.0} | {gflops:.1} ({:.0}%) | {theirs} | {ratio} |\n",
+            r.workload(),
             j.population,
             r.trainable,
             j.seq,
@@ -158,8 +246,25 @@ pub fn render_markdown(model: &str, device: &str, results: &[MemoryResult]) -> S
             r.idle_mib,
             r.peak_mib,
             r.per_member_mib(),
-            r.seconds_per_step
+            100.0 * gflops / peak_gflops,
         ));
+    }
+    match torch {
+        Ok(t) => {
+            md.push_str(&format!(
+                "\nPyTorch {} eager, transformers {}, PEFT {}, {} threads \
+                 (tools/bench/gpt2_peft_step.py; population 1: one model per process):\n\n\
+                 | Mode | ms / step | Idle, MiB | Peak, MiB | Trainable |\n|---|---:|---:|---:|---:|\n",
+                t.torch, t.transformers, t.peft, t.threads
+            ));
+            for m in &t.modes {
+                md.push_str(&format!(
+                    "| {} | {:.0} | {:.0} | {:.0} | {} |\n",
+                    m.mode, m.ms_per_step, m.idle_mib, m.peak_mib, m.trainable
+                ));
+            }
+        }
+        Err(why) => md.push_str(&format!("\nPyTorch + PEFT: {why}.\n")),
     }
     md
 }
@@ -167,6 +272,65 @@ pub fn render_markdown(model: &str, device: &str, results: &[MemoryResult]) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(population: usize, full: bool, targets: &str) -> MemoryResult {
+        MemoryResult {
+            job: MemoryJob {
+                population,
+                full,
+                rank: 16,
+                targets: targets.into(),
+                warmup: 1,
+                compute: peft::Compute::ActivationSpace,
+                seq: 64,
+                batch: 1,
+                steps: 2,
+            },
+            parameters: 1000,
+            trainable: 10,
+            idle_mib: 100.0,
+            peak_mib: 100.0 + 8.0 * population as f64,
+            seconds_per_step: 0.5 * population as f64,
+        }
+    }
+
+    #[test]
+    fn the_table_sets_each_workload_beside_pytorchs() {
+        let torch = TorchGpt2 {
+            torch: "2.9.0".into(),
+            transformers: "4.57.1".into(),
+            peft: "0.21.2".into(),
+            threads: 2,
+            modes: vec![TorchGpt2Mode {
+                mode: "lora_c_attn".into(),
+                ms_per_step: 750.0,
+                idle_mib: 1200.0,
+                peak_mib: 1300.0,
+                trainable: 10,
+            }],
+        };
+        let rows = [result(4, false, "c_attn"), result(1, true, "all-linear")];
+        // 1 GFLOP per member-step at 0.5 s: 2 GFLOP/s, 10% of 20.
+        let md = render_markdown("m", "flex", &rows, Ok(&torch), &|_| 1e9, 20.0);
+        assert!(
+            md.contains("| LoRA r=16 on c_attn, activation space | 4 | 10 | 64 × 1 | 100 | 132 | 8.0 | 500 | 2.0 (10%) | 750 | 1.50× |"),
+            "{md}"
+        );
+        assert!(md.contains("| full fine-tuning | 1 |"), "{md}");
+        assert!(md.contains("| 2.0 (10%) | — | — |"), "{md}");
+        let none = render_markdown(
+            "m",
+            "flex",
+            &rows,
+            Err("not run (--no-torch)"),
+            &|_| 1e9,
+            20.0,
+        );
+        assert!(
+            none.contains("PyTorch + PEFT: not run (--no-torch)."),
+            "{none}"
+        );
+    }
 
     #[test]
     fn random_tokens_predict_their_successors() {

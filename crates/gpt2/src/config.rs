@@ -92,6 +92,17 @@ impl Gpt2Config {
         self.n_inner.unwrap_or(4 * self.n_embd)
     }
 
+    /// FLOPs (2 per multiply-add) of one forward pass over `seq` tokens:
+    /// the block linears, the attention products (scores and weighted sum,
+    /// the whole `seq × seq` square counted) and the tied head.
+    pub fn forward_flops(&self, seq: usize) -> f64 {
+        let [d, ff, layers, vocab, t] =
+            [self.n_embd, self.d_ff(), self.n_layer, self.vocab_size, seq].map(|n| n as f64);
+        let linears = 2.0 * (3.0 * d * d + d * d + 2.0 * d * ff);
+        let attention = 2.0 * 2.0 * t * d;
+        t * (layers * (linears + attention) + 2.0 * vocab * d)
+    }
+
     pub fn activation(&self) -> Result<Activation, Gpt2Error> {
         Activation::parse(&self.activation_function).ok_or_else(|| {
             Gpt2Error::config(
@@ -185,5 +196,27 @@ impl Gpt2Config {
             map.insert(key.clone(), v.clone());
         }
         serde_json::to_string_pretty(&value).expect("JSON values serialize") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_flops_count_linears_attention_and_head() {
+        let config = Gpt2Config {
+            vocab_size: 3,
+            n_positions: 4,
+            n_embd: 2,
+            n_layer: 1,
+            n_head: 1,
+            n_inner: Some(8),
+            ..Gpt2Config::default()
+        };
+        // Per token: c_attn 2·2·6, c_proj 2·2·2, c_fc 2·2·8, mlp.c_proj
+        // 2·8·2 (96); scores and weighted sum over 2 positions, 2·2·2·2
+        // (16); the head 2·3·2 (12). Two tokens.
+        assert_eq!(config.forward_flops(2), 2.0 * (96.0 + 16.0 + 12.0));
     }
 }

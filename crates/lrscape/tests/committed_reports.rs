@@ -4,17 +4,13 @@
 //! analysis, the figures or the report shows up here as the study files it
 //! changes, to be committed with it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::files;
+use common::{files, root};
 
 const EXE: &str = env!("CARGO_BIN_EXE_lrscape");
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     for file in files(from) {

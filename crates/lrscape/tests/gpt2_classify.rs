@@ -4,30 +4,20 @@
 //! (fixtures/gpt2/text_classify_golden.json, from
 //! tools/golden/gpt2_text_classify_golden.py).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{
+    config_failure, failure, json, last_json, lrscape, only_entry, root, study, succeeded, trials,
+};
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm-classifier";
 const ADAPTER: &str = "fixtures/gpt2/tiny-lm-classifier-lora";
 const DATA: &str = "fixtures/text/genesis-labelled";
 /// The checkpoint configs/gpt2-classify-tiny.toml adds a head to.
 const CONFIG_MODEL: &str = "fixtures/gpt2/tiny-lm";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn lrscape(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lrscape"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("lrscape runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// The fixtures' lengths: the golden's 24 tokens for the classifier
 /// checkpoint, the tiny config's 32 on the language model's.
@@ -47,19 +37,12 @@ fn eval_args<'a>(model: &'a str, data: &'a str, adapter: Option<&'a str>) -> Vec
 }
 
 fn eval(model: &str, data: &str, adapter: Option<&str>) -> serde_json::Value {
-    let out = lrscape(&eval_args(model, data, adapter));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    last_json(lrscape(&eval_args(model, data, adapter)))
 }
 
 /// `lrscape eval`'s error for a bad input, which must not be a panic.
 fn eval_error(args: &[&str]) -> String {
-    let out = lrscape(args);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(!err.contains("panicked"), "{err}");
-    err
+    failure(&lrscape(args))
 }
 
 #[test]
@@ -103,8 +86,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn edit_json(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
-    let mut value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut value = json(path);
     edit(&mut value);
     std::fs::write(path, value.to_string()).unwrap();
 }
@@ -180,30 +162,14 @@ fn rand() -> u32 {
 fn the_tiny_classification_config_runs_whole_and_saves_its_heads() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let out_arg = out.to_str().unwrap();
-    let config = "configs/gpt2-classify-tiny.toml";
-    let run = lrscape(&["run", "--config", config, "--out", out_arg]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    let report = lrscape(&["report", "--config", config, "--out", out_arg]);
-    assert!(report.status.success(), "{}", stderr(&report));
-    let trials: Vec<serde_json::Value> = std::fs::read_to_string(out.join("trials.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let config = Path::new("configs/gpt2-classify-tiny.toml");
+    succeeded(study("run", config, &out));
+    succeeded(study("report", config, &out));
+    let trials = trials(&out);
     assert_eq!(trials.len(), 6);
     for method in ["lora", "dora"] {
-        let cell = out.join("adapters").join(format!("{method}-r-4"));
-        let members: Vec<PathBuf> = std::fs::read_dir(&cell)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(members.len(), 1, "{members:?}");
-        let member = &members[0];
-        let adapter: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(member.join("adapter_config.json")).unwrap(),
-        )
-        .unwrap();
+        let member = &only_entry(&out.join("adapters").join(format!("{method}-r-4")));
+        let adapter = json(&member.join("adapter_config.json"));
         assert_eq!(adapter["task_type"], "SEQ_CLS");
         assert_eq!(adapter["modules_to_save"], serde_json::json!(["score"]));
         let name = member.file_name().unwrap().to_str().unwrap().to_string();
@@ -225,10 +191,7 @@ fn the_tiny_classification_config_runs_whole_and_saves_its_heads() {
             "--max-length",
             "32",
         ];
-        let out = lrscape(&args);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let ours: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let ours = last_json(lrscape(&args));
         let (a, b) = (
             ours["loss"].as_f64().unwrap(),
             trial["val_loss"].as_f64().unwrap(),
@@ -250,9 +213,11 @@ fn the_tiny_classification_config_runs_whole_and_saves_its_heads() {
 fn peft_loads_saved_classification_adapters_with_the_same_score() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let config = "configs/gpt2-classify-tiny.toml";
-    let run = lrscape(&["run", "--config", config, "--out", out.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    succeeded(study(
+        "run",
+        Path::new("configs/gpt2-classify-tiny.toml"),
+        &out,
+    ));
     let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
     let model = CONFIG_MODEL;
     let data = "fixtures/text/genesis-labelled.csv";
@@ -268,10 +233,7 @@ fn peft_loads_saved_classification_adapters_with_the_same_score() {
                 .current_dir(root())
                 .output()
                 .expect("python runs");
-            assert!(peft.status.success(), "{}", stderr(&peft));
-            let stdout = String::from_utf8(peft.stdout).unwrap();
-            let want: serde_json::Value =
-                serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+            let want = last_json(peft);
             let (a, b) = (
                 ours["loss"].as_f64().unwrap(),
                 want["loss"].as_f64().unwrap(),
@@ -295,19 +257,8 @@ fn bad_classification_configs_are_named() {
         .unwrap()
         .replace("\"../fixtures/", &format!("\"{fixtures}/"));
     let check = |edit: &dyn Fn(&str) -> String, want: &str| {
-        let config = dir.path().join("c.toml");
-        std::fs::write(&config, edit(&original)).unwrap();
-        let out = lrscape(&[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            dir.path().join("out").to_str().unwrap(),
-        ]);
-        assert!(!out.status.success());
-        let err = stderr(&out);
+        let err = config_failure("run", dir.path(), &edit(&original));
         assert!(err.contains(want), "want {want:?} in:\n{err}");
-        assert!(!err.contains("panicked"), "{err}");
     };
     check(
         &|t| t.replace("num_labels = 3\n", ""),

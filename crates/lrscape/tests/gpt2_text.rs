@@ -5,29 +5,20 @@
 //! a GPT-2 lrscape pre-trains itself on text, saved as a Hugging Face
 //! directory.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{
+    config_failure, failure, json, last_json, lrscape, only_entry as only_member, root, stderr,
+    study, succeeded, trials,
+};
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm";
 const VAL: &str = "fixtures/text/genesis-val.txt";
 const SCRATCH: &str = "fixtures/gpt2/scratch.toml";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn lrscape(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lrscape"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("lrscape runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// `lrscape eval`'s arguments.
 fn eval_args<'a>(
@@ -59,10 +50,7 @@ fn eval(adapter: Option<&str>, block: usize) -> serde_json::Value {
 /// The JSON of `lrscape eval`'s last line on the model directory `model`.
 fn eval_on(model: &str, adapter: Option<&str>, block: usize) -> serde_json::Value {
     let block = block.to_string();
-    let out = lrscape(&eval_args(model, VAL, &block, adapter));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    last_json(lrscape(&eval_args(model, VAL, &block, adapter)))
 }
 
 fn golden() -> serde_json::Value {
@@ -123,47 +111,14 @@ fn tensor_shapes(path: &Path) -> BTreeMap<String, Vec<usize>> {
         .collect()
 }
 
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The one member directory of a cell's adapters.
-fn only_member(cell: &Path) -> PathBuf {
-    let members: Vec<PathBuf> = std::fs::read_dir(cell)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(members.len(), 1, "{members:?}");
-    members[0].clone()
-}
-
 #[test]
 fn the_tiny_config_runs_whole_and_saves_the_best_adapters_peft_loads() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let out_arg = out.to_str().unwrap();
-    let run = lrscape(&[
-        "run",
-        "--config",
-        "configs/gpt2-tiny.toml",
-        "--out",
-        out_arg,
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    let trials: Vec<serde_json::Value> = std::fs::read_to_string(out.join("trials.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    succeeded(study("run", Path::new("configs/gpt2-tiny.toml"), &out));
+    let trials = trials(&out);
     assert_eq!(trials.len(), 6);
-    let report = lrscape(&[
-        "report",
-        "--config",
-        "configs/gpt2-tiny.toml",
-        "--out",
-        out_arg,
-    ]);
-    assert!(report.status.success(), "{}", stderr(&report));
+    succeeded(study("report", Path::new("configs/gpt2-tiny.toml"), &out));
     let report_md = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     assert!(report_md.contains("gpt2-tiny"), "{report_md}");
 
@@ -227,9 +182,7 @@ fn the_tiny_config_runs_whole_and_saves_the_best_adapters_peft_loads() {
 fn eval_error(args: &[&str]) -> String {
     let out = lrscape(args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(!err.contains("panicked"), "{err}");
-    err
+    failure(&out)
 }
 
 #[test]
@@ -301,20 +254,9 @@ fn config_error(edit: impl Fn(String) -> String) -> String {
     let text = std::fs::read_to_string(root().join("configs/gpt2-tiny.toml"))
         .unwrap()
         .replace("\"../fixtures", &format!("\"{}/fixtures", root().display()));
-    let config = dir.path().join("c.toml");
-    std::fs::write(&config, edit(text)).unwrap();
-    let out = dir.path().join("out");
-    let args = [
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let output = lrscape(&args);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(!out.join("trials.jsonl").exists());
-    stderr(&output)
+    let err = config_failure("run", dir.path(), &edit(text));
+    assert!(!dir.path().join("out/trials.jsonl").exists());
+    err
 }
 
 #[test]
@@ -404,14 +346,7 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, text).unwrap();
     let out = dir.path().join("out");
-    let run = lrscape(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    succeeded(study("run", &config, &out));
     let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut checked = 0;
     for cell in std::fs::read_dir(out.join("adapters")).unwrap() {
@@ -459,14 +394,7 @@ fn a_gpt2_pre_trained_here_is_a_hugging_face_directory_its_adapters_load_on() {
     let dir = tempfile::tempdir().unwrap();
     let config = scratch_config(dir.path());
     let out = dir.path().join("out");
-    let run = lrscape(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    succeeded(study("run", &config, &out));
     let (base, record) = only_base(&out);
     let hf = base.join("hf");
     let hf_arg = hf.to_str().unwrap();
@@ -484,11 +412,7 @@ fn a_gpt2_pre_trained_here_is_a_hugging_face_directory_its_adapters_load_on() {
     // recorded it, and each kept adapter on it as fine-tuning did.
     let base_score = eval_on(hf_arg, None, 32);
     near(&base_score["loss"], &record["val_loss"], "the base");
-    let trials: Vec<serde_json::Value> = std::fs::read_to_string(out.join("trials.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let trials = trials(&out);
     assert_eq!(trials.len(), 4);
     for method in ["lora", "pissa"] {
         let member = only_member(&out.join("adapters").join(format!("{method}-r-4")));
@@ -529,14 +453,7 @@ fn a_bpe_trained_twice_on_one_text_is_the_same_tokenizer() {
     let mut files = Vec::new();
     for run in ["a", "b"] {
         let out = dir.path().join(run);
-        let pretrain = lrscape(&[
-            "pretrain",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(pretrain.status.success(), "{}", stderr(&pretrain));
+        succeeded(study("pretrain", &config, &out));
         let (base, _) = only_base(&out);
         files.push(
             ["tokenizer.json", "model.safetensors"]
@@ -558,18 +475,8 @@ fn bad_scratch_configs_are_named() {
     let config = scratch_config(dir.path());
     let original = std::fs::read_to_string(&config).unwrap();
     let check = |edit: &dyn Fn(&str) -> String, want: &str| {
-        std::fs::write(&config, edit(&original)).unwrap();
-        let out = lrscape(&[
-            "pretrain",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            dir.path().join("out").to_str().unwrap(),
-        ]);
-        assert!(!out.status.success());
-        let err = stderr(&out);
+        let err = config_failure("pretrain", dir.path(), &edit(&original));
         assert!(err.contains(want), "want {want:?} in:\n{err}");
-        assert!(!err.contains("panicked"), "{err}");
     };
     check(
         &|t| t.replace("n_layer = 2\n", ""),
@@ -603,14 +510,7 @@ fn peft_loads_a_base_pre_trained_here_and_its_adapters_with_the_same_score() {
     let dir = tempfile::tempdir().unwrap();
     let config = scratch_config(dir.path());
     let out = dir.path().join("out");
-    let run = lrscape(&[
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    succeeded(study("run", &config, &out));
     let (base, _) = only_base(&out);
     let hf = base.join("hf");
     let hf = hf.to_str().unwrap();

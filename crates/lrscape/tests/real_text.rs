@@ -2,9 +2,11 @@
 //! tools/data/kjv.py from Debian's `bible-kjv`, is the same bytes every
 //! time; and the study's config, shrunk to the Genesis fixtures, runs whole.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Command;
+
+use common::{only_entry, root, stderr, study, succeeded, trials};
 use sha2::Digest;
 
 /// SHA-256 of what tools/data/kjv.py writes from bible-kjv 4.x.
@@ -26,22 +28,6 @@ const PARTS: [(&str, &str); 4] = [
         "76b9885c00e7530423acc65e58df84d566dac056c3fdbfbe8f1dafe669f435b7",
     ),
 ];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn lrscape(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lrscape"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("lrscape runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Whether the `bible` command is here; under CI (which installs
 /// bible-kjv) its absence is a failure, elsewhere the test says so and
@@ -112,22 +98,12 @@ fn the_real_text_config_runs_whole_on_a_small_text() {
     let config = dir.path().join("real-text.toml");
     std::fs::write(&config, text).unwrap();
     let out = dir.path().join("out");
-    let (config, out) = (config.to_str().unwrap(), out.to_str().unwrap());
-    let run = lrscape(&["run", "--config", config, "--out", out]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    let trials = std::fs::read_to_string(Path::new(out).join("trials.jsonl")).unwrap();
+    succeeded(study("run", &config, &out));
     // Six adapter methods at two ranks and full fine-tuning, two LRs each.
-    assert_eq!(trials.lines().count(), (6 * 2 + 1) * 2);
-    let report = lrscape(&["report", "--config", config, "--out", out]);
-    assert!(report.status.success(), "{}", stderr(&report));
-    let report = std::fs::read_to_string(Path::new(out).join("REPORT.md")).unwrap();
+    assert_eq!(trials(&out).len(), (6 * 2 + 1) * 2);
+    succeeded(study("report", &config, &out));
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     assert!(report.contains("perplexity"), "{report}");
-    let hf = std::fs::read_dir(Path::new(out).join("base"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("hf/tokenizer.json");
+    let hf = only_entry(&out.join("base")).join("hf/tokenizer.json");
     assert!(hf.is_file(), "{hf:?}");
 }

@@ -669,15 +669,8 @@ impl TaskConfig {
         model: &M,
         absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
     ) -> Result<TaskSpec, ConfigError> {
+        self.no_synthetic_fields(absent)?;
         for (field, set) in [
-            ("k_pretrain", self.k_pretrain.is_some()),
-            ("k_finetune", self.k_finetune.is_some()),
-            ("branching", self.branching.is_some()),
-            ("shift", self.shift.is_some()),
-            ("n_pretrain_train", self.n_pretrain_train != 0),
-            ("n_pretrain_val", self.n_pretrain_val != 0),
-            ("n_finetune_train", self.n_finetune_train != 0),
-            ("n_finetune_val", self.n_finetune_val != 0),
             ("block_size", self.block_size.is_some()),
             ("pretrain_train", self.pretrain_train.is_some()),
             ("pretrain_val", self.pretrain_val.is_some()),
@@ -746,13 +739,11 @@ impl TaskConfig {
         })
     }
 
-    /// `text_lm`'s parameters: both files, a block the model can read, a
-    /// causal model with a tokenizer, and none of the synthetic fields.
-    fn text_lm_spec<M: ModelConfig>(
+    /// A task read from files sets none of the synthetic tasks' fields.
+    fn no_synthetic_fields(
         &self,
-        model: &M,
         absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
-    ) -> Result<TaskSpec, ConfigError> {
+    ) -> Result<(), ConfigError> {
         for (field, set) in [
             ("k_pretrain", self.k_pretrain.is_some()),
             ("k_finetune", self.k_finetune.is_some()),
@@ -765,6 +756,17 @@ impl TaskConfig {
         ] {
             absent(field, set)?;
         }
+        Ok(())
+    }
+
+    /// `text_lm`'s parameters: both files, a block the model can read, a
+    /// causal model with a tokenizer, and none of the synthetic fields.
+    fn text_lm_spec<M: ModelConfig>(
+        &self,
+        model: &M,
+        absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
+    ) -> Result<TaskSpec, ConfigError> {
+        self.no_synthetic_fields(absent)?;
         let file = |field: &str, value: &Option<PathBuf>| {
             value.clone().ok_or_else(|| {
                 bad(

@@ -44,14 +44,7 @@ pub fn text_lm<M: ModelConfig>(
     let base = model
         .load_checkpoint(device)
         .map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
-    let batch = 8;
-    let eval = match adapter {
-        Some(dir) => {
-            let (adapted, _) = peft::pretrained::from_pretrained(base, dir)?;
-            train::evaluate(&adapted, &data, batch, device)
-        }
-        None => train::evaluate(&base, &data, batch, device),
-    };
+    let eval = evaluate_with(base, adapter, &data, device)?;
     let loss = eval.loss[0];
     Ok(TextScore {
         loss,
@@ -93,17 +86,27 @@ pub fn classification<M: nn::Adaptable>(
     let data = text_data::classification(
         &tokenizer, &examples, max_length, pad, num_labels, vocab, data,
     )?;
-    let batch = 8;
-    let eval = match adapter {
-        Some(dir) => {
-            let (adapted, _) = peft::pretrained::from_pretrained(classifier, dir)?;
-            train::evaluate(&adapted, &data, batch, device)
-        }
-        None => train::evaluate(&classifier, &data, batch, device),
-    };
+    let eval = evaluate_with(classifier, adapter, &data, device)?;
     Ok(ClassScore {
         loss: eval.loss[0],
         accuracy: eval.accuracy[0],
         examples: data.len(),
+    })
+}
+
+/// `model`'s scores on `data`, with the PEFT adapter in `adapter` if given.
+fn evaluate_with<M: nn::Adaptable>(
+    model: M,
+    adapter: Option<&Path>,
+    data: &synth_data::SequenceDataset,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<train::Evaluation> {
+    let batch = 8;
+    Ok(match adapter {
+        Some(dir) => {
+            let (adapted, _) = peft::pretrained::from_pretrained(model, dir)?;
+            train::evaluate(&adapted, data, batch, device)
+        }
+        None => train::evaluate(&model, data, batch, device),
     })
 }

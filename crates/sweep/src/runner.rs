@@ -235,20 +235,7 @@ fn run_cells<M: ModelConfig>(
     });
     if left.trials > 0 {
         let total = cells.len() * lrs.len() * config.grid.seeds.len();
-        events.note(
-            &match eta_seconds(store.trials(), left.member_examples, workers) {
-                Some(eta) => format!(
-                    "{} of {total} trials to train; ETA {} (from the {} recorded trials' speed)",
-                    left.trials,
-                    format_duration(eta),
-                    store.trials().len()
-                ),
-                None => format!(
-                    "{} of {total} trials to train; the ETA follows the first cell",
-                    left.trials
-                ),
-            },
-        );
+        events.note(&work_ahead(&left, total, store.trials(), workers));
     }
     for cell in &cells {
         let schedule = Schedule {
@@ -317,17 +304,7 @@ fn run_cells<M: ModelConfig>(
             }
         }
         events.cell_finished();
-        for line in cell_news(config, cell, store.trials()) {
-            events.note(&line);
-        }
-        let dir = crate::adapters::cell_dir(&opts.out, config, cell);
-        if let Some(lr) = crate::adapters::keep_best(config, cell, &dir, store.trials())? {
-            events.note(&format!(
-                "{}: adapters of lr {lr:.3e} in {}",
-                cell.label(config),
-                dir.display()
-            ));
-        }
+        finish_cell(config, cell, &opts.out, store.trials(), events)?;
         let left = work_left(config, &cells, &lrs, &store, &elsewhere_done, train.len());
         if left.trials > 0
             && let Some(eta) = eta_seconds(store.trials(), left.member_examples, workers)
@@ -344,6 +321,46 @@ fn run_cells<M: ModelConfig>(
     summary.warnings = warnings;
     summary.trials = crate::grid::within_grid(config, store.trials()).0;
     Ok(summary)
+}
+
+/// The run's opening line: the trials left of `total` and, from the
+/// recorded trials' speed, when they will be done.
+fn work_ahead(left: &WorkLeft, total: usize, recorded: &[TrialRecord], workers: usize) -> String {
+    match eta_seconds(recorded, left.member_examples, workers) {
+        Some(eta) => format!(
+            "{} of {total} trials to train; ETA {} (from the {} recorded trials' speed)",
+            left.trials,
+            format_duration(eta),
+            recorded.len()
+        ),
+        None => format!(
+            "{} of {total} trials to train; the ETA follows the first cell",
+            left.trials
+        ),
+    }
+}
+
+/// After a cell's last population: its news, and with `save_adapters =
+/// "best"` only its best learning rate's adapters kept.
+fn finish_cell<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    cell: &Cell,
+    out: &std::path::Path,
+    trials: &[TrialRecord],
+    events: &dyn RunEvents,
+) -> anyhow::Result<()> {
+    for line in cell_news(config, cell, trials) {
+        events.note(&line);
+    }
+    let dir = crate::adapters::cell_dir(out, config, cell);
+    if let Some(lr) = crate::adapters::keep_best(config, cell, &dir, trials)? {
+        events.note(&format!(
+            "{}: adapters of lr {lr:.3e} in {}",
+            cell.label(config),
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Tells `events` of a warning and keeps it for the run's summary.

@@ -1,6 +1,88 @@
-//! Helpers shared by the binary's integration tests.
+//! Helpers shared by the binary's integration tests (each test binary uses
+//! some of them).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's root: where the binary runs and fixtures lie.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `lrscape ARGS`, run in the repository's root.
+pub fn lrscape(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lrscape"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("lrscape runs")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `out`, which must have succeeded.
+pub fn succeeded(out: Output) -> Output {
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+/// The error of `out`, which must have failed without a panic.
+pub fn failure(out: &Output) -> String {
+    assert!(!out.status.success());
+    let err = stderr(out);
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// The JSON object a successful command printed as its last line.
+pub fn last_json(out: Output) -> serde_json::Value {
+    let stdout = String::from_utf8(succeeded(out).stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// `lrscape COMMAND --config CONFIG --out OUT`.
+pub fn study(command: &str, config: &Path, out: &Path) -> Output {
+    lrscape(&[
+        command,
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+/// The error of `lrscape COMMAND` on the config `text`, written in `dir`.
+pub fn config_failure(command: &str, dir: &Path, text: &str) -> String {
+    let config = dir.join("c.toml");
+    std::fs::write(&config, text).unwrap();
+    failure(&study(command, &config, &dir.join("out")))
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The records of a results directory.
+pub fn trials(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("trials.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The one entry of a directory (a cell's one member, a run's one base).
+pub fn only_entry(dir: &Path) -> PathBuf {
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries[0].clone()
+}
 
 /// Every file under `dir`, relative to it, sorted.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
