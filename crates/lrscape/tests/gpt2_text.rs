@@ -297,6 +297,11 @@ fn bad_text_configs_are_named() {
             "save_adapters = \"some\"",
             "unknown variant `some`, expected one of `none`, `best`, `all`",
         ),
+        (
+            "lrs = [3e-3, 3e-4]",
+            "lrs = [3e-3, 3.00001e-3]",
+            "finetune.lrs = 0.00300001 and 0.003: learning rates apart in their first five",
+        ),
     ];
     for (from, to, want) in cases {
         let err = config_error(|t| t.replace(from, to));

@@ -202,19 +202,28 @@ pub fn save_pretrained<M: Adaptable>(
         init_lora_weights: yes(),
         inference_mode: true,
     };
-    std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
     let bytes = safetensors_io::to_bytes(&tensors).map_err(|e| file_error(dir, e))?;
     let json = serde_json::to_string_pretty(&adapter).map_err(|e| file_error(dir, e))? + "\n";
-    for (name, contents) in [
+    // The pair is written whole or not at all: into a directory beside,
+    // which then replaces `dir`, so a reader never finds a config without
+    // its weights or the weights of another save.
+    let name = dir
+        .file_name()
+        .map_or_else(|| "adapter".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    for (file, contents) in [
         (ADAPTER_WEIGHTS, bytes),
         (ADAPTER_CONFIG, json.into_bytes()),
     ] {
-        // Written whole or not at all.
-        let tmp = dir.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, contents).map_err(|e| file_error(&tmp, e))?;
-        std::fs::rename(&tmp, dir.join(name)).map_err(|e| file_error(dir, e))?;
+        let path = tmp.join(file);
+        std::fs::write(&path, contents).map_err(|e| file_error(&path, e))?;
     }
-    Ok(())
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| file_error(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| file_error(dir, e))
 }
 
 /// The setting an adapter config describes, refusing what lrscape cannot

@@ -32,7 +32,8 @@ pub fn member_dir(cell_dir: &Path, lr: f64, seed: u64) -> PathBuf {
     cell_dir.join(format!("{}seed{seed}", lr_prefix(lr)))
 }
 
-fn lr_prefix(lr: f64) -> String {
+/// The start of a member directory's name: its learning rate.
+pub(crate) fn lr_prefix(lr: f64) -> String {
     format!("lr{lr:.4e}-")
 }
 

@@ -1184,6 +1184,21 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                      notebook's)",
                 ));
             }
+            // Each learning rate's adapters lie in a directory named by it.
+            let lrs = f.lrs.values()?;
+            for (i, a) in lrs.iter().enumerate() {
+                if let Some(b) = lrs[i + 1..]
+                    .iter()
+                    .find(|b| crate::adapters::lr_prefix(**b) == crate::adapters::lr_prefix(*a))
+                {
+                    return Err(bad(
+                        "finetune.lrs",
+                        format!("{a} and {b}"),
+                        "learning rates apart in their first five significant digits when \
+                         run.save_adapters saves them (each in a directory lr<lr, 4 decimals>)",
+                    ));
+                }
+            }
         }
         if self.run.max_population == 0 {
             return Err(bad("run.max_population", 0, "at least 1"));
