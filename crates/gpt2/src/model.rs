@@ -80,11 +80,15 @@ impl Attention {
     }
 }
 
-/// `0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))`: HF's `gelu_new`.
+/// `0.5 x (1 + tanh(z))` with `z = sqrt(2/π) (x + 0.044715 x³)`: HF's
+/// `gelu_new`, computed as `x · sigmoid(2z)` (the same function): one
+/// exponential per element and a backward pass from the output, where
+/// `tanh` and a power cost several library calls each.
 fn gelu_tanh(x: Tensor<4>) -> Tensor<4> {
-    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715))
-        .mul_scalar((2.0 / std::f64::consts::PI).sqrt());
-    x.mul(inner.tanh().add_scalar(1.0)).mul_scalar(0.5)
+    let cube = x.clone() * x.clone() * x.clone();
+    let two_z = (x.clone() + cube.mul_scalar(0.044715))
+        .mul_scalar(2.0 * (2.0 / std::f64::consts::PI).sqrt());
+    x * burn::tensor::activation::sigmoid(two_z)
 }
 
 impl Mlp {
