@@ -7,10 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{
-    config_failure, failure, json, last_json, lrscape, only_entry, root, study, succeeded, trials,
+    config_failure, failure, json, last_json, lrscape, only_entry, python_json, root, study,
+    succeeded, trials,
 };
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm-classifier";
@@ -218,7 +218,6 @@ fn peft_loads_saved_classification_adapters_with_the_same_score() {
         Path::new("configs/gpt2-classify-tiny.toml"),
         &out,
     ));
-    let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
     let model = CONFIG_MODEL;
     let data = "fixtures/text/genesis-labelled.csv";
     let mut checked = 0;
@@ -227,13 +226,10 @@ fn peft_loads_saved_classification_adapters_with_the_same_score() {
             let member = member.unwrap().path();
             let member = member.to_str().unwrap();
             let ours = eval(model, data, Some(member));
-            let peft = Command::new(&python)
-                .arg("tools/golden/peft_classify_eval.py")
-                .args([model, data, "32", member])
-                .current_dir(root())
-                .output()
-                .expect("python runs");
-            let want = last_json(peft);
+            let want = python_json(
+                "tools/golden/peft_classify_eval.py",
+                &[model, data, "32", member],
+            );
             let (a, b) = (
                 ours["loss"].as_f64().unwrap(),
                 want["loss"].as_f64().unwrap(),

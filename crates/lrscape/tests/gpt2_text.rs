@@ -9,11 +9,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{
-    config_failure, failure, json, last_json, lrscape, only_entry as only_member, root, stderr,
-    study, succeeded, trials,
+    config_failure, failure, json, last_json, lrscape, only_entry as only_member, python_json,
+    root, stderr, study, succeeded, trials,
 };
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm";
@@ -352,22 +351,15 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
     std::fs::write(&config, text).unwrap();
     let out = dir.path().join("out");
     succeeded(study("run", &config, &out));
-    let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut checked = 0;
     for cell in std::fs::read_dir(out.join("adapters")).unwrap() {
         for member in std::fs::read_dir(cell.unwrap().path()).unwrap() {
             let member = member.unwrap().path();
             let ours = eval(Some(member.to_str().unwrap()), 64);
-            let peft = Command::new(&python)
-                .arg("tools/golden/peft_text_eval.py")
-                .args([MODEL, VAL, "64", member.to_str().unwrap()])
-                .current_dir(root())
-                .output()
-                .expect("python runs");
-            assert!(peft.status.success(), "{}", stderr(&peft));
-            let stdout = String::from_utf8(peft.stdout).unwrap();
-            let want: serde_json::Value =
-                serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+            let want = python_json(
+                "tools/golden/peft_text_eval.py",
+                &[MODEL, VAL, "64", member.to_str().unwrap()],
+            );
             close(&ours, &want, &member.display().to_string());
             checked += 1;
         }
@@ -519,7 +511,6 @@ fn peft_loads_a_base_pre_trained_here_and_its_adapters_with_the_same_score() {
     let (base, _) = only_base(&out);
     let hf = base.join("hf");
     let hf = hf.to_str().unwrap();
-    let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut adapters = vec![None];
     for method in ["lora", "pissa"] {
         let member = only_member(&out.join("adapters").join(format!("{method}-r-4")));
@@ -527,16 +518,9 @@ fn peft_loads_a_base_pre_trained_here_and_its_adapters_with_the_same_score() {
     }
     for adapter in adapters {
         let ours = eval_on(hf, adapter.as_deref(), 32);
-        let peft = Command::new(&python)
-            .arg("tools/golden/peft_text_eval.py")
-            .args([hf, VAL, "32"])
-            .args(adapter.as_deref())
-            .current_dir(root())
-            .output()
-            .expect("python runs");
-        assert!(peft.status.success(), "{}", stderr(&peft));
-        let stdout = String::from_utf8(peft.stdout).unwrap();
-        let want: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let mut args = vec![hf, VAL, "32"];
+        args.extend(adapter.as_deref());
+        let want = python_json("tools/golden/peft_text_eval.py", &args);
         close(&ours, &want, adapter.as_deref().unwrap_or("the base"));
     }
 }

@@ -61,6 +61,21 @@ pub fn config_failure(command: &str, dir: &Path, text: &str) -> String {
     failure(&study(command, &config, &dir.join("out")))
 }
 
+/// The JSON object a reference script (`tools/golden/…`, run by
+/// `LRSCAPE_PYTHON`, else `python3`, in the repository's root) printed as
+/// its last line.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
+    last_json(
+        Command::new(python)
+            .arg(script)
+            .args(args)
+            .current_dir(root())
+            .output()
+            .expect("python runs"),
+    )
+}
+
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
