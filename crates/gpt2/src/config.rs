@@ -153,6 +153,12 @@ impl Gpt2Config {
 
     /// Reads HF's `config.json` text, which must say `model_type = "gpt2"`.
     pub fn from_hf_json(text: &str, origin: &str) -> Result<Self, Gpt2Error> {
+        Self::read_hf_json(text, origin).map(|(config, _)| config)
+    }
+
+    /// [`from_hf_json`](Self::from_hf_json), with the whole JSON for the
+    /// fields beyond the shape (a classifier's labels, the pad token).
+    pub fn read_hf_json(text: &str, origin: &str) -> Result<(Self, serde_json::Value), Gpt2Error> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Gpt2Error::file(origin, format!("not JSON: {e}")))?;
         match value.get("model_type").and_then(|t| t.as_str()) {
@@ -170,10 +176,10 @@ impl Gpt2Config {
                 ));
             }
         }
-        let config: Self =
-            serde_json::from_value(value).map_err(|e| Gpt2Error::file(origin, format!("{e}")))?;
+        let config =
+            Self::deserialize(&value).map_err(|e| Gpt2Error::file(origin, format!("{e}")))?;
         config.validate()?;
-        Ok(config)
+        Ok((config, value))
     }
 
     /// `config.json` as `transformers` writes it for `GPT2LMHeadModel`

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use nn::{ConfigError, LinearLayout, ModelConfig};
+use nn::{ConfigError, LinearLayout, ModelConfig, TransformerShape};
 use serde::{Deserialize, Serialize};
 
 use crate::Gpt2Error;
@@ -197,10 +197,9 @@ impl ModelConfig for Gpt2Family {
                 ),
             )
         })?;
-        let config = Gpt2Config::from_hf_json(&text, &config_path.display().to_string())
+        let (config, json) = Gpt2Config::read_hf_json(&text, &config_path.display().to_string())
             .map_err(|e| ConfigError::new("path", format!("{:?}", self.path), e.to_string()))?;
         self.hf = config;
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         self.checkpoint_head = CheckpointHead::of(&json);
         if let (Some(given), Some(own)) = (self.num_labels, self.checkpoint_head.labels)
             && given != own
@@ -264,20 +263,14 @@ impl ModelConfig for Gpt2Family {
 
     fn activations_per_sequence(&self, seq_len: usize) -> f64 {
         let hf = &self.hf;
-        let [vocab, seq, d, ff, layers, heads] = [
-            hf.vocab_size,
-            seq_len,
-            hf.n_embd,
-            hf.d_ff(),
-            hf.n_layer,
-            hf.n_head,
-        ]
-        .map(|n| n as f64);
-        // Per block: norms, the fused qkv, attention output and residuals
-        // (≈ 10 d per token), the MLP (3 ff), scores and softmax; then the
-        // logits and their log-softmax.
-        let block = seq * (10.0 * d + 3.0 * ff + 2.0 * heads * seq);
-        seq * d + layers * block + 2.0 * seq * vocab
+        TransformerShape {
+            vocab: hf.vocab_size,
+            d_model: hf.n_embd,
+            d_ff: hf.d_ff(),
+            layers: hf.n_layer,
+            heads: hf.n_head,
+        }
+        .activations_per_sequence(seq_len)
     }
 
     fn init(&self, seed: u64, device: &Device) -> Result<Gpt2Model, ConfigError> {

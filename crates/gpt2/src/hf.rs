@@ -44,9 +44,7 @@ fn read_dir(
     let config_path = dir.join(CONFIG);
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Gpt2Error::file(config_path.display(), e))?;
-    let config = Gpt2Config::from_hf_json(&text, &config_path.display().to_string())?;
-    let json = serde_json::from_str(&text)
-        .map_err(|e| Gpt2Error::file(config_path.display(), format!("not JSON: {e}")))?;
+    let (config, json) = Gpt2Config::read_hf_json(&text, &config_path.display().to_string())?;
     Ok((config, json, read_weights(dir)?))
 }
 

@@ -31,6 +31,36 @@ impl ConfigError {
     }
 }
 
+/// The sizes of a transformer that memory estimates depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransformerShape {
+    pub vocab: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub layers: usize,
+    pub heads: usize,
+}
+
+impl TransformerShape {
+    /// Floats the forward pass over `seq` tokens keeps for the backward
+    /// pass, roughly: per block the norms, the attention projections and
+    /// residuals (≈ 10 d per token), the MLP (3 ff), the scores and their
+    /// softmax (2 · heads · seq); then the logits and their log-softmax.
+    pub fn activations_per_sequence(&self, seq: usize) -> f64 {
+        let [vocab, seq, d, ff, layers, heads] = [
+            self.vocab,
+            seq,
+            self.d_model,
+            self.d_ff,
+            self.layers,
+            self.heads,
+        ]
+        .map(|n| n as f64);
+        let block = seq * (10.0 * d + 3.0 * ff + 2.0 * heads * seq);
+        seq * d + layers * block + 2.0 * seq * vocab
+    }
+}
+
 /// A model family, seen through its config (the `[model]` table of an
 /// experiment): the shapes tasks are checked against, the adaptable linears,
 /// and how a base is made, saved and loaded. `sweep` is generic over it;

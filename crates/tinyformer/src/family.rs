@@ -1,7 +1,7 @@
 //! Tinyformer as a model family: what `sweep` makes and loads bases with.
 
 use burn::tensor::Device;
-use nn::{ConfigError, LinearLayout, ModelConfig};
+use nn::{ConfigError, LinearLayout, ModelConfig, TransformerShape};
 
 use crate::config::TinyformerConfig;
 use crate::model::Tinyformer;
@@ -46,20 +46,14 @@ impl ModelConfig for TinyformerConfig {
     }
 
     fn activations_per_sequence(&self, seq_len: usize) -> f64 {
-        let [vocab, seq, d, ff, layers, heads] = [
-            self.vocab,
-            seq_len,
-            self.d_model,
-            self.d_ff,
-            self.n_layers,
-            self.n_heads,
-        ]
-        .map(|n| n as f64);
-        // Per block: norms, q, k, v, o and residuals (≈ 10 d per token), the
-        // MLP (3 ff), attention scores and their softmax (2 · heads · seq);
-        // then logits and their log-softmax.
-        let block = seq * (10.0 * d + 3.0 * ff + 2.0 * heads * seq);
-        seq * d + layers * block + 2.0 * seq * vocab
+        TransformerShape {
+            vocab: self.vocab,
+            d_model: self.d_model,
+            d_ff: self.d_ff,
+            layers: self.n_layers,
+            heads: self.n_heads,
+        }
+        .activations_per_sequence(seq_len)
     }
 
     fn init(&self, seed: u64, device: &Device) -> Result<Tinyformer, ConfigError> {
