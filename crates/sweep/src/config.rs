@@ -677,25 +677,10 @@ impl TaskConfig {
         ] {
             absent(field, set)?;
         }
-        let file = |field: &str, value: &Option<PathBuf>| {
-            value.clone().ok_or_else(|| {
-                bad(
-                    &format!("task.{field}"),
-                    "missing",
-                    "a JSONL or CSV file of labelled texts, required for task.kind = \
-                     \"text_classification\"",
-                )
-            })
-        };
-        let train = file("train", &self.train)?;
-        let val = file("val", &self.val)?;
-        let max_length = self.max_length.ok_or_else(|| {
-            bad(
-                "task.max_length",
-                "missing",
-                "tokens per example, required for task.kind = \"text_classification\"",
-            )
-        })?;
+        let texts = "a JSONL or CSV file of labelled texts";
+        let train = self.required("train", &self.train, texts)?;
+        let val = self.required("val", &self.val, texts)?;
+        let max_length = self.required("max_length", &self.max_length, "tokens per example")?;
         if max_length == 0 || max_length > model.seq_len() {
             return Err(bad(
                 "task.max_length",
@@ -739,6 +724,23 @@ impl TaskConfig {
         })
     }
 
+    /// `value` of `task.<field>`, or an error saying it is `what` and
+    /// required for this kind.
+    fn required<T: Clone>(
+        &self,
+        field: &str,
+        value: &Option<T>,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        value.clone().ok_or_else(|| {
+            bad(
+                &format!("task.{field}"),
+                "missing",
+                format!("{what}, required for task.kind = \"{}\"", self.kind.name()),
+            )
+        })
+    }
+
     /// A task read from files sets none of the synthetic tasks' fields.
     fn no_synthetic_fields(
         &self,
@@ -767,24 +769,9 @@ impl TaskConfig {
         absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
     ) -> Result<TaskSpec, ConfigError> {
         self.no_synthetic_fields(absent)?;
-        let file = |field: &str, value: &Option<PathBuf>| {
-            value.clone().ok_or_else(|| {
-                bad(
-                    &format!("task.{field}"),
-                    "missing",
-                    "a UTF-8 text file, required for task.kind = \"text_lm\"",
-                )
-            })
-        };
-        let train = file("train", &self.train)?;
-        let val = file("val", &self.val)?;
-        let block_size = self.block_size.ok_or_else(|| {
-            bad(
-                "task.block_size",
-                "missing",
-                "tokens per block, required for task.kind = \"text_lm\"",
-            )
-        })?;
+        let train = self.required("train", &self.train, "a UTF-8 text file")?;
+        let val = self.required("val", &self.val, "a UTF-8 text file")?;
+        let block_size = self.required("block_size", &self.block_size, "tokens per block")?;
         if block_size < 2 || block_size > model.seq_len() {
             return Err(bad(
                 "task.block_size",
