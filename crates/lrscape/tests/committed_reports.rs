@@ -8,17 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{files, root};
+use common::{copy_dir, files, root};
 
 const EXE: &str = env!("CARGO_BIN_EXE_lrscape");
-
-fn copy_dir(from: &Path, to: &Path) {
-    for file in files(from) {
-        let target = to.join(&file);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(from.join(&file), target).unwrap();
-    }
-}
 
 /// The committed studies: `results/<name>/` with records, a report and
 /// `configs/<name>.toml`.

@@ -9,8 +9,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    config_failure, failure, json, last_json, lrscape, only_entry, python_json, root, study,
-    succeeded, trials,
+    absolute_config, config_failure, copy_dir, failure, json, last_json, lrscape, near, only_entry,
+    python_json, root, study, succeeded, trials,
 };
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm-classifier";
@@ -55,14 +55,7 @@ fn a_classifier_and_its_peft_adapter_score_labelled_text_as_transformers_does() 
         for ext in ["jsonl", "csv"] {
             let data = format!("{DATA}.{ext}");
             let ours = eval(MODEL, &data, adapter);
-            let (a, b) = (
-                ours["loss"].as_f64().unwrap(),
-                want["loss"].as_f64().unwrap(),
-            );
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                "{case} {ext}: {a} vs {b}"
-            );
+            near(&ours["loss"], &want["loss"], &format!("{case} {ext}"));
             let (a, b) = (
                 ours["accuracy"].as_f64().unwrap(),
                 want["accuracy"].as_f64().unwrap(),
@@ -75,14 +68,6 @@ fn a_classifier_and_its_peft_adapter_score_labelled_text_as_transformers_does() 
     // The adapter's head, not the base's, scores: without it the loss
     // differs.
     assert_ne!(golden["base"]["loss"], golden["lora"]["loss"]);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 fn edit_json(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
@@ -192,14 +177,7 @@ fn the_tiny_classification_config_runs_whole_and_saves_its_heads() {
             "32",
         ];
         let ours = last_json(lrscape(&args));
-        let (a, b) = (
-            ours["loss"].as_f64().unwrap(),
-            trial["val_loss"].as_f64().unwrap(),
-        );
-        assert!(
-            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-            "{method}: {a} vs {b}"
-        );
+        near(&ours["loss"], &trial["val_loss"], method);
         assert_eq!(ours["accuracy"], trial["val_accuracy"], "{method}");
     }
 }
@@ -230,14 +208,7 @@ fn peft_loads_saved_classification_adapters_with_the_same_score() {
                 "tools/golden/peft_classify_eval.py",
                 &[model, data, "32", member],
             );
-            let (a, b) = (
-                ours["loss"].as_f64().unwrap(),
-                want["loss"].as_f64().unwrap(),
-            );
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                "{member}: {a} vs {b}"
-            );
+            near(&ours["loss"], &want["loss"], member);
             assert_eq!(ours["accuracy"], want["accuracy"], "{member}");
             checked += 1;
         }
@@ -248,10 +219,7 @@ fn peft_loads_saved_classification_adapters_with_the_same_score() {
 #[test]
 fn bad_classification_configs_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = root().join("fixtures").display().to_string();
-    let original = std::fs::read_to_string(root().join("configs/gpt2-classify-tiny.toml"))
-        .unwrap()
-        .replace("\"../fixtures/", &format!("\"{fixtures}/"));
+    let original = absolute_config("configs/gpt2-classify-tiny.toml");
     let check = |edit: &dyn Fn(&str) -> String, want: &str| {
         let err = config_failure("run", dir.path(), &edit(&original));
         assert!(err.contains(want), "want {want:?} in:\n{err}");

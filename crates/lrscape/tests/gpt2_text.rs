@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{
-    config_failure, failure, json, last_json, lrscape, only_entry as only_member, python_json,
-    root, stderr, study, succeeded, trials,
+    absolute_config, config_failure, failure, json, last_json, lrscape, near,
+    only_entry as only_member, python_json, root, stderr, study, succeeded, trials,
 };
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm";
@@ -55,12 +55,6 @@ fn eval_on(model: &str, adapter: Option<&str>, block: usize) -> serde_json::Valu
 fn golden() -> serde_json::Value {
     let text = std::fs::read_to_string(root().join("fixtures/gpt2/text_golden.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-/// `ours` and `want` within 1e-5.
-fn near(ours: &serde_json::Value, want: &serde_json::Value, what: &str) {
-    let (a, b) = (ours.as_f64().unwrap(), want.as_f64().unwrap());
-    assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
 }
 
 fn close(ours: &serde_json::Value, want: &serde_json::Value, what: &str) {
@@ -250,9 +244,7 @@ fn rand_name() -> String {
 /// `lrscape run`'s error for a variant of the tiny config.
 fn config_error(edit: impl Fn(String) -> String) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(root().join("configs/gpt2-tiny.toml"))
-        .unwrap()
-        .replace("\"../fixtures", &format!("\"{}/fixtures", root().display()));
+    let text = absolute_config("configs/gpt2-tiny.toml");
     let err = config_failure("run", dir.path(), &edit(text));
     assert!(!dir.path().join("out/trials.jsonl").exists());
     err
@@ -339,9 +331,7 @@ fn a_checkpoint_base_is_not_pre_trained() {
 #[ignore = "needs python with torch, transformers, peft and tokenizers"]
 fn peft_loads_every_saved_adapter_with_the_same_score() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(root().join("configs/gpt2-tiny.toml"))
-        .unwrap()
-        .replace("\"../fixtures", &format!("\"{}/fixtures", root().display()))
+    let text = absolute_config("configs/gpt2-tiny.toml")
         .replace(
             "methods = [\"lora\", \"dora\", \"pissa\"]",
             "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"pissa_seed\"]",
@@ -370,13 +360,19 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
 /// A study whose GPT-2 base lrscape pre-trains on Genesis 1–2 with a BPE
 /// trained there, copied into `dir` with its paths made absolute.
 fn scratch_config(dir: &Path) -> PathBuf {
-    let fixtures = root().join("fixtures").display().to_string();
-    let text = std::fs::read_to_string(root().join(SCRATCH))
-        .unwrap()
-        .replace("\"../text/", &format!("\"{fixtures}/text/"));
     let path = dir.join("scratch.toml");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, absolute_config(SCRATCH)).unwrap();
     path
+}
+
+/// The scratch study run whole in a temporary directory (kept while its
+/// guard lives), and its results directory.
+fn scratch_run() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = scratch_config(dir.path());
+    let out = dir.path().join("out");
+    succeeded(study("run", &config, &out));
+    (dir, out)
 }
 
 /// The run's base directory (`<out>/base/<hash>/`) and its record.
@@ -388,10 +384,7 @@ fn only_base(out: &Path) -> (PathBuf, serde_json::Value) {
 
 #[test]
 fn a_gpt2_pre_trained_here_is_a_hugging_face_directory_its_adapters_load_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = scratch_config(dir.path());
-    let out = dir.path().join("out");
-    succeeded(study("run", &config, &out));
+    let (_dir, out) = scratch_run();
     let (base, record) = only_base(&out);
     let hf = base.join("hf");
     let hf_arg = hf.to_str().unwrap();
@@ -504,10 +497,7 @@ fn bad_scratch_configs_are_named() {
 #[test]
 #[ignore = "needs python with torch, transformers, peft and tokenizers"]
 fn peft_loads_a_base_pre_trained_here_and_its_adapters_with_the_same_score() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = scratch_config(dir.path());
-    let out = dir.path().join("out");
-    succeeded(study("run", &config, &out));
+    let (_dir, out) = scratch_run();
     let (base, _) = only_base(&out);
     let hf = base.join("hf");
     let hf = hf.to_str().unwrap();

@@ -76,6 +76,32 @@ pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
     )
 }
 
+/// The text of the config at `path` (from the repository's root) with its
+/// relative paths (`"../…"`) made absolute, so a copy elsewhere reads the
+/// same files.
+pub fn absolute_config(path: &str) -> String {
+    let file = root().join(path);
+    let dir = file.parent().unwrap().display().to_string();
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"../", &format!("\"{dir}/../"))
+}
+
+/// `ours` and `want` (JSON numbers) within 1e-5.
+pub fn near(ours: &serde_json::Value, want: &serde_json::Value, what: &str) {
+    let (a, b) = (ours.as_f64().unwrap(), want.as_f64().unwrap());
+    assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
+}
+
+/// Copies every file under `from` to the same place under `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for file in files(from) {
+        let target = to.join(&file);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&file), target).unwrap();
+    }
+}
+
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
