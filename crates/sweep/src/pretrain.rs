@@ -144,7 +144,7 @@ fn save_hf<M: ModelConfig>(
     model: &M::Model,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let tmp = dir.join(format!("{}.tmp", layout::BASE_HF));
+    let tmp = dir.join(format!("{}.tmp-{}", layout::BASE_HF, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let written = config
         .model
