@@ -1,9 +1,10 @@
-"""The `text_lm` score of a Hugging Face GPT-2 directory, with a PEFT
-adapter directory on it if given, as `transformers` + `peft` compute it:
-the text tokenized whole without special tokens by the model's
-tokenizer.json, cut into blocks of BLOCK tokens (remainder dropped), each
-scored with `labels = input_ids`, averaged. Prints one JSON line
-{"loss", "perplexity", "tokens"}: what `lrscape eval` prints.
+"""The `text_lm` score of a Hugging Face causal-LM directory (GPT-2, Llama,
+Qwen2, Qwen3), with a PEFT adapter directory on it if given, as
+`transformers` + `peft` compute it: the text tokenized whole without
+special tokens by the model's tokenizer.json, cut into blocks of BLOCK
+tokens (remainder dropped), each scored with `labels = input_ids`,
+averaged. Prints one JSON line {"loss", "perplexity", "tokens"}: what
+`lrscape eval` prints.
 
 Run: python tools/golden/peft_text_eval.py MODEL_DIR TEXT BLOCK [ADAPTER_DIR]
 """
@@ -19,7 +20,7 @@ import sys
 
 import tokenizers
 import torch
-from transformers import GPT2LMHeadModel
+from transformers import AutoModelForCausalLM
 
 
 def main(model_dir, text, block, adapter=None):
@@ -27,7 +28,7 @@ def main(model_dir, text, block, adapter=None):
     ids = tok.encode(pathlib.Path(text).read_text(), add_special_tokens=False).ids
     n = len(ids) // block
     x = torch.tensor(ids[: n * block]).reshape(n, block)
-    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if adapter:
         from peft import PeftModel
 

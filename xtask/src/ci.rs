@@ -83,16 +83,18 @@ pub fn ci() -> anyhow::Result<()> {
              (pip install torch adds it)"
         );
     }
-    // transformers reading a GPT-2 directory lrscape saved, where python3
-    // imports it.
+    // transformers reading GPT-2 and Llama directories lrscape saved,
+    // where python3 imports it.
     if python_imports("torch, transformers") {
-        let mut interop = cargo();
-        interop.args(["test", "--package", "gpt2", "--test", "golden"]);
-        interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
-        run(interop)?;
+        for family in ["gpt2", "llama"] {
+            let mut interop = cargo();
+            interop.args(["test", "--package", family, "--test", "golden"]);
+            interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
+            run(interop)?;
+        }
     } else {
         eprintln!(
-            "ci: python3 has no transformers, so loading lrscape's GPT-2 files in \
+            "ci: python3 has no transformers, so loading lrscape's GPT-2 and Llama files in \
              transformers is skipped (pip install torch transformers adds it)"
         );
     }
@@ -101,7 +103,14 @@ pub fn ci() -> anyhow::Result<()> {
     if python_imports("torch, transformers, peft, tokenizers") {
         let mut peft = cargo();
         peft.args(["test", "--package", "lrscape"]);
-        peft.args(["--test", "gpt2_text", "--test", "gpt2_classify"]);
+        peft.args([
+            "--test",
+            "gpt2_text",
+            "--test",
+            "gpt2_classify",
+            "--test",
+            "llama_text",
+        ]);
         // Every test named `peft_loads_…`.
         peft.args(["--", "--ignored", "peft_loads_"]);
         run(peft)?;

@@ -325,7 +325,7 @@ impl ModelConfig for Gpt2Family {
         files
     }
 
-    fn head_is_tied(&self) -> bool {
+    fn head_is_frozen(&self) -> bool {
         self.num_labels().is_none()
     }
 }

@@ -20,8 +20,7 @@ use crate::config::Gpt2Config;
 use crate::model::{BlockWeights, Gpt2};
 
 pub const CONFIG: &str = "config.json";
-pub const WEIGHTS: &str = "model.safetensors";
-pub const INDEX: &str = "model.safetensors.index.json";
+pub use safetensors_io::{INDEX, WEIGHTS};
 
 /// Reads `dir` as a GPT-2 checkpoint.
 pub fn load_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2), Gpt2Error> {
@@ -87,18 +86,7 @@ pub fn load_classifier_dir(
 /// The weight files of a checkpoint directory: `model.safetensors`, or the
 /// shards its index lists.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, Gpt2Error> {
-    let single = dir.join(WEIGHTS);
-    let index = dir.join(INDEX);
-    if single.is_file() {
-        Ok(vec![single])
-    } else if index.is_file() {
-        shard_files(&index)
-    } else {
-        Err(Gpt2Error::file(
-            dir.display(),
-            format!("neither {WEIGHTS} nor {INDEX} (lrscape reads safetensors weights only)"),
-        ))
-    }
+    safetensors_io::weight_files(dir).map_err(|e| Gpt2Error::file(e.path.display(), e.message))
 }
 
 /// Every tensor of the directory's weight files, by key without the
@@ -119,29 +107,6 @@ fn read_weights(dir: &Path) -> Result<HashMap<String, HostTensor>, Gpt2Error> {
         }
     }
     Ok(tensors)
-}
-
-/// The shard files an index names, each once, in order.
-fn shard_files(index: &Path) -> Result<Vec<PathBuf>, Gpt2Error> {
-    let text = std::fs::read_to_string(index).map_err(|e| Gpt2Error::file(index.display(), e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Gpt2Error::file(index.display(), format!("not JSON: {e}")))?;
-    let map = value
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Gpt2Error::file(index.display(), "no \"weight_map\" object"))?;
-    let mut files: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
-    files.sort_unstable();
-    files.dedup();
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
-    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
-        return Err(Gpt2Error::file(
-            missing.display(),
-            format!("named in {} but missing", index.display()),
-        ));
-    }
-    Ok(paths)
 }
 
 fn build(

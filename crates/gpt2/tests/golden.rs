@@ -258,10 +258,12 @@ fn transformers_loads_a_saved_directory() {
     let dir = tempfile::tempdir().unwrap();
     hf::save_dir(&model, &config, dir.path()).unwrap();
     let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = fixtures().join("../../tools/golden/gpt2_check_saved.py");
+    let script = fixtures().join("../../tools/golden/check_saved.py");
     let out = std::process::Command::new(python)
         .arg(script)
         .arg(dir.path())
+        .arg(fixtures().join("golden.json"))
+        .arg("f32")
         .output()
         .unwrap();
     assert!(

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use gpt2::Gpt2Family;
+use llama::LlamaFamily;
 use nn::ModelConfig;
 use sweep::ExperimentConfig;
 use tinyformer::TinyformerConfig;
@@ -14,10 +15,15 @@ use tinyformer::TinyformerConfig;
 pub enum AnyConfig {
     Tinyformer(ExperimentConfig<TinyformerConfig>),
     Gpt2(ExperimentConfig<Gpt2Family>),
+    Llama(ExperimentConfig<LlamaFamily>),
 }
 
 /// The `family` names a config may give.
-pub const FAMILIES: &[&str] = &[TinyformerConfig::FAMILY, Gpt2Family::FAMILY];
+pub const FAMILIES: &[&str] = &[
+    TinyformerConfig::FAMILY,
+    Gpt2Family::FAMILY,
+    LlamaFamily::FAMILY,
+];
 
 impl AnyConfig {
     /// Parses and validates TOML text as the family it names; `origin`
@@ -30,6 +36,9 @@ impl AnyConfig {
                 text, origin, dir,
             )?)),
             Gpt2Family::FAMILY => Ok(Self::Gpt2(ExperimentConfig::from_toml_in(
+                text, origin, dir,
+            )?)),
+            LlamaFamily::FAMILY => Ok(Self::Llama(ExperimentConfig::from_toml_in(
                 text, origin, dir,
             )?)),
             other => anyhow::bail!(
@@ -66,6 +75,35 @@ impl AnyConfig {
     pub fn name(&self) -> &str {
         with_family!(self, config => &config.name)
     }
+
+    /// The `[model] family` the config names.
+    pub fn family(&self) -> &'static str {
+        fn of<M: ModelConfig>(_: &ExperimentConfig<M>) -> &'static str {
+            M::FAMILY
+        }
+        with_family!(self, config => of(config))
+    }
+}
+
+/// The family that reads the Hugging Face directory `dir`, by the
+/// `model_type` of its `config.json`.
+pub fn family_of_model_dir(dir: &Path) -> anyhow::Result<&'static str> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("--model: cannot read {} ({e})", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--model: {}: not JSON: {e}", path.display()))?;
+    let model_type = json.get("model_type").and_then(|t| t.as_str());
+    match model_type {
+        Some("gpt2") => Ok(Gpt2Family::FAMILY),
+        Some(t) if llama::config::Variant::parse(t).is_some() => Ok(LlamaFamily::FAMILY),
+        other => anyhow::bail!(
+            "--model: {}: model_type = {}: one of gpt2, {} (the families lrscape reads)",
+            path.display(),
+            other.map_or("missing".into(), |t| format!("{t:?}")),
+            llama::config::Variant::MODEL_TYPES.join(", ")
+        ),
+    }
 }
 
 /// `with_family!(any, config => expr)`: `expr` with `config` bound to the
@@ -76,6 +114,7 @@ macro_rules! with_family {
         match $any {
             $crate::families::AnyConfig::Tinyformer($config) => $body,
             $crate::families::AnyConfig::Gpt2($config) => $body,
+            $crate::families::AnyConfig::Llama($config) => $body,
         }
     };
 }

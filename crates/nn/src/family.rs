@@ -165,9 +165,10 @@ pub trait ModelConfig:
         None
     }
 
-    /// Whether the output head is the token embedding (GPT-2's tied
-    /// `lm_head`): then `grid.train_head` defaults to, and must be, false.
-    fn head_is_tied(&self) -> bool {
+    /// Whether the output head stays frozen under adapters, as PEFT leaves
+    /// a causal language model's `lm_head` (GPT-2's is the token embedding):
+    /// then `grid.train_head` defaults to, and must be, false.
+    fn head_is_frozen(&self) -> bool {
         false
     }
 }

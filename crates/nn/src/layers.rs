@@ -105,6 +105,14 @@ impl RmsNorm {
         }
     }
 
+    /// One shared copy of a given `weight: [d]` (a checkpoint's norm).
+    pub fn from_weights(weight: Tensor<1>, eps: f64) -> Self {
+        Self {
+            scale: Param::from_tensor(weight.unsqueeze_dim::<2>(0)),
+            eps,
+        }
+    }
+
     /// `x: [C, B, T, d]`. Multiplies by `1 / rms` rather than dividing by
     /// `rms`: a division's backward pass costs two more passes over `x`'s size
     /// than a product's.

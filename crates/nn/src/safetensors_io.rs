@@ -120,3 +120,63 @@ pub fn to_bytes(tensors: &BTreeMap<String, TensorData>) -> Result<Vec<u8>, Strin
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize(views, Some(metadata)).map_err(|e| format!("safetensors: {e}"))
 }
+
+/// A checkpoint file that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl FileError {
+    pub fn new(path: &Path, message: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
+
+pub const WEIGHTS: &str = "model.safetensors";
+pub const INDEX: &str = "model.safetensors.index.json";
+
+/// The weight files of a Hugging Face model directory: `model.safetensors`,
+/// or the shards `model.safetensors.index.json` lists, each once.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let single = dir.join(WEIGHTS);
+    let index = dir.join(INDEX);
+    if single.is_file() {
+        Ok(vec![single])
+    } else if index.is_file() {
+        shard_files(&index)
+    } else {
+        Err(FileError::new(
+            dir,
+            format!("neither {WEIGHTS} nor {INDEX} (lrscape reads safetensors weights only)"),
+        ))
+    }
+}
+
+/// The shard files an index names, each once, in order.
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let text = std::fs::read_to_string(index).map_err(|e| FileError::new(index, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| FileError::new(index, format!("not JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| FileError::new(index, "no \"weight_map\" object"))?;
+    let mut files: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+        return Err(FileError::new(
+            missing,
+            format!("named in {} but missing", index.display()),
+        ));
+    }
+    Ok(paths)
+}

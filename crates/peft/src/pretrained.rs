@@ -332,6 +332,49 @@ fn load_saved_head<M: Adaptable>(
     Ok(())
 }
 
+/// `target_modules` as module names of every layer. PEFT saves
+/// `all-linear` resolved to full paths (`model.layers.0.self_attn.q_proj`,
+/// one per layer and module); lrscape adapts a module in every layer, so
+/// a path list must name each of its modules in all layers.
+fn per_module_targets(
+    targets: &TargetModules,
+    layout: &nn::LinearLayout,
+    hf_blocks: &str,
+) -> Result<TargetModules, String> {
+    let TargetModules::List(entries) = targets else {
+        return Ok(targets.clone());
+    };
+    let mut names = Vec::new();
+    let mut layers: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let marker = format!("{hf_blocks}.");
+    for entry in entries {
+        let path = entry
+            .find(&marker)
+            .filter(|&at| at == 0 || entry[..at].ends_with('.'))
+            .map(|at| &entry[at + marker.len()..]);
+        let parsed = path.and_then(|rest| {
+            let (layer, module) = rest.split_once('.')?;
+            Some((layer.parse::<usize>().ok()?, layout.module(module)?.name))
+        });
+        match parsed {
+            Some((layer, module)) => {
+                layers.entry(module).or_default().insert(layer);
+            }
+            None => names.push(entry.clone()),
+        }
+    }
+    for (module, found) in &layers {
+        if let Some(missing) = (0..layout.n_layers).find(|l| !found.contains(l)) {
+            return Err(format!(
+                "target_modules names {module} in some layers but not {hf_blocks}.{missing}: \
+                 lrscape adapts a module in every layer"
+            ));
+        }
+        names.push(module.to_string());
+    }
+    Ok(TargetModules::List(names))
+}
+
 /// Reads a PEFT adapter directory onto `base` (one member): the setting it
 /// describes and the model with its factors. Missing, extra or misshapen
 /// tensors are errors naming the key.
@@ -352,6 +395,9 @@ pub fn from_pretrained<M: Adaptable>(
             "a model family with a Hugging Face counterpart (gpt2)",
         )
     })?;
+    let mut config = config;
+    config.target_modules = per_module_targets(&adapter.target_modules, &layout, hf_blocks)
+        .map_err(|why| file_error(&config_path, why))?;
     let mut model = PeftModel::new(base, &config, &[0])?;
     let weights_path = dir.join(ADAPTER_WEIGHTS);
     let mut tensors: HashMap<String, HostTensor> = safetensors_io::read_file(&weights_path)

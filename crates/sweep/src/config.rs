@@ -259,8 +259,8 @@ pub struct GridConfig {
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
     /// Train the output head beside the adapters (the seed notebook's
-    /// setting); absent: yes, unless the head is the token embedding
-    /// (GPT-2's tied head), which stays frozen as in PEFT.
+    /// setting); absent: yes, unless the family's head stays frozen as PEFT
+    /// leaves a causal language model's `lm_head` (GPT-2, Llama).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_head: Option<bool>,
     /// The rank of `lr_sweep_results.json` (the seed notebook's r = 16).
@@ -1005,7 +1005,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
     /// Whether the output head trains beside the adapters
     /// (`grid.train_head`, by default: unless the head is tied).
     pub fn train_head(&self) -> bool {
-        self.grid.train_head.unwrap_or(!self.model.head_is_tied())
+        self.grid.train_head.unwrap_or(!self.model.head_is_frozen())
     }
 
     /// Tokens per example: a text block's predictions, else the model's
@@ -1066,13 +1066,13 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             }
         }
         self.validate_pretrain()?;
-        if self.grid.train_head == Some(true) && self.model.head_is_tied() {
+        if self.grid.train_head == Some(true) && self.model.head_is_frozen() {
             return Err(bad(
                 "grid.train_head",
                 true,
                 format!(
-                    "false for model.family = \"{}\": its head is the token embedding \
-                     (tied), which stays frozen as in PEFT",
+                    "false for model.family = \"{}\": its head (a causal language \
+                     model's lm_head) stays frozen, as in PEFT",
                     M::FAMILY
                 ),
             ));

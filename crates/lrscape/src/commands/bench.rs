@@ -42,10 +42,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "lrscape bench measures tinyformer configs (its PyTorch driver mirrors tinyformer); \
              {} is a {} config",
             config.name(),
-            match config {
-                AnyConfig::Gpt2(_) => "gpt2",
-                AnyConfig::Tinyformer(_) => "tinyformer",
-            }
+            config.family()
         );
     };
     let child_exe = if args.in_process {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use gpt2::Gpt2Family;
+use llama::LlamaFamily;
 use nn::ModelConfig;
 
 /// What `lrscape eval` scores the model on.
@@ -29,10 +30,14 @@ pub fn eval(
     let with = adapter.map_or_else(String::new, |a| format!(" with adapter {}", a.display()));
     let json = match scored {
         Scored::Text { text, block_size } => {
-            let family =
-                Gpt2Family::from_dir(model).map_err(|e| anyhow::anyhow!("--model: {e}"))?;
-            let score =
-                sweep::eval::text_lm(&family, adapter, text, *block_size, &selected.device)?;
+            let bad = |e: nn::ConfigError| anyhow::anyhow!("--model: {e}");
+            let score = if crate::families::family_of_model_dir(model)? == LlamaFamily::FAMILY {
+                let family = LlamaFamily::from_dir(model).map_err(bad)?;
+                sweep::eval::text_lm(&family, adapter, text, *block_size, &selected.device)?
+            } else {
+                let family = Gpt2Family::from_dir(model).map_err(bad)?;
+                sweep::eval::text_lm(&family, adapter, text, *block_size, &selected.device)?
+            };
             eprintln!(
                 "{} on {}{with}: {} predictions in blocks of {block_size}",
                 model.display(),
@@ -47,6 +52,13 @@ pub fn eval(
             text_column,
             label_column,
         } => {
+            if crate::families::family_of_model_dir(model)? != Gpt2Family::FAMILY {
+                anyhow::bail!(
+                    "--data: sequence classification reads GPT-2 checkpoints \
+                     (GPT2ForSequenceClassification); {} is not one",
+                    model.display()
+                );
+            }
             let mut family =
                 Gpt2Family::from_dir(model).map_err(|e| anyhow::anyhow!("--model: {e}"))?;
             if family.num_labels().is_none() {
