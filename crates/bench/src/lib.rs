@@ -813,6 +813,7 @@ pub fn run_case(job: &CaseJob, selected: &SelectedDevice) -> anyhow::Result<Case
         epochs: 1,
         batch_size: batch,
         max_steps: None,
+        lr: train::LrSchedule::CONSTANT,
     };
     // Every worker warms up, then all start their timed steps together (as
     // `lrscape run` trains one population per thread); the wall clock runs

@@ -129,6 +129,7 @@ pub fn measure<M: ModelConfig>(
         epochs: 1,
         batch_size: job.batch,
         max_steps: Some(job.steps),
+        lr: train::LrSchedule::CONSTANT,
     };
     let train = |model, steps| {
         let schedule = Schedule {

@@ -68,9 +68,30 @@ pub struct FinetuneConfig {
     pub weight_decay: f64,
     /// `"paper16"` or a list of learning rates.
     pub lrs: LrGrid,
+    /// How each member's learning rate moves over its steps, in
+    /// `transformers`' words: `"constant"` (the default), `"linear"` or
+    /// `"cosine"` decay to 0 at the last step.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub lr_scheduler_type: train::LrDecay,
+    /// The share of steps warming up linearly from 0 first, in [0, 1)
+    /// (`transformers`' `warmup_ratio`; the paper's 0.03).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub warmup_ratio: f64,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl FinetuneConfig {
+    /// The learning-rate schedule of every member.
+    pub fn lr_schedule(&self) -> train::LrSchedule {
+        train::LrSchedule {
+            decay: self.lr_scheduler_type,
+            warmup_ratio: self.warmup_ratio,
+        }
+    }
+
     /// The first batch size: what single-setting commands (bench) use.
     pub fn first_batch_size(&self) -> usize {
         self.batch_size.first().unwrap_or(64)
@@ -1149,6 +1170,13 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                 "a finite number >= 0",
             ));
         }
+        if !(f.warmup_ratio.is_finite() && (0.0..1.0).contains(&f.warmup_ratio)) {
+            return Err(bad(
+                "finetune.warmup_ratio",
+                f.warmup_ratio,
+                "a number in [0, 1) (the share of steps warming up)",
+            ));
+        }
         f.lrs.values()?;
         self.validate_grid()?;
         if self.run.save_adapters != SaveAdapters::None {
@@ -1374,6 +1402,12 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             #[serde(skip_serializing_if = "Option::is_none")]
             pretrain: &'a Option<PretrainConfig>,
             weight_decay: f64,
+            // Absent for the constant schedule, so earlier studies keep
+            // their hashes.
+            #[serde(skip_serializing_if = "is_default")]
+            lr_scheduler_type: train::LrDecay,
+            #[serde(skip_serializing_if = "is_default")]
+            warmup_ratio: f64,
             train_head: bool,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             files: BTreeMap<String, String>,
@@ -1384,6 +1418,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             model: &self.model,
             pretrain: &self.pretrain,
             weight_decay: self.finetune.weight_decay,
+            lr_scheduler_type: self.finetune.lr_scheduler_type,
+            warmup_ratio: self.finetune.warmup_ratio,
             train_head: self.train_head(),
             files: self.file_digests(),
         };
@@ -1985,6 +2021,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("epochs") && err.contains("-1"), "{err}");
+    }
+
+    #[test]
+    fn a_learning_rate_schedule_is_read_in_transformers_words() {
+        let text = include_str!("../../../configs/quick.toml");
+        let anchor = "[finetune]";
+        assert!(text.contains(anchor));
+        let with = |lines: &str| text.replacen(anchor, &format!("{anchor}\n{lines}"), 1);
+        let parse = |t: &str| ExperimentConfig::<TinyformerConfig>::from_toml_str(t, "s.toml");
+        let config = parse(&with("lr_scheduler_type = \"cosine\"\nwarmup_ratio = 0.03")).unwrap();
+        assert_eq!(
+            config.finetune.lr_schedule(),
+            train::LrSchedule {
+                decay: train::LrDecay::Cosine,
+                warmup_ratio: 0.03
+            }
+        );
+        // A schedule is a new study; the constant one is every config's
+        // default, written or not.
+        assert_ne!(config.results_hash(), quick().results_hash());
+        let constant = parse(&with(
+            "lr_scheduler_type = \"constant\"\nwarmup_ratio = 0.0",
+        ))
+        .unwrap();
+        assert_eq!(constant.results_hash(), quick().results_hash());
+        for (lines, expected) in [
+            (
+                "warmup_ratio = 1.0",
+                "finetune.warmup_ratio = 1: a number in [0, 1)",
+            ),
+            ("warmup_ratio = -0.1", "finetune.warmup_ratio = -0.1"),
+            (
+                "lr_scheduler_type = \"cosin\"",
+                "`constant`, `linear`, `cosine`",
+            ),
+        ] {
+            let err = parse(&with(lines)).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
     }
 
     #[test]

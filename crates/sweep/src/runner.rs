@@ -242,6 +242,7 @@ fn run_cells<M: ModelConfig>(
             epochs: cell.epochs,
             batch_size: cell.batch_size,
             max_steps: None,
+            lr: config.finetune.lr_schedule(),
         };
         let steps_per_member = cell.steps(train.len());
         let done = done_keys(&store, &elsewhere_done);

@@ -11,9 +11,11 @@
 mod device;
 mod optim;
 pub mod pool;
+mod schedule;
 mod trainer;
 
 pub use device::SelectedDevice;
 pub use optim::{AdamWConfig, PopulationAdamW};
 pub use pool::{WorkerPools, flush_subnormals, panic_message};
+pub use schedule::{LrDecay, LrSchedule};
 pub use trainer::{Evaluation, Member, Schedule, TrainOutcome, evaluate, train_population};

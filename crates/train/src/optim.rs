@@ -42,7 +42,10 @@ struct Moments {
 /// AdamW over a population of `C` members.
 pub struct PopulationAdamW {
     config: AdamWConfig,
-    /// `[C, 1]` learning rates.
+    /// `[C, 1]` learning rates as given.
+    base_lrs: Tensor<2>,
+    /// `[C, 1]` learning rates of the next step (a schedule's factor on
+    /// `base_lrs`).
     lrs: Tensor<2>,
     /// `[C, 1]`, true for members that stopped (diverged): never updated again.
     stopped: Tensor<2, Bool>,
@@ -64,6 +67,7 @@ impl PopulationAdamW {
         let stopped = Tensor::<2>::zeros([members, 1], &device).equal_elem(1.0);
         Self {
             config,
+            base_lrs: lrs.clone(),
             lrs,
             stopped,
             members,
@@ -74,6 +78,12 @@ impl PopulationAdamW {
 
     pub fn members(&self) -> usize {
         self.members
+    }
+
+    /// Every member's learning rate for the steps to come: `factor` × its
+    /// own (a schedule's warm-up or decay).
+    pub fn set_lr_factor(&mut self, factor: f64) {
+        self.lrs = self.base_lrs.clone().mul_scalar(factor);
     }
 
     /// Stops every member whose flag in `stop: [C]` is true (on top of those

@@ -14,15 +14,18 @@ use nn::{PopulationModel, member_correct, member_cross_entropy};
 use synth_data::{EpochOrder, SequenceBatch, SequenceDataset};
 
 use crate::optim::{AdamWConfig, PopulationAdamW};
+use crate::schedule::LrSchedule;
 
 /// How long and in what portions to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Schedule {
     pub epochs: usize,
     pub batch_size: usize,
     /// Stop after this many steps (the first steps of the full schedule,
     /// in the same order); `None`: every step of every epoch.
     pub max_steps: Option<usize>,
+    /// The learning rate over the steps of the full schedule.
+    pub lr: LrSchedule,
 }
 
 /// One population member: its learning rate and the seed of its data order.
@@ -96,6 +99,8 @@ pub fn train_population<M: PopulationModel>(
     let mut epoch_loss: Vec<Vec<f64>> = vec![Vec::new(); c];
     let mut steps = 0;
     let done = |steps: usize| schedule.max_steps.is_some_and(|max| steps >= max);
+    // Every order has the same number of batches per epoch.
+    let total_steps = schedule.epochs * data.len().div_ceil(schedule.batch_size);
     for epoch in 0..schedule.epochs {
         if done(steps) {
             break;
@@ -110,6 +115,9 @@ pub fn train_population<M: PopulationModel>(
                 break;
             }
             let rows: Vec<&[usize]> = batches.iter().map(|b| b[step].as_slice()).collect();
+            if !schedule.lr.is_constant() {
+                optim.set_lr_factor(schedule.lr.factor(steps, total_steps));
+            }
             let batch = SequenceBatch::gather(data, &rows, device);
             let losses = member_cross_entropy(model.logits(batch.tokens), batch.targets);
             optim.stop_members(losses.clone().is_finite().bool_not());
