@@ -66,6 +66,7 @@ pub struct Gpt2Family {
 struct CheckpointHead {
     labels: Option<usize>,
     pad_token_id: Option<u32>,
+    eos_token_id: Option<u32>,
 }
 
 impl CheckpointHead {
@@ -81,6 +82,7 @@ impl CheckpointHead {
         Self {
             labels: is_classifier.then(|| crate::hf::labels_of(json)),
             pad_token_id: id("pad_token_id").or_else(|| id("eos_token_id")),
+            eos_token_id: id("eos_token_id"),
         }
     }
 }
@@ -293,6 +295,10 @@ impl ModelConfig for Gpt2Family {
 
     fn pad_token_id(&self) -> Option<u32> {
         self.checkpoint_head.pad_token_id
+    }
+
+    fn eos_token_id(&self) -> Option<u32> {
+        self.checkpoint_head.eos_token_id
     }
 
     /// The directory read; none for a [`shaped`](Gpt2Family::shaped) model.

@@ -187,6 +187,22 @@ impl LlamaConfig {
         self.variant() == Variant::Qwen3
     }
 
+    /// `config.json`'s `eos_token_id` (the first, where it lists several).
+    pub fn eos_token_id(&self) -> Option<u32> {
+        let id = self.extra.get("eos_token_id")?;
+        let first = id.as_array().and_then(|ids| ids.first()).unwrap_or(id);
+        first.as_u64().and_then(|v| u32::try_from(v).ok())
+    }
+
+    /// `config.json`'s `pad_token_id`, else its end-of-text token.
+    pub fn pad_token_id(&self) -> Option<u32> {
+        self.extra
+            .get("pad_token_id")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .or_else(|| self.eos_token_id())
+    }
+
     /// FLOPs (2 per multiply-add) of one forward pass over `seq` tokens:
     /// the block linears, the attention products (the whole `seq × seq`
     /// square counted) and the head.

@@ -191,6 +191,14 @@ impl ModelConfig for LlamaFamily {
     fn head_is_frozen(&self) -> bool {
         true
     }
+
+    fn pad_token_id(&self) -> Option<u32> {
+        self.hf.pad_token_id()
+    }
+
+    fn eos_token_id(&self) -> Option<u32> {
+        self.hf.eos_token_id()
+    }
 }
 
 #[cfg(test)]

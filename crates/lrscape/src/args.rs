@@ -237,7 +237,8 @@ pub enum Command {
     Eval {
         /// A Hugging Face model directory (config.json, model.safetensors,
         /// tokenizer.json) of a family lrscape reads: gpt2
-        /// (GPT2LMHeadModel, or GPT2ForSequenceClassification with --data).
+        /// (GPT2LMHeadModel, or GPT2ForSequenceClassification with --data),
+        /// llama, qwen2 or qwen3.
         #[arg(long)]
         model: PathBuf,
         /// A PEFT adapter directory (adapter_config.json,
@@ -247,8 +248,8 @@ pub enum Command {
         /// UTF-8 text, tokenized whole without special tokens.
         #[arg(
             long,
-            required_unless_present = "data",
-            conflicts_with = "data",
+            required_unless_present_any = ["data", "instructions"],
+            conflicts_with_all = ["data", "instructions"],
             requires = "block_size"
         )]
         text: Option<PathBuf>,
@@ -257,10 +258,19 @@ pub enum Command {
         block_size: Option<usize>,
         /// Labelled texts: JSONL (one object per line) or CSV (a header
         /// row), with the columns --text-column and --label-column.
-        #[arg(long, requires = "max_length")]
+        #[arg(long, requires = "max_length", conflicts_with = "instructions")]
         data: Option<PathBuf>,
+        /// Instructions and responses: JSONL of {"instruction", "input",
+        /// "output"} objects, scored on the response tokens (as
+        /// task.kind = "instruction").
+        #[arg(long, requires = "max_length")]
+        instructions: Option<PathBuf>,
+        /// With --instructions: the prompt template ({instruction},
+        /// {input}); Stanford Alpaca's without it.
+        #[arg(long, requires = "instructions")]
+        prompt_template: Option<String>,
         /// Tokens per example: longer texts are cut, shorter ones padded.
-        #[arg(long, requires = "data")]
+        #[arg(long)]
         max_length: Option<usize>,
         #[arg(long, default_value = "text", requires = "data")]
         text_column: String,

@@ -165,6 +165,12 @@ pub trait ModelConfig:
         None
     }
 
+    /// The end-of-text token a response ends with (a checkpoint's
+    /// `eos_token_id`).
+    fn eos_token_id(&self) -> Option<u32> {
+        None
+    }
+
     /// Whether the output head stays frozen under adapters, as PEFT leaves
     /// a causal language model's `lm_head` (GPT-2's is the token embedding):
     /// then `grid.train_head` defaults to, and must be, false.

@@ -48,16 +48,32 @@ fn language_model<M: ModelConfig>(
             base_perplexity,
         }));
     }
+    let name = |p: &Path| format!("`{}`", p.display());
+    let spec = config.task.spec(&config.model)?;
+    if let sweep::config::TaskSpec::Instruction(i) = &spec {
+        let dir = config.model.checkpoint().map_or("?".into(), name);
+        return Ok(Some(figs::report::LanguageModel {
+            task: format!(
+                "Instruction tuning of the checkpoint {dir} on {}, scored on {}: the loss on \
+                 the response tokens only, sequences of {} tokens {}.",
+                name(&i.train),
+                name(&i.val),
+                i.max_length,
+                if i.packing { "packed" } else { "padded" }
+            ),
+            floor: None,
+            base_perplexity,
+        }));
+    }
     let sweep::config::TaskSpec::TextLm {
         train,
         val,
         block_size,
         pretrain,
-    } = config.task.spec(&config.model)?
+    } = spec
     else {
         return Ok(None);
     };
-    let name = |p: &Path| format!("`{}`", p.display());
     let base = match (&pretrain, config.model.checkpoint()) {
         (Some((text, _)), _) => format!(
             "a {} base pre-trained here on {} with a byte-level BPE trained there",

@@ -49,7 +49,7 @@ use anyhow::Context;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use nn::{ModelConfig, PopulationModel, member_cross_entropy};
+use nn::{ModelConfig, PopulationModel};
 use peft::PeftModel;
 use records::{SharpnessEntry, SharpnessFile};
 use sweep::ExperimentConfig;
@@ -569,7 +569,13 @@ pub fn classifier_lambda_max<M: PopulationModel>(
 ) -> anyhow::Result<Vec<MemberSharpness>> {
     lanczos_lambda_max(
         model,
-        |m: &M| member_cross_entropy(m.logits(batch.tokens.clone()), batch.targets.clone()),
+        |m: &M| {
+            train::batch_loss(
+                m.logits(batch.tokens.clone()),
+                batch.targets.clone(),
+                batch.weights.clone(),
+            )
+        },
         member_seeds,
         opts,
     )

@@ -469,6 +469,15 @@ pub struct TaskConfig {
     /// `label` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_column: Option<String>,
+    /// `instruction`: the prompt made of an example, `{instruction}` and
+    /// `{input}` replaced by its fields; Stanford Alpaca's two templates
+    /// (with and without an input) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
+    /// `instruction`: examples packed into one stream cut into sequences
+    /// of `max_length`, rather than each cut and padded to it (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packing: Option<bool>,
     /// Examples of the synthetic tasks' splits (a text task's are its files).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub n_pretrain_train: usize,
@@ -499,6 +508,9 @@ pub enum TaskKind {
     TextLm,
     /// Labelled texts (JSONL or CSV), one class per text.
     TextClassification,
+    /// Instructions and responses (Alpaca JSONL), the loss on the
+    /// response tokens.
+    Instruction,
 }
 
 impl TaskKind {
@@ -512,18 +524,25 @@ impl TaskKind {
             TaskKind::MarkovLm => "markov_lm",
             TaskKind::TextLm => "text_lm",
             TaskKind::TextClassification => "text_classification",
+            TaskKind::Instruction => "instruction",
         }
     }
 
     /// A language-modelling task: scored by perplexity, the model causal.
     pub fn is_language_model(self) -> bool {
-        matches!(self, TaskKind::MarkovLm | TaskKind::TextLm)
+        matches!(
+            self,
+            TaskKind::MarkovLm | TaskKind::TextLm | TaskKind::Instruction
+        )
     }
 
     /// A task whose examples lrscape draws (every split sized by
     /// `task.n_*`), rather than one read from files.
     pub fn is_synthetic(self) -> bool {
-        !matches!(self, TaskKind::TextLm | TaskKind::TextClassification)
+        !matches!(
+            self,
+            TaskKind::TextLm | TaskKind::TextClassification | TaskKind::Instruction
+        )
     }
 }
 
@@ -557,6 +576,22 @@ pub enum TaskSpec {
         /// The id padding fills a row with.
         pad_token_id: u32,
     },
+    Instruction(InstructionSpec),
+}
+
+/// `instruction`'s parameters, checked; paths as the config gives them
+/// (relative to its directory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstructionSpec {
+    pub train: PathBuf,
+    pub val: PathBuf,
+    pub max_length: usize,
+    pub template: text_data::PromptTemplate,
+    pub packing: bool,
+    /// The id padding fills a sequence with.
+    pub pad_token_id: u32,
+    /// Appended to every response.
+    pub eos_token_id: Option<u32>,
 }
 
 impl TaskConfig {
@@ -592,10 +627,24 @@ impl TaskConfig {
             ("pretrain_val", self.pretrain_val.is_some()),
         ];
         let classification_fields = [
-            ("max_length", self.max_length.is_some()),
             ("text_column", self.text_column.is_some()),
             ("label_column", self.label_column.is_some()),
         ];
+        let instruction_fields = [
+            ("prompt_template", self.prompt_template.is_some()),
+            ("packing", self.packing.is_some()),
+        ];
+        if !matches!(
+            self.kind,
+            TaskKind::TextClassification | TaskKind::Instruction
+        ) {
+            absent("max_length", self.max_length.is_some())?;
+        }
+        if self.kind != TaskKind::Instruction {
+            for (field, set) in instruction_fields {
+                absent(field, set)?;
+            }
+        }
         if self.kind.is_synthetic() {
             for (field, set) in text_fields {
                 absent(field, set)?;
@@ -679,7 +728,81 @@ impl TaskConfig {
             }
             TaskKind::TextLm => self.text_lm_spec(model, &absent),
             TaskKind::TextClassification => self.text_classification_spec(model, &absent),
+            TaskKind::Instruction => self.instruction_spec(model, &absent),
         }
+    }
+
+    /// `instruction`'s parameters: both files, a length the model reads, a
+    /// causal checkpoint with a tokenizer and a pad (or end-of-text) token.
+    fn instruction_spec<M: ModelConfig>(
+        &self,
+        model: &M,
+        absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
+    ) -> Result<TaskSpec, ConfigError> {
+        self.no_synthetic_fields(absent)?;
+        for (field, set) in [
+            ("block_size", self.block_size.is_some()),
+            ("pretrain_train", self.pretrain_train.is_some()),
+            ("pretrain_val", self.pretrain_val.is_some()),
+            ("text_column", self.text_column.is_some()),
+            ("label_column", self.label_column.is_some()),
+        ] {
+            absent(field, set)?;
+        }
+        let examples = "a JSONL file of {\"instruction\", \"input\", \"output\"} objects";
+        let train = self.required("train", &self.train, examples)?;
+        let val = self.required("val", &self.val, examples)?;
+        let max_length = self.required("max_length", &self.max_length, "tokens per sequence")?;
+        if max_length < 2 || max_length > model.seq_len() {
+            return Err(bad(
+                "task.max_length",
+                max_length,
+                format!(
+                    "between 2 (a sequence predicts each token after its first) and the \
+                     model's {} positions",
+                    model.seq_len()
+                ),
+            ));
+        }
+        let template = match &self.prompt_template {
+            Some(t) => text_data::PromptTemplate::single(t)
+                .map_err(|why| bad("task.prompt_template", "this text", why))?,
+            None => text_data::PromptTemplate::default(),
+        };
+        if model.checkpoint().is_none() || model.tokenizer().is_none() || !model.causal() {
+            return Err(bad(
+                "task.kind",
+                "\"instruction\"",
+                format!(
+                    "a task of a causal language model's checkpoint with a tokenizer \
+                     (model.path), not of model.family = \"{}\" without one",
+                    M::FAMILY
+                ),
+            ));
+        }
+        if let Some(labels) = model.num_labels() {
+            return Err(bad(
+                "model.num_labels",
+                labels,
+                "absent for task.kind = \"instruction\" (a language model, not a classifier)",
+            ));
+        }
+        let pad_token_id = model.pad_token_id().ok_or_else(|| {
+            bad(
+                "model.path",
+                "a checkpoint without pad_token_id or eos_token_id",
+                "a config.json naming the token padding fills sequences with",
+            )
+        })?;
+        Ok(TaskSpec::Instruction(InstructionSpec {
+            train,
+            val,
+            max_length,
+            template,
+            packing: self.packing.unwrap_or(false),
+            pad_token_id,
+            eos_token_id: model.eos_token_id(),
+        }))
     }
 
     /// `text_classification`'s parameters: both files, a length the model

@@ -17,7 +17,8 @@ use text_data::TextTokenizer;
 pub struct TextScore {
     pub loss: f64,
     pub perplexity: f64,
-    /// Predictions scored: blocks × (block_size - 1).
+    /// Predictions scored: blocks × (block_size - 1), or an instruction
+    /// set's response tokens.
     pub tokens: usize,
 }
 
@@ -50,6 +51,56 @@ pub fn text_lm<M: ModelConfig>(
         loss,
         perplexity: loss.exp(),
         tokens: data.len() * (block_size - 1),
+    })
+}
+
+/// Scores `model`'s checkpoint, with the PEFT adapter in `adapter` if
+/// given, on the instructions in `file` as `task.kind = "instruction"` makes
+/// them (padded to `max_length`, the prompt from `template` or Alpaca's):
+/// the mean cross-entropy of the response tokens; `tokens` counts them.
+pub fn instructions<M: ModelConfig>(
+    model: &M,
+    adapter: Option<&Path>,
+    file: &Path,
+    (max_length, template): (usize, Option<&str>),
+    device: &burn::tensor::Device,
+) -> anyhow::Result<TextScore> {
+    if max_length < 2 || max_length > model.seq_len() {
+        anyhow::bail!(
+            "--max-length {max_length}: between 2 and the model's {} positions",
+            model.seq_len()
+        );
+    }
+    let template = match template {
+        Some(t) => text_data::PromptTemplate::single(t)
+            .map_err(|why| anyhow::anyhow!("--prompt-template {why}"))?,
+        None => text_data::PromptTemplate::default(),
+    };
+    let tokenizer_path = model
+        .tokenizer()
+        .with_context(|| format!("family {} has no tokenizer", M::FAMILY))?;
+    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+    let pad_id = model
+        .pad_token_id()
+        .context("--model: config.json names neither pad_token_id nor eos_token_id")?;
+    let sequences = text_data::Sequences {
+        max_length,
+        pad_id,
+        eos_id: model.eos_token_id(),
+        packing: false,
+        vocab: model.vocab(),
+    };
+    let examples = text_data::read_instructions(file)?;
+    let data = text_data::instruction_tuning(&tokenizer, &template, &examples, sequences, file)?;
+    let base = model
+        .load_checkpoint(device)
+        .map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
+    let eval = evaluate_with(base, adapter, &data, device)?;
+    let loss = eval.loss[0];
+    Ok(TextScore {
+        loss,
+        perplexity: loss.exp(),
+        tokens: data.scored_targets(),
     })
 }
 

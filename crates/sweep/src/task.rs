@@ -9,7 +9,7 @@ use nn::ModelConfig;
 use synth_data::{MarkovChain, Optimum, SequenceDataset, markov_lm, retrieve_at_k};
 use text_data::TextTokenizer;
 
-use crate::config::{ExperimentConfig, TaskSpec};
+use crate::config::{ExperimentConfig, InstructionSpec, TaskSpec};
 
 /// The two phases of an experiment: the base learns the pre-training
 /// distribution, the adapters the shifted one.
@@ -73,7 +73,9 @@ pub fn examples<M: ModelConfig>(
             };
             markov_lm(chain, n, seq, seed)?
         }
-        TaskSpec::TextLm { .. } | TaskSpec::TextClassification { .. } => {
+        TaskSpec::TextLm { .. }
+        | TaskSpec::TextClassification { .. }
+        | TaskSpec::Instruction(_) => {
             anyhow::bail!(
                 "task.kind = \"{}\" reads its splits from files, not drawn",
                 config.task.kind.name()
@@ -214,6 +216,39 @@ fn labelled_split<M: ModelConfig>(
     })
 }
 
+/// Instruction datasets by (file, tokenizer, the spec's other fields) digest.
+type InstructionCache = HashMap<(String, String, String), Arc<SequenceDataset>>;
+static INSTRUCTIONS: Mutex<Option<InstructionCache>> = Mutex::new(None);
+
+/// The `instruction` examples of `file` (a path of the config).
+fn instruction_split<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    file: &Path,
+    spec: &InstructionSpec,
+) -> anyhow::Result<Arc<SequenceDataset>> {
+    let path = config.path(file);
+    let (tokenizer, tokenizer_key) = tokenizer(config)?;
+    let sequences = text_data::Sequences {
+        max_length: spec.max_length,
+        pad_id: spec.pad_token_id,
+        eos_id: spec.eos_token_id,
+        packing: spec.packing,
+        vocab: config.model.vocab(),
+    };
+    let template = &spec.template;
+    let key = (
+        crate::digest::file_sha256(&path),
+        tokenizer_key,
+        format!("{sequences:?} {template:?}"),
+    );
+    cached(&INSTRUCTIONS, key, || {
+        let examples = text_data::read_instructions(&path)?;
+        Ok(Arc::new(text_data::instruction_tuning(
+            &tokenizer, template, &examples, sequences, &path,
+        )?))
+    })
+}
+
 /// Examples in the fine-tuning training split (for `text_lm`, the train
 /// file's blocks: the file is read and tokenized).
 pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<usize> {
@@ -235,6 +270,11 @@ pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyho
             &train,
             (max_length, pad_token_id),
             (&text_column, &label_column),
+        )?)),
+        TaskSpec::Instruction(spec) => Ok(synth_data::Dataset::len(&*instruction_split(
+            config,
+            &spec.train,
+            &spec,
         )?)),
         _ => Ok(config.task.n_finetune_train),
     }
@@ -291,6 +331,17 @@ pub fn splits<M: ModelConfig>(
             )
         };
         return Ok(((*split(&train)?).clone(), (*split(&val)?).clone()));
+    }
+    if let TaskSpec::Instruction(spec) = t.spec(&config.model)? {
+        if phase == Phase::Pretrain {
+            anyhow::bail!(
+                "task.kind = \"instruction\" has no pre-training split: the base is the \
+                 model's checkpoint"
+            );
+        }
+        let train = instruction_split(config, &spec.train, &spec)?;
+        let val = instruction_split(config, &spec.val, &spec)?;
+        return Ok(((*train).clone(), (*val).clone()));
     }
     let seed = t.data_seed;
     Ok(match phase {

@@ -3,7 +3,7 @@
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::{SequenceDataset, SequenceItem};
+use crate::{IGNORE, SequenceDataset, SequenceItem};
 
 /// Token and target tensors for `G` data streams of `B` examples each.
 ///
@@ -16,8 +16,14 @@ use crate::{SequenceDataset, SequenceItem};
 pub struct SequenceBatch {
     /// `[G, B, seq_len]` token ids.
     pub tokens: Tensor<3, Int>,
-    /// `[G, B × targets_per_example]` target token ids.
+    /// `[G, B × targets_per_example]` target token ids (an ignored target
+    /// as 0).
     pub targets: Tensor<2, Int>,
+    /// `[G, B × targets_per_example]`: 1 where a target is scored, 0 where
+    /// it is [`IGNORE`]d; `None` when every target is scored.
+    pub weights: Option<Tensor<2>>,
+    /// Scored targets of each stream.
+    pub scored: Vec<usize>,
 }
 
 /// Builds [`SequenceBatch`]es (one stream, `G = 1`) from items.
@@ -31,9 +37,9 @@ impl Batcher<SequenceItem, SequenceBatch> for SequenceBatcher {
             .iter()
             .flat_map(|item| item.tokens.iter().map(|&t| i64::from(t)))
             .collect();
-        let targets: Vec<i64> = items
+        let targets: Vec<u32> = items
             .iter()
-            .flat_map(|item| item.targets.iter().map(|&t| i64::from(t)))
+            .flat_map(|item| item.targets.iter().copied())
             .collect();
         SequenceBatch::from_host(tokens, targets, 1, items.len(), seq_len, device)
     }
@@ -42,16 +48,33 @@ impl Batcher<SequenceItem, SequenceBatch> for SequenceBatcher {
 impl SequenceBatch {
     fn from_host(
         tokens: Vec<i64>,
-        targets: Vec<i64>,
+        targets: Vec<u32>,
         streams: usize,
         batch: usize,
         seq_len: usize,
         device: &Device,
     ) -> Self {
         let per_stream = targets.len() / streams.max(1);
+        let scored: Vec<usize> = targets
+            .chunks(per_stream.max(1))
+            .map(|row| row.iter().filter(|&&t| t != IGNORE).count())
+            .collect();
+        let weights = targets.contains(&IGNORE).then(|| {
+            let w: Vec<f32> = targets
+                .iter()
+                .map(|&t| if t == IGNORE { 0.0 } else { 1.0 })
+                .collect();
+            Tensor::from_data(TensorData::new(w, [streams, per_stream]), device)
+        });
+        let ids: Vec<i64> = targets
+            .iter()
+            .map(|&t| if t == IGNORE { 0 } else { i64::from(t) })
+            .collect();
         Self {
             tokens: Tensor::from_data(TensorData::new(tokens, [streams, batch, seq_len]), device),
-            targets: Tensor::from_data(TensorData::new(targets, [streams, per_stream]), device),
+            targets: Tensor::from_data(TensorData::new(ids, [streams, per_stream]), device),
+            weights,
+            scored,
         }
     }
 
@@ -71,7 +94,7 @@ impl SequenceBatch {
         for row in indices {
             for &i in row.iter() {
                 tokens.extend(data.tokens_of(i).iter().map(|&t| i64::from(t)));
-                targets.extend(data.targets_of(i).iter().map(|&t| i64::from(t)));
+                targets.extend_from_slice(data.targets_of(i));
             }
         }
         Self::from_host(tokens, targets, indices.len(), batch, seq_len, device)

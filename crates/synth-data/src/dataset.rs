@@ -38,6 +38,10 @@ pub(crate) fn check_shape(n: usize, seq_len: usize) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// A target that is not scored (HF's `-100` label): a prompt token of an
+/// instruction, padding. Neither loss nor accuracy counts it.
+pub const IGNORE: u32 = u32::MAX;
+
 /// One example: `seq_len` tokens and its targets (token ids): one for a
 /// classification task, one per position for next-token prediction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +57,7 @@ pub struct SequenceItem {
 /// predicted from the last position); a language model one per position
 /// (`targets_per_example = seq_len`, target `t` predicted at position `t`).
 /// The model's logits `[C, B × targets_per_example, vocab]` line up with the
-/// flattened targets of a batch.
+/// flattened targets of a batch. A target may be [`IGNORE`]: not scored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequenceDataset {
     tokens: Vec<u32>,
@@ -61,6 +65,8 @@ pub struct SequenceDataset {
     seq_len: usize,
     targets_per_example: usize,
     vocab: usize,
+    /// Targets equal to [`IGNORE`].
+    ignored: usize,
 }
 
 impl SequenceDataset {
@@ -102,18 +108,30 @@ impl SequenceDataset {
         }
         if let Some(&id) = tokens
             .iter()
-            .chain(&targets)
+            .chain(targets.iter().filter(|&&t| t != IGNORE))
             .find(|&&id| id as usize >= vocab)
         {
             return Err(invalid("token id", id, format!("below vocab = {vocab}")));
         }
+        let ignored = targets.iter().filter(|&&t| t == IGNORE).count();
         Ok(Self {
             tokens,
             targets,
             seq_len,
             targets_per_example,
             vocab,
+            ignored,
         })
+    }
+
+    /// Whether some targets are [`IGNORE`]d.
+    pub fn has_ignored(&self) -> bool {
+        self.ignored > 0
+    }
+
+    /// Targets that are scored (not [`IGNORE`]).
+    pub fn scored_targets(&self) -> usize {
+        self.targets.len() - self.ignored
     }
 
     pub fn seq_len(&self) -> usize {
@@ -137,9 +155,11 @@ impl SequenceDataset {
     /// The first `n` examples (all of them when `n >= len()`).
     pub fn take(&self, n: usize) -> Self {
         let n = n.min(self.tokens.len() / self.seq_len);
+        let targets = self.targets[..n * self.targets_per_example].to_vec();
         Self {
             tokens: self.tokens[..n * self.seq_len].to_vec(),
-            targets: self.targets[..n * self.targets_per_example].to_vec(),
+            ignored: targets.iter().filter(|&&t| t == IGNORE).count(),
+            targets,
             seq_len: self.seq_len,
             targets_per_example: self.targets_per_example,
             vocab: self.vocab,
@@ -193,6 +213,15 @@ mod tests {
         assert!(err(SequenceDataset::new(vec![], vec![], 0, 1, 4)).starts_with("seq_len = 0"));
         assert!(
             err(SequenceDataset::new(vec![1], vec![], 1, 0, 4)).starts_with("targets_per_example")
+        );
+        // A target may be left unscored; a token may not.
+        let masked = SequenceDataset::new(vec![1, 2], vec![IGNORE, 3], 2, 2, 4).unwrap();
+        assert!(masked.has_ignored());
+        assert_eq!(masked.scored_targets(), 1);
+        assert!(!lm.has_ignored());
+        assert_eq!(
+            err(SequenceDataset::new(vec![IGNORE, 2], vec![1, 3], 2, 2, 4)),
+            format!("token id = {IGNORE}: below vocab = 4")
         );
     }
 }

@@ -29,7 +29,7 @@ mod order;
 mod retrieval;
 
 pub use batch::{SequenceBatch, SequenceBatcher};
-pub use dataset::{SequenceDataset, SequenceItem, TaskError};
+pub use dataset::{IGNORE, SequenceDataset, SequenceItem, TaskError};
 pub use markov::{MAX_WEIGHT, MarkovChain, Optimum, markov_lm};
 pub use order::EpochOrder;
 pub use retrieval::retrieve_at_k;

@@ -9,13 +9,18 @@
 //! one example whose `block_size - 1` next-token predictions are its
 //! targets: the loss is their mean cross-entropy, perplexity its `exp`.
 //! [`classification`] reads labelled texts (JSONL or CSV) as a classifier's
-//! examples.
+//! examples; [`instruction_tuning`] Alpaca-style instructions, the loss on
+//! the response tokens only.
 
 mod classify;
+mod instruction;
 
 use std::path::{Path, PathBuf};
 
 pub use classify::{Columns, Labelled, classification, read_labelled};
+pub use instruction::{
+    Instruction, PromptTemplate, Sequences, instruction_tuning, read_instructions,
+};
 use synth_data::SequenceDataset;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
@@ -161,6 +166,19 @@ impl TextTokenizer {
         let encoding = self
             .inner
             .encode(text, false)
+            .map_err(|e| TextError::Encode {
+                origin: self.origin.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The ids of `text` as the tokenizer encodes by default, its special
+    /// tokens added (a BOS where the tokenizer has one).
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let encoding = self
+            .inner
+            .encode(text, true)
             .map_err(|e| TextError::Encode {
                 origin: self.origin.clone(),
                 message: e.to_string(),

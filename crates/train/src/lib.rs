@@ -18,4 +18,6 @@ pub use device::SelectedDevice;
 pub use optim::{AdamWConfig, PopulationAdamW};
 pub use pool::{WorkerPools, flush_subnormals, panic_message};
 pub use schedule::{LrDecay, LrSchedule};
-pub use trainer::{Evaluation, Member, Schedule, TrainOutcome, evaluate, train_population};
+pub use trainer::{
+    Evaluation, Member, Schedule, TrainOutcome, batch_loss, evaluate, train_population,
+};

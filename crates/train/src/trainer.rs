@@ -10,7 +10,10 @@ use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use nn::{PopulationModel, member_correct, member_cross_entropy};
+use nn::{
+    PopulationModel, member_correct, member_cross_entropy, member_weighted_correct,
+    member_weighted_cross_entropy,
+};
 use synth_data::{EpochOrder, SequenceBatch, SequenceDataset};
 
 use crate::optim::{AdamWConfig, PopulationAdamW};
@@ -119,7 +122,7 @@ pub fn train_population<M: PopulationModel>(
                 optim.set_lr_factor(schedule.lr.factor(steps, total_steps));
             }
             let batch = SequenceBatch::gather(data, &rows, device);
-            let losses = member_cross_entropy(model.logits(batch.tokens), batch.targets);
+            let losses = batch_loss(model.logits(batch.tokens), batch.targets, batch.weights);
             optim.stop_members(losses.clone().is_finite().bool_not());
             let stopped = optim.stopped();
             losses_this_epoch.push(losses.clone().inner());
@@ -155,6 +158,18 @@ pub fn train_population<M: PopulationModel>(
     }
 }
 
+/// Each member's mean cross-entropy over a batch's scored targets.
+pub fn batch_loss(
+    logits: Tensor<3>,
+    targets: Tensor<2, burn::tensor::Int>,
+    weights: Option<Tensor<2>>,
+) -> Tensor<1> {
+    match weights {
+        Some(w) => member_weighted_cross_entropy(logits, targets, w),
+        None => member_cross_entropy(logits, targets),
+    }
+}
+
 /// Evaluates every member of `model` on `data` in order, without gradients.
 pub fn evaluate<M: PopulationModel>(
     model: &M,
@@ -172,10 +187,13 @@ pub fn evaluate<M: PopulationModel>(
     let mut targets = 0usize;
     for chunk in indices.chunks(batch_size) {
         let batch = SequenceBatch::gather(data, &[chunk], &device);
-        let n_targets = batch.n_targets();
+        let n_targets = batch.scored[0];
         let logits = model.logits(batch.tokens);
-        let right = member_correct(logits.clone(), batch.targets.clone()).float();
-        let loss = member_cross_entropy(logits, batch.targets).mul_scalar(n_targets as f64);
+        let right = match &batch.weights {
+            Some(w) => member_weighted_correct(logits.clone(), batch.targets.clone(), w.clone()),
+            None => member_correct(logits.clone(), batch.targets.clone()).float(),
+        };
+        let loss = batch_loss(logits, batch.targets, batch.weights).mul_scalar(n_targets as f64);
         targets += n_targets;
         correct = Some(match correct {
             Some(acc) => acc + right,

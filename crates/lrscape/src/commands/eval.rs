@@ -18,6 +18,12 @@ pub enum Scored {
         text_column: String,
         label_column: String,
     },
+    /// A language model on instructions, the loss on the responses.
+    Instructions {
+        file: PathBuf,
+        max_length: usize,
+        prompt_template: Option<String>,
+    },
 }
 
 pub fn eval(
@@ -42,6 +48,40 @@ pub fn eval(
                 "{} on {}{with}: {} predictions in blocks of {block_size}",
                 model.display(),
                 text.display(),
+                score.tokens
+            );
+            serde_json::to_string(&score)?
+        }
+        Scored::Instructions {
+            file,
+            max_length,
+            prompt_template,
+        } => {
+            let bad = |e: nn::ConfigError| anyhow::anyhow!("--model: {e}");
+            let template = prompt_template.as_deref();
+            let score = if crate::families::family_of_model_dir(model)? == LlamaFamily::FAMILY {
+                let family = LlamaFamily::from_dir(model).map_err(bad)?;
+                sweep::eval::instructions(
+                    &family,
+                    adapter,
+                    file,
+                    (*max_length, template),
+                    &selected.device,
+                )?
+            } else {
+                let family = Gpt2Family::from_dir(model).map_err(bad)?;
+                sweep::eval::instructions(
+                    &family,
+                    adapter,
+                    file,
+                    (*max_length, template),
+                    &selected.device,
+                )?
+            };
+            eprintln!(
+                "{} on {}{with}: {} response tokens in sequences of {max_length}",
+                model.display(),
+                file.display(),
                 score.tokens
             );
             serde_json::to_string(&score)?

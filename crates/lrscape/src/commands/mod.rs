@@ -45,20 +45,30 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             text,
             block_size,
             data,
+            instructions,
+            prompt_template,
             max_length,
             text_column,
             label_column,
             device,
         } => {
-            let scored = match (text, block_size, data, max_length) {
-                (Some(text), Some(block_size), _, _) => eval::Scored::Text { text, block_size },
-                (_, _, Some(data), Some(max_length)) => eval::Scored::Labelled {
+            let scored = match (text, block_size, data, instructions, max_length) {
+                (Some(text), Some(block_size), ..) => eval::Scored::Text { text, block_size },
+                (_, _, Some(data), _, Some(max_length)) => eval::Scored::Labelled {
                     data,
                     max_length,
                     text_column,
                     label_column,
                 },
-                _ => unreachable!("clap requires --text/--block-size or --data/--max-length"),
+                (_, _, _, Some(file), Some(max_length)) => eval::Scored::Instructions {
+                    file,
+                    max_length,
+                    prompt_template,
+                },
+                _ => unreachable!(
+                    "clap requires --text/--block-size, --data/--max-length or \
+                     --instructions/--max-length"
+                ),
             };
             eval::eval(&model, adapter.as_deref(), &scored, &device.device)
         }

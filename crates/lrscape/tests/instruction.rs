@@ -1,0 +1,155 @@
+//! Instruction tuning end to end through the binary: Alpaca-style examples
+//! scored on their response tokens as `transformers` scores them with
+//! labels -100 on the prompt (fixtures/llama/instruction_golden.json, from
+//! tools/golden/instruction_golden.py), and the shipped tiny config in the
+//! paper's recipe (cosine with warm-up, α = r, every linear) run whole.
+
+mod common;
+
+use std::path::Path;
+
+use common::{
+    absolute_config, config_failure, failure, json, last_json, lrscape, near, only_entry, root,
+    stderr, study, succeeded, trials,
+};
+
+const VAL: &str = "fixtures/text/genesis-instructions-val.jsonl";
+const CONFIG: &str = "configs/qwen3-instruct-tiny.toml";
+
+fn golden() -> serde_json::Value {
+    json(&root().join("fixtures/llama/instruction_golden.json"))
+}
+
+/// `lrscape eval --instructions` on `model` (with `adapter`) over the val
+/// examples, with the golden's template and length.
+fn eval(model: &str, adapter: Option<&str>) -> serde_json::Value {
+    let golden = golden();
+    let template = golden["prompt_template"].as_str().unwrap().to_string();
+    let length = golden["max_length"].to_string();
+    let mut args = vec![
+        "eval",
+        "--model",
+        model,
+        "--instructions",
+        VAL,
+        "--max-length",
+        &length,
+        "--prompt-template",
+        &template,
+    ];
+    if let Some(adapter) = adapter {
+        args.extend(["--adapter", adapter]);
+    }
+    last_json(lrscape(&args))
+}
+
+#[test]
+fn response_tokens_are_scored_as_transformers_scores_them() {
+    let golden = golden();
+    for (model, adapter, entry) in [
+        ("tiny-qwen3", None, "base"),
+        (
+            "tiny-qwen3",
+            Some("fixtures/llama/tiny-qwen3-adapters/lora"),
+            "lora",
+        ),
+        ("tiny-llama", None, "base"),
+    ] {
+        let ours = eval(&format!("fixtures/llama/{model}"), adapter);
+        let want = &golden[model][entry];
+        near(&ours["loss"], &want["loss"], &format!("{model} {entry}"));
+        assert_eq!(ours["tokens"], want["tokens"], "{model} {entry}");
+    }
+}
+
+#[test]
+fn the_tiny_instruction_config_runs_whole_and_its_adapters_score_their_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    succeeded(study("run", Path::new(CONFIG), &out));
+    let trials = trials(&out);
+    assert_eq!(trials.len(), 8);
+    succeeded(study("report", Path::new(CONFIG), &out));
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(
+        report.contains("the loss on the response tokens only"),
+        "{report}"
+    );
+    assert!(
+        report.contains("lr_scheduler_type = \"cosine\""),
+        "{report}"
+    );
+    for method in ["lora", "dora", "pissa"] {
+        let member = only_entry(&out.join("adapters").join(format!("{method}-r-4")));
+        let name = member.file_name().unwrap().to_str().unwrap().to_string();
+        let trial = trials
+            .iter()
+            .find(|t| {
+                t["method"] == method
+                    && name == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap())
+            })
+            .unwrap();
+        let score = eval("fixtures/llama/tiny-qwen3", Some(member.to_str().unwrap()));
+        near(&score["loss"], &trial["val_loss"], method);
+    }
+}
+
+#[test]
+fn bad_instruction_tasks_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = absolute_config(CONFIG);
+    for (from, to, expected) in [
+        (
+            "prompt_template = \"### Instruction: {instruction} {input}\\n### Response:\"",
+            "prompt_template = \"Q: {input}\"",
+            "task.prompt_template = this text: \"Q: {input}\": a template naming {instruction}",
+        ),
+        (
+            "max_length = 64",
+            "max_length = 65",
+            "task.max_length = 65: between 2",
+        ),
+        (
+            "max_length = 64",
+            "max_length = 64\npacking = true\nblock_size = 8",
+            "task.block_size = set: not a parameter of task.kind = \"instruction\"",
+        ),
+        (
+            "kind = \"instruction\"",
+            "kind = \"text_lm\"\nblock_size = 8",
+            "task.max_length = set: not a parameter of task.kind = \"text_lm\"",
+        ),
+        (
+            "warmup_ratio = 0.03",
+            "warmup_ratio = 1.5",
+            "finetune.warmup_ratio = 1.5: a number in [0, 1)",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let err = config_failure("run", dir.path(), &text.replace(from, to));
+        assert!(err.contains(expected), "{to}: {err}");
+    }
+
+    // A file whose line lacks a response is named by its line.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"a\"}\n",
+    )
+    .unwrap();
+    let out = lrscape(&[
+        "eval",
+        "--model",
+        "fixtures/llama/tiny-qwen3",
+        "--instructions",
+        bad.to_str().unwrap(),
+        "--max-length",
+        "64",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        failure(&out).contains("bad.jsonl:2: no field \"output\""),
+        "{}",
+        failure(&out)
+    );
+}
