@@ -4,6 +4,7 @@
 //! implementation.
 
 use burn::tensor::{Int, Tensor};
+use nn::attention::KvCache;
 use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, ModuleId, PopLinear};
 
 use crate::model::Llama;
@@ -96,6 +97,15 @@ impl Adaptable for Llama {
 
     fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
         Llama::forward_with(self, tokens, hook)
+    }
+
+    fn decode_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        cache: &mut KvCache,
+    ) -> Option<Tensor<3>> {
+        Some(Llama::decode_with(self, tokens, hook, cache))
     }
 
     /// A causal language model's head stays frozen under adapters, as PEFT

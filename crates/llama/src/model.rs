@@ -7,7 +7,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 
-use nn::attention::{causal_bias, lookup, softmax_last};
+use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last};
 use nn::init::{ParamRng, tensor_from};
 use nn::{LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, RmsNorm};
 
@@ -82,13 +82,15 @@ fn head_norm(norm: &Option<RmsNorm>, x: Tensor<5>) -> Tensor<5> {
 }
 
 impl Attention {
-    /// `x: [C, B, T, d] -> [C', B, T, d]`.
+    /// `x: [C, B, T, d] -> [C', B, T, d]`, after the tokens `cache` holds
+    /// (their keys and values, to which these are appended) where given.
     fn forward(
         &self,
         x: Tensor<4>,
         layer: usize,
         hook: &impl LinearHook,
         (cos, sin): (&Tensor<5>, &Tensor<5>),
+        cache: Option<&mut KvCache>,
     ) -> Tensor<4> {
         let [_, b, t, _] = x.dims();
         let device = x.device();
@@ -102,11 +104,16 @@ impl Attention {
         let v = split_heads(hook.linear(site(V_PROJ), &self.v_proj, x), kv);
         let q = rope::apply(head_norm(&self.q_norm, q), cos, sin);
         let k = rope::apply(head_norm(&self.k_norm, k), cos, sin);
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let (k, v) = match cache {
+            Some(cache) => cache.extend(layer, k, v),
+            None => (k, v),
+        };
         // The `group` query heads of one key/value head as one block of
         // `group · T` rows: no copies of k and v per query head.
         let cq = q.dims()[0];
         let q = q.reshape([cq, b, kv, group * t, dh]);
-        let bias = causal_bias(t, &device).repeat_dim(3, group);
+        let bias = causal_bias_after(past, t, &device).repeat_dim(3, group);
         let scores = q.matmul(k.swap_dims(3, 4)).div_scalar((dh as f64).sqrt()) + bias;
         let mixed = softmax_last(scores).matmul(v);
         let c = mixed.dims()[0];
@@ -134,11 +141,11 @@ impl DecoderLayer {
         layer: usize,
         hook: &impl LinearHook,
         rotary: (&Tensor<5>, &Tensor<5>),
+        cache: Option<&mut KvCache>,
     ) -> Tensor<4> {
         // Residual sums broadcast a 1-member stream against C members.
-        let attn =
-            self.self_attn
-                .forward(self.input_layernorm.forward(x.clone()), layer, hook, rotary);
+        let normed = self.input_layernorm.forward(x.clone());
+        let attn = self.self_attn.forward(normed, layer, hook, rotary, cache);
         let x = x + attn;
         x.clone()
             + self
@@ -271,14 +278,41 @@ impl Llama {
     /// [G, B, T]` at positions `0..T`, every block linear evaluated through
     /// `hook`.
     pub fn hidden_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<4> {
+        self.hidden(tokens, hook, None)
+    }
+
+    /// The hidden states of `tokens` after those `cache` holds (positions
+    /// from `cache.len()`), or from position 0 without a cache.
+    fn hidden(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<4> {
         let t = tokens.dims()[2];
         let device = tokens.device();
-        let (cos, sin) = rope::cos_sin(&self.inv_freq, 0, t, &device);
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        let (cos, sin) = rope::cos_sin(&self.inv_freq, start, t, &device);
         let mut x = lookup(self.embed_tokens.val(), tokens);
         for (layer, block) in self.layers.iter().enumerate() {
-            x = block.forward(x, layer, hook, (&cos, &sin));
+            x = block.forward(x, layer, hook, (&cos, &sin), cache.as_deref_mut());
+        }
+        if let Some(cache) = cache {
+            cache.advance(t);
         }
         self.norm.forward(x)
+    }
+
+    /// [`forward_with`](Self::forward_with) after the tokens `cache` holds,
+    /// appending these tokens' keys and values: incremental decoding.
+    pub fn decode_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let x = self.hidden(tokens, hook, Some(cache));
+        self.head(x)
     }
 
     /// Logits of the plain model, `[C, B × T, vocab]`.
@@ -290,7 +324,11 @@ impl Llama {
     /// (`[C, B × T, vocab]`), with every block linear evaluated through
     /// `hook`.
     pub fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
-        let x = self.hidden_with(tokens, hook);
+        self.head(self.hidden_with(tokens, hook))
+    }
+
+    /// Logits `[C, B × T, vocab]` of hidden states `[C, B, T, d]`.
+    fn head(&self, x: Tensor<4>) -> Tensor<3> {
         let [c, b, t, d] = x.dims();
         let x = x.reshape([c, b * t, d]);
         if let Some(head) = &self.lm_head {
@@ -312,5 +350,9 @@ impl Llama {
 impl PopulationModel for Llama {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.forward(tokens)
+    }
+
+    fn decode(&self, tokens: Tensor<3, Int>, cache: &mut KvCache) -> Option<Tensor<3>> {
+        Some(self.decode_with(tokens, &NoAdapter, cache))
     }
 }

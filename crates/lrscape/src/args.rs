@@ -269,6 +269,12 @@ pub enum Command {
         /// {input}); Stanford Alpaca's without it.
         #[arg(long, requires = "instructions")]
         prompt_template: Option<String>,
+        /// With --instructions: also score by generation, greedy decoding
+        /// of at most this many tokens per prompt; prints "exact_match",
+        /// the share whose answer (GSM8K's "#### x", else the last number)
+        /// agrees with the output's.
+        #[arg(long, requires = "instructions")]
+        max_new_tokens: Option<usize>,
         /// Tokens per example: longer texts are cut, shorter ones padded.
         #[arg(long)]
         max_length: Option<usize>,

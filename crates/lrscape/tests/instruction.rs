@@ -124,6 +124,11 @@ fn bad_instruction_tasks_are_named() {
             "warmup_ratio = 1.5",
             "finetune.warmup_ratio = 1.5: a number in [0, 1)",
         ),
+        (
+            "max_length = 64",
+            "max_length = 48\nmax_new_tokens = 17",
+            "task.max_new_tokens = 17: between 1 and 16",
+        ),
     ] {
         assert!(text.contains(from), "{from}");
         let err = config_failure("run", dir.path(), &text.replace(from, to));
@@ -152,4 +157,81 @@ fn bad_instruction_tasks_are_named() {
         "{}",
         failure(&out)
     );
+}
+
+/// `lrscape eval --instructions … --max-new-tokens`: the share of greedy
+/// answers that agree, as tools/golden/generate_golden.py computes it with
+/// `transformers`' `generate` and GSM8K's answer rule.
+fn exact_match(adapter: Option<&str>, file: &str) -> serde_json::Value {
+    let golden = json(&root().join("fixtures/llama/generate_golden.json"))["answers"].clone();
+    let template = golden["prompt_template"].as_str().unwrap().to_string();
+    let (length, new) = (
+        golden["max_length"].to_string(),
+        golden["max_new_tokens"].to_string(),
+    );
+    let mut args = vec![
+        "eval",
+        "--model",
+        "fixtures/llama/tiny-qwen3",
+        "--instructions",
+        file,
+        "--max-length",
+        &length,
+        "--max-new-tokens",
+        &new,
+        "--prompt-template",
+        &template,
+    ];
+    if let Some(adapter) = adapter {
+        args.extend(["--adapter", adapter]);
+    }
+    last_json(lrscape(&args))
+}
+
+#[test]
+fn generated_answers_are_scored_as_gsm8k_scoring_does() {
+    let golden = json(&root().join("fixtures/llama/generate_golden.json"))["answers"].clone();
+    let score = exact_match(None, "fixtures/text/genesis-answers-val.jsonl");
+    assert_eq!(score["exact_match"], golden["exact_match"]);
+    assert_eq!(score["examples"], golden["examples"]);
+}
+
+#[test]
+fn a_study_scored_by_generation_records_exact_match_as_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = absolute_config(CONFIG)
+        .replace("max_length = 64", "max_length = 48\nmax_new_tokens = 16")
+        .replace(
+            "genesis-instructions-val.jsonl",
+            "genesis-answers-val.jsonl",
+        )
+        .replace("[\"lora\", \"dora\", \"pissa\", \"full\"]", "[\"lora\"]");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = dir.path().join("out");
+    succeeded(study("run", &config, &out));
+    succeeded(study("report", &config, &out));
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    // Accuracy is the study's metric: no perplexity section.
+    assert!(
+        !report.contains("Scored by validation perplexity"),
+        "{report}"
+    );
+    let trials = trials(&out);
+    let member = only_entry(&out.join("adapters/lora-r-4"));
+    let name = member.file_name().unwrap().to_str().unwrap().to_string();
+    let trial = trials
+        .iter()
+        .find(|t| name == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap()))
+        .unwrap();
+    // The kept adapter, read back, answers as it did when its trial was
+    // scored.
+    let score = exact_match(
+        Some(member.to_str().unwrap()),
+        &root()
+            .join("fixtures/text/genesis-answers-val.jsonl")
+            .display()
+            .to_string(),
+    );
+    assert_eq!(score["exact_match"], trial["val_accuracy"], "{trial}");
 }

@@ -62,3 +62,64 @@ pub fn causal_bias(t: usize, device: &Device) -> Tensor<5> {
         .mask_fill(above, -1.0e9)
         .reshape([1, 1, 1, t, t])
 }
+
+/// `[1, 1, 1, T, past + T]`: the causal bias of `T` new queries at
+/// positions `past..past + T` over every key so far (query `i` sees keys
+/// up to `past + i`).
+pub fn causal_bias_after(past: usize, t: usize, device: &Device) -> Tensor<5> {
+    let above = Tensor::<2, Bool>::tril_mask([t, past + t], past as i64, device);
+    Tensor::<2>::zeros([t, past + t], device)
+        .mask_fill(above, -1.0e9)
+        .reshape([1, 1, 1, t, past + t])
+}
+
+/// Keys and values of the tokens decoded so far, per layer `[C, B, heads,
+/// T, head_dim]`: what incremental decoding reads instead of recomputing
+/// the past.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<5>, Tensor<5>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Tokens cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `layer`'s keys and values of the new tokens (`[C, B, heads,
+    /// T, dh]`) and returns all of them so far. A 1-member past meets a
+    /// `C`-member present (or the reverse) by repeating the 1-member side.
+    pub fn extend(&mut self, layer: usize, k: Tensor<5>, v: Tensor<5>) -> (Tensor<5>, Tensor<5>) {
+        if self.layers.len() <= layer {
+            self.layers.resize(layer + 1, None);
+        }
+        let joined = match self.layers[layer].take() {
+            None => (k, v),
+            Some((pk, pv)) => (joined(pk, k), joined(pv, v)),
+        };
+        self.layers[layer] = Some(joined.clone());
+        joined
+    }
+
+    /// Marks `t` more tokens cached (once every layer has extended).
+    pub fn advance(&mut self, t: usize) {
+        self.len += t;
+    }
+}
+
+/// `past` and `new` along the time axis, member counts matched.
+fn joined(past: Tensor<5>, new: Tensor<5>) -> Tensor<5> {
+    let (p, n) = (past.dims()[0], new.dims()[0]);
+    let (past, new) = match (p, n) {
+        (1, n) if n > 1 => (past.repeat_dim(0, n), new),
+        (p, 1) if p > 1 => (past, new.repeat_dim(0, p)),
+        _ => (past, new),
+    };
+    Tensor::cat(vec![past, new], 3)
+}

@@ -3,6 +3,7 @@
 use burn::module::{Module, ModuleDisplay};
 use burn::tensor::{Int, Tensor};
 
+use crate::attention::KvCache;
 use crate::hook::{LinearHook, LinearSite, ModuleId};
 use crate::layers::PopLinear;
 
@@ -12,6 +13,15 @@ use crate::layers::PopLinear;
 /// built on them.
 pub trait PopulationModel: Module + ModuleDisplay + Clone {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3>;
+
+    /// Logits `[C, B × T, vocab]` of `tokens: [G, B, T]` following the
+    /// `cache.len()` tokens whose keys and values `cache` holds, appending
+    /// theirs: incremental decoding. `None` where the model has no cache
+    /// (generation then recomputes the whole sequence).
+    fn decode(&self, tokens: Tensor<3, Int>, cache: &mut KvCache) -> Option<Tensor<3>> {
+        let _ = (tokens, cache);
+        None
+    }
 }
 
 /// The adaptable linears of a model family, known from its config before a
@@ -88,6 +98,17 @@ pub trait Adaptable: PopulationModel {
     fn linear_mut(&mut self, site: LinearSite) -> Option<&mut PopLinear>;
     /// Logits with every adaptable linear evaluated through `hook`.
     fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3>;
+    /// [`PopulationModel::decode`] with every adaptable linear evaluated
+    /// through `hook`; `None` where the family has no cache.
+    fn decode_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        cache: &mut KvCache,
+    ) -> Option<Tensor<3>> {
+        let _ = (tokens, hook, cache);
+        None
+    }
     /// Gives the head (what fine-tuning trains beside the adapters) `members`
     /// trainable copies.
     fn unfreeze_head(self, members: usize) -> Self;

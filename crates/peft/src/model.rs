@@ -67,6 +67,15 @@ impl<M: Adaptable> PopulationModel for PeftModel<M> {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.base.forward_with(tokens, &AdapterHook(&self.blocks))
     }
+
+    fn decode(
+        &self,
+        tokens: Tensor<3, Int>,
+        cache: &mut nn::attention::KvCache,
+    ) -> Option<Tensor<3>> {
+        self.base
+            .decode_with(tokens, &AdapterHook(&self.blocks), cache)
+    }
 }
 
 /// A new trainable parameter (gradients activate on an autodiff device).

@@ -51,6 +51,10 @@ fn language_model<M: ModelConfig>(
     let name = |p: &Path| format!("`{}`", p.display());
     let spec = config.task.spec(&config.model)?;
     if let sweep::config::TaskSpec::Instruction(i) = &spec {
+        if i.max_new_tokens.is_some() {
+            // Scored by generation: accuracy is the study's metric.
+            return Ok(None);
+        }
         let dir = config.model.checkpoint().map_or("?".into(), name);
         return Ok(Some(figs::report::LanguageModel {
             task: format!(

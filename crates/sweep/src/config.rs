@@ -478,6 +478,12 @@ pub struct TaskConfig {
     /// of `max_length`, rather than each cut and padded to it (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packing: Option<bool>,
+    /// `instruction`: score each trial by generation instead of by
+    /// perplexity: greedy decoding of at most this many tokens after each
+    /// val prompt, its answer (GSM8K's `#### x`, else the last number)
+    /// against the output's; the share that agree is the trial's accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
     /// Examples of the synthetic tasks' splits (a text task's are its files).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub n_pretrain_train: usize,
@@ -592,6 +598,8 @@ pub struct InstructionSpec {
     pub pad_token_id: u32,
     /// Appended to every response.
     pub eos_token_id: Option<u32>,
+    /// Scoring by generation: new tokens per val prompt.
+    pub max_new_tokens: Option<usize>,
 }
 
 impl TaskConfig {
@@ -633,6 +641,7 @@ impl TaskConfig {
         let instruction_fields = [
             ("prompt_template", self.prompt_template.is_some()),
             ("packing", self.packing.is_some()),
+            ("max_new_tokens", self.max_new_tokens.is_some()),
         ];
         if !matches!(
             self.kind,
@@ -794,6 +803,20 @@ impl TaskConfig {
                 "a config.json naming the token padding fills sequences with",
             )
         })?;
+        if let Some(new) = self.max_new_tokens
+            && (new == 0 || max_length + new > model.seq_len())
+        {
+            return Err(bad(
+                "task.max_new_tokens",
+                new,
+                format!(
+                    "between 1 and {} (a prompt of up to task.max_length = {max_length} tokens \
+                     and its answer fit the model's {} positions)",
+                    model.seq_len().saturating_sub(max_length),
+                    model.seq_len()
+                ),
+            ));
+        }
         Ok(TaskSpec::Instruction(InstructionSpec {
             train,
             val,
@@ -802,6 +825,7 @@ impl TaskConfig {
             packing: self.packing.unwrap_or(false),
             pad_token_id,
             eos_token_id: model.eos_token_id(),
+            max_new_tokens: self.max_new_tokens,
         }))
     }
 
@@ -1163,9 +1187,9 @@ impl<M: ModelConfig> ExperimentConfig<M> {
     }
 
     /// What decides a cell's best LR: perplexity for a language model,
-    /// accuracy otherwise.
+    /// accuracy otherwise (and for instructions scored by generation).
     pub fn metric(&self) -> records::Metric {
-        if self.task.kind.is_language_model() {
+        if self.task.kind.is_language_model() && self.task.max_new_tokens.is_none() {
             records::Metric::Perplexity
         } else {
             records::Metric::Accuracy

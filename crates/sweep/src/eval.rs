@@ -54,20 +54,45 @@ pub fn text_lm<M: ModelConfig>(
     })
 }
 
+/// What `lrscape eval --instructions` prints as its last line.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct InstructionScore {
+    pub loss: f64,
+    pub perplexity: f64,
+    /// Response tokens scored.
+    pub tokens: usize,
+    /// With `--max-new-tokens`: the share of examples whose generated
+    /// answer agrees with the output's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_match: Option<f64>,
+    pub examples: usize,
+}
+
 /// Scores `model`'s checkpoint, with the PEFT adapter in `adapter` if
 /// given, on the instructions in `file` as `task.kind = "instruction"` makes
 /// them (padded to `max_length`, the prompt from `template` or Alpaca's):
-/// the mean cross-entropy of the response tokens; `tokens` counts them.
+/// the mean cross-entropy of the response tokens; with `max_new_tokens`,
+/// also the exact-match share of greedy generations.
 pub fn instructions<M: ModelConfig>(
     model: &M,
     adapter: Option<&Path>,
     file: &Path,
-    (max_length, template): (usize, Option<&str>),
+    (max_length, template, max_new_tokens): (usize, Option<&str>, Option<usize>),
     device: &burn::tensor::Device,
-) -> anyhow::Result<TextScore> {
+) -> anyhow::Result<InstructionScore> {
     if max_length < 2 || max_length > model.seq_len() {
         anyhow::bail!(
             "--max-length {max_length}: between 2 and the model's {} positions",
+            model.seq_len()
+        );
+    }
+    if let Some(new) = max_new_tokens
+        && (new == 0 || max_length + new > model.seq_len())
+    {
+        anyhow::bail!(
+            "--max-new-tokens {new}: between 1 and {} (--max-length {max_length} plus the \
+             answer fit the model's {} positions)",
+            model.seq_len().saturating_sub(max_length),
             model.seq_len()
         );
     }
@@ -79,7 +104,7 @@ pub fn instructions<M: ModelConfig>(
     let tokenizer_path = model
         .tokenizer()
         .with_context(|| format!("family {} has no tokenizer", M::FAMILY))?;
-    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+    let tokenizer = std::sync::Arc::new(TextTokenizer::from_file(&tokenizer_path)?);
     let pad_id = model
         .pad_token_id()
         .context("--model: config.json names neither pad_token_id nor eos_token_id")?;
@@ -95,12 +120,40 @@ pub fn instructions<M: ModelConfig>(
     let base = model
         .load_checkpoint(device)
         .map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
-    let eval = evaluate_with(base, adapter, &data, device)?;
+    let questions = max_new_tokens
+        .map(|max_new_tokens| -> anyhow::Result<_> {
+            Ok(crate::task::Questions {
+                items: text_data::questions(&tokenizer, &template, &examples, max_length)?,
+                max_new_tokens,
+                eos: model.eos_token_id(),
+                tokenizer: tokenizer.clone(),
+            })
+        })
+        .transpose()?;
+    let (eval, exact_match) = match adapter {
+        Some(dir) => {
+            let (adapted, _) = peft::pretrained::from_pretrained(base, dir)?;
+            let eval = train::evaluate(&adapted, &data, 8, device);
+            let exact = questions
+                .map(|q| exact_match(&adapted, &q, device))
+                .transpose()?;
+            (eval, exact)
+        }
+        None => {
+            let eval = train::evaluate(&base, &data, 8, device);
+            let exact = questions
+                .map(|q| exact_match(&base, &q, device))
+                .transpose()?;
+            (eval, exact)
+        }
+    };
     let loss = eval.loss[0];
-    Ok(TextScore {
+    Ok(InstructionScore {
         loss,
         perplexity: loss.exp(),
         tokens: data.scored_targets(),
+        exact_match: exact_match.map(|e| e[0]),
+        examples: examples.len(),
     })
 }
 
@@ -160,4 +213,34 @@ fn evaluate_with<M: nn::Adaptable>(
         }
         None => train::evaluate(&model, data, batch, device),
     })
+}
+
+/// Each member's share of `questions` whose generated answer agrees with
+/// the reference ([`text_data::answers_match`]).
+pub fn exact_match<M: nn::PopulationModel>(
+    model: &M,
+    questions: &crate::task::Questions,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<Vec<f64>> {
+    let mut right: Vec<usize> = Vec::new();
+    for question in &questions.items {
+        let outputs = train::generate::greedy(
+            model,
+            &question.prompt,
+            questions.max_new_tokens,
+            questions.eos,
+            device,
+        );
+        right.resize(outputs.len(), 0);
+        for (member, tokens) in outputs.iter().enumerate() {
+            let text = questions.tokenizer.decode(tokens)?;
+            if text_data::extract_answer(&text)
+                .is_some_and(|answer| text_data::answers_match(&answer, &question.answer))
+            {
+                right[member] += 1;
+            }
+        }
+    }
+    let n = questions.items.len().max(1) as f64;
+    Ok(right.into_iter().map(|r| r as f64 / n).collect())
 }

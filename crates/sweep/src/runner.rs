@@ -207,6 +207,7 @@ fn run_cells<M: ModelConfig>(
         warn(events, &mut warnings, note);
     }
     let (train, val) = finetune_data(config)?;
+    let questions = crate::task::questions(config)?;
     let lrs = config.finetune.lrs.values()?;
     let cells = plan(config, opts.shard)?.cells;
     events.cells_started(cells.len() as u64);
@@ -277,6 +278,7 @@ fn run_cells<M: ModelConfig>(
                 base,
                 train: &train,
                 val: &val,
+                questions: questions.as_ref(),
                 schedule,
                 device: &opts.device,
                 adapters: crate::adapters::saves(config, cell).then(|| {
@@ -563,6 +565,9 @@ struct PopulationJob<'a, M: ModelConfig> {
     base: &'a M::Model,
     train: &'a SequenceDataset,
     val: &'a SequenceDataset,
+    /// Scoring by generation: each member's accuracy is its exact-match
+    /// share on these.
+    questions: Option<&'a crate::task::Questions>,
     schedule: Schedule,
     device: &'a SelectedDevice,
     /// Where the members' adapters go (`[run] save_adapters`), and the
@@ -607,7 +612,10 @@ fn train_population_of<M: ModelConfig>(
         &|| events.step(),
     );
     let val = job.val;
-    let eval = evaluate(&outcome.model, val, 512.min(val.len()).max(1), &device);
+    let mut eval = evaluate(&outcome.model, val, 512.min(val.len()).max(1), &device);
+    if let Some(questions) = job.questions {
+        eval.accuracy = crate::eval::exact_match(&outcome.model, questions, &device)?;
+    }
     if let Some((dir, base_name)) = &job.adapters {
         crate::adapters::save_population(
             cell,

@@ -249,6 +249,36 @@ fn instruction_split<M: ModelConfig>(
     })
 }
 
+/// The val prompts of an `instruction` task scored by generation, with
+/// what decoding needs; `None` for any other task.
+#[derive(Clone)]
+pub struct Questions {
+    pub items: Vec<text_data::Question>,
+    pub max_new_tokens: usize,
+    pub eos: Option<u32>,
+    pub tokenizer: Arc<TextTokenizer>,
+}
+
+pub fn questions<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+) -> anyhow::Result<Option<Questions>> {
+    let TaskSpec::Instruction(spec) = config.task.spec(&config.model)? else {
+        return Ok(None);
+    };
+    let Some(max_new_tokens) = spec.max_new_tokens else {
+        return Ok(None);
+    };
+    let (tokenizer, _) = tokenizer(config)?;
+    let examples = text_data::read_instructions(&config.path(&spec.val))?;
+    let items = text_data::questions(&tokenizer, &spec.template, &examples, spec.max_length)?;
+    Ok(Some(Questions {
+        items,
+        max_new_tokens,
+        eos: spec.eos_token_id,
+        tokenizer,
+    }))
+}
+
 /// Examples in the fine-tuning training split (for `text_lm`, the train
 /// file's blocks: the file is read and tokenized).
 pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<usize> {

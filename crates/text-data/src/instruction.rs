@@ -127,6 +127,40 @@ pub fn read_instructions(path: &Path) -> Result<Vec<Instruction>, TextError> {
     Ok(examples)
 }
 
+/// A prompt to generate from and the answer its example's output gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    /// The prompt's ids (special tokens added), at most `max_length`.
+    pub prompt: Vec<u32>,
+    /// [`extract_answer`](crate::extract_answer) of the output, else the
+    /// trimmed output.
+    pub answer: String,
+    pub line: usize,
+}
+
+/// The examples as questions for scoring by generation.
+pub fn questions(
+    tokenizer: &TextTokenizer,
+    template: &PromptTemplate,
+    examples: &[Instruction],
+    max_length: usize,
+) -> Result<Vec<Question>, TextError> {
+    examples
+        .iter()
+        .map(|example| {
+            let mut prompt = tokenizer.encode_with_special_tokens(&template.prompt(example))?;
+            prompt.truncate(max_length);
+            let answer = crate::extract_answer(&example.output)
+                .unwrap_or_else(|| example.output.trim().to_string());
+            Ok(Question {
+                prompt,
+                answer,
+                line: example.line,
+            })
+        })
+        .collect()
+}
+
 /// How examples become sequences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sequences {

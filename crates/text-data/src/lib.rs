@@ -12,14 +12,17 @@
 //! examples; [`instruction_tuning`] Alpaca-style instructions, the loss on
 //! the response tokens only.
 
+mod answer;
 mod classify;
 mod instruction;
 
 use std::path::{Path, PathBuf};
 
+pub use answer::{answers_match, extract_answer};
 pub use classify::{Columns, Labelled, classification, read_labelled};
 pub use instruction::{
-    Instruction, PromptTemplate, Sequences, instruction_tuning, read_instructions,
+    Instruction, PromptTemplate, Question, Sequences, instruction_tuning, questions,
+    read_instructions,
 };
 use synth_data::SequenceDataset;
 use tokenizers::models::TrainerWrapper;

@@ -9,6 +9,7 @@
 //! [`SequenceDataset`]: synth_data::SequenceDataset
 
 mod device;
+pub mod generate;
 mod optim;
 pub mod pool;
 mod schedule;

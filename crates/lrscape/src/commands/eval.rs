@@ -23,6 +23,7 @@ pub enum Scored {
         file: PathBuf,
         max_length: usize,
         prompt_template: Option<String>,
+        max_new_tokens: Option<usize>,
     },
 }
 
@@ -56,27 +57,16 @@ pub fn eval(
             file,
             max_length,
             prompt_template,
+            max_new_tokens,
         } => {
             let bad = |e: nn::ConfigError| anyhow::anyhow!("--model: {e}");
-            let template = prompt_template.as_deref();
+            let settings = (*max_length, prompt_template.as_deref(), *max_new_tokens);
             let score = if crate::families::family_of_model_dir(model)? == LlamaFamily::FAMILY {
                 let family = LlamaFamily::from_dir(model).map_err(bad)?;
-                sweep::eval::instructions(
-                    &family,
-                    adapter,
-                    file,
-                    (*max_length, template),
-                    &selected.device,
-                )?
+                sweep::eval::instructions(&family, adapter, file, settings, &selected.device)?
             } else {
                 let family = Gpt2Family::from_dir(model).map_err(bad)?;
-                sweep::eval::instructions(
-                    &family,
-                    adapter,
-                    file,
-                    (*max_length, template),
-                    &selected.device,
-                )?
+                sweep::eval::instructions(&family, adapter, file, settings, &selected.device)?
             };
             eprintln!(
                 "{} on {}{with}: {} response tokens in sequences of {max_length}",

@@ -47,6 +47,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             data,
             instructions,
             prompt_template,
+            max_new_tokens,
             max_length,
             text_column,
             label_column,
@@ -64,6 +65,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     file,
                     max_length,
                     prompt_template,
+                    max_new_tokens,
                 },
                 _ => unreachable!(
                     "clap requires --text/--block-size, --data/--max-length or \
