@@ -813,6 +813,7 @@ pub fn run_case(job: &CaseJob, selected: &SelectedDevice) -> anyhow::Result<Case
         epochs: 1,
         batch_size: batch,
         max_steps: None,
+        budget: None,
         lr: train::LrSchedule::CONSTANT,
     };
     // Every worker warms up, then all start their timed steps together (as

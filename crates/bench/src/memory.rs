@@ -23,6 +23,10 @@ use crate::vm_hwm_kib;
 /// tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoryJob {
+    /// The shape measured (`gpt2-124m`, `qwen3-0.6b`): the binary maps it
+    /// to a family's config.
+    #[serde(default = "gpt2_124m")]
+    pub model: String,
     pub population: usize,
     /// Full fine-tuning instead of LoRA.
     pub full: bool,
@@ -44,6 +48,10 @@ pub struct MemoryJob {
 
 fn all_linear() -> String {
     "all-linear".into()
+}
+
+fn gpt2_124m() -> String {
+    "gpt2-124m".into()
 }
 
 /// What one configuration measured.
@@ -129,6 +137,7 @@ pub fn measure<M: ModelConfig>(
         epochs: 1,
         batch_size: job.batch,
         max_steps: Some(job.steps),
+        budget: None,
         lr: train::LrSchedule::CONSTANT,
     };
     let train = |model, steps| {
@@ -203,12 +212,13 @@ impl TorchGpt2 {
     }
 }
 
-/// The table of `results` (`model` names the model measured), with
+/// The table of `results` (`model` names the model measured, `command`
+/// the command that measured it), with
 /// PyTorch's time and memory for the same workload where it ran, and each
 /// configuration's GFLOP/s from `flops_per_member_step` against the GEMM
 /// peak `peak_gflops`.
 pub fn render_markdown(
-    model: &str,
+    (model, command): (&str, &str),
     device: &str,
     results: &[MemoryResult],
     torch: Result<&TorchGpt2, &str>,
@@ -217,7 +227,7 @@ pub fn render_markdown(
 ) -> String {
     let mut md = format!(
         "# Memory and time per member: {model}\n\n\
-         `lrscape bench --gpt2-memory` on {device}: each row a child process; \
+         `{command}` on {device}: each row a child process; \
          *idle* is its resident high-water mark with the random base built, \
          *peak* after the steps, *per member* (peak − idle) / population; \
          *ms / member-step* the timed steps' wall time over the population. \
@@ -277,6 +287,7 @@ mod tests {
     fn result(population: usize, full: bool, targets: &str) -> MemoryResult {
         MemoryResult {
             job: MemoryJob {
+                model: "gpt2-124m".into(),
                 population,
                 full,
                 rank: 16,
@@ -312,7 +323,7 @@ mod tests {
         };
         let rows = [result(4, false, "c_attn"), result(1, true, "all-linear")];
         // 1 GFLOP per member-step at 0.5 s: 2 GFLOP/s, 10% of 20.
-        let md = render_markdown("m", "flex", &rows, Ok(&torch), &|_| 1e9, 20.0);
+        let md = render_markdown(("m", "bench"), "flex", &rows, Ok(&torch), &|_| 1e9, 20.0);
         assert!(
             md.contains("| LoRA r=16 on c_attn, activation space | 4 | 10 | 64 × 1 | 100 | 132 | 8.0 | 500 | 2.0 (10%) | 750 | 1.50× |"),
             "{md}"
@@ -320,7 +331,7 @@ mod tests {
         assert!(md.contains("| full fine-tuning | 1 |"), "{md}");
         assert!(md.contains("| 2.0 (10%) | — | — |"), "{md}");
         let none = render_markdown(
-            "m",
+            ("m", "bench"),
             "flex",
             &rows,
             Err("not run (--no-torch)"),

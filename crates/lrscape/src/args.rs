@@ -463,12 +463,19 @@ pub struct BenchArgs {
     /// (rank --rank, every block linear) at --populations, and of full
     /// fine-tuning, on a GPT-2-124M-shaped model with random weights ->
     /// MEMORY-gpt2.md, memory-gpt2.json.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "qwen3_memory")]
     pub gpt2_memory: bool,
+    /// The same on a Qwen3-0.6B-shaped model (llama family, random
+    /// weights): LoRA on q_proj/v_proj (PEFT's default) and on every
+    /// linear, and full fine-tuning; no PyTorch reference -> MEMORY-qwen3.md,
+    /// memory-qwen3.json.
+    #[arg(long)]
+    pub qwen3_memory: bool,
     /// Internal: measure one configuration (JSON) and print its result.
     #[arg(long, hide = true)]
     pub child: Option<String>,
-    /// Internal: measure one --gpt2-memory configuration (JSON).
+    /// Internal: measure one --gpt2-memory or --qwen3-memory configuration
+    /// (JSON).
     #[arg(long, hide = true)]
     pub memory_child: Option<String>,
 }

@@ -173,7 +173,21 @@ mod tests {
                         "../fixtures/text/genesis-val.txt",
                     )
                     .replace("block_size = 1024", "block_size = 64")
-                    .replace("ranks = [16, 128]", "ranks = [16]");
+                    .replace("ranks = [16, 128]", "ranks = [16]")
+                    .replace("../models/Qwen3-0.6B-Base", "../fixtures/llama/tiny-qwen3")
+                    .replace("../models/SmolLM2-135M", "../fixtures/llama/tiny-llama")
+                    .replace(
+                        "../data/metamathqa/train.jsonl",
+                        "../fixtures/text/genesis-instructions-train.jsonl",
+                    )
+                    .replace(
+                        "../data/gsm8k/test.jsonl",
+                        "../fixtures/text/genesis-answers-val.jsonl",
+                    )
+                    .replace("max_length = 512", "max_length = 48")
+                    .replace("max_new_tokens = 256", "max_new_tokens = 16")
+                    .replace("ranks = [128]", "ranks = [16]")
+                    .replace("parity_rank = 128", "parity_rank = 16");
                 let dir = path.parent().unwrap();
                 let config = AnyConfig::from_toml_in(&text, &path.display().to_string(), dir)
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
@@ -181,7 +195,9 @@ mod tests {
             }
         }
         assert!(
-            families.contains("gpt2") && families.contains("tinyformer"),
+            families.contains("gpt2")
+                && families.contains("tinyformer")
+                && families.contains("llama"),
             "{families:?}"
         );
     }

@@ -100,6 +100,7 @@ fn trajectory(device_spec: &str, method: Method) -> Trajectory {
             epochs: 1,
             batch_size: BATCH,
             max_steps: None,
+            budget: None,
             lr: train::LrSchedule::CONSTANT,
         },
         AdamWConfig::default(),

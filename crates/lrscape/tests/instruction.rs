@@ -129,6 +129,11 @@ fn bad_instruction_tasks_are_named() {
             "max_length = 48\nmax_new_tokens = 17",
             "task.max_new_tokens = 17: between 1 and 16",
         ),
+        (
+            "warmup_ratio = 0.03",
+            "warmup_ratio = 0.03\nmax_steps = 0",
+            "finetune.max_steps = 0: at least 1 step",
+        ),
     ] {
         assert!(text.contains(from), "{from}");
         let err = config_failure("run", dir.path(), &text.replace(from, to));
@@ -234,4 +239,20 @@ fn a_study_scored_by_generation_records_exact_match_as_accuracy() {
             .to_string(),
     );
     assert_eq!(score["exact_match"], trial["val_accuracy"], "{trial}");
+}
+
+#[test]
+fn a_step_budget_caps_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = absolute_config(CONFIG)
+        .replace("warmup_ratio = 0.03", "warmup_ratio = 0.03\nmax_steps = 3")
+        .replace("[\"lora\", \"dora\", \"pissa\", \"full\"]", "[\"lora\"]");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = dir.path().join("out");
+    succeeded(study("run", &config, &out));
+    // 56 examples in batches of 8 for 2 epochs would be 14 steps.
+    let trials = trials(&out);
+    assert_eq!(trials.len(), 2);
+    assert!(trials.iter().all(|t| t["steps"] == 3), "{trials:?}");
 }

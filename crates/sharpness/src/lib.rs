@@ -796,6 +796,7 @@ fn train_steps<M: ModelConfig>(
         epochs: cell.epochs,
         batch_size: cell.batch_size,
         max_steps: Some(steps),
+        budget: config.finetune.max_steps,
         lr: config.finetune.lr_schedule(),
     };
     let outcome = train::train_population(model, train, &members, schedule, adamw, device, &|| {});

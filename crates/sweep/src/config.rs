@@ -77,6 +77,10 @@ pub struct FinetuneConfig {
     /// (`transformers`' `warmup_ratio`; the paper's 0.03).
     #[serde(default, skip_serializing_if = "is_default")]
     pub warmup_ratio: f64,
+    /// A step budget: each member stops after this many steps, where its
+    /// epochs would run longer, and the schedule ends there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -1034,6 +1038,8 @@ pub struct Cell {
     pub init: LoraInit,
     pub batch_size: usize,
     pub epochs: usize,
+    /// `finetune.max_steps`: the step budget, where shorter than the epochs.
+    pub max_steps: Option<usize>,
     pub lora: Option<LoraConfig>,
 }
 
@@ -1080,11 +1086,17 @@ impl Cell {
             .unwrap_or_else(|| LoraConfig::new(Method::Full, 1))
     }
 
-    /// Optimizer steps of one member: `epochs × ⌈n_train / batch_size⌉`;
-    /// `None` where that overflows.
+    /// Optimizer steps of one member: `epochs × ⌈n_train / batch_size⌉`, or
+    /// the step budget where smaller; `None` where that overflows.
     pub fn checked_steps(&self, n_train: usize) -> Option<usize> {
-        self.epochs
-            .checked_mul(n_train.div_ceil(self.batch_size.max(1)))
+        let epochs = self
+            .epochs
+            .checked_mul(n_train.div_ceil(self.batch_size.max(1)));
+        match (epochs, self.max_steps) {
+            (Some(steps), Some(budget)) => Some(steps.min(budget)),
+            (None, Some(budget)) => Some(budget),
+            (steps, None) => steps,
+        }
     }
 
     /// [`checked_steps`](Self::checked_steps), saturating: `runner::plan`
@@ -1317,6 +1329,9 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                 "a finite number >= 0",
             ));
         }
+        if f.max_steps == Some(0) {
+            return Err(bad("finetune.max_steps", 0, "at least 1 step (or absent)"));
+        }
         if !(f.warmup_ratio.is_finite() && (0.0..1.0).contains(&f.warmup_ratio)) {
             return Err(bad(
                 "finetune.warmup_ratio",
@@ -1484,6 +1499,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                 init: first_init,
                 batch_size,
                 epochs,
+                max_steps: self.finetune.max_steps,
                 lora: None,
             });
             return;
@@ -1505,6 +1521,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                         init,
                         batch_size,
                         epochs,
+                        max_steps: self.finetune.max_steps,
                         lora: Some(lora),
                     });
                 }
@@ -1555,6 +1572,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             lr_scheduler_type: train::LrDecay,
             #[serde(skip_serializing_if = "is_default")]
             warmup_ratio: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            max_steps: Option<usize>,
             train_head: bool,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             files: BTreeMap<String, String>,
@@ -1567,6 +1586,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             weight_decay: self.finetune.weight_decay,
             lr_scheduler_type: self.finetune.lr_scheduler_type,
             warmup_ratio: self.finetune.warmup_ratio,
+            max_steps: self.finetune.max_steps,
             train_head: self.train_head(),
             files: self.file_digests(),
         };

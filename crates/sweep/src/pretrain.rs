@@ -93,6 +93,7 @@ pub fn pretrain<M: ModelConfig>(
         epochs: p.epochs,
         batch_size: p.batch_size,
         max_steps: None,
+        budget: None,
         lr: train::LrSchedule::CONSTANT,
     };
     events.pretrain_started((p.epochs * train.len().div_ceil(p.batch_size)) as u64);

@@ -243,6 +243,7 @@ fn run_cells<M: ModelConfig>(
             epochs: cell.epochs,
             batch_size: cell.batch_size,
             max_steps: None,
+            budget: config.finetune.max_steps,
             lr: config.finetune.lr_schedule(),
         };
         let steps_per_member = cell.steps(train.len());

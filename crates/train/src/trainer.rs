@@ -27,8 +27,22 @@ pub struct Schedule {
     /// Stop after this many steps (the first steps of the full schedule,
     /// in the same order); `None`: every step of every epoch.
     pub max_steps: Option<usize>,
+    /// A step budget shorter than the epochs: the run ends there, and so
+    /// does the learning-rate schedule (`transformers`' `max_steps`).
+    pub budget: Option<usize>,
     /// The learning rate over the steps of the full schedule.
     pub lr: LrSchedule,
+}
+
+impl Schedule {
+    /// Steps of the full schedule over `n` examples: every batch of every
+    /// epoch, or the budget where it is shorter.
+    pub fn total_steps(&self, n: usize) -> usize {
+        let epochs = self
+            .epochs
+            .saturating_mul(n.div_ceil(self.batch_size.max(1)));
+        self.budget.map_or(epochs, |budget| budget.min(epochs))
+    }
 }
 
 /// One population member: its learning rate and the seed of its data order.
@@ -101,9 +115,12 @@ pub fn train_population<M: PopulationModel>(
     let mut step_loss: Vec<Vec<f32>> = vec![Vec::new(); c];
     let mut epoch_loss: Vec<Vec<f64>> = vec![Vec::new(); c];
     let mut steps = 0;
-    let done = |steps: usize| schedule.max_steps.is_some_and(|max| steps >= max);
     // Every order has the same number of batches per epoch.
-    let total_steps = schedule.epochs * data.len().div_ceil(schedule.batch_size);
+    let total_steps = schedule.total_steps(data.len());
+    let limit = schedule
+        .max_steps
+        .map_or(total_steps, |max| max.min(total_steps));
+    let done = |steps: usize| steps >= limit;
     for epoch in 0..schedule.epochs {
         if done(steps) {
             break;

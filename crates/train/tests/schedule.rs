@@ -99,6 +99,7 @@ fn trained(lr: LrSchedule, steps: usize) -> (Tinyformer, Tinyformer) {
         epochs: 1,
         batch_size: 16,
         max_steps: Some(steps),
+        budget: None,
         lr,
     };
     let member = Member {
@@ -149,4 +150,53 @@ fn warm_up_starts_from_zero_and_decay_changes_the_steps() {
     let (_, constant_two) = trained(LrSchedule::CONSTANT, 2);
     let (_, linear_two) = trained(linear, 2);
     assert!(max_difference(&constant_two, &linear_two) > 0.0);
+}
+
+#[test]
+fn a_step_budget_ends_the_run_and_its_schedule() {
+    let schedule = Schedule {
+        epochs: 2,
+        batch_size: 16,
+        max_steps: None,
+        budget: Some(5),
+        lr: LrSchedule {
+            decay: LrDecay::Linear,
+            warmup_ratio: 0.0,
+        },
+    };
+    // 320 examples in batches of 16: 40 steps over two epochs, 5 budgeted.
+    assert_eq!(schedule.total_steps(320), 5);
+    let longer = Schedule {
+        budget: Some(100),
+        ..schedule
+    };
+    assert_eq!(longer.total_steps(320), 40);
+    let device = Device::default().autodiff();
+    let config = TinyformerConfig {
+        vocab: 16,
+        seq_len: 8,
+        d_model: 16,
+        n_layers: 1,
+        n_heads: 2,
+        d_ff: 32,
+        pos_init: PosInit::Normal { std: 0.5 },
+        causal: false,
+    };
+    let data = retrieve_at_k(320, 8, 16, 2, 42).unwrap();
+    let model = Tinyformer::init(&config, 9, &device).unwrap();
+    let member = Member {
+        lr: 1e-2,
+        data_seed: 0,
+    };
+    let out = train_population(
+        model,
+        &data,
+        &[member],
+        schedule,
+        AdamWConfig::default(),
+        &device,
+        &|| {},
+    );
+    assert_eq!(out.steps, 5);
+    assert_eq!(out.step_loss[0].len(), 5);
 }

@@ -25,6 +25,7 @@ const SCHEDULE: Schedule = Schedule {
     epochs: 1,
     batch_size: 16,
     max_steps: None,
+    budget: None,
     lr: train::LrSchedule::CONSTANT,
 };
 
@@ -263,6 +264,7 @@ fn losses_do_not_depend_on_the_thread_count() {
         epochs: 1,
         batch_size: 64,
         max_steps: Some(3),
+        budget: None,
         lr: train::LrSchedule::CONSTANT,
     };
     let train = |threads: usize| {

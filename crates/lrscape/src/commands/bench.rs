@@ -5,6 +5,7 @@ use anyhow::Context;
 use bench::memory::{MemoryJob, MemoryResult, TorchGpt2};
 use bench::{BenchOptions, CaseJob, GEMM_REPS, TorchDevice, run_bench, run_case, write_outputs};
 use gpt2::{Gpt2Config, Gpt2Family};
+use llama::{LlamaConfig, LlamaFamily};
 
 use crate::args::BenchArgs;
 
@@ -21,12 +22,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let job: MemoryJob =
             serde_json::from_str(job).context("--memory-child: not a memory job")?;
         let selected = backends::select_device(&args.device.device)?;
-        let result = bench::memory::measure(&gpt2_124m(), &job, &selected.device)?;
+        let result = match Shape::of(&job.model)? {
+            Shape::Gpt2 => bench::memory::measure(&gpt2_124m(), &job, &selected.device)?,
+            Shape::Qwen3 => bench::memory::measure(&qwen3_06b(), &job, &selected.device)?,
+        };
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
     if args.gpt2_memory {
-        return gpt2_memory(&args);
+        return model_memory(&args, Shape::Gpt2);
+    }
+    if args.qwen3_memory {
+        return model_memory(&args, Shape::Qwen3);
     }
     let config = match &args.config {
         Some(path) => AnyConfig::from_toml_file(path)?,
@@ -84,6 +91,97 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The real-size shapes `--gpt2-memory` and `--qwen3-memory` measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Gpt2,
+    Qwen3,
+}
+
+impl Shape {
+    fn of(name: &str) -> anyhow::Result<Self> {
+        match name {
+            "gpt2-124m" => Ok(Self::Gpt2),
+            "qwen3-0.6b" => Ok(Self::Qwen3),
+            other => anyhow::bail!("model {other:?}: gpt2-124m or qwen3-0.6b"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Gpt2 => "gpt2-124m",
+            Self::Qwen3 => "qwen3-0.6b",
+        }
+    }
+
+    /// `(title, flag, file stem)`.
+    fn labels(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Gpt2 => (
+                "GPT-2-124M shape, random weights",
+                "lrscape bench --gpt2-memory",
+                "gpt2",
+            ),
+            Self::Qwen3 => (
+                "Qwen3-0.6B shape, random weights",
+                "lrscape bench --qwen3-memory",
+                "qwen3",
+            ),
+        }
+    }
+
+    /// `(targets, compute)` of the LoRA rows. Weight space forms a dense
+    /// adapted weight per member, which at Qwen3-0.6B's size and 16
+    /// members exceeds a small machine: activation space only there.
+    fn settings(self) -> Vec<(&'static str, peft::Compute)> {
+        match self {
+            Self::Gpt2 => vec![
+                ("c_attn", peft::Compute::ActivationSpace),
+                ("all-linear", peft::Compute::ActivationSpace),
+                ("all-linear", peft::Compute::WeightSpace),
+            ],
+            Self::Qwen3 => vec![
+                ("qv", peft::Compute::ActivationSpace),
+                ("all-linear", peft::Compute::ActivationSpace),
+            ],
+        }
+    }
+
+    fn step_flops(self, job: &MemoryJob) -> f64 {
+        match self {
+            Self::Gpt2 => gpt2_step_flops(job),
+            Self::Qwen3 => qwen3_step_flops(job),
+        }
+    }
+}
+
+/// Qwen3-0.6B's shape (its config.json), random weights.
+fn qwen3_06b() -> LlamaFamily {
+    LlamaFamily::shaped(LlamaConfig::default())
+}
+
+/// FLOPs of one member's training step of `job` on Qwen3-0.6B, counted as
+/// [`gpt2_step_flops`] counts them.
+fn qwen3_step_flops(job: &MemoryJob) -> f64 {
+    let config = LlamaConfig::default();
+    let tokens = (job.seq * job.batch) as f64;
+    let forward = config.forward_flops(job.seq) * job.batch as f64;
+    if job.full {
+        return 3.0 * forward;
+    }
+    let d = config.hidden_size as f64;
+    let q = (config.num_attention_heads * config.head_dim()) as f64;
+    let kv = (config.kv_heads() * config.head_dim()) as f64;
+    let ff = config.intermediate_size as f64;
+    // Σ (in + out) over the adapted linears of a block.
+    let in_out = match job.targets.as_str() {
+        "qv" => (d + q) + (d + kv),
+        _ => 2.0 * (d + q) + 2.0 * (d + kv) + 3.0 * (d + ff),
+    };
+    let adapters = 3.0 * 2.0 * job.rank as f64 * in_out * config.num_hidden_layers as f64 * tokens;
+    2.0 * forward + adapters
+}
+
 /// GPT-2-124M's shape (`gpt2`'s config.json), random weights.
 fn gpt2_124m() -> Gpt2Family {
     Gpt2Family::shaped(Gpt2Config::default())
@@ -137,10 +235,12 @@ fn torch_gpt2(args: &BenchArgs) -> Result<TorchGpt2, String> {
         .map_err(|e| format!("tools/bench/gpt2_peft_step.py printed no result: {e}"))
 }
 
-/// `--gpt2-memory`: every configuration in a child process of its own.
-fn gpt2_memory(args: &BenchArgs) -> anyhow::Result<()> {
+/// `--gpt2-memory`, `--qwen3-memory`: every configuration in a child
+/// process of its own.
+fn model_memory(args: &BenchArgs, shape: Shape) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the lrscape binary")?;
     let job = |population, full, targets: &str, compute| MemoryJob {
+        model: shape.name().into(),
         population,
         full,
         rank: args.rank,
@@ -151,12 +251,8 @@ fn gpt2_memory(args: &BenchArgs) -> anyhow::Result<()> {
         batch: 1,
         steps: args.steps,
     };
-    let settings = [
-        ("c_attn", peft::Compute::ActivationSpace),
-        ("all-linear", peft::Compute::ActivationSpace),
-        ("all-linear", peft::Compute::WeightSpace),
-    ];
-    let jobs: Vec<MemoryJob> = settings
+    let jobs: Vec<MemoryJob> = shape
+        .settings()
         .into_iter()
         .flat_map(|(targets, compute)| {
             args.populations
@@ -185,27 +281,33 @@ fn gpt2_memory(args: &BenchArgs) -> anyhow::Result<()> {
             serde_json::from_str(line).with_context(|| format!("bench child printed {line:?}"))?;
         results.push(result);
     }
-    eprintln!("bench: PyTorch + PEFT (tools/bench/gpt2_peft_step.py)");
-    let torch = torch_gpt2(args);
+    let torch = match shape {
+        Shape::Gpt2 => {
+            eprintln!("bench: PyTorch + PEFT (tools/bench/gpt2_peft_step.py)");
+            torch_gpt2(args)
+        }
+        Shape::Qwen3 => Err("not measured for this shape".to_string()),
+    };
     let selected = backends::select_device(&args.device.device)?;
     let gemm = bench::time_peak_gemm(&selected.device, GEMM_REPS);
+    let (title, command, stem) = shape.labels();
     let md = bench::memory::render_markdown(
-        "GPT-2-124M shape, random weights",
+        (title, command),
         &args.device.device,
         &results,
         torch.as_ref().map_err(String::as_str),
-        &gpt2_step_flops,
+        &|job| shape.step_flops(job),
         gemm.gflops(),
     );
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("MEMORY-gpt2.md"), &md)?;
+    std::fs::write(args.out.join(format!("MEMORY-{stem}.md")), &md)?;
     let json = serde_json::json!({
         "lrscape": results,
         "pytorch": torch.as_ref().ok(),
         "gemm": gemm,
     });
     std::fs::write(
-        args.out.join("memory-gpt2.json"),
+        args.out.join(format!("memory-{stem}.json")),
         serde_json::to_string_pretty(&json)? + "\n",
     )?;
     print!("{md}");
