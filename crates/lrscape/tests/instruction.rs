@@ -20,27 +20,42 @@ fn golden() -> serde_json::Value {
     json(&root().join("fixtures/llama/instruction_golden.json"))
 }
 
-/// `lrscape eval --instructions` on `model` (with `adapter`) over the val
-/// examples, with the golden's template and length.
-fn eval(model: &str, adapter: Option<&str>) -> serde_json::Value {
-    let golden = golden();
-    let template = golden["prompt_template"].as_str().unwrap().to_string();
-    let length = golden["max_length"].to_string();
+/// `lrscape eval --instructions` on `model` (with `adapter`) over `file`,
+/// with a golden file's `prompt_template`, `max_length` and, where it has
+/// one, `max_new_tokens`.
+fn eval_with(
+    model: &str,
+    adapter: Option<&str>,
+    file: &str,
+    settings: &serde_json::Value,
+) -> serde_json::Value {
+    let template = settings["prompt_template"].as_str().unwrap().to_string();
+    let length = settings["max_length"].to_string();
+    let new = settings["max_new_tokens"].to_string();
     let mut args = vec![
         "eval",
         "--model",
         model,
         "--instructions",
-        VAL,
+        file,
         "--max-length",
         &length,
         "--prompt-template",
         &template,
     ];
+    if !settings["max_new_tokens"].is_null() {
+        args.extend(["--max-new-tokens", &new]);
+    }
     if let Some(adapter) = adapter {
         args.extend(["--adapter", adapter]);
     }
     last_json(lrscape(&args))
+}
+
+/// [`eval_with`] over the val examples, as the instruction golden scores
+/// them.
+fn eval(model: &str, adapter: Option<&str>) -> serde_json::Value {
+    eval_with(model, adapter, VAL, &golden())
 }
 
 #[test]
@@ -168,29 +183,8 @@ fn bad_instruction_tasks_are_named() {
 /// answers that agree, as tools/golden/generate_golden.py computes it with
 /// `transformers`' `generate` and GSM8K's answer rule.
 fn exact_match(adapter: Option<&str>, file: &str) -> serde_json::Value {
-    let golden = json(&root().join("fixtures/llama/generate_golden.json"))["answers"].clone();
-    let template = golden["prompt_template"].as_str().unwrap().to_string();
-    let (length, new) = (
-        golden["max_length"].to_string(),
-        golden["max_new_tokens"].to_string(),
-    );
-    let mut args = vec![
-        "eval",
-        "--model",
-        "fixtures/llama/tiny-qwen3",
-        "--instructions",
-        file,
-        "--max-length",
-        &length,
-        "--max-new-tokens",
-        &new,
-        "--prompt-template",
-        &template,
-    ];
-    if let Some(adapter) = adapter {
-        args.extend(["--adapter", adapter]);
-    }
-    last_json(lrscape(&args))
+    let settings = json(&root().join("fixtures/llama/generate_golden.json"))["answers"].clone();
+    eval_with("fixtures/llama/tiny-qwen3", adapter, file, &settings)
 }
 
 #[test]

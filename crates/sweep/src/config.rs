@@ -752,31 +752,13 @@ impl TaskConfig {
         model: &M,
         absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
     ) -> Result<TaskSpec, ConfigError> {
-        self.no_synthetic_fields(absent)?;
-        for (field, set) in [
-            ("block_size", self.block_size.is_some()),
-            ("pretrain_train", self.pretrain_train.is_some()),
-            ("pretrain_val", self.pretrain_val.is_some()),
-            ("text_column", self.text_column.is_some()),
-            ("label_column", self.label_column.is_some()),
-        ] {
-            absent(field, set)?;
-        }
         let examples = "a JSONL file of {\"instruction\", \"input\", \"output\"} objects";
-        let train = self.required("train", &self.train, examples)?;
-        let val = self.required("val", &self.val, examples)?;
-        let max_length = self.required("max_length", &self.max_length, "tokens per sequence")?;
-        if max_length < 2 || max_length > model.seq_len() {
-            return Err(bad(
-                "task.max_length",
-                max_length,
-                format!(
-                    "between 2 (a sequence predicts each token after its first) and the \
-                     model's {} positions",
-                    model.seq_len()
-                ),
-            ));
-        }
+        let (train, val, max_length) = self.example_files(
+            model,
+            absent,
+            examples,
+            (2, "2 (a sequence predicts each token after its first)"),
+        )?;
         let template = match &self.prompt_template {
             Some(t) => text_data::PromptTemplate::single(t)
                 .map_err(|why| bad("task.prompt_template", "this text", why))?,
@@ -841,25 +823,8 @@ impl TaskConfig {
         model: &M,
         absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
     ) -> Result<TaskSpec, ConfigError> {
-        self.no_synthetic_fields(absent)?;
-        for (field, set) in [
-            ("block_size", self.block_size.is_some()),
-            ("pretrain_train", self.pretrain_train.is_some()),
-            ("pretrain_val", self.pretrain_val.is_some()),
-        ] {
-            absent(field, set)?;
-        }
         let texts = "a JSONL or CSV file of labelled texts";
-        let train = self.required("train", &self.train, texts)?;
-        let val = self.required("val", &self.val, texts)?;
-        let max_length = self.required("max_length", &self.max_length, "tokens per example")?;
-        if max_length == 0 || max_length > model.seq_len() {
-            return Err(bad(
-                "task.max_length",
-                max_length,
-                format!("between 1 and the model's {} positions", model.seq_len()),
-            ));
-        }
+        let (train, val, max_length) = self.example_files(model, absent, texts, (1, "1"))?;
         if model.checkpoint().is_none() || model.tokenizer().is_none() {
             return Err(bad(
                 "task.kind",
@@ -894,6 +859,45 @@ impl TaskConfig {
             label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
             pad_token_id,
         })
+    }
+
+    /// The train and val files (each `what`) and `max_length` (at least
+    /// `min`, within the model's positions) of a task of examples read from
+    /// files, which sets none of the synthetic or `text_lm` fields.
+    fn example_files<M: ModelConfig>(
+        &self,
+        model: &M,
+        absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
+        what: &str,
+        (min, min_why): (usize, &str),
+    ) -> Result<(PathBuf, PathBuf, usize), ConfigError> {
+        self.no_synthetic_fields(absent)?;
+        for (field, set) in [
+            ("block_size", self.block_size.is_some()),
+            ("pretrain_train", self.pretrain_train.is_some()),
+            ("pretrain_val", self.pretrain_val.is_some()),
+        ] {
+            absent(field, set)?;
+        }
+        let train = self.required("train", &self.train, what)?;
+        let val = self.required("val", &self.val, what)?;
+        let unit = if min == 1 { "example" } else { "sequence" };
+        let max_length = self.required(
+            "max_length",
+            &self.max_length,
+            &format!("tokens per {unit}"),
+        )?;
+        if max_length < min || max_length > model.seq_len() {
+            return Err(bad(
+                "task.max_length",
+                max_length,
+                format!(
+                    "between {min_why} and the model's {} positions",
+                    model.seq_len()
+                ),
+            ));
+        }
+        Ok((train, val, max_length))
     }
 
     /// `value` of `task.<field>`, or an error saying it is `what` and

@@ -166,22 +166,19 @@ impl TextTokenizer {
 
     /// The ids of `text`, without special tokens (no BOS/EOS added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TextError> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| TextError::Encode {
-                origin: self.origin.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(encoding.get_ids().to_vec())
+        self.ids(text, false)
     }
 
     /// The ids of `text` as the tokenizer encodes by default, its special
     /// tokens added (a BOS where the tokenizer has one).
     pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        self.ids(text, true)
+    }
+
+    fn ids(&self, text: &str, special: bool) -> Result<Vec<u32>, TextError> {
         let encoding = self
             .inner
-            .encode(text, true)
+            .encode(text, special)
             .map_err(|e| TextError::Encode {
                 origin: self.origin.clone(),
                 message: e.to_string(),

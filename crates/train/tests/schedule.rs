@@ -80,9 +80,8 @@ fn a_factor_steps_as_the_scaled_learning_rates_would() {
     assert!(a.iter().zip(&c).any(|(x, y)| (x - y).abs() > 1e-4));
 }
 
-/// The first `steps` steps of a 20-step run under `lr`.
-fn trained(lr: LrSchedule, steps: usize) -> (Tinyformer, Tinyformer) {
-    let device = Device::default().autodiff();
+/// A one-layer tinyformer's config and 320 retrieval examples for it.
+fn tiny_task() -> (TinyformerConfig, synth_data::SequenceDataset) {
     let config = TinyformerConfig {
         vocab: 16,
         seq_len: 8,
@@ -93,7 +92,13 @@ fn trained(lr: LrSchedule, steps: usize) -> (Tinyformer, Tinyformer) {
         pos_init: PosInit::Normal { std: 0.5 },
         causal: false,
     };
-    let data = retrieve_at_k(320, 8, 16, 2, 42).unwrap();
+    (config, retrieve_at_k(320, 8, 16, 2, 42).unwrap())
+}
+
+/// The first `steps` steps of a 20-step run under `lr`.
+fn trained(lr: LrSchedule, steps: usize) -> (Tinyformer, Tinyformer) {
+    let device = Device::default().autodiff();
+    let (config, data) = tiny_task();
     let model = expand_members(Tinyformer::init(&config, 9, &device).unwrap(), 1);
     let schedule = Schedule {
         epochs: 1,
@@ -172,17 +177,7 @@ fn a_step_budget_ends_the_run_and_its_schedule() {
     };
     assert_eq!(longer.total_steps(320), 40);
     let device = Device::default().autodiff();
-    let config = TinyformerConfig {
-        vocab: 16,
-        seq_len: 8,
-        d_model: 16,
-        n_layers: 1,
-        n_heads: 2,
-        d_ff: 32,
-        pos_init: PosInit::Normal { std: 0.5 },
-        causal: false,
-    };
-    let data = retrieve_at_k(320, 8, 16, 2, 42).unwrap();
+    let (config, data) = tiny_task();
     let model = Tinyformer::init(&config, 9, &device).unwrap();
     let member = Member {
         lr: 1e-2,

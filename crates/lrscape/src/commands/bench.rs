@@ -160,15 +160,9 @@ fn qwen3_06b() -> LlamaFamily {
     LlamaFamily::shaped(LlamaConfig::default())
 }
 
-/// FLOPs of one member's training step of `job` on Qwen3-0.6B, counted as
-/// [`gpt2_step_flops`] counts them.
+/// FLOPs of one member's training step of `job` on Qwen3-0.6B.
 fn qwen3_step_flops(job: &MemoryJob) -> f64 {
     let config = LlamaConfig::default();
-    let tokens = (job.seq * job.batch) as f64;
-    let forward = config.forward_flops(job.seq) * job.batch as f64;
-    if job.full {
-        return 3.0 * forward;
-    }
     let d = config.hidden_size as f64;
     let q = (config.num_attention_heads * config.head_dim()) as f64;
     let kv = (config.kv_heads() * config.head_dim()) as f64;
@@ -178,8 +172,27 @@ fn qwen3_step_flops(job: &MemoryJob) -> f64 {
         "qv" => (d + q) + (d + kv),
         _ => 2.0 * (d + q) + 2.0 * (d + kv) + 3.0 * (d + ff),
     };
-    let adapters = 3.0 * 2.0 * job.rank as f64 * in_out * config.num_hidden_layers as f64 * tokens;
-    2.0 * forward + adapters
+    step_flops(
+        job,
+        config.forward_flops(job.seq),
+        in_out,
+        config.num_hidden_layers,
+    )
+}
+
+/// FLOPs of one member's training step of `job`: the forward pass
+/// (`forward` per sequence), the backward pass's input gradients (as many
+/// again; through a frozen weight nothing else), and for full fine-tuning
+/// the weight gradients (as many again); LoRA adds its factors' products,
+/// three per token and adapted linear (`in_out`: Σ (in + out) over a
+/// block's adapted linears, in each of `layers` blocks).
+fn step_flops(job: &MemoryJob, forward: f64, in_out: f64, layers: usize) -> f64 {
+    let forward = forward * job.batch as f64;
+    if job.full {
+        return 3.0 * forward;
+    }
+    let tokens = (job.seq * job.batch) as f64;
+    2.0 * forward + 3.0 * 2.0 * job.rank as f64 * in_out * layers as f64 * tokens
 }
 
 /// GPT-2-124M's shape (`gpt2`'s config.json), random weights.
@@ -187,26 +200,16 @@ fn gpt2_124m() -> Gpt2Family {
     Gpt2Family::shaped(Gpt2Config::default())
 }
 
-/// FLOPs of one member's training step of `job` on GPT-2-124M: the forward
-/// pass, the backward pass's input gradients (as many again; through a
-/// frozen weight nothing else), and for full fine-tuning the weight
-/// gradients (as many again); LoRA adds its factors' products, three per
-/// token and adapted linear.
+/// FLOPs of one member's training step of `job` on GPT-2-124M.
 fn gpt2_step_flops(job: &MemoryJob) -> f64 {
     let config = Gpt2Config::default();
-    let tokens = (job.seq * job.batch) as f64;
-    let forward = config.forward_flops(job.seq) * job.batch as f64;
-    if job.full {
-        return 3.0 * forward;
-    }
     let (d, ff) = (config.n_embd as f64, config.d_ff() as f64);
     // Σ (in + out) over the adapted linears of a block.
     let in_out = match job.targets.as_str() {
         "c_attn" => 4.0 * d,
         _ => 4.0 * d + 2.0 * d + 2.0 * (d + ff),
     };
-    let adapters = 3.0 * 2.0 * job.rank as f64 * in_out * config.n_layer as f64 * tokens;
-    2.0 * forward + adapters
+    step_flops(job, config.forward_flops(job.seq), in_out, config.n_layer)
 }
 
 /// `tools/bench/gpt2_peft_step.py`'s measurements, or why there are none.
