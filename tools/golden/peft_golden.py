@@ -2,7 +2,9 @@
 
 Builds the seed notebook's TinyTransformer (from tinyformer_golden.py) at a
 small size, wraps it with `peft` for LoRA, rsLoRA, DoRA and PiSSA on every
-block linear (head frozen), and MiLoRA as tools/golden/milora.py sets it up, and writes fixtures/peft_golden.json with, per
+block linear (head frozen), MiLoRA as tools/golden/milora.py sets it up,
+and LoRA+ (LoRA stepped by `create_loraplus_optimizer`, ratio
+LORAPLUS_RATIO), and writes fixtures/peft_golden.json with, per
 method: the base state dict, the adapter factors (PEFT layout:
 A `[r, in]`, B `[out, r]`, DoRA magnitude `[out]`), the residual base
 weights (PiSSA, MiLoRA), the logits on a fixed batch, and the factors after one
@@ -22,6 +24,7 @@ import sys
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
+from peft.optimizers import create_loraplus_optimizer
 
 from milora import milora_init
 
@@ -32,6 +35,7 @@ CONFIG = dict(vocab=12, seq_len=6, d_model=8, n_layers=2, n_heads=2, d_ff=16)
 R, ALPHA = 2, 4.0
 TARGETS = ["q", "k", "v", "o", "mlp.0", "mlp.2"]
 LR = 1e-2
+LORAPLUS_RATIO = 16.0
 BATCH = 5
 
 
@@ -102,7 +106,11 @@ def run(kind, given, tokens, labels):
     initial = factors(peft_model, kind in ("pissa", "milora"))
     logits = peft_model(tokens)
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
+    if kind == "loraplus":
+        opt = create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=LR,
+                                        loraplus_lr_ratio=LORAPLUS_RATIO)
+    else:
+        opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
     opt.zero_grad()
     loss = F.cross_entropy(peft_model(tokens), labels)
     loss.backward()
@@ -148,12 +156,14 @@ def main():
         "r": R,
         "lora_alpha": ALPHA,
         "lr": LR,
+        "loraplus_lr_ratio": LORAPLUS_RATIO,
         "base_state": {k: flat(v) for k, v in base_model().state_dict().items()},
         "tokens": tokens.tolist(),
         "labels": labels.tolist(),
         "methods": {
             "lora": run("lora", given, tokens, labels),
             "rslora": run("rslora", given, tokens, labels),
+            "loraplus": run("loraplus", given, tokens, labels),
             "dora": run("dora", given, tokens, labels),
             "pissa": run("pissa", None, tokens, labels),
             "milora": run("milora", None, tokens, labels),

@@ -184,7 +184,7 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
     let text = absolute_config(CONFIG)
         .replace(
             "methods = [\"lora\", \"dora\", \"pissa\"]",
-            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\"]",
+            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"loraplus\"]",
         )
         .replace("save_adapters = \"best\"", "save_adapters = \"all\"");
     let config = dir.path().join("c.toml");
@@ -205,5 +205,5 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 12, "6 methods × 2 learning rates");
+    assert_eq!(checked, 14, "7 methods × 2 learning rates");
 }

@@ -1,6 +1,6 @@
 //! What the trainer and the adapters need of a model family.
 
-use burn::module::{Module, ModuleDisplay};
+use burn::module::{Module, ModuleDisplay, ParamId};
 use burn::tensor::{Int, Tensor};
 
 use crate::attention::KvCache;
@@ -14,6 +14,13 @@ use crate::layers::PopLinear;
 pub trait PopulationModel: Module + ModuleDisplay + Clone {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3>;
 
+    /// Trainable parameters whose learning rate differs from the member's
+    /// (LoRA+'s B); every other one trains at the member's rate with the
+    /// optimizer's weight decay.
+    fn param_lrs(&self) -> Vec<ParamLr> {
+        Vec::new()
+    }
+
     /// Logits `[C, B × T, vocab]` of `tokens: [G, B, T]` following the
     /// `cache.len()` tokens whose keys and values `cache` holds, appending
     /// theirs: incremental decoding. `None` where the model has no cache
@@ -22,6 +29,15 @@ pub trait PopulationModel: Module + ModuleDisplay + Clone {
         let _ = (tokens, cache);
         None
     }
+}
+
+/// One parameter's learning rate, as a factor on its member's, and whether
+/// weight decay applies to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamLr {
+    pub id: ParamId,
+    pub lr_scale: f64,
+    pub decay: bool,
 }
 
 /// The adaptable linears of a model family, known from its config before a

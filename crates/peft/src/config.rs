@@ -23,6 +23,9 @@ pub enum Method {
     Lora,
     /// LoRA with scale α/√r (HF PEFT `use_rslora`).
     Rslora,
+    /// LoRA trained with B's learning rate `loraplus_lr_ratio` × A's (HF
+    /// PEFT's `create_loraplus_optimizer`).
+    Loraplus,
     /// LoRA with both A and B random at init (the paper's Init\[AB\]).
     InitAb,
     /// Weight-decomposed LoRA (HF PEFT `use_dora`).
@@ -39,9 +42,10 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 11] = [
         Method::Lora,
         Method::Rslora,
+        Method::Loraplus,
         Method::InitAb,
         Method::Dora,
         Method::Pissa,
@@ -57,6 +61,7 @@ impl Method {
         match self {
             Method::Lora => "lora",
             Method::Rslora => "rslora",
+            Method::Loraplus => "loraplus",
             Method::InitAb => "init_ab",
             Method::Dora => "dora",
             Method::Pissa => "pissa",
@@ -87,7 +92,12 @@ impl Method {
     pub fn uses_init(self) -> bool {
         matches!(
             self,
-            Method::Lora | Method::Rslora | Method::InitAb | Method::Dora | Method::DoraSeed
+            Method::Lora
+                | Method::Rslora
+                | Method::Loraplus
+                | Method::InitAb
+                | Method::Dora
+                | Method::DoraSeed
         )
     }
 }
@@ -189,6 +199,15 @@ pub struct LoraConfig {
     /// How the low-rank path is computed (same results, different cost).
     #[serde(default)]
     pub compute: crate::layer::Compute,
+    /// LoRA+: B's (and any 1-D trainable parameter's) learning rate over
+    /// A's, as `create_loraplus_optimizer` groups them; 16 in PEFT's
+    /// example.
+    #[serde(default = "loraplus_default")]
+    pub loraplus_lr_ratio: f64,
+}
+
+fn loraplus_default() -> f64 {
+    16.0
 }
 
 fn yes() -> bool {
@@ -208,6 +227,7 @@ impl LoraConfig {
             train_head: true,
             use_rslora: false,
             compute: crate::layer::Compute::default(),
+            loraplus_lr_ratio: loraplus_default(),
         }
     }
 
@@ -229,6 +249,15 @@ impl LoraConfig {
         }
         if self.r == 0 {
             return Err(PeftError::invalid("r", 0, "at least 1"));
+        }
+        if self.method == Method::Loraplus
+            && !(self.loraplus_lr_ratio.is_finite() && self.loraplus_lr_ratio > 0.0)
+        {
+            return Err(PeftError::invalid(
+                "loraplus_lr_ratio",
+                self.loraplus_lr_ratio,
+                "a finite number > 0 (B's learning rate over A's)",
+            ));
         }
         if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
             return Err(PeftError::invalid(

@@ -50,6 +50,9 @@ impl BlockAdapters {
 pub struct PeftModel<M: Adaptable> {
     pub base: M,
     pub blocks: Vec<BlockAdapters>,
+    /// LoRA+'s ratio of B's learning rate to A's; `None` for other methods.
+    #[module(skip)]
+    pub loraplus_lr_ratio: Option<f64>,
 }
 
 struct AdapterHook<'a>(&'a [BlockAdapters]);
@@ -66,6 +69,34 @@ impl LinearHook for AdapterHook<'_> {
 impl<M: Adaptable> PopulationModel for PeftModel<M> {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.base.forward_with(tokens, &AdapterHook(&self.blocks))
+    }
+
+    /// LoRA+'s groups as `create_loraplus_optimizer` forms them: every B
+    /// (and DoRA magnitude) at the ratio × the member's rate with weight
+    /// decay; a trainable bias of the base (a trained head's) at the ratio
+    /// without decay; A and the rest at the member's rate.
+    fn param_lrs(&self) -> Vec<nn::ParamLr> {
+        let Some(ratio) = self.loraplus_lr_ratio else {
+            return Vec::new();
+        };
+        let lr = |id, decay| nn::ParamLr {
+            id,
+            lr_scale: ratio,
+            decay,
+        };
+        let mut params = Vec::new();
+        for (_, layer) in self.blocks.iter().flat_map(BlockAdapters::adapted) {
+            params.push(lr(layer.b.id, true));
+            if let Some(m) = &layer.magnitude {
+                params.push(lr(m.id, true));
+            }
+        }
+        params.extend(
+            trainable_vectors(&self.base)
+                .into_iter()
+                .map(|id| lr(id, false)),
+        );
+        params
     }
 
     fn decode(
@@ -111,6 +142,7 @@ impl<M: Adaptable> PeftModel<M> {
             return Ok(Self {
                 base,
                 blocks: Vec::new(),
+                loraplus_lr_ratio: None,
             });
         }
         let mut base = base.no_grad();
@@ -118,7 +150,13 @@ impl<M: Adaptable> PeftModel<M> {
         if config.train_head {
             base = base.unfreeze_head(members);
         }
-        Ok(Self { base, blocks })
+        let loraplus_lr_ratio =
+            (config.method == Method::Loraplus).then_some(config.loraplus_lr_ratio);
+        Ok(Self {
+            base,
+            blocks,
+            loraplus_lr_ratio,
+        })
     }
 
     /// Members in the population.
@@ -347,4 +385,21 @@ fn count_params<M: Module>(module: &M, trainable_only: bool) -> usize {
     };
     module.visit(&mut count);
     count.total
+}
+
+/// The trainable `[C, n]` parameters of `module`: one vector per member
+/// (biases), which PEFT's LoRA+ puts in B's group without weight decay.
+fn trainable_vectors<M: Module>(module: &M) -> Vec<burn::module::ParamId> {
+    use burn::module::ModuleVisitor;
+    struct Vectors(Vec<burn::module::ParamId>);
+    impl ModuleVisitor for Vectors {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D == 2 && param.is_require_grad() {
+                self.0.push(param.id);
+            }
+        }
+    }
+    let mut found = Vectors(Vec::new());
+    module.visit(&mut found);
+    found.0
 }

@@ -74,6 +74,12 @@ fn rslora_matches_peft() {
     check("rslora", Method::Rslora);
 }
 
+/// LoRA stepped by PEFT's `create_loraplus_optimizer`: B at 16 × A's rate.
+#[test]
+fn loraplus_matches_peft() {
+    check("loraplus", Method::Loraplus);
+}
+
 #[test]
 fn dora_matches_peft() {
     check("dora", Method::Dora);

@@ -259,6 +259,7 @@ pub fn method_label(method: &str) -> String {
     let known: BTreeMap<&str, &str> = [
         ("lora", "LoRA"),
         ("rslora", "rsLoRA"),
+        ("loraplus", "LoRA+"),
         ("init_ab", "Init[AB]"),
         ("dora", "DoRA"),
         ("pissa", "PiSSA"),

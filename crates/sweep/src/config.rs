@@ -278,6 +278,10 @@ pub struct GridConfig {
     /// the first).
     #[serde(default)]
     pub init: OneOrMany<LoraInit>,
+    /// LoRA+ (`loraplus`): B's learning rate over A's; PEFT's example's 16
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loraplus_lr_ratio: Option<f64>,
     #[serde(default)]
     pub targets: TargetModules,
     /// Seeds of adapter init and data order; one member per (lr, seed).
@@ -1406,6 +1410,15 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         if g.seeds.is_empty() {
             return Err(bad("grid.seeds", "[]", "at least one seed"));
         }
+        if let Some(ratio) = g.loraplus_lr_ratio
+            && !(ratio.is_finite() && ratio > 0.0)
+        {
+            return Err(bad(
+                "grid.loraplus_lr_ratio",
+                ratio,
+                "a finite number > 0 (LoRA+'s learning rate of B over A's)",
+            ));
+        }
         // A repeated value would train and record its trials twice.
         let twice = |field: &str, value: String| {
             Err(bad(field, format!("{value} twice"), "distinct values"))
@@ -1553,6 +1566,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             train_head: self.train_head(),
             use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
             compute,
+            loraplus_lr_ratio: self.grid.loraplus_lr_ratio.unwrap_or(16.0),
         }
     }
 
@@ -1578,6 +1592,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             warmup_ratio: f64,
             #[serde(skip_serializing_if = "Option::is_none")]
             max_steps: Option<usize>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            loraplus_lr_ratio: Option<f64>,
             train_head: bool,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             files: BTreeMap<String, String>,
@@ -1591,6 +1607,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             lr_scheduler_type: self.finetune.lr_scheduler_type,
             warmup_ratio: self.finetune.warmup_ratio,
             max_steps: self.finetune.max_steps,
+            loraplus_lr_ratio: self.grid.loraplus_lr_ratio,
             train_head: self.train_head(),
             files: self.file_digests(),
         };
@@ -2234,6 +2251,41 @@ mod tests {
                 "{err:?} should contain {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn loraplus_takes_its_ratio_from_the_grid() {
+        let text = include_str!("../../../configs/quick.toml");
+        let anchor = "[grid]";
+        assert!(text.contains(anchor));
+        let with = |lines: &str| text.replacen(anchor, &format!("{anchor}\n{lines}"), 1);
+        let parse = |t: &str| ExperimentConfig::<TinyformerConfig>::from_toml_str(t, "p.toml");
+        let config = parse(&with("loraplus_lr_ratio = 8.0")).unwrap();
+        let cell = config.lora_config(
+            Method::Loraplus,
+            4,
+            AlphaRule::AlphaEqR,
+            LoraInit::default(),
+            peft::Compute::default(),
+        );
+        assert_eq!(cell.loraplus_lr_ratio, 8.0);
+        // The ratio changes LoRA+'s trials: a new study.
+        assert_ne!(config.results_hash(), quick().results_hash());
+        let default = quick().lora_config(
+            Method::Loraplus,
+            4,
+            AlphaRule::AlphaEqR,
+            LoraInit::default(),
+            peft::Compute::default(),
+        );
+        assert_eq!(default.loraplus_lr_ratio, 16.0);
+        let err = parse(&with("loraplus_lr_ratio = 0.0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("grid.loraplus_lr_ratio = 0: a finite number > 0"),
+            "{err}"
+        );
     }
 
     #[test]

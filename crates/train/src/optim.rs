@@ -52,6 +52,9 @@ pub struct PopulationAdamW {
     members: usize,
     step: i32,
     moments: HashMap<ParamId, Moments>,
+    /// Parameters with a learning rate of their own (a factor on the
+    /// member's) and whether they decay.
+    param_lrs: HashMap<ParamId, (f64, bool)>,
 }
 
 impl PopulationAdamW {
@@ -73,11 +76,21 @@ impl PopulationAdamW {
             members,
             step: 0,
             moments: HashMap::new(),
+            param_lrs: HashMap::new(),
         }
     }
 
     pub fn members(&self) -> usize {
         self.members
+    }
+
+    /// Learning-rate factors and decay rules of single parameters (LoRA+'s
+    /// groups); the others keep the member's rate and the weight decay.
+    pub fn set_param_lrs(&mut self, params: &[nn::ParamLr]) {
+        self.param_lrs = params
+            .iter()
+            .map(|p| (p.id, (p.lr_scale, p.decay)))
+            .collect();
     }
 
     /// Every member's learning rate for the steps to come: `factor` × its
@@ -160,7 +173,13 @@ impl PopulationAdamW {
         };
         let bias1 = 1.0 - beta1.powi(self.step);
         let bias2 = 1.0 - beta2.powi(self.step);
-        let lr = self.lrs.clone();
+        let (scale, decays) = self.param_lrs.get(&id).copied().unwrap_or((1.0, true));
+        let lr = if scale == 1.0 {
+            self.lrs.clone()
+        } else {
+            self.lrs.clone().mul_scalar(scale)
+        };
+        let weight_decay = if decays { weight_decay } else { 0.0 };
         let decayed = theta.clone() - theta.clone().mul(lr.clone()).mul_scalar(weight_decay);
         let denom = v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(eps);
         let updated = decayed - m.clone().div(denom).mul(lr).div_scalar(bias1);

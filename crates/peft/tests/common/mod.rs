@@ -71,6 +71,9 @@ pub struct Setting {
     pub r: usize,
     pub lora_alpha: f64,
     pub lr: f64,
+    /// LoRA+'s ratio, where the fixture has a LoRA+ case.
+    #[serde(default)]
+    pub loraplus_lr_ratio: Option<f64>,
 }
 
 fn tensor2(t: &NamedTensor, device: &Device) -> Tensor<2> {
@@ -203,6 +206,9 @@ pub fn check<M: Adaptable>(
 ) {
     let mut lora = LoraConfig::new(method, setting.r);
     lora.lora_alpha = setting.lora_alpha;
+    if let Some(ratio) = setting.loraplus_lr_ratio {
+        lora.loraplus_lr_ratio = ratio;
+    }
     lora.train_head = false;
     // PEFT's form: x·A then ·B, not the merged weight.
     lora.compute = peft::Compute::ActivationSpace;
@@ -227,6 +233,7 @@ pub fn check<M: Adaptable>(
     // lrscape's own optimizer (PyTorch's AdamW defaults, no weight decay).
     let mut adamw =
         train::PopulationAdamW::new(train::AdamWConfig::default(), &[setting.lr], device);
+    adamw.set_param_lrs(&model.param_lrs());
     let model = adamw.step(model, grads);
     for (name, f) in &g.after_step {
         let l = layer(&model, (subject.site)(name));
