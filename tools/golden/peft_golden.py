@@ -3,8 +3,8 @@
 Builds the seed notebook's TinyTransformer (from tinyformer_golden.py) at a
 small size, wraps it with `peft` for LoRA, rsLoRA, DoRA and PiSSA on every
 block linear (head frozen), MiLoRA as tools/golden/milora.py sets it up,
-and LoRA+ (LoRA stepped by `create_loraplus_optimizer`, ratio
-LORAPLUS_RATIO), and writes fixtures/peft_golden.json with, per
+LoRA+ (LoRA stepped by `create_loraplus_optimizer`, ratio
+LORAPLUS_RATIO) and OLoRA (`init_lora_weights="olora"`), and writes fixtures/peft_golden.json with, per
 method: the base state dict, the adapter factors (PEFT layout:
 A `[r, in]`, B `[out, r]`, DoRA magnitude `[out]`), the residual base
 weights (PiSSA, MiLoRA), the logits on a fixed batch, and the factors after one
@@ -87,7 +87,7 @@ def run(kind, given, tokens, labels):
         r=R,
         lora_alpha=ALPHA,
         target_modules=TARGETS,
-        init_lora_weights="pissa" if kind == "pissa" else True,
+        init_lora_weights={"pissa": "pissa", "olora": "olora"}.get(kind, True),
         use_dora=kind == "dora",
         use_rslora=kind == "rslora",
     )
@@ -103,7 +103,7 @@ def run(kind, given, tokens, labels):
                 a, b = given[short(name)]
                 m.lora_A["default"].weight.copy_(a)
                 m.lora_B["default"].weight.copy_(b)
-    initial = factors(peft_model, kind in ("pissa", "milora"))
+    initial = factors(peft_model, kind in ("pissa", "milora", "olora"))
     logits = peft_model(tokens)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     if kind == "loraplus":
@@ -167,6 +167,7 @@ def main():
             "dora": run("dora", given, tokens, labels),
             "pissa": run("pissa", None, tokens, labels),
             "milora": run("milora", None, tokens, labels),
+            "olora": run("olora", None, tokens, labels),
         },
     }
     path = pathlib.Path(__file__).resolve().parents[2] / "fixtures/peft_golden.json"

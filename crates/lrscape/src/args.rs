@@ -47,8 +47,9 @@ pub struct DeviceArg {
 /// Command-line overrides of the grid's axes (`run`, `sharpness`).
 #[derive(clap::Args, Default)]
 pub struct GridOverrides {
-    /// Override grid.methods (comma-separated): lora, rslora, init_ab, dora,
-    /// pissa, milora, full, dora_seed, pissa_seed, milora_seed.
+    /// Override grid.methods (comma-separated): lora, rslora, loraplus,
+    /// init_ab, dora, pissa, milora, olora, full, dora_seed, pissa_seed,
+    /// milora_seed.
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Override grid.ranks (comma-separated); grid.parity_rank becomes the
@@ -218,7 +219,8 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Methods (comma-separated; grid.methods if omitted): lora, rslora,
-        /// init_ab, dora, pissa, milora, full, dora_seed, pissa_seed, milora_seed.
+        /// loraplus, init_ab, dora, pissa, milora, olora, full, dora_seed,
+        /// pissa_seed, milora_seed.
         #[arg(long, value_delimiter = ',')]
         methods: Option<Vec<String>>,
         /// Ranks (comma-separated; grid.ranks if omitted).

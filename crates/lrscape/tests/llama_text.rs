@@ -79,11 +79,11 @@ fn the_tiny_qwen3_config_runs_whole_and_its_adapters_score_their_trials() {
     let out = dir.path().join("out");
     succeeded(study("run", Path::new(CONFIG), &out));
     let trials = trials(&out);
-    assert_eq!(trials.len(), 6);
+    assert_eq!(trials.len(), 8);
     succeeded(study("report", Path::new(CONFIG), &out));
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     assert!(report.contains("qwen3-tiny"), "{report}");
-    for method in ["lora", "dora", "pissa"] {
+    for method in ["lora", "dora", "pissa", "olora"] {
         let member = only_entry(&out.join("adapters").join(format!("{method}-r-4")));
         let lr = member.file_name().unwrap().to_str().unwrap().to_string();
         let trial = trials
@@ -92,8 +92,8 @@ fn the_tiny_qwen3_config_runs_whole_and_its_adapters_score_their_trials() {
                 t["method"] == method && lr == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap())
             })
             .unwrap();
-        // Read back on the untouched checkpoint (PiSSA's as a rank-2r
-        // adapter), it scores what training recorded.
+        // Read back on the untouched checkpoint (PiSSA's and OLoRA's as
+        // rank-2r adapters), it scores what training recorded.
         let score = eval(
             "fixtures/llama/tiny-qwen3",
             Some(member.to_str().unwrap()),
@@ -183,8 +183,8 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
     let dir = tempfile::tempdir().unwrap();
     let text = absolute_config(CONFIG)
         .replace(
-            "methods = [\"lora\", \"dora\", \"pissa\"]",
-            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"loraplus\"]",
+            "methods = [\"lora\", \"dora\", \"pissa\", \"olora\"]",
+            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"loraplus\", \"olora\"]",
         )
         .replace("save_adapters = \"best\"", "save_adapters = \"all\"");
     let config = dir.path().join("c.toml");
@@ -205,5 +205,5 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 14, "7 methods × 2 learning rates");
+    assert_eq!(checked, 16, "8 methods × 2 learning rates");
 }

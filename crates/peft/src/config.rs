@@ -34,6 +34,9 @@ pub enum Method {
     Pissa,
     /// Minor singular components as the adapter, residual frozen.
     Milora,
+    /// The QR decomposition's first `r` columns of Q and rows of R as the
+    /// adapter, residual frozen (HF PEFT `init_lora_weights = "olora"`).
+    Olora,
     /// Every weight trainable: the baseline.
     Full,
     DoraSeed,
@@ -42,7 +45,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::Lora,
         Method::Rslora,
         Method::Loraplus,
@@ -50,6 +53,7 @@ impl Method {
         Method::Dora,
         Method::Pissa,
         Method::Milora,
+        Method::Olora,
         Method::Full,
         Method::DoraSeed,
         Method::PissaSeed,
@@ -66,6 +70,7 @@ impl Method {
             Method::Dora => "dora",
             Method::Pissa => "pissa",
             Method::Milora => "milora",
+            Method::Olora => "olora",
             Method::Full => "full",
             Method::DoraSeed => "dora_seed",
             Method::PissaSeed => "pissa_seed",
@@ -85,6 +90,13 @@ impl Method {
             self,
             Method::Pissa | Method::Milora | Method::PissaSeed | Method::MiloraSeed
         )
+    }
+
+    /// Whether the adapter starts as part of the base weight, which keeps
+    /// only the residual (PiSSA, MiLoRA, OLoRA): such adapters are saved
+    /// as PEFT converts them, against the untouched base.
+    pub fn replaces_base(self) -> bool {
+        matches!(self, Method::Pissa | Method::Milora | Method::Olora)
     }
 
     /// Whether `A` is drawn at random, so that [`LoraInit`] matters (not

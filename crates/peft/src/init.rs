@@ -1,4 +1,5 @@
-//! Initial factors: random (LoRA family) or from the SVD (PiSSA, MiLoRA).
+//! Initial factors: random (LoRA family), from the SVD (PiSSA, MiLoRA) or
+//! from the QR decomposition (OLoRA).
 
 use burn::tensor::{Device, Tensor};
 use nn::init::{ParamRng, linear_bound, tensor_from};
@@ -110,4 +111,145 @@ pub fn svd_factors(
         b: lift(b),
         residual: lift(residual),
     })
+}
+
+/// The reduced QR decomposition `W = Q R` of `w: [m, n]` (row-major f64),
+/// as LAPACK's `geqrf` and `orgqr` compute it (and so `torch.linalg.qr`):
+/// Householder reflections with `R`'s diagonal `-sign(α)·‖x‖`. Returns `Q`
+/// `[m, k]` and `R` `[k, n]`, `k = min(m, n)`.
+pub fn householder_qr(w: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let k = m.min(n);
+    let mut a = w.to_vec();
+    let mut reflectors: Vec<(Vec<f64>, f64)> = Vec::with_capacity(k);
+    for j in 0..k {
+        let alpha = a[j * n + j];
+        let xnorm = (j + 1..m).map(|i| a[i * n + j].powi(2)).sum::<f64>().sqrt();
+        if xnorm == 0.0 {
+            reflectors.push((vec![1.0], 0.0));
+            continue;
+        }
+        // -sign(α)·‖x‖, a zero α counted positive (Fortran's SIGN).
+        let beta = if alpha < 0.0 { 1.0 } else { -1.0 } * alpha.hypot(xnorm);
+        let tau = (beta - alpha) / beta;
+        let mut v = vec![1.0];
+        v.extend((j + 1..m).map(|i| a[i * n + j] / (alpha - beta)));
+        // H = I - tau v vᵀ on the trailing columns.
+        for c in j + 1..n {
+            let dot: f64 = (j..m).map(|i| v[i - j] * a[i * n + c]).sum();
+            for i in j..m {
+                a[i * n + c] -= tau * v[i - j] * dot;
+            }
+        }
+        a[j * n + j] = beta;
+        for i in j + 1..m {
+            a[i * n + j] = 0.0;
+        }
+        reflectors.push((v, tau));
+    }
+    let mut r = vec![0.0; k * n];
+    for i in 0..k {
+        for c in i..n {
+            r[i * n + c] = a[i * n + c];
+        }
+    }
+    // Q = H_0 H_1 ⋯ H_{k-1} applied to the first k columns of I, last first.
+    let mut q = vec![0.0; m * k];
+    for i in 0..k {
+        q[i * k + i] = 1.0;
+    }
+    for (j, (v, tau)) in reflectors.iter().enumerate().rev() {
+        if *tau == 0.0 {
+            continue;
+        }
+        for c in 0..k {
+            let dot: f64 = (j..m).map(|i| v[i - j] * q[i * k + c]).sum();
+            for i in j..m {
+                q[i * k + c] -= tau * v[i - j] * dot;
+            }
+        }
+    }
+    (q, r)
+}
+
+/// HF PEFT's OLoRA init: with `W = Q R` in PyTorch's `[out, in]` layout,
+/// `A = R[:r]`, `B = Q[:, :r]`, and the frozen weight becomes `W - scale ·
+/// B A`.
+pub fn qr_factors(
+    linear: &PopLinear,
+    site: LinearSite,
+    r: usize,
+    scale: f64,
+) -> Result<SvdFactors, PeftError> {
+    let weight = linear.weight.val();
+    let autodiff = weight.is_autodiff();
+    let weight = weight.inner();
+    let device = weight.device();
+    let [_, d_in, d_out] = weight.dims();
+    let w_in_out = weight.reshape([d_in, d_out]);
+    let values: Vec<f32> = w_in_out
+        .clone()
+        .transpose()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("float tensors read back as f32");
+    if !values.iter().all(|v| v.is_finite()) {
+        return Err(PeftError::NonFiniteWeight(site));
+    }
+    let w: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+    let (q, rr) = householder_qr(&w, d_out, d_in);
+    let k = d_out.min(d_in);
+    // A = R[:r] as [r, in], B = Q[:, :r] as [out, r], in the model's
+    // orientations [in, r] and [r, out].
+    let a_torch: Vec<f32> = rr[..r * d_in].iter().map(|&v| v as f32).collect();
+    let b_torch: Vec<f32> = (0..d_out)
+        .flat_map(|i| q[i * k..i * k + r].iter().map(|&v| v as f32))
+        .collect();
+    let a = tensor_from(a_torch, [r, d_in], &device).transpose();
+    let b = tensor_from(b_torch, [d_out, r], &device).transpose();
+    let residual = w_in_out - a.clone().matmul(b.clone()).mul_scalar(scale);
+    let lift = |t: Tensor<2>| if autodiff { Tensor::from_inner(t) } else { t };
+    Ok(SvdFactors {
+        a: lift(a),
+        b: lift(b),
+        residual: lift(residual),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qr_reconstructs_with_orthonormal_q_and_lapacks_signs() {
+        // A tall and a wide matrix.
+        for (m, n) in [(4, 3), (2, 5)] {
+            let w: Vec<f64> = (0..m * n).map(|i| ((i * 7 % 11) as f64) - 4.5).collect();
+            let (q, r) = householder_qr(&w, m, n);
+            let k = m.min(n);
+            for i in 0..m {
+                for c in 0..n {
+                    let got: f64 = (0..k).map(|t| q[i * k + t] * r[t * n + c]).sum();
+                    assert!((got - w[i * n + c]).abs() < 1e-12, "{m}×{n} ({i}, {c})");
+                }
+            }
+            for a in 0..k {
+                for b in 0..k {
+                    let dot: f64 = (0..m).map(|i| q[i * k + a] * q[i * k + b]).sum();
+                    let want = if a == b { 1.0 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-12);
+                }
+                // R's diagonal has the sign opposite to the column's head
+                // (LAPACK's dlarfg).
+                for c in 0..a.min(n) {
+                    assert_eq!(r[a * n + c], 0.0);
+                }
+            }
+        }
+        // w = [[3], [4]]: beta = -5, Q = [[-0.6], [-0.8]].
+        let (q, r) = householder_qr(&[3.0, 4.0], 2, 1);
+        assert!(
+            (r[0] + 5.0).abs() < 1e-12 && (q[0] + 0.6).abs() < 1e-12 && (q[1] + 0.8).abs() < 1e-12
+        );
+    }
 }

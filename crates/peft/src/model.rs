@@ -344,6 +344,12 @@ fn build_adapters<M: Adaptable>(
             let device: Device = linear.weight.device();
             let (a, b, kind, magnitude, residual) = if config.method.uses_svd() {
                 svd_init(linear, site, config, member_seeds.len())?
+            } else if config.method == Method::Olora {
+                let f = crate::init::qr_factors(linear, site, config.r, config.scaling())?;
+                let members = member_seeds.len();
+                let a = f.a.unsqueeze_dim::<3>(0).repeat_dim(0, members);
+                let b = f.b.unsqueeze_dim::<3>(0).repeat_dim(0, members);
+                (a, b, LayerKind::Additive, None, Some(f.residual))
             } else {
                 random_init(linear, site, config, member_seeds, &device)
             };

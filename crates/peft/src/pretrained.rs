@@ -131,11 +131,11 @@ pub fn save_pretrained<M: Adaptable>(
         return Err(PeftError::invalid(
             "method",
             config.method.name(),
-            "an adapter PEFT represents (lora, rslora, dora, pissa, milora, init_ab and the \
-             seed notebook's pissa/milora)",
+            "an adapter PEFT represents (lora, rslora, loraplus, dora, pissa, milora, olora, \
+             init_ab and the seed notebook's pissa/milora)",
         ));
     }
-    let residual = matches!(config.method, Method::Pissa | Method::Milora);
+    let residual = config.method.replaces_base();
     let initial = match (residual, initial) {
         (true, Some(initial)) => Some(initial),
         (true, None) => {

@@ -90,6 +90,11 @@ fn pissa_matches_peft() {
     check("pissa", Method::Pissa);
 }
 
+#[test]
+fn olora_matches_peft() {
+    check("olora", Method::Olora);
+}
+
 /// PEFT has no MiLoRA: the reference is PEFT's PiSSA init on the smallest
 /// singular components (tools/golden/milora.py).
 #[test]

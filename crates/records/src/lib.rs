@@ -264,6 +264,7 @@ pub fn method_label(method: &str) -> String {
         ("dora", "DoRA"),
         ("pissa", "PiSSA"),
         ("milora", "MiLoRA"),
+        ("olora", "OLoRA"),
         ("full", "Full FT"),
         ("dora_seed", "DoRA (seed)"),
         ("pissa_seed", "PiSSA-like (seed)"),

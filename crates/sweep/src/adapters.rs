@@ -66,7 +66,7 @@ pub fn save_population<A: nn::Adaptable>(
     diverged: &[bool],
 ) -> anyhow::Result<()> {
     let lora = cell.fine_tune();
-    let initial = if matches!(cell.method, peft::Method::Pissa | peft::Method::Milora) {
+    let initial = if cell.method.replaces_base() {
         Some(PeftModel::new(base.clone(), &lora, &[0])?)
     } else {
         None

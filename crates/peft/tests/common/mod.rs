@@ -145,6 +145,15 @@ fn start<M: Adaptable>(
             let ours = host(l.magnitude.as_ref().unwrap().val());
             assert_close(&ours, &m.data, 1e-5, &format!("{name} magnitude"));
         }
+        if method == Method::Olora {
+            // The QR decomposition's signs are LAPACK's: the factors
+            // themselves agree.
+            let (a, b) = (f.a.as_ref().unwrap(), f.b.as_ref().unwrap());
+            let ours_a = host(l.a.val().squeeze_dim::<2>(0).transpose());
+            let ours_b = host(l.b.val().squeeze_dim::<2>(0).transpose());
+            assert_close(&ours_a, &a.data, 1e-5, &format!("{name} A"));
+            assert_close(&ours_b, &b.data, 1e-5, &format!("{name} B"));
+        }
         if svd_init(method) {
             // Factors are defined up to the sign of each singular pair:
             // compare the update s·BA.
@@ -327,8 +336,8 @@ pub fn site(layer: usize, module: ModuleId) -> LinearSite {
     LinearSite { layer, module }
 }
 
-/// PiSSA and MiLoRA: factors from the SVD, defined up to the sign of each
-/// singular pair.
+/// PiSSA, MiLoRA and OLoRA: factors from the weight, part of it moved into
+/// the adapter (the SVD's defined up to the sign of each singular pair).
 fn svd_init(method: Method) -> bool {
-    matches!(method, Method::Pissa | Method::Milora)
+    matches!(method, Method::Pissa | Method::Milora | Method::Olora)
 }
