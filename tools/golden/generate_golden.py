@@ -5,7 +5,9 @@ For the tiny Llama, Qwen2 and Qwen3 of fixtures/llama (and the Qwen3 with
 its PEFT LoRA adapter), the ids `model.generate(do_sample=False,
 max_new_tokens=NEW)` appends to a few prompts (Genesis verses tokenized by
 the model's tokenizer), each prompt alone (no padding); generation stops
-after the end-of-text token. Writes fixtures/llama/generate_golden.json.
+after the end-of-text token. Writes fixtures/llama/generate_golden.json;
+the same for the tiny GPT-2 of fixtures/gpt2/tiny-lm (and its PEFT LoRA
+adapter) to fixtures/gpt2/generate_golden.json.
 
 And scoring by generation end to end: the tiny Qwen3 generates after each
 prompt of fixtures/text/genesis-instructions-val.jsonl (the template of
@@ -80,14 +82,22 @@ PROMPTS = ["In the beginning God created", "And the earth was without form,", "L
 
 def main():
     golden = {"max_new_tokens": NEW, "prompts": PROMPTS}
-    cases = [("tiny-llama", None), ("tiny-qwen2", None), ("tiny-qwen3", None),
-             ("tiny-qwen3", "lora")]
+    generations(golden, ROOT, [("tiny-llama", None), ("tiny-qwen2", None), ("tiny-qwen3", None),
+                               ("tiny-qwen3", "lora")])
+    answers(golden)
+    (ROOT / "generate_golden.json").write_text(json.dumps(golden) + "\n")
+    gpt2 = {"max_new_tokens": NEW, "prompts": PROMPTS}
+    generations(gpt2, ROOT.parent / "gpt2", [("tiny-lm", None), ("tiny-lm", "lora")])
+    (ROOT.parent / "gpt2" / "generate_golden.json").write_text(json.dumps(gpt2) + "\n")
+
+
+def generations(golden, root, cases):
     for name, adapter in cases:
-        directory = ROOT / name
+        directory = root / name
         tok = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
         model = AutoModelForCausalLM.from_pretrained(directory).eval()
         if adapter:
-            model = PeftModel.from_pretrained(model, ROOT / f"{name}-adapters" / adapter).eval()
+            model = PeftModel.from_pretrained(model, root / f"{name}-adapters" / adapter).eval()
         eos = json.loads((directory / "config.json").read_text())["eos_token_id"]
         outputs = []
         for prompt in PROMPTS:
@@ -98,8 +108,6 @@ def main():
                                      pad_token_id=eos)
             outputs.append({"prompt": ids[0].tolist(), "new": out[0, ids.shape[1]:].tolist()})
         golden[name if adapter is None else f"{name}+{adapter}"] = outputs
-    answers(golden)
-    (ROOT / "generate_golden.json").write_text(json.dumps(golden) + "\n")
 
 
 if __name__ == "__main__":

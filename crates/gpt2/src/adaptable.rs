@@ -4,6 +4,7 @@
 //! implementation.
 
 use burn::tensor::{Int, Tensor};
+use nn::attention::KvCache;
 use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, ModuleId, PopLinear};
 
 use crate::model::Gpt2;
@@ -74,6 +75,15 @@ impl Adaptable for Gpt2 {
 
     fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
         Gpt2::forward_with(self, tokens, hook)
+    }
+
+    fn decode_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        cache: &mut KvCache,
+    ) -> Option<Tensor<3>> {
+        Some(Gpt2::decode_with(self, tokens, hook, cache))
     }
 
     /// The language-model head is the token embedding, which PEFT leaves

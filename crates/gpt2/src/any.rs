@@ -4,6 +4,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
+use nn::attention::KvCache;
 use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, PopLinear, PopulationModel};
 
 use crate::classify::Gpt2ForSequenceClassification;
@@ -35,6 +36,13 @@ impl PopulationModel for Gpt2Model {
             Self::Classifier(c) => c.logits(tokens),
         }
     }
+
+    fn decode(&self, tokens: Tensor<3, Int>, cache: &mut KvCache) -> Option<Tensor<3>> {
+        match self {
+            Self::Lm(m) => m.decode(tokens, cache),
+            Self::Classifier(_) => None,
+        }
+    }
 }
 
 impl Adaptable for Gpt2Model {
@@ -57,6 +65,18 @@ impl Adaptable for Gpt2Model {
         match self {
             Self::Lm(m) => Adaptable::forward_with(m, tokens, hook),
             Self::Classifier(c) => Adaptable::forward_with(c, tokens, hook),
+        }
+    }
+
+    fn decode_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        cache: &mut KvCache,
+    ) -> Option<Tensor<3>> {
+        match self {
+            Self::Lm(m) => Adaptable::decode_with(m, tokens, hook, cache),
+            Self::Classifier(_) => None,
         }
     }
 

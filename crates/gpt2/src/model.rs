@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor};
 
-use nn::attention::{causal_bias, lookup, softmax_last};
+use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last};
 use nn::init::{ParamRng, tensor_from};
 use nn::{LayerNorm, LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel};
 
@@ -57,8 +57,15 @@ pub struct Gpt2 {
 }
 
 impl Attention {
-    /// `x: [C, B, T, d] -> [C', B, T, d]`.
-    fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
+    /// `x: [C, B, T, d] -> [C', B, T, d]`, after the tokens `cache` holds
+    /// (their keys and values, to which these are appended) where given.
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        layer: usize,
+        hook: &impl LinearHook,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<4> {
         let [_, b, t, d] = x.dims();
         let device = x.device();
         let (h, dh) = (self.n_head, d / self.n_head);
@@ -73,7 +80,13 @@ impl Attention {
                 .swap_dims(2, 3)
         };
         let (q, k, v) = (split(0), split(1), split(2));
-        let scores = q.matmul(k.swap_dims(3, 4)).mul_scalar(self.scale) + causal_bias(t, &device);
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let (k, v) = match cache {
+            Some(cache) => cache.extend(layer, k, v),
+            None => (k, v),
+        };
+        let scores = q.matmul(k.swap_dims(3, 4)).mul_scalar(self.scale)
+            + causal_bias_after(past, t, &device);
         let mixed = softmax_last(scores).matmul(v);
         let merged = mixed.swap_dims(2, 3).reshape([c, b, t, d]);
         hook.linear(site(ATTN_C_PROJ), &self.c_proj, merged)
@@ -105,9 +118,15 @@ impl Mlp {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<4>, layer: usize, hook: &impl LinearHook) -> Tensor<4> {
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        layer: usize,
+        hook: &impl LinearHook,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<4> {
         // Residual sums broadcast a 1-member stream against C members.
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), layer, hook);
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), layer, hook, cache);
         x.clone() + self.mlp.forward(self.ln_2.forward(x), layer, hook)
     }
 }
@@ -219,13 +238,39 @@ impl Gpt2 {
     /// The final hidden states `[C, B, T, d]` (after `ln_f`) for `tokens:
     /// [G, B, T]`, every block linear evaluated through `hook`.
     pub fn hidden_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<4> {
+        self.hidden(tokens, hook, None)
+    }
+
+    /// The hidden states of `tokens` after those `cache` holds (positions
+    /// from `cache.len()`), or from position 0 without a cache.
+    fn hidden(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<4> {
         let t = tokens.dims()[2];
-        let position = self.wpe.val().narrow(1, 0, t).unsqueeze_dim::<4>(1);
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        let position = self.wpe.val().narrow(1, start, t).unsqueeze_dim::<4>(1);
         let mut x = lookup(self.wte.val(), tokens) + position;
         for (layer, block) in self.h.iter().enumerate() {
-            x = block.forward(x, layer, hook);
+            x = block.forward(x, layer, hook, cache.as_deref_mut());
+        }
+        if let Some(cache) = cache {
+            cache.advance(t);
         }
         self.ln_f.forward(x)
+    }
+
+    /// [`forward_with`](Self::forward_with) after the tokens `cache` holds,
+    /// appending these tokens' keys and values: incremental decoding.
+    pub fn decode_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        self.head(self.hidden(tokens, hook, Some(cache)))
     }
 
     /// Logits of the plain model, `[C, B × T, vocab]`.
@@ -237,7 +282,12 @@ impl Gpt2 {
     /// (`[C, B × T, vocab]`), with every block linear evaluated through
     /// `hook`.
     pub fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
-        let x = self.hidden_with(tokens, hook);
+        self.head(self.hidden_with(tokens, hook))
+    }
+
+    /// Logits `[C, B × T, vocab]` of hidden states `[C, B, T, d]` through
+    /// the tied head.
+    fn head(&self, x: Tensor<4>) -> Tensor<3> {
         let [c, b, t, d] = x.dims();
         let [m, vocab, _] = self.wte.dims();
         let head = self.wte.val().swap_dims(1, 2);
@@ -255,5 +305,9 @@ impl Gpt2 {
 impl PopulationModel for Gpt2 {
     fn logits(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
         self.forward(tokens)
+    }
+
+    fn decode(&self, tokens: Tensor<3, Int>, cache: &mut KvCache) -> Option<Tensor<3>> {
+        Some(self.decode_with(tokens, &NoAdapter, cache))
     }
 }
