@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor};
 
-use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last};
+use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last, tied_head};
 use nn::init::{ParamRng, tensor_from};
 use nn::{LayerNorm, LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel};
 
@@ -288,17 +288,7 @@ impl Gpt2 {
     /// Logits `[C, B × T, vocab]` of hidden states `[C, B, T, d]` through
     /// the tied head.
     fn head(&self, x: Tensor<4>) -> Tensor<3> {
-        let [c, b, t, d] = x.dims();
-        let [m, vocab, _] = self.wte.dims();
-        let head = self.wte.val().swap_dims(1, 2);
-        if m == 1 && c > 1 {
-            // One shared head: one product over every member's rows.
-            x.reshape([1, c * b * t, d])
-                .matmul(head)
-                .reshape([c, b * t, vocab])
-        } else {
-            x.reshape([c, b * t, d]).matmul(head)
-        }
+        tied_head(x, self.wte.val())
     }
 }
 

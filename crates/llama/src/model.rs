@@ -7,7 +7,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 
-use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last};
+use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last, tied_head};
 use nn::init::{ParamRng, tensor_from};
 use nn::{LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, RmsNorm};
 
@@ -329,20 +329,12 @@ impl Llama {
 
     /// Logits `[C, B × T, vocab]` of hidden states `[C, B, T, d]`.
     fn head(&self, x: Tensor<4>) -> Tensor<3> {
-        let [c, b, t, d] = x.dims();
-        let x = x.reshape([c, b * t, d]);
-        if let Some(head) = &self.lm_head {
-            return head.forward3(x);
-        }
-        let [m, vocab, _] = self.embed_tokens.dims();
-        let head = self.embed_tokens.val().swap_dims(1, 2);
-        if m == 1 && c > 1 {
-            // One shared head: one product over every member's rows.
-            x.reshape([1, c * b * t, d])
-                .matmul(head)
-                .reshape([c, b * t, vocab])
-        } else {
-            x.matmul(head)
+        match &self.lm_head {
+            Some(head) => {
+                let [c, b, t, d] = x.dims();
+                head.forward3(x.reshape([c, b * t, d]))
+            }
+            None => tied_head(x, self.embed_tokens.val()),
         }
     }
 }

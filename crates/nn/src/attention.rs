@@ -43,6 +43,22 @@ pub fn lookup(table: Tensor<3>, tokens: Tensor<3, Int>) -> Tensor<4> {
         .reshape([members, b, t, d])
 }
 
+/// Logits `[C, B × T, vocab]` of hidden states `x: [C, B, T, d]` through a
+/// head tied to the token embedding `table: [M, vocab, d]`.
+pub fn tied_head(x: Tensor<4>, table: Tensor<3>) -> Tensor<3> {
+    let [c, b, t, d] = x.dims();
+    let [m, vocab, _] = table.dims();
+    let head = table.swap_dims(1, 2);
+    if m == 1 && c > 1 {
+        // One shared head: one product over every member's rows.
+        x.reshape([1, c * b * t, d])
+            .matmul(head)
+            .reshape([c, b * t, vocab])
+    } else {
+        x.reshape([c, b * t, d]).matmul(head)
+    }
+}
+
 /// Softmax over the last axis as `e · (1 / Σe)` with `e = exp(x − max x)`:
 /// Burn's `softmax` divides by the sum, and a division's backward pass costs
 /// two more passes over the scores than a product's.

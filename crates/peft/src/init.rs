@@ -60,6 +60,28 @@ pub struct SvdFactors {
     pub residual: Tensor<2>,
 }
 
+fn host_f32(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("float tensors read back as f32")
+}
+
+/// `linear`'s weight `[in, out]` on the plain (non-autodiff) device, and
+/// whether it came from an autodiff one; a non-finite weight is an error
+/// naming the site.
+fn plain_weight(linear: &PopLinear, site: LinearSite) -> Result<(Tensor<2>, bool), PeftError> {
+    let weight = linear.weight.val();
+    let autodiff = weight.is_autodiff();
+    let weight = weight.inner();
+    let [_, d_in, d_out] = weight.dims();
+    let w_in_out = weight.reshape([d_in, d_out]);
+    if !host_f32(w_in_out.clone()).iter().all(|v| v.is_finite()) {
+        return Err(PeftError::NonFiniteWeight(site));
+    }
+    Ok((w_in_out, autodiff))
+}
+
 /// HF PEFT's PiSSA init (and MiLoRA's, with the minor components): with
 /// `W = U S Vᵀ` in PyTorch's `[out, in]` layout and the chosen `r`
 /// components, `A = diag(√(S_r / divisor)) V_rᵀ`, `B = U_r diag(√(S_r / divisor))`.
@@ -76,20 +98,7 @@ pub fn svd_factors(
 ) -> Result<SvdFactors, PeftError> {
     // Burn's SVD runs on the host and has no autodiff support: compute on
     // the plain device and lift the results back.
-    let weight = linear.weight.val();
-    let autodiff = weight.is_autodiff();
-    let weight = weight.inner();
-    let [_, d_in, d_out] = weight.dims();
-    let w_in_out = weight.reshape([d_in, d_out]);
-    let values: Vec<f32> = w_in_out
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .expect("float tensors read back as f32");
-    if !values.iter().all(|v| v.is_finite()) {
-        return Err(PeftError::NonFiniteWeight(site));
-    }
+    let (w_in_out, autodiff) = plain_weight(linear, site)?;
     let w_out_in = w_in_out.clone().transpose();
     let (u, s, vt) = burn::linalg::svd::<2, 1>(w_out_in, 200);
     let k = s.dims()[0];
@@ -180,23 +189,13 @@ pub fn qr_factors(
     r: usize,
     scale: f64,
 ) -> Result<SvdFactors, PeftError> {
-    let weight = linear.weight.val();
-    let autodiff = weight.is_autodiff();
-    let weight = weight.inner();
-    let device = weight.device();
-    let [_, d_in, d_out] = weight.dims();
-    let w_in_out = weight.reshape([d_in, d_out]);
-    let values: Vec<f32> = w_in_out
-        .clone()
-        .transpose()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .expect("float tensors read back as f32");
-    if !values.iter().all(|v| v.is_finite()) {
-        return Err(PeftError::NonFiniteWeight(site));
-    }
-    let w: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+    let (w_in_out, autodiff) = plain_weight(linear, site)?;
+    let device = w_in_out.device();
+    let [d_in, d_out] = w_in_out.dims();
+    let w: Vec<f64> = host_f32(w_in_out.clone().transpose())
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let (q, rr) = householder_qr(&w, d_out, d_in);
     let k = d_out.min(d_in);
     // A = R[:r] as [r, in], B = Q[:, :r] as [out, r], in the model's
