@@ -635,43 +635,7 @@ impl TaskConfig {
                 )
             })
         };
-        let text_fields = [
-            ("train", self.train.is_some()),
-            ("val", self.val.is_some()),
-            ("block_size", self.block_size.is_some()),
-            ("pretrain_train", self.pretrain_train.is_some()),
-            ("pretrain_val", self.pretrain_val.is_some()),
-        ];
-        let classification_fields = [
-            ("text_column", self.text_column.is_some()),
-            ("label_column", self.label_column.is_some()),
-        ];
-        let instruction_fields = [
-            ("prompt_template", self.prompt_template.is_some()),
-            ("packing", self.packing.is_some()),
-            ("max_new_tokens", self.max_new_tokens.is_some()),
-        ];
-        if !matches!(
-            self.kind,
-            TaskKind::TextClassification | TaskKind::Instruction
-        ) {
-            absent("max_length", self.max_length.is_some())?;
-        }
-        if self.kind != TaskKind::Instruction {
-            for (field, set) in instruction_fields {
-                absent(field, set)?;
-            }
-        }
-        if self.kind.is_synthetic() {
-            for (field, set) in text_fields {
-                absent(field, set)?;
-            }
-        }
-        if self.kind != TaskKind::TextClassification {
-            for (field, set) in classification_fields {
-                absent(field, set)?;
-            }
-        }
+        self.other_kinds_absent(&absent)?;
         match self.kind {
             TaskKind::RetrieveAtK => {
                 absent("branching", self.branching.is_some())?;
@@ -747,6 +711,51 @@ impl TaskConfig {
             TaskKind::TextClassification => self.text_classification_spec(model, &absent),
             TaskKind::Instruction => self.instruction_spec(model, &absent),
         }
+    }
+
+    /// Every field of another kind's is absent.
+    fn other_kinds_absent(
+        &self,
+        absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        let text_fields = [
+            ("train", self.train.is_some()),
+            ("val", self.val.is_some()),
+            ("block_size", self.block_size.is_some()),
+            ("pretrain_train", self.pretrain_train.is_some()),
+            ("pretrain_val", self.pretrain_val.is_some()),
+        ];
+        let classification_fields = [
+            ("text_column", self.text_column.is_some()),
+            ("label_column", self.label_column.is_some()),
+        ];
+        let instruction_fields = [
+            ("prompt_template", self.prompt_template.is_some()),
+            ("packing", self.packing.is_some()),
+            ("max_new_tokens", self.max_new_tokens.is_some()),
+        ];
+        if !matches!(
+            self.kind,
+            TaskKind::TextClassification | TaskKind::Instruction
+        ) {
+            absent("max_length", self.max_length.is_some())?;
+        }
+        if self.kind != TaskKind::Instruction {
+            for (field, set) in instruction_fields {
+                absent(field, set)?;
+            }
+        }
+        if self.kind.is_synthetic() {
+            for (field, set) in text_fields {
+                absent(field, set)?;
+            }
+        }
+        if self.kind != TaskKind::TextClassification {
+            for (field, set) in classification_fields {
+                absent(field, set)?;
+            }
+        }
+        Ok(())
     }
 
     /// `instruction`'s parameters: both files, a length the model reads, a
