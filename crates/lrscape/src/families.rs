@@ -106,6 +106,35 @@ pub fn family_of_model_dir(dir: &Path) -> anyhow::Result<&'static str> {
     }
 }
 
+/// A Hugging Face model directory read as the family its `model_type`
+/// names (what `lrscape eval --model` scores).
+pub enum ModelDir {
+    Gpt2(Gpt2Family),
+    Llama(LlamaFamily),
+}
+
+impl ModelDir {
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        let bad = |e: nn::ConfigError| anyhow::anyhow!("--model: {e}");
+        Ok(match family_of_model_dir(dir)? {
+            LlamaFamily::FAMILY => Self::Llama(LlamaFamily::from_dir(dir).map_err(bad)?),
+            _ => Self::Gpt2(Gpt2Family::from_dir(dir).map_err(bad)?),
+        })
+    }
+}
+
+/// `with_model_dir!(dir, family => expr)`: `expr` with `family` bound to
+/// the typed family config inside a [`ModelDir`].
+macro_rules! with_model_dir {
+    ($dir:expr, $family:ident => $body:expr) => {
+        match $dir {
+            $crate::families::ModelDir::Gpt2($family) => $body,
+            $crate::families::ModelDir::Llama($family) => $body,
+        }
+    };
+}
+pub(crate) use with_model_dir;
+
 /// `with_family!(any, config => expr)`: `expr` with `config` bound to the
 /// typed [`ExperimentConfig`] inside `any` (by value or by reference, as
 /// `any` is given).

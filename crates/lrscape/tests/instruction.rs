@@ -177,6 +177,43 @@ fn bad_instruction_tasks_are_named() {
         "{}",
         failure(&out)
     );
+
+    // Bad flags of `lrscape eval --instructions`, each named.
+    for (flags, expected) in [
+        (
+            vec!["--max-length", "1"],
+            "--max-length 1: between 2 and the model's 64",
+        ),
+        (vec!["--max-length", "65"], "--max-length 65: between 2"),
+        (
+            vec!["--max-length", "48", "--max-new-tokens", "17"],
+            "--max-new-tokens 17: between 1 and 16",
+        ),
+        (
+            vec!["--max-length", "48", "--max-new-tokens", "0"],
+            "--max-new-tokens 0: between 1 and 16",
+        ),
+        (
+            vec!["--max-length", "48", "--prompt-template", "Q: {input}"],
+            "--prompt-template \"Q: {input}\": a template naming {instruction}",
+        ),
+    ] {
+        let mut args = vec![
+            "eval",
+            "--model",
+            "fixtures/llama/tiny-qwen3",
+            "--instructions",
+            VAL,
+        ];
+        args.extend(&flags);
+        let out = lrscape(&args);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {}", stderr(&out));
+        assert!(
+            failure(&out).contains(expected),
+            "{flags:?}: {}",
+            failure(&out)
+        );
+    }
 }
 
 /// `lrscape eval --instructions … --max-new-tokens`: the share of greedy

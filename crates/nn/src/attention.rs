@@ -73,10 +73,7 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// number above the diagonal, so softmax gives those keys weight 0 (finite,
 /// so no backend sees `inf - inf`).
 pub fn causal_bias(t: usize, device: &Device) -> Tensor<5> {
-    let above = Tensor::<2, Bool>::tril_mask([t, t], 0, device);
-    Tensor::<2>::zeros([t, t], device)
-        .mask_fill(above, -1.0e9)
-        .reshape([1, 1, 1, t, t])
+    causal_bias_after(0, t, device)
 }
 
 /// `[1, 1, 1, T, past + T]`: the causal bias of `T` new queries at

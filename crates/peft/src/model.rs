@@ -303,22 +303,27 @@ fn random_init(
     )
 }
 
-/// Factors from the SVD (PiSSA, MiLoRA and their seed variants), the same
-/// for every member.
-fn svd_init(
+/// Factors from the base weight, the same for every member: its SVD
+/// (PiSSA, MiLoRA and their seed variants) or its QR decomposition (OLoRA);
+/// for the exact methods the frozen weight becomes the residual.
+fn weight_init(
     linear: &PopLinear,
     site: LinearSite,
     config: &LoraConfig,
     members: usize,
 ) -> Result<SiteInit, PeftError> {
     let scale = config.scaling();
-    let components = match config.method {
-        Method::Pissa | Method::PissaSeed => Components::Principal,
-        _ => Components::Minor,
+    let exact = config.method.replaces_base();
+    let f = if config.method == Method::Olora {
+        crate::init::qr_factors(linear, site, config.r, scale)?
+    } else {
+        let components = match config.method {
+            Method::Pissa | Method::PissaSeed => Components::Principal,
+            _ => Components::Minor,
+        };
+        let divisor = if exact { scale } else { 1.0 };
+        svd_factors(linear, site, config.r, components, scale, divisor)?
     };
-    let exact = matches!(config.method, Method::Pissa | Method::Milora);
-    let divisor = if exact { scale } else { 1.0 };
-    let f = svd_factors(linear, site, config.r, components, scale, divisor)?;
     let residual = exact.then_some(f.residual);
     let a = f.a.unsqueeze_dim::<3>(0).repeat_dim(0, members);
     let b = f.b.unsqueeze_dim::<3>(0).repeat_dim(0, members);
@@ -342,14 +347,9 @@ fn build_adapters<M: Adaptable>(
             let site = LinearSite { layer, module };
             let linear = site_linear(base, site)?;
             let device: Device = linear.weight.device();
-            let (a, b, kind, magnitude, residual) = if config.method.uses_svd() {
-                svd_init(linear, site, config, member_seeds.len())?
-            } else if config.method == Method::Olora {
-                let f = crate::init::qr_factors(linear, site, config.r, config.scaling())?;
-                let members = member_seeds.len();
-                let a = f.a.unsqueeze_dim::<3>(0).repeat_dim(0, members);
-                let b = f.b.unsqueeze_dim::<3>(0).repeat_dim(0, members);
-                (a, b, LayerKind::Additive, None, Some(f.residual))
+            let from_weight = config.method.uses_svd() || config.method.replaces_base();
+            let (a, b, kind, magnitude, residual) = if from_weight {
+                weight_init(linear, site, config, member_seeds.len())?
             } else {
                 random_init(linear, site, config, member_seeds, &device)
             };

@@ -593,6 +593,19 @@ pub enum TaskSpec {
     Instruction(InstructionSpec),
 }
 
+/// Whether `new` generated tokens after a prompt of up to `max_length` fit
+/// a model of `seq_len` positions; the error says what is allowed.
+pub fn answer_fits(new: usize, max_length: usize, seq_len: usize) -> Result<(), String> {
+    if new == 0 || max_length + new > seq_len {
+        return Err(format!(
+            "between 1 and {} (a prompt of up to {max_length} tokens and its answer fit the \
+             model's {seq_len} positions)",
+            seq_len.saturating_sub(max_length)
+        ));
+    }
+    Ok(())
+}
+
 /// `instruction`'s parameters, checked; paths as the config gives them
 /// (relative to its directory).
 #[derive(Debug, Clone, PartialEq)]
@@ -802,19 +815,9 @@ impl TaskConfig {
                 "a config.json naming the token padding fills sequences with",
             )
         })?;
-        if let Some(new) = self.max_new_tokens
-            && (new == 0 || max_length + new > model.seq_len())
-        {
-            return Err(bad(
-                "task.max_new_tokens",
-                new,
-                format!(
-                    "between 1 and {} (a prompt of up to task.max_length = {max_length} tokens \
-                     and its answer fit the model's {} positions)",
-                    model.seq_len().saturating_sub(max_length),
-                    model.seq_len()
-                ),
-            ));
+        if let Some(new) = self.max_new_tokens {
+            answer_fits(new, max_length, model.seq_len())
+                .map_err(|allowed| bad("task.max_new_tokens", new, allowed))?;
         }
         Ok(TaskSpec::Instruction(InstructionSpec {
             train,

@@ -86,15 +86,9 @@ pub fn instructions<M: ModelConfig>(
             model.seq_len()
         );
     }
-    if let Some(new) = max_new_tokens
-        && (new == 0 || max_length + new > model.seq_len())
-    {
-        anyhow::bail!(
-            "--max-new-tokens {new}: between 1 and {} (--max-length {max_length} plus the \
-             answer fit the model's {} positions)",
-            model.seq_len().saturating_sub(max_length),
-            model.seq_len()
-        );
+    if let Some(new) = max_new_tokens {
+        crate::config::answer_fits(new, max_length, model.seq_len())
+            .map_err(|allowed| anyhow::anyhow!("--max-new-tokens {new}: {allowed}"))?;
     }
     let template = match template {
         Some(t) => text_data::PromptTemplate::single(t)
@@ -121,32 +115,12 @@ pub fn instructions<M: ModelConfig>(
         .load_checkpoint(device)
         .map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
     let questions = max_new_tokens
-        .map(|max_new_tokens| -> anyhow::Result<_> {
-            Ok(crate::task::Questions {
-                items: text_data::questions(&tokenizer, &template, &examples, max_length)?,
-                max_new_tokens,
-                eos: model.eos_token_id(),
-                tokenizer: tokenizer.clone(),
-            })
+        .map(|new| {
+            let generation = (new, model.eos_token_id());
+            crate::task::Questions::new(tokenizer, &template, &examples, max_length, generation)
         })
         .transpose()?;
-    let (eval, exact_match) = match adapter {
-        Some(dir) => {
-            let (adapted, _) = peft::pretrained::from_pretrained(base, dir)?;
-            let eval = train::evaluate(&adapted, &data, 8, device);
-            let exact = questions
-                .map(|q| exact_match(&adapted, &q, device))
-                .transpose()?;
-            (eval, exact)
-        }
-        None => {
-            let eval = train::evaluate(&base, &data, 8, device);
-            let exact = questions
-                .map(|q| exact_match(&base, &q, device))
-                .transpose()?;
-            (eval, exact)
-        }
-    };
+    let (eval, exact_match) = score_with(base, adapter, &data, questions.as_ref(), device)?;
     let loss = eval.loss[0];
     Ok(InstructionScore {
         loss,
@@ -205,14 +179,39 @@ fn evaluate_with<M: nn::Adaptable>(
     data: &synth_data::SequenceDataset,
     device: &burn::tensor::Device,
 ) -> anyhow::Result<train::Evaluation> {
-    let batch = 8;
-    Ok(match adapter {
+    Ok(score_with(model, adapter, data, None, device)?.0)
+}
+
+/// [`score`] of `model` with the PEFT adapter in `adapter` if given.
+fn score_with<M: nn::Adaptable>(
+    model: M,
+    adapter: Option<&Path>,
+    data: &synth_data::SequenceDataset,
+    questions: Option<&crate::task::Questions>,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<(train::Evaluation, Option<Vec<f64>>)> {
+    match adapter {
         Some(dir) => {
             let (adapted, _) = peft::pretrained::from_pretrained(model, dir)?;
-            train::evaluate(&adapted, data, batch, device)
+            score(&adapted, data, questions, device)
         }
-        None => train::evaluate(&model, data, batch, device),
-    })
+        None => score(&model, data, questions, device),
+    }
+}
+
+/// `model`'s scores on `data`, and its exact-match shares on `questions`
+/// where given.
+fn score<M: nn::PopulationModel>(
+    model: &M,
+    data: &synth_data::SequenceDataset,
+    questions: Option<&crate::task::Questions>,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<(train::Evaluation, Option<Vec<f64>>)> {
+    let eval = train::evaluate(model, data, 8, device);
+    let exact = questions
+        .map(|q| exact_match(model, q, device))
+        .transpose()?;
+    Ok((eval, exact))
 }
 
 /// Each member's share of `questions` whose generated answer agrees with

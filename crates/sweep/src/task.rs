@@ -259,6 +259,26 @@ pub struct Questions {
     pub tokenizer: Arc<TextTokenizer>,
 }
 
+impl Questions {
+    /// `examples` as prompts of up to `max_length` tokens made by
+    /// `template`, each with the answer of its output.
+    pub fn new(
+        tokenizer: Arc<TextTokenizer>,
+        template: &text_data::PromptTemplate,
+        examples: &[text_data::Instruction],
+        max_length: usize,
+        (max_new_tokens, eos): (usize, Option<u32>),
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            items: text_data::questions(&tokenizer, template, examples, max_length)?,
+            max_new_tokens,
+            eos,
+            tokenizer,
+        })
+    }
+}
+
+/// The val questions of a config's `instruction` task scored by generation.
 pub fn questions<M: ModelConfig>(
     config: &ExperimentConfig<M>,
 ) -> anyhow::Result<Option<Questions>> {
@@ -270,13 +290,15 @@ pub fn questions<M: ModelConfig>(
     };
     let (tokenizer, _) = tokenizer(config)?;
     let examples = text_data::read_instructions(&config.path(&spec.val))?;
-    let items = text_data::questions(&tokenizer, &spec.template, &examples, spec.max_length)?;
-    Ok(Some(Questions {
-        items,
-        max_new_tokens,
-        eos: spec.eos_token_id,
+    let generation = (max_new_tokens, spec.eos_token_id);
+    Questions::new(
         tokenizer,
-    }))
+        &spec.template,
+        &examples,
+        spec.max_length,
+        generation,
+    )
+    .map(Some)
 }
 
 /// Examples in the fine-tuning training split (for `text_lm`, the train

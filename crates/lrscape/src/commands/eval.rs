@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::families::{ModelDir, with_model_dir};
 use gpt2::Gpt2Family;
-use llama::LlamaFamily;
 use nn::ModelConfig;
 
 /// What `lrscape eval` scores the model on.
@@ -37,14 +37,9 @@ pub fn eval(
     let with = adapter.map_or_else(String::new, |a| format!(" with adapter {}", a.display()));
     let json = match scored {
         Scored::Text { text, block_size } => {
-            let bad = |e: nn::ConfigError| anyhow::anyhow!("--model: {e}");
-            let score = if crate::families::family_of_model_dir(model)? == LlamaFamily::FAMILY {
-                let family = LlamaFamily::from_dir(model).map_err(bad)?;
+            let score = with_model_dir!(ModelDir::read(model)?, family => {
                 sweep::eval::text_lm(&family, adapter, text, *block_size, &selected.device)?
-            } else {
-                let family = Gpt2Family::from_dir(model).map_err(bad)?;
-                sweep::eval::text_lm(&family, adapter, text, *block_size, &selected.device)?
-            };
+            });
             eprintln!(
                 "{} on {}{with}: {} predictions in blocks of {block_size}",
                 model.display(),
@@ -59,15 +54,10 @@ pub fn eval(
             prompt_template,
             max_new_tokens,
         } => {
-            let bad = |e: nn::ConfigError| anyhow::anyhow!("--model: {e}");
             let settings = (*max_length, prompt_template.as_deref(), *max_new_tokens);
-            let score = if crate::families::family_of_model_dir(model)? == LlamaFamily::FAMILY {
-                let family = LlamaFamily::from_dir(model).map_err(bad)?;
+            let score = with_model_dir!(ModelDir::read(model)?, family => {
                 sweep::eval::instructions(&family, adapter, file, settings, &selected.device)?
-            } else {
-                let family = Gpt2Family::from_dir(model).map_err(bad)?;
-                sweep::eval::instructions(&family, adapter, file, settings, &selected.device)?
-            };
+            });
             eprintln!(
                 "{} on {}{with}: {} response tokens in sequences of {max_length}",
                 model.display(),
