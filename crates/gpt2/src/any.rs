@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use nn::attention::KvCache;
-use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, PopLinear, PopulationModel};
+use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, PopLinear, PopulationModel, SavedHead};
 
 use crate::classify::Gpt2ForSequenceClassification;
 use crate::model::Gpt2;
@@ -87,17 +87,17 @@ impl Adaptable for Gpt2Model {
         }
     }
 
-    fn saved_head(&self) -> Option<(&'static str, &PopLinear)> {
+    fn saved_heads(&self) -> Vec<SavedHead<'_>> {
         match self {
-            Self::Lm(m) => m.saved_head(),
-            Self::Classifier(c) => c.saved_head(),
+            Self::Lm(m) => m.saved_heads(),
+            Self::Classifier(c) => c.saved_heads(),
         }
     }
 
-    fn saved_head_mut(&mut self) -> Option<&mut PopLinear> {
+    fn saved_heads_mut(&mut self) -> Vec<&mut PopLinear> {
         match self {
-            Self::Lm(m) => m.saved_head_mut(),
-            Self::Classifier(c) => c.saved_head_mut(),
+            Self::Lm(m) => m.saved_heads_mut(),
+            Self::Classifier(c) => c.saved_heads_mut(),
         }
     }
 }

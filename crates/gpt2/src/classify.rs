@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use nn::{
     Adaptable, LinearHook, LinearLayout, LinearSite, NoAdapter, PopLinear, PopulationModel,
-    expand_members,
+    SavedHead, expand_members,
 };
 
 use crate::model::Gpt2;
@@ -100,11 +100,15 @@ impl Adaptable for Gpt2ForSequenceClassification {
         self
     }
 
-    fn saved_head(&self) -> Option<(&'static str, &PopLinear)> {
-        Some(("score", &self.score))
+    fn saved_heads(&self) -> Vec<SavedHead<'_>> {
+        vec![SavedHead {
+            module: "score",
+            path: "score",
+            linear: &self.score,
+        }]
     }
 
-    fn saved_head_mut(&mut self) -> Option<&mut PopLinear> {
-        Some(&mut self.score)
+    fn saved_heads_mut(&mut self) -> Vec<&mut PopLinear> {
+        vec![&mut self.score]
     }
 }

@@ -171,6 +171,13 @@ pub trait ModelConfig:
         None
     }
 
+    /// Whether texts are encoded with the tokenizer's special tokens (an
+    /// encoder's `[CLS] … [SEP]`), cut so that they fit with them, as
+    /// `transformers`' tokenizers do by default; else without any.
+    fn special_tokens(&self) -> bool {
+        false
+    }
+
     /// Whether the output head stays frozen under adapters, as PEFT leaves
     /// a causal language model's `lm_head` (GPT-2's is the token embedding):
     /// then `grid.train_head` defaults to, and must be, false.

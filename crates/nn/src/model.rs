@@ -128,13 +128,25 @@ pub trait Adaptable: PopulationModel {
     /// Gives the head (what fine-tuning trains beside the adapters) `members`
     /// trainable copies.
     fn unfreeze_head(self, members: usize) -> Self;
-    /// The head PEFT saves beside the adapters as `modules_to_save`, by its
-    /// Hugging Face module name (`score` of a GPT-2 classifier); `None`
-    /// where adapters are saved alone (a language model's tied head).
-    fn saved_head(&self) -> Option<(&'static str, &PopLinear)> {
-        None
+    /// The heads PEFT saves beside the adapters as `modules_to_save` (a
+    /// GPT-2 classifier's `score`; DistilBERT's `pre_classifier` and
+    /// `classifier`), the classifier last; empty where adapters are saved
+    /// alone (a language model's tied head).
+    fn saved_heads(&self) -> Vec<SavedHead<'_>> {
+        Vec::new()
     }
-    fn saved_head_mut(&mut self) -> Option<&mut PopLinear> {
-        None
+    /// The linears of [`saved_heads`](Self::saved_heads), in their order.
+    fn saved_heads_mut(&mut self) -> Vec<&mut PopLinear> {
+        Vec::new()
     }
+}
+
+/// A head saved beside the adapters: the `modules_to_save` entry that names
+/// it, the Hugging Face path of its linear (`bert.pooler.dense` for the
+/// entry `pooler`), and the linear.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedHead<'a> {
+    pub module: &'static str,
+    pub path: &'static str,
+    pub linear: &'a PopLinear,
 }

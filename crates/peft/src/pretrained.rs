@@ -165,18 +165,30 @@ pub fn save_pretrained<M: Adaptable>(
             tensors.insert(format!("{key}.lora_magnitude_vector"), m.into_data());
         }
     }
-    // A head trained beside the adapters goes where PEFT keeps
-    // `modules_to_save` (a classifier's `score`, for `SEQ_CLS`).
-    let head = match (config.train_head, model.base.saved_head()) {
-        (true, Some((name, linear))) => {
-            let weight = linear.weight.val();
-            let at = if weight.dims()[0] == 1 { 0 } else { member };
-            let weight = weight.narrow(0, at, 1).squeeze_dim::<2>(0).transpose();
-            tensors.insert(format!("{PREFIX}{name}.weight"), weight.into_data());
-            Some(name)
+    // Heads trained beside the adapters go where PEFT keeps
+    // `modules_to_save` (a classifier's head, for `SEQ_CLS`).
+    let mut saved = Vec::new();
+    if config.train_head {
+        for head in model.base.saved_heads() {
+            let at = |members: usize| if members == 1 { 0 } else { member };
+            let weight = head.linear.weight.val();
+            let weight = weight
+                .clone()
+                .narrow(0, at(weight.dims()[0]), 1)
+                .squeeze_dim::<2>(0)
+                .transpose();
+            tensors.insert(format!("{PREFIX}{}.weight", head.path), weight.into_data());
+            if let Some(bias) = &head.linear.bias {
+                let bias = bias.val();
+                let bias = bias
+                    .clone()
+                    .narrow(0, at(bias.dims()[0]), 1)
+                    .squeeze_dim::<1>(0);
+                tensors.insert(format!("{PREFIX}{}.bias", head.path), bias.into_data());
+            }
+            saved.push(head.module.to_string());
         }
-        _ => None,
-    };
+    }
     // Rank 2r at the same scale: α doubles, or grows by √2 under rsLoRA.
     let (r, alpha) = match (initial.is_some(), config.use_rslora) {
         (false, _) => (config.r, config.lora_alpha),
@@ -185,7 +197,7 @@ pub fn save_pretrained<M: Adaptable>(
     };
     let adapter = AdapterConfig {
         peft_type: "LORA".into(),
-        task_type: head.map(|_| "SEQ_CLS".to_string()),
+        task_type: (!saved.is_empty()).then(|| "SEQ_CLS".to_string()),
         base_model_name_or_path: Some(base_name.to_string()),
         r,
         lora_alpha: alpha_number(alpha),
@@ -195,7 +207,7 @@ pub fn save_pretrained<M: Adaptable>(
         use_rslora: config.use_rslora,
         bias: none(),
         lora_dropout: 0.0,
-        modules_to_save: head.map(|name| vec![name.to_string()]),
+        modules_to_save: (!saved.is_empty()).then_some(saved),
         rank_pattern: BTreeMap::new(),
         alpha_pattern: BTreeMap::new(),
         layers_to_transform: None,
@@ -290,12 +302,12 @@ pub fn saved_head_rows(dir: &Path, name: &str) -> Result<Option<usize>, PeftErro
         .and_then(|t| t.shape.first().copied()))
 }
 
-/// `modules_to_save`: the model's saved head (a classifier's `score`),
-/// read from `base_model.model.<name>.weight` in place of the base's.
+/// `modules_to_save`: the model's saved heads (a classifier's), each read
+/// from `base_model.model.<path>.{weight,bias}` in place of the base's.
 /// PEFT lists both `classifier` and `score` for a sequence classifier, so a
-/// name the model lacks is skipped beside its head's; without the head
-/// named, any entry is refused.
-fn load_saved_head<M: Adaptable>(
+/// name the model lacks is skipped; a head left unnamed keeps the base's
+/// weights; a list naming none of the model's heads is refused.
+fn load_saved_heads<M: Adaptable>(
     model: &mut PeftModel<M>,
     adapter: &AdapterConfig,
     tensors: &mut HashMap<String, HostTensor>,
@@ -306,29 +318,52 @@ fn load_saved_head<M: Adaptable>(
     if names.is_empty() {
         return Ok(());
     }
-    let head = model.base.saved_head().map(|(name, _)| name);
-    let Some(name) = head.filter(|h| names.iter().any(|n| n == h)) else {
+    let heads: Vec<(&'static str, &'static str)> = model
+        .base
+        .saved_heads()
+        .iter()
+        .map(|h| (h.module, h.path))
+        .collect();
+    let named = |module: &str| names.iter().any(|n| n == module);
+    if !heads.iter().any(|(module, _)| named(module)) {
+        let own: Vec<String> = heads.iter().map(|(m, _)| format!("{m:?}")).collect();
         return Err(PeftError::invalid(
             "modules_to_save",
             format!("{names:?} in {}", config_path.display()),
-            match head {
-                Some(h) => format!("null or a list naming {h:?}, the model's head"),
-                None => "null (this model's head is not saved with adapters)".into(),
+            if own.is_empty() {
+                "null (this model's head is not saved with adapters)".to_string()
+            } else {
+                format!(
+                    "null or a list naming {}, the model's head",
+                    own.join(" and ")
+                )
             },
         ));
-    };
-    let linear = model.base.saved_head_mut().expect("the head just named");
-    let [_, d_in, d_out] = linear.weight.dims();
-    let device = linear.weight.device();
-    let key = format!("{name}.weight");
-    let tensor = tensors.remove(&key).ok_or_else(|| {
-        file_error(
-            weights_path,
-            format!("no tensor {PREFIX}{key} (modules_to_save names {name:?})"),
-        )
-    })?;
-    let weight = Tensor::<2>::from_data(tensor.take(&key, &[d_out, d_in])?, &device);
-    *linear = nn::PopLinear::from_weights(weight.transpose(), None);
+    }
+    let linears = model.base.saved_heads_mut();
+    for ((module, path), linear) in heads.into_iter().zip(linears) {
+        if !named(module) {
+            continue;
+        }
+        let [_, d_in, d_out] = linear.weight.dims();
+        let device = linear.weight.device();
+        let mut take = |suffix: &str, shape: &[usize]| -> Result<TensorData, PeftError> {
+            let key = format!("{path}.{suffix}");
+            let tensor = tensors.remove(&key).ok_or_else(|| {
+                file_error(
+                    weights_path,
+                    format!("no tensor {PREFIX}{key} (modules_to_save names {module:?})"),
+                )
+            })?;
+            Ok(tensor.take(&key, shape)?)
+        };
+        let weight = Tensor::<2>::from_data(take("weight", &[d_out, d_in])?, &device);
+        let bias = match linear.bias {
+            Some(_) => Some(Tensor::<1>::from_data(take("bias", &[d_out])?, &device)),
+            None => None,
+        };
+        *linear = nn::PopLinear::from_weights(weight.transpose(), bias);
+    }
     Ok(())
 }
 
@@ -405,7 +440,7 @@ pub fn from_pretrained<M: Adaptable>(
         .into_iter()
         .map(|(k, t)| (k.strip_prefix(PREFIX).unwrap_or(&k).to_string(), t))
         .collect();
-    load_saved_head(
+    load_saved_heads(
         &mut model,
         &adapter,
         &mut tensors,

@@ -156,8 +156,9 @@ pub fn classification<M: nn::Adaptable>(
         anyhow::bail!("--max-length 0: at least 1 token per example");
     }
     let num_labels = classifier
-        .saved_head()
-        .map(|(_, head)| head.d_out())
+        .saved_heads()
+        .last()
+        .map(|head| head.linear.d_out())
         .context("the model is not a sequence classifier (no classification head)")?;
     let tokenizer = TextTokenizer::from_file(tokenizer)?;
     let examples = text_data::read_labelled(data, text_data::Columns { text, label })?;

@@ -1,0 +1,312 @@
+//! Hugging Face directories of DistilBERT and BERT: `config.json` with
+//! `model.safetensors` (or shards). f16 and bf16 weights are read as f32;
+//! `nn.Linear` weights are `[out, in]` in the file and `[in, out]` in
+//! lrscape. Body keys may be prefixed (`distilbert.`, `bert.`, as the task
+//! models save them) or bare (`DistilBertModel`, `BertModel`); old BERT
+//! checkpoints' LayerNorm `gamma`/`beta` read as `weight`/`bias`. A masked
+//! LM's head is ignored; a classifier's head is read when its label count
+//! is the one asked for.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use nn::safetensors_io::{self, HostTensor};
+
+use crate::BertError;
+use crate::classify::{BertForSequenceClassification, new_head};
+use crate::config::{BertConfig, Variant};
+use crate::model::{Bert, EmbeddingWeights, LayerWeights, LinearWeights, NormWeights};
+
+pub const CONFIG: &str = "config.json";
+pub use safetensors_io::{INDEX, WEIGHTS};
+
+/// `dir/config.json`, checked.
+pub fn read_config(dir: &Path) -> Result<BertConfig, BertError> {
+    if !dir.is_dir() {
+        return Err(BertError::file(
+            dir,
+            "no such directory (a Hugging Face model directory: config.json, model.safetensors)",
+        ));
+    }
+    let path = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| BertError::file(&path, e))?;
+    BertConfig::from_hf_json(&text, &path)
+}
+
+/// Reads `dir` as a sequence classifier of `num_labels` labels: the
+/// checkpoint's own head where it is a classifier of that many labels,
+/// else a new one ([`new_head`]; BERT's pooler is the checkpoint's where
+/// it has one, as `transformers` loads it).
+pub fn load_classifier(
+    dir: &Path,
+    num_labels: usize,
+    device: &Device,
+) -> Result<(BertConfig, BertForSequenceClassification), BertError> {
+    let config = read_config(dir)?;
+    let mut tensors = read_weights(dir, config.variant)?;
+    let bert = build(&config, &mut tensors, device)?;
+    let d = config.hidden_size;
+    let (new_pooler, new_classifier) = new_head(d, num_labels, device);
+    let pooler = match config.variant {
+        Variant::DistilBert => "pre_classifier",
+        Variant::Bert => "pooler.dense",
+    };
+    let has = |tensors: &HashMap<String, HostTensor>, name: &str| {
+        tensors.contains_key(&format!("{name}.weight"))
+    };
+    let own_classifier = config.num_labels == Some(num_labels) && has(&tensors, "classifier");
+    let own_pooler = has(&tensors, pooler);
+    let mut take = Taker {
+        tensors: &mut tensors,
+        device,
+    };
+    let pooler = match own_pooler {
+        true => take.linear(pooler, d, d)?,
+        false => new_pooler,
+    };
+    let classifier = match own_classifier {
+        true => take.linear("classifier", d, num_labels)?,
+        false => new_classifier,
+    };
+    Ok((
+        config,
+        BertForSequenceClassification::new(bert, pooler, classifier),
+    ))
+}
+
+/// Every tensor of the directory's weight files, by its key in the body
+/// (`embeddings.…`, `transformer.layer.…`/`encoder.layer.…`, BERT's
+/// `pooler.dense.…`) or the head (`pre_classifier.…`, `classifier.…`).
+fn read_weights(dir: &Path, variant: Variant) -> Result<HashMap<String, HostTensor>, BertError> {
+    let prefix = format!("{}.", variant.prefix());
+    let mut tensors = HashMap::new();
+    for file in safetensors_io::weight_files(dir)? {
+        let read = safetensors_io::read_file(&file).map_err(|e| BertError::file(&file, e))?;
+        for (name, tensor) in read {
+            let key = name.strip_prefix(&prefix).unwrap_or(&name);
+            let key = if key.contains("LayerNorm.") {
+                key.replace("LayerNorm.gamma", "LayerNorm.weight")
+                    .replace("LayerNorm.beta", "LayerNorm.bias")
+            } else {
+                key.to_string()
+            };
+            tensors.insert(key, tensor);
+        }
+    }
+    Ok(tensors)
+}
+
+/// Takes tensors out of a checkpoint's map, checking their shapes.
+struct Taker<'a> {
+    tensors: &'a mut HashMap<String, HostTensor>,
+    device: &'a Device,
+}
+
+impl Taker<'_> {
+    fn data(&mut self, key: String, shape: &[usize]) -> Result<TensorData, BertError> {
+        let tensor = self
+            .tensors
+            .remove(&key)
+            .ok_or_else(|| BertError::MissingTensor { key: key.clone() })?;
+        Ok(tensor.take(&key, shape)?)
+    }
+
+    fn table(&mut self, key: &str, rows: usize, d: usize) -> Result<Tensor<2>, BertError> {
+        let data = self.data(format!("{key}.weight"), &[rows, d])?;
+        Ok(Tensor::from_data(data, self.device))
+    }
+
+    /// `name.weight` (`[out, in]`) as `[in, out]`, and `name.bias`.
+    fn linear(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<LinearWeights, BertError> {
+        let w = self.data(format!("{name}.weight"), &[d_out, d_in])?;
+        let b = self.data(format!("{name}.bias"), &[d_out])?;
+        Ok((
+            Tensor::<2>::from_data(w, self.device).transpose(),
+            Tensor::from_data(b, self.device),
+        ))
+    }
+
+    fn norm(&mut self, name: &str, d: usize) -> Result<NormWeights, BertError> {
+        let w = self.data(format!("{name}.weight"), &[d])?;
+        let b = self.data(format!("{name}.bias"), &[d])?;
+        Ok((
+            Tensor::from_data(w, self.device),
+            Tensor::from_data(b, self.device),
+        ))
+    }
+}
+
+/// The HF names of a block's modules, in [`LayerWeights`]' order, and
+/// where the blocks sit.
+fn layer_names(variant: Variant) -> (&'static str, [&'static str; 8]) {
+    match variant {
+        Variant::DistilBert => (
+            "transformer.layer",
+            [
+                "attention.q_lin",
+                "attention.k_lin",
+                "attention.v_lin",
+                "attention.out_lin",
+                "sa_layer_norm",
+                "ffn.lin1",
+                "ffn.lin2",
+                "output_layer_norm",
+            ],
+        ),
+        Variant::Bert => (
+            "encoder.layer",
+            [
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "attention.output.LayerNorm",
+                "intermediate.dense",
+                "output.dense",
+                "output.LayerNorm",
+            ],
+        ),
+    }
+}
+
+fn build(
+    config: &BertConfig,
+    tensors: &mut HashMap<String, HostTensor>,
+    device: &Device,
+) -> Result<Bert, BertError> {
+    let (d, ff) = (config.hidden_size, config.intermediate_size);
+    let mut take = Taker { tensors, device };
+    let embeddings = EmbeddingWeights {
+        word: take.table("embeddings.word_embeddings", config.vocab_size, d)?,
+        position: take.table(
+            "embeddings.position_embeddings",
+            config.max_position_embeddings,
+            d,
+        )?,
+        token_type: match config.type_vocab_size {
+            0 => None,
+            n => Some(take.table("embeddings.token_type_embeddings", n, d)?),
+        },
+        norm: take.norm("embeddings.LayerNorm", d)?,
+    };
+    let (
+        blocks,
+        [
+            q,
+            k,
+            v,
+            o,
+            attention_norm,
+            intermediate,
+            output,
+            output_norm,
+        ],
+    ) = layer_names(config.variant);
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for i in 0..config.num_hidden_layers {
+        let at = |name: &str| format!("{blocks}.{i}.{name}");
+        layers.push(LayerWeights {
+            query: take.linear(&at(q), d, d)?,
+            key: take.linear(&at(k), d, d)?,
+            value: take.linear(&at(v), d, d)?,
+            attention_output: take.linear(&at(o), d, d)?,
+            attention_norm: take.norm(&at(attention_norm), d)?,
+            intermediate: take.linear(&at(intermediate), d, ff)?,
+            output: take.linear(&at(output), ff, d)?,
+            output_norm: take.norm(&at(output_norm), d)?,
+        });
+    }
+    Ok(Bert::from_weights(config, embeddings, layers))
+}
+
+/// Writes `model` (member 0 of every parameter) and `config` as a
+/// `*ForSequenceClassification` directory `transformers` loads.
+pub fn save_classifier(
+    model: &BertForSequenceClassification,
+    config: &BertConfig,
+    dir: &Path,
+) -> Result<(), BertError> {
+    std::fs::create_dir_all(dir).map_err(|e| BertError::file(dir, e))?;
+    let variant = model.bert.variant();
+    let body = format!("{}.", variant.prefix());
+    let mut tensors: BTreeMap<String, TensorData> = BTreeMap::new();
+    let first = |p: Tensor<3>| p.narrow(0, 0, 1).squeeze_dim::<2>(0);
+    let vector = |p: Tensor<2>| p.narrow(0, 0, 1).squeeze_dim::<1>(0).into_data();
+    let mut linear = |key: String, l: &nn::PopLinear| {
+        tensors.insert(
+            format!("{key}.weight"),
+            first(l.weight.val()).transpose().into_data(),
+        );
+        if let Some(b) = &l.bias {
+            tensors.insert(format!("{key}.bias"), vector(b.val()));
+        }
+    };
+    let (
+        blocks,
+        [
+            q,
+            k,
+            v,
+            o,
+            attention_norm,
+            intermediate,
+            output,
+            output_norm,
+        ],
+    ) = layer_names(variant);
+    for (i, layer) in model.bert.layers.iter().enumerate() {
+        let at = |name: &str| format!("{body}{blocks}.{i}.{name}");
+        linear(at(q), &layer.attention.query);
+        linear(at(k), &layer.attention.key);
+        linear(at(v), &layer.attention.value);
+        linear(at(o), &layer.attention.output);
+        linear(at(intermediate), &layer.intermediate);
+        linear(at(output), &layer.output);
+    }
+    let pooler = match variant {
+        Variant::DistilBert => "pre_classifier".to_string(),
+        Variant::Bert => format!("{body}pooler.dense"),
+    };
+    linear(pooler, &model.pooler);
+    linear("classifier".into(), &model.classifier);
+    let mut norm = |key: String, n: &nn::LayerNorm| {
+        tensors.insert(format!("{key}.weight"), vector(n.weight.val()));
+        tensors.insert(format!("{key}.bias"), vector(n.bias.val()));
+    };
+    for (i, layer) in model.bert.layers.iter().enumerate() {
+        let at = |name: &str| format!("{body}{blocks}.{i}.{name}");
+        norm(at(attention_norm), &layer.attention_norm);
+        norm(at(output_norm), &layer.output_norm);
+    }
+    let e = &model.bert.embeddings;
+    norm(format!("{body}embeddings.LayerNorm"), &e.layer_norm);
+    let mut tables = vec![
+        ("word_embeddings", &e.word_embeddings),
+        ("position_embeddings", &e.position_embeddings),
+    ];
+    if let Some(types) = &e.token_type_embeddings {
+        tables.push(("token_type_embeddings", types));
+    }
+    for (name, table) in tables {
+        tensors.insert(
+            format!("{body}embeddings.{name}.weight"),
+            first(table.val()).into_data(),
+        );
+    }
+    let bytes = safetensors_io::to_bytes(&tensors).map_err(|e| BertError::file(dir, e))?;
+    write(&dir.join(WEIGHTS), &bytes)?;
+    write(
+        &dir.join(CONFIG),
+        config.to_classifier_json(model.num_labels()).as_bytes(),
+    )
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), BertError> {
+    std::fs::write(path, bytes).map_err(|e| BertError::file(path, e))
+}
