@@ -1,7 +1,10 @@
-"""Loads a model directory lrscape saved with `transformers`
-(`AutoModelForCausalLM`: GPT-2, Llama, Qwen2, Qwen3) and checks its logits
-and loss on a golden file's tokens against the entry of that file
-(what transformers computed for the model lrscape read).
+"""Loads a model directory lrscape saved with `transformers` and checks its
+logits and loss on a golden file's tokens against the entry of that file
+(what transformers computed for the model lrscape read): a causal LM
+(`AutoModelForCausalLM`: GPT-2, Llama, Qwen2, Qwen3) on `tokens`, or a
+sequence classifier (`AutoModelForSequenceClassification`: DistilBERT,
+BERT) on `input_ids`, `attention_mask` and `labels`, its entry under
+`models`.
 
 Run: python tools/golden/check_saved.py DIR GOLDEN.json ENTRY
      (exit 1 on a mismatch)
@@ -12,18 +15,26 @@ import pathlib
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 
 def main(directory, golden_path, entry):
     golden = json.loads(pathlib.Path(golden_path).read_text())
-    model = AutoModelForCausalLM.from_pretrained(directory).eval()
-    tokens = torch.tensor(golden["tokens"])
     with torch.no_grad():
-        out = model(input_ids=tokens, labels=tokens)
-    want = torch.tensor(golden[entry]["logits"]["data"]).reshape(out.logits.shape)
+        if "input_ids" in golden:
+            model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+            out = model(input_ids=torch.tensor(golden["input_ids"]),
+                        attention_mask=torch.tensor(golden["attention_mask"]),
+                        labels=torch.tensor(golden["labels"]))
+            expected = golden["models"][entry]
+        else:
+            model = AutoModelForCausalLM.from_pretrained(directory).eval()
+            tokens = torch.tensor(golden["tokens"])
+            out = model(input_ids=tokens, labels=tokens)
+            expected = golden[entry]
+    want = torch.tensor(expected["logits"]["data"]).reshape(out.logits.shape)
     worst = float((out.logits - want).abs().max())
-    loss_gap = abs(float(out.loss) - golden[entry]["loss"])
+    loss_gap = abs(float(out.loss) - expected["loss"])
     print(json.dumps({"max_logit_diff": worst, "loss_diff": loss_gap}))
     return 0 if worst < 1e-5 and loss_gap < 1e-5 else 1
 

@@ -83,10 +83,10 @@ pub fn ci() -> anyhow::Result<()> {
              (pip install torch adds it)"
         );
     }
-    // transformers reading GPT-2 and Llama directories lrscape saved,
+    // transformers reading GPT-2, Llama and encoder directories lrscape saved,
     // where python3 imports it.
     if python_imports("torch, transformers") {
-        for family in ["gpt2", "llama"] {
+        for family in ["gpt2", "llama", "bert"] {
             let mut interop = cargo();
             interop.args(["test", "--package", family, "--test", "golden"]);
             interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
@@ -94,7 +94,7 @@ pub fn ci() -> anyhow::Result<()> {
         }
     } else {
         eprintln!(
-            "ci: python3 has no transformers, so loading lrscape's GPT-2 and Llama files in \
+            "ci: python3 has no transformers, so loading lrscape's model files in \
              transformers is skipped (pip install torch transformers adds it)"
         );
     }
@@ -110,6 +110,8 @@ pub fn ci() -> anyhow::Result<()> {
             "gpt2_classify",
             "--test",
             "llama_text",
+            "--test",
+            "bert_classify",
         ]);
         // Every test named `peft_loads_…`.
         peft.args(["--", "--ignored", "peft_loads_"]);

@@ -105,7 +105,7 @@ impl Attention {
         let mixed = softmax_last(scores).matmul(v);
         let c = mixed.dims()[0];
         let merged = mixed.swap_dims(2, 3).reshape([c, b, t, d]);
-        hook.linear(site(modules.output), &self.output, merged)
+        hook.linear(site(modules.attention_output), &self.output, merged)
     }
 }
 

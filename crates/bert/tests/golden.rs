@@ -274,3 +274,31 @@ fn bad_checkpoints_are_named() {
         "{e}"
     );
 }
+
+/// What lrscape saves, `transformers` reads (`LRSCAPE_PYTHON`, else
+/// `python3`) with the golden logits and loss. `cargo xtask ci` runs it
+/// where python has transformers.
+#[test]
+#[ignore = "needs python with torch and transformers"]
+fn transformers_loads_a_saved_directory() {
+    for name in CLASSIFIERS {
+        let (config, model) =
+            hf::load_classifier(&fixtures().join(name), 3, &Device::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        hf::save_classifier(&model, &config, dir.path()).unwrap();
+        let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = std::process::Command::new(python)
+            .arg(fixtures().join("../../tools/golden/check_saved.py"))
+            .arg(dir.path())
+            .arg(fixtures().join("golden.json"))
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

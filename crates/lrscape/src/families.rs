@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use bert::BertFamily;
 use gpt2::Gpt2Family;
 use llama::LlamaFamily;
 use nn::ModelConfig;
@@ -16,6 +17,7 @@ pub enum AnyConfig {
     Tinyformer(ExperimentConfig<TinyformerConfig>),
     Gpt2(ExperimentConfig<Gpt2Family>),
     Llama(ExperimentConfig<LlamaFamily>),
+    Bert(ExperimentConfig<BertFamily>),
 }
 
 /// The `family` names a config may give.
@@ -23,6 +25,7 @@ pub const FAMILIES: &[&str] = &[
     TinyformerConfig::FAMILY,
     Gpt2Family::FAMILY,
     LlamaFamily::FAMILY,
+    BertFamily::FAMILY,
 ];
 
 impl AnyConfig {
@@ -39,6 +42,9 @@ impl AnyConfig {
                 text, origin, dir,
             )?)),
             LlamaFamily::FAMILY => Ok(Self::Llama(ExperimentConfig::from_toml_in(
+                text, origin, dir,
+            )?)),
+            BertFamily::FAMILY => Ok(Self::Bert(ExperimentConfig::from_toml_in(
                 text, origin, dir,
             )?)),
             other => anyhow::bail!(
@@ -97,17 +103,19 @@ pub fn family_of_model_dir(dir: &Path) -> anyhow::Result<&'static str> {
     match model_type {
         Some("gpt2") => Ok(Gpt2Family::FAMILY),
         Some(t) if llama::config::Variant::parse(t).is_some() => Ok(LlamaFamily::FAMILY),
+        Some(t) if bert::Variant::parse(t).is_some() => Ok(BertFamily::FAMILY),
         other => anyhow::bail!(
-            "--model: {}: model_type = {}: one of gpt2, {} (the families lrscape reads)",
+            "--model: {}: model_type = {}: one of gpt2, {}, {} (the families lrscape reads)",
             path.display(),
             other.map_or("missing".into(), |t| format!("{t:?}")),
-            llama::config::Variant::MODEL_TYPES.join(", ")
+            llama::config::Variant::MODEL_TYPES.join(", "),
+            bert::Variant::MODEL_TYPES.join(", ")
         ),
     }
 }
 
-/// A Hugging Face model directory read as the family its `model_type`
-/// names (what `lrscape eval --model` scores).
+/// A language model's Hugging Face directory read as the family its
+/// `model_type` names (what `lrscape eval --model` scores on text).
 pub enum ModelDir {
     Gpt2(Gpt2Family),
     Llama(LlamaFamily),
@@ -118,6 +126,11 @@ impl ModelDir {
         let bad = |e: nn::ConfigError| anyhow::anyhow!("--model: {e}");
         Ok(match family_of_model_dir(dir)? {
             LlamaFamily::FAMILY => Self::Llama(LlamaFamily::from_dir(dir).map_err(bad)?),
+            BertFamily::FAMILY => anyhow::bail!(
+                "--model: {} is an encoder, not a language model: score it on labelled \
+                 texts (--data)",
+                dir.display()
+            ),
             _ => Self::Gpt2(Gpt2Family::from_dir(dir).map_err(bad)?),
         })
     }
@@ -144,6 +157,7 @@ macro_rules! with_family {
             $crate::families::AnyConfig::Tinyformer($config) => $body,
             $crate::families::AnyConfig::Gpt2($config) => $body,
             $crate::families::AnyConfig::Llama($config) => $body,
+            $crate::families::AnyConfig::Bert($config) => $body,
         }
     };
 }
@@ -226,7 +240,8 @@ mod tests {
         assert!(
             families.contains("gpt2")
                 && families.contains("tinyformer")
-                && families.contains("llama"),
+                && families.contains("llama")
+                && families.contains("bert"),
             "{families:?}"
         );
     }

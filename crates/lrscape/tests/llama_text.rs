@@ -159,7 +159,7 @@ fn adapters_of_some_layers_only_and_classifiers_are_refused() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        failure(&out).contains("reads GPT-2 checkpoints"),
+        failure(&out).contains("reads GPT-2 and encoder (DistilBERT, BERT) checkpoints"),
         "{}",
         failure(&out)
     );

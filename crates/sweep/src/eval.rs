@@ -5,6 +5,7 @@
 //! examples and the share whose argmax is the label.
 
 use std::path::Path;
+pub use text_data::ClassifierEncoding;
 
 use anyhow::Context;
 use nn::ModelConfig;
@@ -137,22 +138,24 @@ pub struct ClassScore {
     pub loss: f64,
     pub accuracy: f64,
     pub examples: usize,
+    /// Texts longer than the length asked for, cut (not printed).
+    #[serde(skip)]
+    pub truncated: usize,
 }
 
 /// Scores `classifier`, with the PEFT adapter in `adapter` if given (its
 /// saved head included), on the labelled texts of `data` (columns `text`
-/// and `label`) encoded by the `tokenizer.json` at `tokenizer`, each cut to
-/// `max_length` tokens and right-padded with `pad`; token ids must lie
-/// below `vocab`.
+/// and `label`) encoded by the `tokenizer.json` at `tokenizer` as
+/// `encoding` says; token ids must lie below `vocab`.
 pub fn classification<M: nn::Adaptable>(
     classifier: M,
     adapter: Option<&Path>,
     tokenizer: &Path,
     (data, text, label): (&Path, &str, &str),
-    (max_length, pad, vocab): (usize, u32, usize),
+    (encoding, vocab): (text_data::ClassifierEncoding, usize),
     device: &burn::tensor::Device,
 ) -> anyhow::Result<ClassScore> {
-    if max_length == 0 {
+    if encoding.max_length == 0 {
         anyhow::bail!("--max-length 0: at least 1 token per example");
     }
     let num_labels = classifier
@@ -162,14 +165,14 @@ pub fn classification<M: nn::Adaptable>(
         .context("the model is not a sequence classifier (no classification head)")?;
     let tokenizer = TextTokenizer::from_file(tokenizer)?;
     let examples = text_data::read_labelled(data, text_data::Columns { text, label })?;
-    let data = text_data::classification(
-        &tokenizer, &examples, max_length, pad, num_labels, vocab, data,
-    )?;
-    let eval = evaluate_with(classifier, adapter, &data, device)?;
+    let classified =
+        text_data::classification(&tokenizer, &examples, encoding, num_labels, vocab, data)?;
+    let eval = evaluate_with(classifier, adapter, &classified.data, device)?;
     Ok(ClassScore {
         loss: eval.loss[0],
         accuracy: eval.accuracy[0],
-        examples: data.len(),
+        examples: classified.data.len(),
+        truncated: classified.truncated,
     })
 }
 

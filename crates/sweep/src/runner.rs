@@ -182,6 +182,7 @@ pub fn run_experiment<M: ModelConfig>(
             git_revision: provenance.git_revision,
             git_dirty: provenance.git_dirty,
             base_val_loss: summary.base_val_loss,
+            warnings: summary.warnings.clone(),
             config: Some(
                 toml::to_string(config)
                     .map_err(|e| anyhow::anyhow!("cannot write the config as TOML: {e}"))?,
@@ -207,6 +208,9 @@ fn run_cells<M: ModelConfig>(
         warn(events, &mut warnings, note);
     }
     let (train, val) = finetune_data(config)?;
+    for note in crate::task::data_notes(config)? {
+        warn(events, &mut warnings, note);
+    }
     let questions = crate::task::questions(config)?;
     let lrs = config.finetune.lrs.values()?;
     let cells = plan(config, opts.shard)?.cells;

@@ -377,6 +377,10 @@ pub struct RunLogEntry {
     /// trained (absent in logs from before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_val_loss: Option<f64>,
+    /// What the run warned of (texts cut to `max_length`, a setting it
+    /// could not honour), as it printed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Appends one entry to the run log at `path` (`<out>/run_log.jsonl`; a

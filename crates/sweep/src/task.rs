@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use nn::ModelConfig;
 use synth_data::{MarkovChain, Optimum, SequenceDataset, markov_lm, retrieve_at_k};
-use text_data::TextTokenizer;
+use text_data::{Classified, TextTokenizer};
 
 use crate::config::{ExperimentConfig, InstructionSpec, TaskSpec};
 
@@ -178,8 +178,8 @@ fn text_split<M: ModelConfig>(
     })
 }
 
-/// Labelled datasets by (file, tokenizer, max length, columns) digest.
-type LabelledCache = HashMap<(String, String, usize, String, String), Arc<SequenceDataset>>;
+/// Labelled datasets by (file, tokenizer, encoding, columns) digest.
+type LabelledCache = HashMap<(String, String, String, String, String), Arc<Classified>>;
 static LABELLED: Mutex<Option<LabelledCache>> = Mutex::new(None);
 
 /// The `text_classification` examples of `file` (a path of the config).
@@ -188,17 +188,22 @@ fn labelled_split<M: ModelConfig>(
     file: &Path,
     (max_length, pad): (usize, u32),
     (text, label): (&str, &str),
-) -> anyhow::Result<Arc<SequenceDataset>> {
+) -> anyhow::Result<Arc<Classified>> {
     let path = config.path(file);
     let (tokenizer, tokenizer_key) = tokenizer(config)?;
     let labels = config
         .model
         .num_labels()
         .context("task.kind = \"text_classification\" needs model.num_labels")?;
+    let encoding = text_data::ClassifierEncoding {
+        max_length,
+        pad_id: pad,
+        special_tokens: config.model.special_tokens(),
+    };
     let key = (
         crate::digest::file_sha256(&path),
         tokenizer_key,
-        max_length,
+        format!("{encoding:?}"),
         text.to_string(),
         label.to_string(),
     );
@@ -207,13 +212,46 @@ fn labelled_split<M: ModelConfig>(
         Ok(Arc::new(text_data::classification(
             &tokenizer,
             &examples,
-            max_length,
-            pad,
+            encoding,
             labels,
             config.model.vocab(),
             &path,
         )?))
     })
+}
+
+/// What the run should say about its data: texts of a
+/// `text_classification` split longer than `max_length`, which were cut.
+pub fn data_notes<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<Vec<String>> {
+    let TaskSpec::TextClassification {
+        train,
+        val,
+        max_length,
+        text_column,
+        label_column,
+        pad_token_id,
+    } = config.task.spec(&config.model)?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut notes = Vec::new();
+    for (split, file) in [("train", &train), ("val", &val)] {
+        let classified = labelled_split(
+            config,
+            file,
+            (max_length, pad_token_id),
+            (&text_column, &label_column),
+        )?;
+        if classified.truncated > 0 {
+            notes.push(format!(
+                "task.{split}: {} of {} texts were longer than max_length = {max_length} \
+                 tokens and were cut",
+                classified.truncated,
+                synth_data::Dataset::len(&classified.data)
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// Instruction datasets by (file, tokenizer, the spec's other fields) digest.
@@ -317,12 +355,15 @@ pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyho
             label_column,
             pad_token_id,
             ..
-        } => Ok(synth_data::Dataset::len(&*labelled_split(
-            config,
-            &train,
-            (max_length, pad_token_id),
-            (&text_column, &label_column),
-        )?)),
+        } => Ok(synth_data::Dataset::len(
+            &labelled_split(
+                config,
+                &train,
+                (max_length, pad_token_id),
+                (&text_column, &label_column),
+            )?
+            .data,
+        )),
         TaskSpec::Instruction(spec) => Ok(synth_data::Dataset::len(&*instruction_split(
             config,
             &spec.train,
@@ -382,7 +423,7 @@ pub fn splits<M: ModelConfig>(
                 (&text_column, &label_column),
             )
         };
-        return Ok(((*split(&train)?).clone(), (*split(&val)?).clone()));
+        return Ok((split(&train)?.data.clone(), split(&val)?.data.clone()));
     }
     if let TaskSpec::Instruction(spec) = t.spec(&config.model)? {
         if phase == Phase::Pretrain {

@@ -1,8 +1,10 @@
 //! `text_classification`: labelled texts from JSONL or CSV, each tokenized
-//! without special tokens, cut to `max_length` tokens and right-padded with
-//! the pad id. A GPT-2 classifier reads the last token that is not padding
+//! (with an encoder's special tokens, `[CLS] … [SEP]`, or without any for
+//! GPT-2), cut to `max_length` tokens and right-padded with the pad id. A
+//! GPT-2 classifier reads the last token that is not padding
 //! (`GPT2ForSequenceClassification`'s rule), which under the causal mask
-//! sees no padding: no attention mask is needed.
+//! sees no padding; an encoder's attention skips the pad id: the pad id is
+//! the attention mask.
 
 use std::path::Path;
 
@@ -177,27 +179,49 @@ fn csv_rows(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, 
     Ok(examples)
 }
 
-/// A classifier's examples: each text's ids (no special tokens) cut to
-/// `max_length` and right-padded with `pad_id`, its label the one target.
-/// A label not below `num_labels` is an error naming its line.
+/// How a classifier's texts become rows of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassifierEncoding {
+    /// Tokens per row; longer texts are cut.
+    pub max_length: usize,
+    /// The token rows are right-padded with.
+    pub pad_id: u32,
+    /// With the tokenizer's special tokens (an encoder's `[CLS] … [SEP]`),
+    /// the text cut so that they fit, as `transformers`' tokenizers do with
+    /// `truncation=True`; else the bare ids, cut.
+    pub special_tokens: bool,
+}
+
+/// A classifier's examples and how many of their texts were cut.
+#[derive(Debug, Clone)]
+pub struct Classified {
+    pub data: SequenceDataset,
+    pub truncated: usize,
+}
+
+/// A classifier's examples: each text's ids as `encoding` says, cut to
+/// `max_length` and right-padded, its label the one target. A label not
+/// below `num_labels` is an error naming its line.
 pub fn classification(
     tokenizer: &TextTokenizer,
     examples: &[Labelled],
-    max_length: usize,
-    pad_id: u32,
+    encoding: ClassifierEncoding,
     num_labels: usize,
     vocab: usize,
     path: &Path,
-) -> Result<SequenceDataset, TextError> {
+) -> Result<Classified, TextError> {
     let origin = path.display().to_string();
+    let max_length = encoding.max_length;
     if max_length == 0 {
         return Err(TextError::Format {
             path: path.to_path_buf(),
             message: "max_length = 0: at least 1 token per example".into(),
         });
     }
+    let truncating = tokenizer.truncating(max_length, encoding.special_tokens)?;
     let mut tokens = Vec::with_capacity(examples.len() * max_length);
     let mut targets = Vec::with_capacity(examples.len());
+    let mut truncated = 0;
     for example in examples {
         if example.label >= num_labels {
             return Err(example_error(
@@ -210,7 +234,8 @@ pub fn classification(
                 ),
             ));
         }
-        let mut ids = tokenizer.encode(&example.text)?;
+        let (mut ids, cut) = truncating.encode(&example.text)?;
+        truncated += usize::from(cut);
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(TextError::Vocab {
                 origin: format!("{origin}:{}", example.line),
@@ -218,16 +243,16 @@ pub fn classification(
                 vocab,
             });
         }
-        ids.resize(max_length, pad_id);
+        ids.resize(max_length, encoding.pad_id);
         tokens.extend_from_slice(&ids);
         targets.push(example.label as u32);
     }
-    SequenceDataset::new(tokens, targets, max_length, 1, vocab.max(num_labels)).map_err(|e| {
-        TextError::Encode {
+    let data = SequenceDataset::new(tokens, targets, max_length, 1, vocab.max(num_labels))
+        .map_err(|e| TextError::Encode {
             origin,
             message: e.to_string(),
-        }
-    })
+        })?;
+    Ok(Classified { data, truncated })
 }
 
 #[cfg(test)]
@@ -323,7 +348,14 @@ mod tests {
             },
         ];
         let path = Path::new("x.jsonl");
-        let data = classification(&tokenizer, &examples, 4, 0, 3, 270, path).unwrap();
+        let encoding = ClassifierEncoding {
+            max_length: 4,
+            pad_id: 0,
+            special_tokens: false,
+        };
+        let Classified { data, truncated } =
+            classification(&tokenizer, &examples, encoding, 3, 270, path).unwrap();
+        assert_eq!(truncated, 1);
         assert_eq!(data.len(), 3);
         let long = tokenizer.encode(&examples[0].text).unwrap();
         assert!(long.len() > 4);
@@ -335,7 +367,7 @@ mod tests {
         padded.resize(4, 0);
         assert_eq!(data.get(1).unwrap().tokens, padded);
         assert_eq!(data.get(2).unwrap().tokens, [0, 0, 0, 0]);
-        let err = classification(&tokenizer, &examples, 4, 0, 2, 270, path)
+        let err = classification(&tokenizer, &examples, encoding, 2, 270, path)
             .unwrap_err()
             .to_string();
         assert_eq!(err, "x.jsonl:1: label 2: the model has 2 labels (0 to 1)");

@@ -19,7 +19,9 @@ mod instruction;
 use std::path::{Path, PathBuf};
 
 pub use answer::{answers_match, extract_answer};
-pub use classify::{Columns, Labelled, classification, read_labelled};
+pub use classify::{
+    Classified, ClassifierEncoding, Columns, Labelled, classification, read_labelled,
+};
 pub use instruction::{
     Instruction, PromptTemplate, Question, Sequences, instruction_tuning, questions,
     read_instructions,
@@ -108,10 +110,19 @@ impl TextTokenizer {
                 message: "no such file".into(),
             });
         }
-        let inner = Tokenizer::from_file(path).map_err(|e| TextError::Tokenizer {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| TextError::Tokenizer {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        // Padding and truncation a file was saved with would change every
+        // encoding; lrscape pads and cuts where it says it does.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| TextError::Tokenizer {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             inner,
             origin: path.display().to_string(),
@@ -186,6 +197,42 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// This tokenizer cutting every text to `max_length` tokens, special
+    /// tokens (where `special`) included.
+    pub fn truncating(&self, max_length: usize, special: bool) -> Result<Truncating, TextError> {
+        let added = if special {
+            self.inner
+                .get_post_processor()
+                .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, false))
+        } else {
+            0
+        };
+        if max_length <= added {
+            return Err(TextError::Encode {
+                origin: self.origin.clone(),
+                message: format!(
+                    "max_length = {max_length}: more than the {added} special tokens \
+                     the tokenizer adds to every text"
+                ),
+            });
+        }
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| TextError::Encode {
+                origin: self.origin.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Truncating {
+            inner,
+            special,
+            origin: self.origin.clone(),
+        })
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String, TextError> {
         self.inner
             .decode(ids, false)
@@ -193,6 +240,30 @@ impl TextTokenizer {
                 origin: self.origin.clone(),
                 message: e.to_string(),
             })
+    }
+}
+
+/// A tokenizer that cuts texts to a length ([`TextTokenizer::truncating`]).
+pub struct Truncating {
+    inner: Tokenizer,
+    special: bool,
+    origin: String,
+}
+
+impl Truncating {
+    /// The ids of `text`, cut, and whether it was cut.
+    pub fn encode(&self, text: &str) -> Result<(Vec<u32>, bool), TextError> {
+        let encoding = self
+            .inner
+            .encode(text, self.special)
+            .map_err(|e| TextError::Encode {
+                origin: self.origin.clone(),
+                message: e.to_string(),
+            })?;
+        Ok((
+            encoding.get_ids().to_vec(),
+            !encoding.get_overflowing().is_empty(),
+        ))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::families::{ModelDir, with_model_dir};
+use bert::BertFamily;
 use gpt2::Gpt2Family;
 use nn::ModelConfig;
 
@@ -72,49 +73,48 @@ pub fn eval(
             text_column,
             label_column,
         } => {
-            if crate::families::family_of_model_dir(model)? != Gpt2Family::FAMILY {
-                anyhow::bail!(
-                    "--data: sequence classification reads GPT-2 checkpoints \
-                     (GPT2ForSequenceClassification); {} is not one",
+            let columns = (data.as_path(), text_column.as_str(), label_column.as_str());
+            let score = match crate::families::family_of_model_dir(model)? {
+                Gpt2Family::FAMILY => {
+                    let mut family =
+                        Gpt2Family::from_dir(model).map_err(|e| anyhow::anyhow!("--model: {e}"))?;
+                    if family.num_labels().is_none() {
+                        // A language model's checkpoint: the adapter brings the head.
+                        family.num_labels = adapter_labels(adapter, "score")?;
+                    }
+                    classify(&family, model, adapter, columns, *max_length, &selected)?
+                }
+                BertFamily::FAMILY => {
+                    let labels = match bert::hf::read_config(model)
+                        .map_err(|e| anyhow::anyhow!("--model: {e}"))?
+                        .num_labels
+                    {
+                        Some(n) => Some(n),
+                        None => adapter_labels(adapter, "classifier")?,
+                    };
+                    let family = match labels {
+                        Some(n) => BertFamily::from_dir(model, Some(n))
+                            .map_err(|e| anyhow::anyhow!("--model: {e}"))?,
+                        None => anyhow::bail!(
+                            "--model: {} is not a sequence classifier, and no --adapter saves \
+                             a classifier head for it",
+                            model.display()
+                        ),
+                    };
+                    classify(&family, model, adapter, columns, *max_length, &selected)?
+                }
+                _ => anyhow::bail!(
+                    "--data: sequence classification reads GPT-2 and encoder (DistilBERT, \
+                     BERT) checkpoints; {} is neither",
                     model.display()
-                );
-            }
-            let mut family =
-                Gpt2Family::from_dir(model).map_err(|e| anyhow::anyhow!("--model: {e}"))?;
-            if family.num_labels().is_none() {
-                // A language model's checkpoint: the adapter brings the head.
-                family.num_labels = match adapter {
-                    Some(dir) => peft::pretrained::saved_head_rows(dir, "score")?,
-                    None => None,
-                };
-            }
-            if family.num_labels().is_none() {
-                anyhow::bail!(
-                    "--model: {} is not a sequence classifier (GPT2ForSequenceClassification), \
-                     and no --adapter saves a score head for it",
-                    model.display()
-                );
-            }
-            let pad = family.pad_token_id().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--model: {} has no pad_token_id (nor eos_token_id): a classifier scores \
-                     padded batches",
-                    model.join("config.json").display()
-                )
-            })?;
-            let classifier = family
-                .load_checkpoint(&selected.device)
-                .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
-            let score = sweep::eval::classification(
-                classifier,
-                adapter,
-                &model.join(gpt2::family::TOKENIZER),
-                (data, text_column, label_column),
-                (*max_length, pad, family.vocab()),
-                &selected.device,
-            )?;
+                ),
+            };
+            let cut = match score.truncated {
+                0 => String::new(),
+                n => format!(" ({n} cut)"),
+            };
             eprintln!(
-                "{} on {}{with}: {} examples of at most {max_length} tokens",
+                "{} on {}{with}: {} examples of at most {max_length} tokens{cut}",
                 model.display(),
                 data.display(),
                 score.examples
@@ -124,4 +124,56 @@ pub fn eval(
     };
     println!("{json}");
     Ok(())
+}
+
+/// The labels of the classifier head `head` an adapter saves, if any.
+fn adapter_labels(adapter: Option<&Path>, head: &str) -> anyhow::Result<Option<usize>> {
+    Ok(match adapter {
+        Some(dir) => peft::pretrained::saved_head_rows(dir, head)?,
+        None => None,
+    })
+}
+
+/// `family`'s classifier (the checkpoint in `model`, with `adapter`) scored
+/// on the labelled texts of `columns`.
+fn classify<M: ModelConfig>(
+    family: &M,
+    model: &Path,
+    adapter: Option<&Path>,
+    columns: (&Path, &str, &str),
+    max_length: usize,
+    selected: &backends::SelectedDevice,
+) -> anyhow::Result<sweep::eval::ClassScore> {
+    if family.num_labels().is_none() {
+        anyhow::bail!(
+            "--model: {} is not a sequence classifier, and no --adapter saves a head for it",
+            model.display()
+        );
+    }
+    let pad = family.pad_token_id().ok_or_else(|| {
+        anyhow::anyhow!(
+            "--model: {} has no pad_token_id (nor eos_token_id): a classifier scores \
+             padded batches",
+            model.join("config.json").display()
+        )
+    })?;
+    let classifier = family
+        .load_checkpoint(&selected.device)
+        .map_err(|e| anyhow::anyhow!("--model: {e}"))?;
+    let tokenizer = family
+        .tokenizer()
+        .ok_or_else(|| anyhow::anyhow!("--model: {} has no tokenizer", model.display()))?;
+    let encoding = sweep::eval::ClassifierEncoding {
+        max_length,
+        pad_id: pad,
+        special_tokens: family.special_tokens(),
+    };
+    sweep::eval::classification(
+        classifier,
+        adapter,
+        &tokenizer,
+        columns,
+        (encoding, family.vocab()),
+        &selected.device,
+    )
 }
