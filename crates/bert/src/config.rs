@@ -46,6 +46,14 @@ impl Variant {
         }
     }
 
+    /// The `transformers` class of the masked LM.
+    pub fn masked_lm_architecture(self) -> &'static str {
+        match self {
+            Self::DistilBert => "DistilBertForMaskedLM",
+            Self::Bert => "BertForMaskedLM",
+        }
+    }
+
     /// The prefix of the body's keys in a `transformers` checkpoint.
     pub fn prefix(self) -> &'static str {
         match self {
@@ -278,24 +286,27 @@ impl BertConfig {
         Ok(())
     }
 
-    /// `config.json` of a `*ForSequenceClassification` of `num_labels`
-    /// labels: the file as read, its architecture and labels replaced.
-    pub fn to_classifier_json(&self, num_labels: usize) -> String {
+    /// `config.json` of the `transformers` class `architecture`, with
+    /// `num_labels` labels where it is a classifier: the file as read, its
+    /// architecture and labels replaced.
+    pub fn to_json(&self, architecture: &str, num_labels: Option<usize>) -> String {
         let mut json = self.json.clone();
         json.insert("model_type".into(), self.variant.model_type().into());
         json.insert(
             "architectures".into(),
-            Value::Array(vec![self.variant.classifier_architecture().into()]),
+            Value::Array(vec![architecture.into()]),
         );
-        let id2label: Map<String, Value> = (0..num_labels)
-            .map(|i| (i.to_string(), Value::from(format!("LABEL_{i}"))))
-            .collect();
-        let label2id: Map<String, Value> = (0..num_labels)
-            .map(|i| (format!("LABEL_{i}"), Value::from(i)))
-            .collect();
-        json.insert("id2label".into(), Value::Object(id2label));
-        json.insert("label2id".into(), Value::Object(label2id));
-        json.remove("num_labels");
+        if let Some(num_labels) = num_labels {
+            let id2label: Map<String, Value> = (0..num_labels)
+                .map(|i| (i.to_string(), Value::from(format!("LABEL_{i}"))))
+                .collect();
+            let label2id: Map<String, Value> = (0..num_labels)
+                .map(|i| (format!("LABEL_{i}"), Value::from(i)))
+                .collect();
+            json.insert("id2label".into(), Value::Object(id2label));
+            json.insert("label2id".into(), Value::Object(label2id));
+            json.remove("num_labels");
+        }
         serde_json::to_string_pretty(&Value::Object(json)).expect("JSON values serialise") + "\n"
     }
 }
@@ -349,7 +360,9 @@ mod tests {
         assert_eq!((bert.type_vocab_size, bert.layer_norm_eps), (2, 1e-5));
         assert_eq!(bert.num_labels, None);
         // The file is kept: unknown fields come back.
-        let json: Value = serde_json::from_str(&bert.to_classifier_json(2)).unwrap();
+        let json: Value =
+            serde_json::from_str(&bert.to_json(bert.variant.classifier_architecture(), Some(2)))
+                .unwrap();
         assert_eq!(json["layer_norm_eps"], 1e-5);
         assert_eq!(json["architectures"][0], "BertForSequenceClassification");
         assert_eq!(json["id2label"]["1"], "LABEL_1");

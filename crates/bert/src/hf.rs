@@ -16,6 +16,7 @@ use nn::safetensors_io::{self, HostTensor};
 use crate::BertError;
 use crate::classify::{BertForSequenceClassification, new_head};
 use crate::config::{BertConfig, Variant};
+use crate::masked_lm::BertForMaskedLM;
 use crate::model::{Bert, EmbeddingWeights, LayerWeights, LinearWeights, NormWeights};
 
 pub const CONFIG: &str = "config.json";
@@ -73,6 +74,50 @@ pub fn load_classifier(
         config,
         BertForSequenceClassification::new(bert, pooler, classifier),
     ))
+}
+
+/// Reads `dir` as a masked LM: the checkpoint's MLM head (DistilBERT's
+/// `vocab_transform`, `vocab_layer_norm`, `vocab_projector.bias`; BERT's
+/// `cls.predictions.*`).
+pub fn load_masked_lm(
+    dir: &Path,
+    device: &Device,
+) -> Result<(BertConfig, BertForMaskedLM), BertError> {
+    let config = read_config(dir)?;
+    let mut tensors = read_weights(dir, config.variant)?;
+    let bert = build(&config, &mut tensors, device)?;
+    let d = config.hidden_size;
+    let (transform, norm, bias) = mlm_names(config.variant);
+    let mut take = Taker {
+        tensors: &mut tensors,
+        device,
+    };
+    let (w, b) = take.linear(transform, d, d)?;
+    let (nw, nb) = take.norm(norm, d)?;
+    let bias = Tensor::<1>::from_data(take.data(bias.into(), &[config.vocab_size])?, device);
+    let model = BertForMaskedLM {
+        bert,
+        transform: nn::PopLinear::from_weights(w, Some(b)),
+        norm: nn::LayerNorm::from_weights(nw, nb, config.layer_norm_eps),
+        bias: burn::module::Param::from_tensor(bias.unsqueeze_dim::<2>(0)),
+    };
+    Ok((config, model))
+}
+
+/// The MLM head's keys: `(transform, norm, bias)`.
+fn mlm_names(variant: Variant) -> (&'static str, &'static str, &'static str) {
+    match variant {
+        Variant::DistilBert => (
+            "vocab_transform",
+            "vocab_layer_norm",
+            "vocab_projector.bias",
+        ),
+        Variant::Bert => (
+            "cls.predictions.transform.dense",
+            "cls.predictions.transform.LayerNorm",
+            "cls.predictions.bias",
+        ),
+    }
 }
 
 /// Every tensor of the directory's weight files, by its key in the body
@@ -232,79 +277,117 @@ pub fn save_classifier(
     config: &BertConfig,
     dir: &Path,
 ) -> Result<(), BertError> {
-    std::fs::create_dir_all(dir).map_err(|e| BertError::file(dir, e))?;
-    let variant = model.bert.variant();
-    let body = format!("{}.", variant.prefix());
-    let mut tensors: BTreeMap<String, TensorData> = BTreeMap::new();
-    let first = |p: Tensor<3>| p.narrow(0, 0, 1).squeeze_dim::<2>(0);
-    let vector = |p: Tensor<2>| p.narrow(0, 0, 1).squeeze_dim::<1>(0).into_data();
-    let mut linear = |key: String, l: &nn::PopLinear| {
-        tensors.insert(
-            format!("{key}.weight"),
-            first(l.weight.val()).transpose().into_data(),
-        );
-        if let Some(b) = &l.bias {
-            tensors.insert(format!("{key}.bias"), vector(b.val()));
-        }
-    };
-    let (
-        blocks,
-        [
-            q,
-            k,
-            v,
-            o,
-            attention_norm,
-            intermediate,
-            output,
-            output_norm,
-        ],
-    ) = layer_names(variant);
-    for (i, layer) in model.bert.layers.iter().enumerate() {
-        let at = |name: &str| format!("{body}{blocks}.{i}.{name}");
-        linear(at(q), &layer.attention.query);
-        linear(at(k), &layer.attention.key);
-        linear(at(v), &layer.attention.value);
-        linear(at(o), &layer.attention.output);
-        linear(at(intermediate), &layer.intermediate);
-        linear(at(output), &layer.output);
-    }
-    let pooler = match variant {
+    let mut tensors = Tensors::default();
+    tensors.body(&model.bert);
+    let pooler = match model.bert.variant() {
         Variant::DistilBert => "pre_classifier".to_string(),
-        Variant::Bert => format!("{body}pooler.dense"),
+        Variant::Bert => "bert.pooler.dense".to_string(),
     };
-    linear(pooler, &model.pooler);
-    linear("classifier".into(), &model.classifier);
-    let mut norm = |key: String, n: &nn::LayerNorm| {
-        tensors.insert(format!("{key}.weight"), vector(n.weight.val()));
-        tensors.insert(format!("{key}.bias"), vector(n.bias.val()));
-    };
-    for (i, layer) in model.bert.layers.iter().enumerate() {
-        let at = |name: &str| format!("{body}{blocks}.{i}.{name}");
-        norm(at(attention_norm), &layer.attention_norm);
-        norm(at(output_norm), &layer.output_norm);
+    tensors.linear(pooler, &model.pooler);
+    tensors.linear("classifier".into(), &model.classifier);
+    let json = config.to_json(
+        config.variant.classifier_architecture(),
+        Some(model.num_labels()),
+    );
+    write_dir(dir, tensors.0, &json)
+}
+
+/// Writes `model` (member 0 of every parameter) and `config` as a
+/// `*ForMaskedLM` directory `transformers` loads (the decoder's weight is
+/// the token embedding, tied, as `transformers` saves it).
+pub fn save_masked_lm(
+    model: &BertForMaskedLM,
+    config: &BertConfig,
+    dir: &Path,
+) -> Result<(), BertError> {
+    let mut tensors = Tensors::default();
+    tensors.body(&model.bert);
+    let (transform, norm, bias) = mlm_names(config.variant);
+    tensors.linear(transform.into(), &model.transform);
+    tensors.norm(norm.into(), &model.norm);
+    tensors.0.insert(bias.into(), vector(model.bias.val()));
+    let json = config.to_json(config.variant.masked_lm_architecture(), None);
+    write_dir(dir, tensors.0, &json)
+}
+
+fn vector(p: Tensor<2>) -> TensorData {
+    p.narrow(0, 0, 1).squeeze_dim::<1>(0).into_data()
+}
+
+/// Tensors to save, by `transformers`' keys.
+#[derive(Default)]
+struct Tensors(BTreeMap<String, TensorData>);
+
+impl Tensors {
+    fn linear(&mut self, key: String, l: &nn::PopLinear) {
+        let w = l.weight.val().narrow(0, 0, 1).squeeze_dim::<2>(0);
+        self.0
+            .insert(format!("{key}.weight"), w.transpose().into_data());
+        if let Some(b) = &l.bias {
+            self.0.insert(format!("{key}.bias"), vector(b.val()));
+        }
     }
-    let e = &model.bert.embeddings;
-    norm(format!("{body}embeddings.LayerNorm"), &e.layer_norm);
-    let mut tables = vec![
-        ("word_embeddings", &e.word_embeddings),
-        ("position_embeddings", &e.position_embeddings),
-    ];
-    if let Some(types) = &e.token_type_embeddings {
-        tables.push(("token_type_embeddings", types));
+
+    fn norm(&mut self, key: String, n: &nn::LayerNorm) {
+        self.0
+            .insert(format!("{key}.weight"), vector(n.weight.val()));
+        self.0.insert(format!("{key}.bias"), vector(n.bias.val()));
     }
-    for (name, table) in tables {
-        tensors.insert(
-            format!("{body}embeddings.{name}.weight"),
-            first(table.val()).into_data(),
-        );
+
+    /// The body, under the task models' prefix (`distilbert.`, `bert.`).
+    fn body(&mut self, bert: &Bert) {
+        let variant = bert.variant();
+        let body = format!("{}.", variant.prefix());
+        let (
+            blocks,
+            [
+                q,
+                k,
+                v,
+                o,
+                attention_norm,
+                intermediate,
+                output,
+                output_norm,
+            ],
+        ) = layer_names(variant);
+        for (i, layer) in bert.layers.iter().enumerate() {
+            let at = |name: &str| format!("{body}{blocks}.{i}.{name}");
+            self.linear(at(q), &layer.attention.query);
+            self.linear(at(k), &layer.attention.key);
+            self.linear(at(v), &layer.attention.value);
+            self.linear(at(o), &layer.attention.output);
+            self.linear(at(intermediate), &layer.intermediate);
+            self.linear(at(output), &layer.output);
+            self.norm(at(attention_norm), &layer.attention_norm);
+            self.norm(at(output_norm), &layer.output_norm);
+        }
+        let e = &bert.embeddings;
+        self.norm(format!("{body}embeddings.LayerNorm"), &e.layer_norm);
+        let mut tables = vec![
+            ("word_embeddings", &e.word_embeddings),
+            ("position_embeddings", &e.position_embeddings),
+        ];
+        if let Some(types) = &e.token_type_embeddings {
+            tables.push(("token_type_embeddings", types));
+        }
+        for (name, table) in tables {
+            let first = table.val().narrow(0, 0, 1).squeeze_dim::<2>(0);
+            self.0
+                .insert(format!("{body}embeddings.{name}.weight"), first.into_data());
+        }
     }
+}
+
+fn write_dir(
+    dir: &Path,
+    tensors: BTreeMap<String, TensorData>,
+    json: &str,
+) -> Result<(), BertError> {
+    std::fs::create_dir_all(dir).map_err(|e| BertError::file(dir, e))?;
     let bytes = safetensors_io::to_bytes(&tensors).map_err(|e| BertError::file(dir, e))?;
     write(&dir.join(WEIGHTS), &bytes)?;
-    write(
-        &dir.join(CONFIG),
-        config.to_classifier_json(model.num_labels()).as_bytes(),
-    )
+    write(&dir.join(CONFIG), json.as_bytes())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), BertError> {

@@ -17,15 +17,19 @@
 //! `num_labels`).
 
 pub mod adaptable;
+mod any;
 mod classify;
 pub mod config;
 pub mod family;
 pub mod hf;
+mod masked_lm;
 mod model;
 
+pub use any::BertModel;
 pub use classify::{BertForSequenceClassification, new_head};
 pub use config::{Activation, BertConfig, Variant};
 pub use family::BertFamily;
+pub use masked_lm::BertForMaskedLM;
 pub use model::{Attention, Bert, Embeddings, EncoderLayer, LinearWeights};
 
 /// What can go wrong reading a checkpoint or building a model; each names

@@ -114,6 +114,14 @@ pub trait ModelConfig:
         skeleton.try_load_file(path).map_err(|e| format!("{e:?}"))
     }
 
+    /// The model fine-tuning starts from a base pre-trained here: the base
+    /// itself, or (an encoder pre-trained as a masked LM) its body with the
+    /// fine-tuning task's head.
+    fn for_finetuning(&self, base: Self::Model, device: &Device) -> Self::Model {
+        let _ = device;
+        base
+    }
+
     /// Writes a base as a Hugging Face directory (`config.json`,
     /// `model.safetensors`) that `transformers` loads, where the family has
     /// that format; `Ok(false)` where it has none.

@@ -127,8 +127,9 @@ fn base_for<M: ModelConfig>(
     if let Some(base) = crate::pretrain::checkpoint_base(config, &train_device) {
         return base;
     }
+    let tuned = |base| config.model.for_finetuning(base, &train_device);
     match load_base(config, &opts.out, &train_device) {
-        Ok((model, _)) => return Ok(model),
+        Ok((model, _)) => return Ok(tuned(model)),
         Err(e) if opts.shard.is_some() => {
             let config_arg = opts
                 .config_path
@@ -152,7 +153,7 @@ fn base_for<M: ModelConfig>(
         "pre-trained base: val_acc {:.4} in {:.0}s",
         record.val_accuracy, record.seconds
     ));
-    Ok(model)
+    Ok(tuned(model))
 }
 
 /// Runs (or resumes) the experiment, and logs the run in `run_log.jsonl`.

@@ -372,4 +372,64 @@ mod tests {
             .to_string();
         assert_eq!(err, "x.jsonl:1: label 2: the model has 2 labels (0 to 1)");
     }
+
+    /// An encoder's rows as `transformers` tokenizes them
+    /// (fixtures/bert/golden.json: `truncation=True, max_length=16`): `[CLS]`
+    /// first, `[SEP]` last even when the text is cut, padding after it.
+    #[test]
+    fn special_tokens_fit_inside_max_length_as_in_transformers() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/bert");
+        let golden: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join("golden.json")).unwrap())
+                .unwrap();
+        let texts: Vec<String> = serde_json::from_value(golden["texts"].clone()).unwrap();
+        let want: Vec<Vec<u32>> = serde_json::from_value(golden["input_ids"].clone()).unwrap();
+        let tokenizer =
+            TextTokenizer::from_file(&fixtures.join("tiny-distilbert/tokenizer.json")).unwrap();
+        let examples: Vec<Labelled> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| Labelled {
+                text: text.clone(),
+                label: 0,
+                line: i + 1,
+            })
+            .collect();
+        let encoding = ClassifierEncoding {
+            max_length: 16,
+            pad_id: 0,
+            special_tokens: true,
+        };
+        let Classified { data, truncated } = classification(
+            &tokenizer,
+            &examples,
+            encoding,
+            2,
+            256,
+            Path::new("x.jsonl"),
+        )
+        .unwrap();
+        for (i, row) in want.iter().enumerate() {
+            assert_eq!(data.get(i).unwrap().tokens, *row, "text {i}");
+        }
+        assert_eq!(truncated, 2, "two of the three are cut");
+
+        // A file saved with truncation and padding set encodes as one
+        // without: lrscape cuts and pads where it says.
+        let dir = tempfile::tempdir().unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures.join("tiny-bert/tokenizer.json")).unwrap(),
+        )
+        .unwrap();
+        json["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4,
+            "strategy": "LongestFirst", "stride": 0});
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        let saved = TextTokenizer::from_file(&path).unwrap();
+        assert_eq!(
+            saved.encode_with_special_tokens(&texts[0]).unwrap(),
+            tokenizer.encode_with_special_tokens(&texts[0]).unwrap()
+        );
+        assert!(tokenizer.encode(&texts[0]).unwrap().len() > 16);
+    }
 }

@@ -15,6 +15,8 @@
 mod answer;
 mod classify;
 mod instruction;
+mod mlm;
+pub mod wordpiece;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,7 @@ pub use instruction::{
     Instruction, PromptTemplate, Question, Sequences, instruction_tuning, questions,
     read_instructions,
 };
+pub use mlm::{MlmTokens, mask_position, masked_lm};
 use synth_data::SequenceDataset;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
@@ -34,6 +37,9 @@ use tokenizers::{AddedToken, Tokenizer};
 
 /// A tokenizer's file in a Hugging Face model directory.
 pub const TOKENIZER: &str = "tokenizer.json";
+
+/// A BERT WordPiece's special tokens, in the order of their ids.
+pub const WORDPIECE_SPECIAL: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
 /// GPT-2's one special token, which byte-level BPEs trained here also get.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
@@ -160,6 +166,80 @@ impl TextTokenizer {
             inner,
             origin: "a byte-level BPE trained here".into(),
         })
+    }
+
+    /// A BERT WordPiece of at most `vocab_size` tokens trained on `texts`
+    /// (deterministically: [`wordpiece::train_vocab`]): BERT's normalizer
+    /// (lower case) and pre-tokenizer, the special tokens
+    /// [`WORDPIECE_SPECIAL`] first (`[PAD]` = 0), `##` continuations,
+    /// `[CLS] … [SEP]` added to every text, as `BertWordPieceTokenizer`.
+    pub fn train_wordpiece(texts: &[&str], vocab_size: usize) -> Result<Self, TextError> {
+        use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+        use tokenizers::models::wordpiece::WordPiece;
+        use tokenizers::normalizers::bert::BertNormalizer;
+        use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+        use tokenizers::processors::template::TemplateProcessing;
+        if vocab_size <= WORDPIECE_SPECIAL.len() {
+            return Err(TextError::Training(format!(
+                "vocab_size = {vocab_size}: more than the {} special tokens",
+                WORDPIECE_SPECIAL.len()
+            )));
+        }
+        let vocab = wordpiece::train_vocab(texts, vocab_size, &WORDPIECE_SPECIAL)?;
+        let ids: serde_json::Map<String, serde_json::Value> = vocab
+            .iter()
+            .enumerate()
+            .map(|(id, token)| (token.clone(), id.into()))
+            .collect();
+        let json = serde_json::json!({
+            "type": "WordPiece",
+            "unk_token": "[UNK]",
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100,
+            "vocab": ids,
+        });
+        // The model's fields borrow from the text they are read from.
+        let model: WordPiece = serde_json::from_str(&json.to_string())
+            .map_err(|e| TextError::Training(e.to_string()))?;
+        let mut inner = Tokenizer::new(model);
+        inner
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+            .with_pre_tokenizer(Some(BertPreTokenizer))
+            .with_decoder(Some(WordPieceDecoder::new("##".into(), true)));
+        inner.add_special_tokens(
+            &WORDPIECE_SPECIAL
+                .iter()
+                .map(|t| AddedToken::from(*t, true))
+                .collect::<Vec<_>>(),
+        );
+        let id = |token: &str| {
+            inner
+                .token_to_id(token)
+                .expect("special tokens are in the vocabulary")
+        };
+        let template = TemplateProcessing::builder()
+            .try_single("[CLS] $A [SEP]")
+            .and_then(|b| b.try_pair("[CLS] $A [SEP] $B:1 [SEP]:1"))
+            .map_err(TextError::Training)?
+            .special_tokens(vec![("[CLS]", id("[CLS]")), ("[SEP]", id("[SEP]"))])
+            .build()
+            .map_err(|e| TextError::Training(e.to_string()))?;
+        inner.with_post_processor(Some(template));
+        Ok(Self {
+            inner,
+            origin: "a WordPiece trained here".into(),
+        })
+    }
+
+    /// The id of `token` (a special token's, such as `[MASK]`), if the
+    /// vocabulary has it.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The file this tokenizer was read from, or how it was made.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Writes `tokenizer.json` as `transformers` reads it.
@@ -335,6 +415,61 @@ pub fn text_lm(
 
 #[cfg(test)]
 mod tests {
+    /// A WordPiece trained here encodes as BERT's tokenizers do: Python's
+    /// `tokenizers` (fixtures/bert's tokenizer.json, from
+    /// tools/golden/bert_golden.py) trained on the same text gives the same
+    /// tokens, and all but 6 of the 256 in its vocabulary (Python breaks
+    /// ties between equally frequent `##` merges in hash order).
+    #[test]
+    fn a_wordpiece_trained_here_encodes_as_the_python_one() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+        let text = std::fs::read_to_string(fixtures.join("text/genesis-train.txt")).unwrap();
+        let ours = TextTokenizer::train_wordpiece(&[&text], 256).unwrap();
+        let python =
+            TextTokenizer::from_file(&fixtures.join("bert/tiny-bert/tokenizer.json")).unwrap();
+        let (a, b) = (ours.inner.get_vocab(true), python.inner.get_vocab(true));
+        assert_eq!(a.len(), 256);
+        let shared = a.keys().filter(|k| b.contains_key(*k)).count();
+        assert!(shared >= 250, "{shared} of 256 tokens shared");
+        for sample in [
+            "In the beginning God created the heaven and the earth.",
+            "And God said",
+        ] {
+            let tokens = |t: &TextTokenizer| -> Vec<String> {
+                t.encode_with_special_tokens(sample)
+                    .unwrap()
+                    .iter()
+                    .map(|&id| t.inner.id_to_token(id).unwrap())
+                    .collect()
+            };
+            assert_eq!(tokens(&ours), tokens(&python), "{sample}");
+            let ids = ours.encode_with_special_tokens(sample).unwrap();
+            assert_eq!((ids[0], *ids.last().unwrap()), (2, 3), "[CLS] … [SEP]");
+        }
+        assert_eq!(ours.token_to_id("[PAD]"), Some(0));
+        assert_eq!(ours.token_to_id("[MASK]"), Some(4));
+        assert_eq!(
+            TextTokenizer::train_wordpiece(&[&text], 256)
+                .unwrap()
+                .inner
+                .get_vocab(true),
+            a,
+            "the same every time"
+        );
+        let err = TextTokenizer::train_wordpiece(&[&text], 5).unwrap_err();
+        assert!(err.to_string().contains("more than the 5 special tokens"));
+        // Saved, it reads back the same.
+        let dir = tempfile::tempdir().unwrap();
+        ours.save(&dir.path().join(TOKENIZER)).unwrap();
+        let back = TextTokenizer::from_file(&dir.path().join(TOKENIZER)).unwrap();
+        assert_eq!(
+            back.encode_with_special_tokens("Let there be light")
+                .unwrap(),
+            ours.encode_with_special_tokens("Let there be light")
+                .unwrap()
+        );
+    }
+
     use synth_data::Dataset;
 
     use super::*;
