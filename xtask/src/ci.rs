@@ -92,6 +92,11 @@ pub fn ci() -> anyhow::Result<()> {
             interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
             run(interop)?;
         }
+        // An encoder base pre-trained here, as transformers reads it.
+        let mut base = cargo();
+        base.args(["test", "--package", "lrscape", "--test", "bert_classify"]);
+        base.args(["--", "--ignored", "transformers_loads_a_pretrained"]);
+        run(base)?;
     } else {
         eprintln!(
             "ci: python3 has no transformers, so loading lrscape's model files in \

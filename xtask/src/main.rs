@@ -99,9 +99,18 @@ fn prepare_data(config: Option<&std::path::Path>) -> anyhow::Result<()> {
     };
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read --config {}", config.display()))?;
-    let parts = ["ot-train", "ot-val", "gospels-train", "gospels-val"];
+    let parts = [
+        "ot-train.txt",
+        "ot-val.txt",
+        "gospels-train.txt",
+        "gospels-val.txt",
+        "genre-train.jsonl",
+        "genre-val.jsonl",
+        "genre-pretrain-train.txt",
+        "genre-pretrain-val.txt",
+    ];
     let dir = PathBuf::from("data/kjv");
-    if !text.contains("data/kjv/") || parts.iter().all(|p| dir.join(format!("{p}.txt")).exists()) {
+    if !text.contains("data/kjv/") || parts.iter().all(|p| dir.join(p).exists()) {
         return Ok(());
     }
     eprintln!(

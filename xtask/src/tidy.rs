@@ -30,7 +30,7 @@ const NO_BURN: [&str; 3] = ["records", "figs", "slurm"];
 /// another crate): the binary maps `[model] family` to a family, and `bench`
 /// times tinyformer against its PyTorch mirror. Everything else is generic
 /// over `nn`'s traits, so a new family plugs in without touching it.
-const FAMILIES: [&str; 3] = ["tinyformer", "gpt2", "llama"];
+const FAMILIES: [&str; 4] = ["tinyformer", "gpt2", "llama", "bert"];
 const FAMILY_USERS: [&str; 2] = ["lrscape", "bench"];
 
 /// Libraries below the orchestration report errors with thiserror types.

@@ -1,19 +1,24 @@
-//! Encoders as a model family: a `[model]` table naming a Hugging Face
-//! directory (`family = "bert"`, `path = "..."`) whose `config.json` says
-//! `model_type` `distilbert` or `bert`, and the classifier's label count
-//! (`num_labels`, unless the checkpoint is a classifier). Its checkpoint is
-//! the base and its `tokenizer.json` (WordPiece) encodes text tasks with
-//! `[CLS] … [SEP]`.
+//! Encoders as a model family (`family = "bert"`): a `[model]` table
+//! naming a Hugging Face directory (`path`) whose `config.json` says
+//! `model_type` `distilbert` or `bert`, whose checkpoint is the base and
+//! whose `tokenizer.json` (WordPiece) encodes text tasks with `[CLS] …
+//! [SEP]`; or the shape of an encoder lrscape pre-trains itself as a masked
+//! LM (`model_type`, `vocab_size`, `hidden_size`, …, BERT's names for
+//! both), with a WordPiece trained on the pre-training text. Either way
+//! `num_labels` gives the classifier's classes (unless the checkpoint is a
+//! classifier).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use nn::{ConfigError, LinearLayout, ModelConfig, TransformerShape};
+use nn::{ConfigError, LinearLayout, ModelConfig, TrainedTokenizer, TransformerShape};
 use serde::{Deserialize, Serialize};
 
+use crate::BertModel;
 use crate::classify::BertForSequenceClassification;
 use crate::config::{BertConfig, Variant};
 use crate::hf;
+use crate::masked_lm::BertForMaskedLM;
 use crate::model::Bert;
 
 /// The tokenizer file of a model directory.
@@ -31,6 +36,23 @@ pub struct BertFamily {
     /// own count, or a new head on any other checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_labels: Option<usize>,
+    /// Without `path`: `distilbert` or `bert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
+    /// Without `path`: the WordPiece trained on the pre-training text has
+    /// at most this many tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_position_embeddings: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_hidden_layers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_attention_heads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<usize>,
     /// `path` resolved against the config file's directory.
     #[serde(skip)]
     dir: PathBuf,
@@ -52,16 +74,6 @@ impl BertFamily {
         Ok(family)
     }
 
-    /// A classifier of `hf`'s shape with no checkpoint behind it: what
-    /// [`init`](ModelConfig::init) draws (benchmarks of real sizes).
-    pub fn shaped(hf: BertConfig, num_labels: usize) -> Self {
-        Self {
-            hf,
-            num_labels: Some(num_labels),
-            ..Self::default()
-        }
-    }
-
     /// The checkpoint's `config.json`.
     pub fn hf(&self) -> &BertConfig {
         &self.hf
@@ -74,19 +86,99 @@ impl BertFamily {
     fn labels(&self) -> usize {
         self.num_labels().unwrap_or(2)
     }
+
+    fn shape(&self) -> [(&'static str, Option<usize>); 6] {
+        [
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+        ]
+    }
+
+    /// The config of an encoder pre-trained here: the shape given, in the
+    /// variant's own `config.json` names, `transformers`' defaults for the
+    /// rest (GELU, `[PAD]` = 0).
+    fn shape_config(&self) -> Result<BertConfig, ConfigError> {
+        let model_type = self.model_type.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "model_type",
+                "missing",
+                "\"distilbert\" or \"bert\": required without model.path (the encoder \
+                 lrscape pre-trains); or set path to a Hugging Face directory",
+            )
+        })?;
+        let variant = Variant::parse(model_type).ok_or_else(|| {
+            ConfigError::new(
+                "model_type",
+                format!("{model_type:?}"),
+                "\"distilbert\" or \"bert\"",
+            )
+        })?;
+        let mut values = [0; 6];
+        for (value, (field, given)) in values.iter_mut().zip(self.shape()) {
+            *value = given.ok_or_else(|| {
+                ConfigError::new(
+                    field,
+                    "missing",
+                    "required without model.path (the shape of the encoder lrscape \
+                     pre-trains); or set path to a Hugging Face directory",
+                )
+            })?;
+        }
+        let [vocab, positions, d, layers, heads, ff] = values;
+        let json = match variant {
+            Variant::DistilBert => serde_json::json!({
+                "model_type": "distilbert", "vocab_size": vocab,
+                "max_position_embeddings": positions, "dim": d, "n_layers": layers,
+                "n_heads": heads, "hidden_dim": ff, "activation": "gelu",
+                "sinusoidal_pos_embds": false, "pad_token_id": 0,
+            }),
+            Variant::Bert => serde_json::json!({
+                "model_type": "bert", "vocab_size": vocab, "max_position_embeddings": positions,
+                "hidden_size": d, "num_hidden_layers": layers, "num_attention_heads": heads,
+                "intermediate_size": ff, "hidden_act": "gelu", "type_vocab_size": 2,
+                "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            }),
+        };
+        BertConfig::from_hf_json(&json.to_string(), Path::new("model")).map_err(|e| match e {
+            crate::BertError::Config {
+                field,
+                value,
+                allowed,
+            } => ConfigError::new(field, value, allowed),
+            e => ConfigError::new("model_type", model_type, e.to_string()),
+        })
+    }
 }
 
 impl ModelConfig for BertFamily {
     const FAMILY: &'static str = "bert";
-    type Model = BertForSequenceClassification;
+    type Model = BertModel;
 
     fn resolve(&mut self, dir: &Path) -> Result<(), ConfigError> {
         if self.path.as_os_str().is_empty() {
+            self.hf = self.shape_config()?;
+            return match self.num_labels {
+                Some(_) => Ok(()),
+                None => Err(ConfigError::new(
+                    "num_labels",
+                    "missing",
+                    "the number of classes of the classifier fine-tuned on the encoder \
+                     pre-trained here",
+                )),
+            };
+        }
+        let shape_given =
+            self.model_type.is_some() || self.shape().iter().any(|(_, v)| v.is_some());
+        if shape_given {
             return Err(ConfigError::new(
-                "path",
-                "missing",
-                "a Hugging Face model directory of an encoder \
-                 (config.json with model_type distilbert or bert)",
+                "model_type",
+                "or another shape field set",
+                "not beside model.path (the checkpoint's config.json gives the shape; \
+                 remove it, or remove path to pre-train an encoder of this shape)",
             ));
         }
         self.dir = dir.join(&self.path);
@@ -182,18 +274,40 @@ impl ModelConfig for BertFamily {
         .activations_per_sequence(seq_len)
     }
 
+    /// A masked LM to pre-train without a checkpoint; a classifier of the
+    /// checkpoint's shape beside one.
     fn init(&self, seed: u64, device: &Device) -> Result<Self::Model, ConfigError> {
-        let bert = Bert::init(&self.hf, seed, device);
-        Ok(BertForSequenceClassification::with_new_head(
-            bert,
-            self.labels(),
-            device,
-        ))
+        Ok(match self.checkpoint() {
+            None => BertModel::MaskedLm(BertForMaskedLM::init(&self.hf, seed, device)),
+            Some(_) => BertModel::Classifier(BertForSequenceClassification::with_new_head(
+                Bert::init(&self.hf, seed, device),
+                self.labels(),
+                device,
+            )),
+        })
+    }
+
+    /// The pre-trained masked LM's body with a new classification head.
+    fn for_finetuning(&self, base: Self::Model, device: &Device) -> Self::Model {
+        match base {
+            BertModel::MaskedLm(lm) => BertModel::Classifier(
+                BertForSequenceClassification::with_new_head(lm.bert, self.labels(), device),
+            ),
+            classifier => classifier,
+        }
     }
 
     fn save_pretrained(&self, model: &Self::Model, dir: &Path) -> Result<bool, String> {
-        hf::save_classifier(model, &self.hf, dir).map_err(|e| e.to_string())?;
+        match model {
+            BertModel::MaskedLm(lm) => hf::save_masked_lm(lm, &self.hf, dir),
+            BertModel::Classifier(c) => hf::save_classifier(c, &self.hf, dir),
+        }
+        .map_err(|e| e.to_string())?;
         Ok(true)
+    }
+
+    fn trained_tokenizer(&self) -> TrainedTokenizer {
+        TrainedTokenizer::WordPiece
     }
 
     /// The directory read; none for a [`shaped`](BertFamily::shaped) model.
@@ -210,7 +324,7 @@ impl ModelConfig for BertFamily {
                 self.dir.join(hf::CONFIG).display()
             ));
         }
-        Ok(model)
+        Ok(BertModel::Classifier(model))
     }
 
     fn tokenizer(&self) -> Option<PathBuf> {
@@ -306,5 +420,55 @@ mod tests {
         );
         let e = err(BertFamily::from_dir(Path::new("/nonexistent"), Some(2)));
         assert!(e.contains("no such directory"), "{e}");
+    }
+
+    #[test]
+    fn an_encoder_pre_trained_here_is_named_by_its_shape() {
+        let shape = BertFamily {
+            num_labels: Some(7),
+            model_type: Some("bert".into()),
+            vocab_size: Some(300),
+            max_position_embeddings: Some(32),
+            hidden_size: Some(16),
+            num_hidden_layers: Some(2),
+            num_attention_heads: Some(4),
+            intermediate_size: Some(32),
+            ..BertFamily::default()
+        };
+        let mut ok = shape.clone();
+        ok.resolve(Path::new("")).unwrap();
+        ok.validate().unwrap();
+        assert_eq!(
+            (ok.hf().variant, ok.hf().type_vocab_size),
+            (Variant::Bert, 2)
+        );
+        // Pre-trained as a masked LM, fine-tuned as a classifier of its body.
+        let device = Device::default();
+        let base = ok.init(0, &device).unwrap();
+        assert!(matches!(base, BertModel::MaskedLm(_)));
+        let tuned = ok.for_finetuning(base, &device);
+        let BertModel::Classifier(c) = &tuned else {
+            panic!("a classifier")
+        };
+        assert_eq!(c.num_labels(), 7);
+        let err = |edit: &dyn Fn(&mut BertFamily)| {
+            let mut f = shape.clone();
+            edit(&mut f);
+            f.resolve(Path::new("")).unwrap_err().to_string()
+        };
+        assert!(err(&|f| f.model_type = None).starts_with("model.model_type = missing"));
+        assert!(
+            err(&|f| f.model_type = Some("roberta".into()))
+                .starts_with("model.model_type = \"roberta\": \"distilbert\" or \"bert\"")
+        );
+        assert!(err(&|f| f.hidden_size = None).starts_with("model.hidden_size = missing"));
+        assert!(
+            err(&|f| f.num_attention_heads = Some(5))
+                .starts_with("model.num_attention_heads = 5: a divisor of the width 16")
+        );
+        assert!(err(&|f| f.num_labels = None).starts_with("model.num_labels = missing"));
+        assert!(
+            err(&|f| f.path = fixture("tiny-bert")).starts_with("model.model_type = or another")
+        );
     }
 }

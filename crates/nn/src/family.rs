@@ -61,6 +61,15 @@ impl TransformerShape {
     }
 }
 
+/// The kind of tokenizer trained for a base pre-trained here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainedTokenizer {
+    /// GPT-2's: bytes, merges, `<|endoftext|>`.
+    ByteLevelBpe,
+    /// BERT's: lower case, `##` continuations, `[CLS] … [SEP]`.
+    WordPiece,
+}
+
 /// A model family, seen through its config (the `[model]` table of an
 /// experiment): the shapes tasks are checked against, the adaptable linears,
 /// and how a base is made, saved and loaded. `sweep` is generic over it;
@@ -177,6 +186,12 @@ pub trait ModelConfig:
     /// `eos_token_id`).
     fn eos_token_id(&self) -> Option<u32> {
         None
+    }
+
+    /// The tokenizer trained on the pre-training text for a base
+    /// pre-trained here (where the family has none of its own).
+    fn trained_tokenizer(&self) -> TrainedTokenizer {
+        TrainedTokenizer::ByteLevelBpe
     }
 
     /// Whether texts are encoded with the tokenizer's special tokens (an

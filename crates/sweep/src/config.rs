@@ -589,6 +589,10 @@ pub enum TaskSpec {
         label_column: String,
         /// The id padding fills a row with.
         pad_token_id: u32,
+        /// The (train, val) texts an encoder pre-trained here learns as a
+        /// masked LM, in blocks of `max_length`; `None` when the base is
+        /// the model's checkpoint.
+        pretrain: Option<(PathBuf, PathBuf)>,
     },
     Instruction(InstructionSpec),
 }
@@ -779,6 +783,8 @@ impl TaskConfig {
         absent: &dyn Fn(&str, bool) -> Result<(), ConfigError>,
     ) -> Result<TaskSpec, ConfigError> {
         let examples = "a JSONL file of {\"instruction\", \"input\", \"output\"} objects";
+        absent("pretrain_train", self.pretrain_train.is_some())?;
+        absent("pretrain_val", self.pretrain_val.is_some())?;
         let (train, val, max_length) = self.example_files(
             model,
             absent,
@@ -841,7 +847,8 @@ impl TaskConfig {
     ) -> Result<TaskSpec, ConfigError> {
         let texts = "a JSONL or CSV file of labelled texts";
         let (train, val, max_length) = self.example_files(model, absent, texts, (1, "1"))?;
-        if model.checkpoint().is_none() || model.tokenizer().is_none() {
+        let pretrain = self.pretrain_texts(model, "masked language modelling")?;
+        if model.checkpoint().is_some() && model.tokenizer().is_none() {
             return Err(bad(
                 "task.kind",
                 "\"text_classification\"",
@@ -852,6 +859,13 @@ impl TaskConfig {
                 ),
             ));
         }
+        if pretrain.is_some() && model.special_tokens() && max_length < 3 {
+            return Err(bad(
+                "task.max_length",
+                max_length,
+                "at least 3 ([CLS], a token and [SEP]) for masked language modelling",
+            ));
+        }
         if model.num_labels().is_none() {
             return Err(bad(
                 "model.num_labels",
@@ -860,13 +874,17 @@ impl TaskConfig {
                  GPT2ForSequenceClassification checkpoint gives its own)",
             ));
         }
-        let pad_token_id = model.pad_token_id().ok_or_else(|| {
-            bad(
-                "model.path",
-                "a checkpoint without pad_token_id or eos_token_id",
-                "a config.json naming the token padding fills rows with",
-            )
-        })?;
+        let pad_token_id = match pretrain {
+            // A WordPiece trained here pads with [PAD] = 0.
+            Some(_) => model.pad_token_id().unwrap_or(0),
+            None => model.pad_token_id().ok_or_else(|| {
+                bad(
+                    "model.path",
+                    "a checkpoint without pad_token_id or eos_token_id",
+                    "a config.json naming the token padding fills rows with",
+                )
+            })?,
+        };
         Ok(TaskSpec::TextClassification {
             train,
             val,
@@ -874,6 +892,7 @@ impl TaskConfig {
             text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
             label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
             pad_token_id,
+            pretrain,
         })
     }
 
@@ -888,13 +907,7 @@ impl TaskConfig {
         (min, min_why): (usize, &str),
     ) -> Result<(PathBuf, PathBuf, usize), ConfigError> {
         self.no_synthetic_fields(absent)?;
-        for (field, set) in [
-            ("block_size", self.block_size.is_some()),
-            ("pretrain_train", self.pretrain_train.is_some()),
-            ("pretrain_val", self.pretrain_val.is_some()),
-        ] {
-            absent(field, set)?;
-        }
+        absent("block_size", self.block_size.is_some())?;
         let train = self.required("train", &self.train, what)?;
         let val = self.required("val", &self.val, what)?;
         let unit = if min == 1 { "example" } else { "sequence" };
@@ -953,6 +966,54 @@ impl TaskConfig {
         Ok(())
     }
 
+    /// `task.pretrain_train` and `pretrain_val`: both required where the
+    /// base is pre-trained here (on `objective`, with a tokenizer trained
+    /// on that text), both absent beside a checkpoint.
+    fn pretrain_texts<M: ModelConfig>(
+        &self,
+        model: &M,
+        objective: &str,
+    ) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        Ok(
+            match (&self.pretrain_train, &self.pretrain_val, model.checkpoint()) {
+                (None, None, Some(_)) => None,
+                (Some(_), _, Some(dir)) | (_, Some(_), Some(dir)) => {
+                    let field = if self.pretrain_train.is_some() {
+                        "task.pretrain_train"
+                    } else {
+                        "task.pretrain_val"
+                    };
+                    return Err(bad(
+                        field,
+                        "set",
+                        format!(
+                            "absent: the base is the checkpoint {} (model.path), not pre-trained \
+                         here",
+                            dir.display()
+                        ),
+                    ));
+                }
+                (train, val, None) => {
+                    let text = |field: &str, value: &Option<PathBuf>| {
+                        value.clone().ok_or_else(|| {
+                            bad(
+                                &format!("task.{field}"),
+                                "missing",
+                                format!(
+                                    "a UTF-8 text file: the base of model.family = \"{}\" is \
+                                 pre-trained here by {objective}, on this text with a \
+                                 tokenizer trained on it (or give the model a checkpoint)",
+                                    M::FAMILY
+                                ),
+                            )
+                        })
+                    };
+                    Some((text("pretrain_train", train)?, text("pretrain_val", val)?))
+                }
+            },
+        )
+    }
+
     /// `text_lm`'s parameters: both files, a block the model can read, a
     /// causal model with a tokenizer, and none of the synthetic fields.
     fn text_lm_spec<M: ModelConfig>(
@@ -989,42 +1050,7 @@ impl TaskConfig {
                 "absent for task.kind = \"text_lm\" (a language model, not a classifier)",
             ));
         }
-        let pretrain = match (&self.pretrain_train, &self.pretrain_val, model.checkpoint()) {
-            (None, None, Some(_)) => None,
-            (Some(_), _, Some(dir)) | (_, Some(_), Some(dir)) => {
-                let field = if self.pretrain_train.is_some() {
-                    "task.pretrain_train"
-                } else {
-                    "task.pretrain_val"
-                };
-                return Err(bad(
-                    field,
-                    "set",
-                    format!(
-                        "absent: the base is the checkpoint {} (model.path), not pre-trained \
-                         here",
-                        dir.display()
-                    ),
-                ));
-            }
-            (train, val, None) => {
-                let text = |field: &str, value: &Option<PathBuf>| {
-                    value.clone().ok_or_else(|| {
-                        bad(
-                            &format!("task.{field}"),
-                            "missing",
-                            format!(
-                                "a UTF-8 text file: the base of model.family = \"{}\" is \
-                                 pre-trained here, on this text with a byte-level BPE trained \
-                                 on it (or give the model a checkpoint)",
-                                M::FAMILY
-                            ),
-                        )
-                    })
-                };
-                Some((text("pretrain_train", train)?, text("pretrain_val", val)?))
-            }
-        };
+        let pretrain = self.pretrain_texts(model, "language modelling")?;
         Ok(TaskSpec::TextLm {
             train,
             val,
@@ -1665,7 +1691,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             n_val: self.task.n_pretrain_val,
             data_seed: self.task.data_seed,
             block_size: (!files.is_empty())
-                .then_some(self.task.block_size)
+                .then_some(self.task.block_size.or(self.task.max_length))
                 .flatten(),
             files,
         };

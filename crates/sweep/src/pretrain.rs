@@ -89,14 +89,15 @@ pub fn pretrain<M: ModelConfig>(
     let (train, val) = pretrain_data(config)?;
     let train_device = device.device.clone().autodiff();
     let model = config.model.init(p.seed, &train_device)?;
+    let epochs = crate::task::pretrain_epochs(config)?;
     let schedule = Schedule {
-        epochs: p.epochs,
+        epochs,
         batch_size: p.batch_size,
         max_steps: None,
         budget: None,
         lr: train::LrSchedule::CONSTANT,
     };
-    events.pretrain_started((p.epochs * train.len().div_ceil(p.batch_size)) as u64);
+    events.pretrain_started((epochs * train.len().div_ceil(p.batch_size)) as u64);
     let member = Member {
         lr: p.lr,
         data_seed: config.task.data_seed,
@@ -155,7 +156,8 @@ fn save_hf<M: ModelConfig>(
     if !written {
         return Ok(());
     }
-    if config.task.kind == crate::config::TaskKind::TextLm {
+    // A tokenizer trained here goes with the base it was trained for.
+    if !config.task.kind.is_synthetic() && config.model.tokenizer().is_none() {
         let (tokenizer, _) = crate::task::tokenizer(config)?;
         tokenizer.save(&tmp.join(text_data::TOKENIZER))?;
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use nn::ModelConfig;
+use nn::{ModelConfig, TrainedTokenizer};
 use synth_data::{MarkovChain, Optimum, SequenceDataset, markov_lm, retrieve_at_k};
 use text_data::{Classified, TextTokenizer};
 
@@ -128,11 +128,13 @@ pub fn tokenizer<M: ModelConfig>(
         })?;
         return Ok((tokenizer, key));
     }
-    let TaskSpec::TextLm {
-        pretrain: Some((train, _)),
-        ..
-    } = config.task.spec(&config.model)?
-    else {
+    let pretrain = match config.task.spec(&config.model)? {
+        TaskSpec::TextLm { pretrain, .. } | TaskSpec::TextClassification { pretrain, .. } => {
+            pretrain
+        }
+        _ => None,
+    };
+    let Some((train, _)) = pretrain else {
         anyhow::bail!(
             "model.family = \"{}\" has no tokenizer and the task no pre-training text to \
              train one on",
@@ -141,18 +143,44 @@ pub fn tokenizer<M: ModelConfig>(
     };
     let path = config.path(&train);
     let vocab = config.model.vocab();
-    let key = format!("bpe:{vocab}:{}", crate::digest::file_sha256(&path));
+    let kind = config.model.trained_tokenizer();
+    let key = format!("{kind:?}:{vocab}:{}", crate::digest::file_sha256(&path));
     let tokenizer = cached(&TOKENIZERS, key.clone(), || {
         let text = text_data::read_text(&path)?;
-        let bpe = TextTokenizer::train_byte_level_bpe(&[&text], vocab).with_context(|| {
+        let trained = match kind {
+            TrainedTokenizer::ByteLevelBpe => TextTokenizer::train_byte_level_bpe(&[&text], vocab),
+            TrainedTokenizer::WordPiece => TextTokenizer::train_wordpiece(&[&text], vocab),
+        };
+        let trained = trained.with_context(|| {
             format!(
-                "cannot train a byte-level BPE of the model's {vocab} tokens on {}",
+                "cannot train a tokenizer ({kind:?}) of the model's {vocab} tokens on {}",
                 path.display()
             )
         })?;
-        Ok(Arc::new(bpe))
+        Ok(Arc::new(trained))
     })?;
     Ok((tokenizer, key))
+}
+
+/// The masked-LM blocks of the pre-training text `file` (a path of the
+/// config): `max_length` tokens each, `copies` maskings of each, masks
+/// drawn from `seed`.
+fn masked_split<M: ModelConfig>(
+    config: &ExperimentConfig<M>,
+    file: &Path,
+    (max_length, copies): (usize, usize),
+    seed: u64,
+) -> anyhow::Result<SequenceDataset> {
+    let path = config.path(file);
+    let (tokenizer, _) = tokenizer(config)?;
+    let text = text_data::read_text(&path)?;
+    Ok(text_data::masked_lm(
+        &tokenizer,
+        &text,
+        (max_length, copies),
+        seed,
+        &path.display().to_string(),
+    )?)
 }
 
 /// The `text_lm` examples of `file` (a path of the config), tokenized with
@@ -220,6 +248,19 @@ fn labelled_split<M: ModelConfig>(
     })
 }
 
+/// Passes pre-training makes over its training split: `pretrain.epochs`,
+/// or one where the split holds every epoch's data (a masked LM's, each
+/// epoch masked afresh).
+pub fn pretrain_epochs<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<usize> {
+    let epochs = config.pretrain.as_ref().map_or(1, |p| p.epochs);
+    Ok(match config.task.spec(&config.model)? {
+        TaskSpec::TextClassification {
+            pretrain: Some(_), ..
+        } => 1,
+        _ => epochs,
+    })
+}
+
 /// What the run should say about its data: texts of a
 /// `text_classification` split longer than `max_length`, which were cut.
 pub fn data_notes<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Result<Vec<String>> {
@@ -230,6 +271,7 @@ pub fn data_notes<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Resul
         text_column,
         label_column,
         pad_token_id,
+        ..
     } = config.task.spec(&config.model)?
     else {
         return Ok(Vec::new());
@@ -407,13 +449,26 @@ pub fn splits<M: ModelConfig>(
         text_column,
         label_column,
         pad_token_id,
+        pretrain,
     } = t.spec(&config.model)?
     {
         if phase == Phase::Pretrain {
-            anyhow::bail!(
-                "task.kind = \"text_classification\" has no pre-training split: the base is the \
-                 model's checkpoint"
-            );
+            let Some((train, val)) = pretrain else {
+                anyhow::bail!(
+                    "task.kind = \"text_classification\" has no pre-training split: the base \
+                     is the model's checkpoint"
+                );
+            };
+            // Every epoch's masks in the training split: pre-training
+            // passes over it once ([`pretrain_epochs`]).
+            let (seed, epochs) = config
+                .pretrain
+                .as_ref()
+                .map_or((0, 1), |p| (p.seed, p.epochs));
+            return Ok((
+                masked_split(config, &train, (max_length, epochs), seed)?,
+                masked_split(config, &val, (max_length, 1), seed.wrapping_add(1))?,
+            ));
         }
         let split = |file: &Path| {
             labelled_split(

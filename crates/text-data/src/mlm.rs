@@ -4,9 +4,10 @@
 //! stay; the chosen positions are the targets (their original tokens),
 //! every other position is `IGNORE`d. Text is tokenized whole and cut into
 //! blocks of `max_length - 2` tokens, each wrapped in `[CLS] … [SEP]` as
-//! the tokenizer's post-processor does. The masks are drawn once per block
-//! from a seed (static masking, as the original BERT's data), so a split is
-//! the same in every run.
+//! the tokenizer's post-processor does. A split holds `copies` maskings of
+//! every block, drawn from a seed: one per epoch gives each pass fresh
+//! masks (as the collator's dynamic masking does), and a split is the same
+//! in every run.
 
 use synth_data::{IGNORE, SequenceDataset, seeded_rng, uniform_below};
 
@@ -58,11 +59,12 @@ pub fn mask_position(token: u32, select: u32, kind: u32, random: u32, mask: u32)
 }
 
 /// The masked blocks of `text`: `[CLS]`, `max_length - 2` tokens, `[SEP]`
-/// each (the remainder dropped), masks drawn from `seed`.
+/// each (the remainder dropped), every block `copies` times, masks drawn
+/// from `seed`.
 pub fn masked_lm(
     tokenizer: &TextTokenizer,
     text: &str,
-    max_length: usize,
+    (max_length, copies): (usize, usize),
     seed: u64,
     origin: &str,
 ) -> Result<SequenceDataset, TextError> {
@@ -87,10 +89,11 @@ pub fn masked_lm(
         });
     }
     let mut rng = seeded_rng(seed);
-    let blocks = ids.len() / body;
+    let blocks = copies * (ids.len() / body);
     let mut tokens = Vec::with_capacity(blocks * max_length);
     let mut targets = Vec::with_capacity(blocks * max_length);
-    for block in ids.chunks_exact(body) {
+    let every = (0..copies).flat_map(|_| ids.chunks_exact(body));
+    for block in every {
         tokens.push(special.cls);
         targets.push(IGNORE);
         for &token in block {
@@ -146,7 +149,7 @@ mod tests {
                 .join("../../fixtures/text/genesis-train.txt"),
         )
         .unwrap();
-        let data = masked_lm(&tokenizer, &text, 16, 7, "genesis").unwrap();
+        let data = masked_lm(&tokenizer, &text, (16, 1), 7, "genesis").unwrap();
         let ids = tokenizer.encode(&text).unwrap();
         assert_eq!(data.len(), ids.len() / 14);
         let special = MlmTokens::of(&tokenizer).unwrap();
@@ -182,9 +185,30 @@ mod tests {
         );
         assert!((share(kept, chosen) - 0.1).abs() < 0.05, "{kept}/{chosen}");
         // The same seed, the same masks; another, others.
-        assert_eq!(masked_lm(&tokenizer, &text, 16, 7, "g").unwrap(), data);
-        assert_ne!(masked_lm(&tokenizer, &text, 16, 8, "g").unwrap(), data);
-        let err = masked_lm(&tokenizer, "In the", 16, 7, "short").unwrap_err();
+        assert_eq!(masked_lm(&tokenizer, &text, (16, 1), 7, "g").unwrap(), data);
+        assert_ne!(masked_lm(&tokenizer, &text, (16, 1), 8, "g").unwrap(), data);
+        // Two copies: the blocks twice, masked afresh.
+        let twice = masked_lm(&tokenizer, &text, (16, 2), 7, "g").unwrap();
+        assert_eq!(twice.len(), 2 * data.len());
+        let n = data.len();
+        for i in 0..n {
+            let (a, b) = (twice.get(i).unwrap(), twice.get(n + i).unwrap());
+            assert_eq!(
+                a,
+                data.get(i).unwrap(),
+                "the first copy is the one-copy split"
+            );
+            let unmasked = |item: &synth_data::SequenceItem| -> Vec<u32> {
+                item.tokens
+                    .iter()
+                    .zip(&item.targets)
+                    .map(|(&t, &y)| if y == IGNORE { t } else { y })
+                    .collect()
+            };
+            assert_eq!(unmasked(&a), unmasked(&b), "the same block");
+        }
+        assert!((0..n).any(|i| twice.get(i).unwrap().targets != twice.get(n + i).unwrap().targets));
+        let err = masked_lm(&tokenizer, "In the", (16, 1), 7, "short").unwrap_err();
         assert!(err.to_string().contains("fewer than one block"), "{err}");
     }
 }
