@@ -4,8 +4,8 @@
 Reads AG-News's CSVs as distributed (no header; class 1-4, title,
 description) from DIR/train.csv and DIR/test.csv, and writes DIR/train.jsonl
 and DIR/test.jsonl: one {"text": title + " " + description, "label": class
-- 1} per line, in the file's order. Backslash escapes the CSVs use for
-newlines ("\\n") and quotes are undone as the dataset's loaders do.
+- 1} per line, in the file's order; the backslashes the CSVs carry become
+spaces and runs of whitespace one space.
 
 Run: python3 tools/data/agnews.py DIR
 """

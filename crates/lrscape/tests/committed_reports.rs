@@ -114,7 +114,10 @@ fn committed_records_carry_the_hash_of_their_config() {
 /// outside CI on a machine without the `bible` command.
 fn results_hash(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    if text.contains("\"../data/kjv/") && !root().join("data/kjv/gospels-val.txt").exists() {
+    let written = ["gospels-val.txt", "genre-pretrain-val.txt"]
+        .iter()
+        .all(|f| root().join("data/kjv").join(f).exists());
+    if text.contains("\"../data/kjv/") && !written {
         let script = Command::new("python3")
             .args(["tools/data/kjv.py", "data/kjv"])
             .current_dir(root())
@@ -134,6 +137,9 @@ fn results_hash(path: &Path) -> Option<String> {
         .and_then(|f| f.as_str());
     Some(match family {
         Some("gpt2") => sweep::ExperimentConfig::<gpt2::Gpt2Family>::from_toml_file(path)
+            .unwrap()
+            .results_hash(),
+        Some("bert") => sweep::ExperimentConfig::<bert::BertFamily>::from_toml_file(path)
             .unwrap()
             .results_hash(),
         _ => sweep::ExperimentConfig::<tinyformer::TinyformerConfig>::from_toml_file(path)
