@@ -67,66 +67,7 @@ pub fn ci() -> anyhow::Result<()> {
     cuda.env("DOCS_RS", "1");
     cuda.env("CARGO_TARGET_DIR", target_dir().join("cuda-check"));
     run(cuda)?;
-    // The bench's PyTorch reference step, where python3 imports torch.
-    if python_imports("torch") {
-        let mut reference = cargo();
-        reference.args(["test", "--package", "lrscape", "--test", "bench"]);
-        reference.args([
-            "--",
-            "--ignored",
-            "pytorch_reference_runs_when_torch_is_there",
-        ]);
-        run(reference)?;
-    } else {
-        eprintln!(
-            "ci: python3 has no torch, so the bench's PyTorch reference test is skipped \
-             (pip install torch adds it)"
-        );
-    }
-    // transformers reading GPT-2, Llama and encoder directories lrscape saved,
-    // where python3 imports it.
-    if python_imports("torch, transformers") {
-        for family in ["gpt2", "llama", "bert"] {
-            let mut interop = cargo();
-            interop.args(["test", "--package", family, "--test", "golden"]);
-            interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
-            run(interop)?;
-        }
-        // An encoder base pre-trained here, as transformers reads it.
-        let mut base = cargo();
-        base.args(["test", "--package", "lrscape", "--test", "bert_classify"]);
-        base.args(["--", "--ignored", "transformers_loads_a_pretrained"]);
-        run(base)?;
-    } else {
-        eprintln!(
-            "ci: python3 has no transformers, so loading lrscape's model files in \
-             transformers is skipped (pip install torch transformers adds it)"
-        );
-    }
-    // PEFT reading every kind of adapter lrscape saved, where python3
-    // imports it.
-    if python_imports("torch, transformers, peft, tokenizers") {
-        let mut peft = cargo();
-        peft.args(["test", "--package", "lrscape"]);
-        peft.args([
-            "--test",
-            "gpt2_text",
-            "--test",
-            "gpt2_classify",
-            "--test",
-            "llama_text",
-            "--test",
-            "bert_classify",
-        ]);
-        // Every test named `peft_loads_…`.
-        peft.args(["--", "--ignored", "peft_loads_"]);
-        run(peft)?;
-    } else {
-        eprintln!(
-            "ci: python3 has no peft, so loading lrscape's adapters in PEFT is skipped \
-             (pip install torch transformers peft adds it)"
-        );
-    }
+    python_references()?;
     // libtorch (burn-tch) only where PyTorch 2.9.0 is installed, the
     // one version tch 0.22 builds against; a build of its own.
     match torch_2_9_lib()? {
@@ -202,4 +143,70 @@ fn torch_2_9_lib() -> anyhow::Result<Option<PathBuf>> {
     let lib = String::from_utf8(out.stdout).context("python3 printed non-UTF-8")?;
     let lib = lib.trim();
     Ok((out.status.success() && !lib.is_empty()).then(|| PathBuf::from(lib)))
+}
+
+/// The tests that check lrscape against PyTorch, `transformers` and PEFT
+/// (ignored by default), each where python3 imports what it needs.
+fn python_references() -> anyhow::Result<()> {
+    // The bench's PyTorch reference step, where python3 imports torch.
+    if python_imports("torch") {
+        let mut reference = cargo();
+        reference.args(["test", "--package", "lrscape", "--test", "bench"]);
+        reference.args([
+            "--",
+            "--ignored",
+            "pytorch_reference_runs_when_torch_is_there",
+        ]);
+        run(reference)?;
+    } else {
+        eprintln!(
+            "ci: python3 has no torch, so the bench's PyTorch reference test is skipped \
+             (pip install torch adds it)"
+        );
+    }
+    // transformers reading GPT-2, Llama and encoder directories lrscape saved,
+    // where python3 imports it.
+    if python_imports("torch, transformers") {
+        for family in ["gpt2", "llama", "bert"] {
+            let mut interop = cargo();
+            interop.args(["test", "--package", family, "--test", "golden"]);
+            interop.args(["--", "--ignored", "transformers_loads_a_saved_directory"]);
+            run(interop)?;
+        }
+        // An encoder base pre-trained here, as transformers reads it.
+        let mut base = cargo();
+        base.args(["test", "--package", "lrscape", "--test", "bert_classify"]);
+        base.args(["--", "--ignored", "transformers_loads_a_pretrained"]);
+        run(base)?;
+    } else {
+        eprintln!(
+            "ci: python3 has no transformers, so loading lrscape's model files in \
+             transformers is skipped (pip install torch transformers adds it)"
+        );
+    }
+    // PEFT reading every kind of adapter lrscape saved, where python3
+    // imports it.
+    if python_imports("torch, transformers, peft, tokenizers") {
+        let mut peft = cargo();
+        peft.args(["test", "--package", "lrscape"]);
+        peft.args([
+            "--test",
+            "gpt2_text",
+            "--test",
+            "gpt2_classify",
+            "--test",
+            "llama_text",
+            "--test",
+            "bert_classify",
+        ]);
+        // Every test named `peft_loads_…`.
+        peft.args(["--", "--ignored", "peft_loads_"]);
+        run(peft)?;
+    } else {
+        eprintln!(
+            "ci: python3 has no peft, so loading lrscape's adapters in PEFT is skipped \
+             (pip install torch transformers peft adds it)"
+        );
+    }
+    Ok(())
 }

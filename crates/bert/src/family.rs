@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use nn::{ConfigError, LinearLayout, ModelConfig, TrainedTokenizer, TransformerShape};
+use nn::{
+    ConfigError, LinearLayout, ModelConfig, TrainedTokenizer, TransformerShape, required_shape,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::BertModel;
@@ -117,17 +119,11 @@ impl BertFamily {
                 "\"distilbert\" or \"bert\"",
             )
         })?;
-        let mut values = [0; 6];
-        for (value, (field, given)) in values.iter_mut().zip(self.shape()) {
-            *value = given.ok_or_else(|| {
-                ConfigError::new(
-                    field,
-                    "missing",
-                    "required without model.path (the shape of the encoder lrscape \
+        let values = required_shape(
+            self.shape(),
+            "required without model.path (the shape of the encoder lrscape \
                      pre-trains); or set path to a Hugging Face directory",
-                )
-            })?;
-        }
+        )?;
         let [vocab, positions, d, layers, heads, ff] = values;
         let json = match variant {
             Variant::DistilBert => serde_json::json!({
@@ -310,7 +306,7 @@ impl ModelConfig for BertFamily {
         TrainedTokenizer::WordPiece
     }
 
-    /// The directory read; none for a [`shaped`](BertFamily::shaped) model.
+    /// The directory read; none for an encoder pre-trained here.
     fn checkpoint(&self) -> Option<&Path> {
         (!self.dir.as_os_str().is_empty()).then_some(self.dir.as_path())
     }

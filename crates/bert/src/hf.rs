@@ -187,36 +187,43 @@ impl Taker<'_> {
     }
 }
 
-/// The HF names of a block's modules, in [`LayerWeights`]' order, and
-/// where the blocks sit.
-fn layer_names(variant: Variant) -> (&'static str, [&'static str; 8]) {
+/// Where a variant's blocks sit and the HF names of their modules.
+struct LayerNames {
+    blocks: &'static str,
+    query: &'static str,
+    key: &'static str,
+    value: &'static str,
+    attention_output: &'static str,
+    attention_norm: &'static str,
+    intermediate: &'static str,
+    output: &'static str,
+    output_norm: &'static str,
+}
+
+fn layer_names(variant: Variant) -> LayerNames {
     match variant {
-        Variant::DistilBert => (
-            "transformer.layer",
-            [
-                "attention.q_lin",
-                "attention.k_lin",
-                "attention.v_lin",
-                "attention.out_lin",
-                "sa_layer_norm",
-                "ffn.lin1",
-                "ffn.lin2",
-                "output_layer_norm",
-            ],
-        ),
-        Variant::Bert => (
-            "encoder.layer",
-            [
-                "attention.self.query",
-                "attention.self.key",
-                "attention.self.value",
-                "attention.output.dense",
-                "attention.output.LayerNorm",
-                "intermediate.dense",
-                "output.dense",
-                "output.LayerNorm",
-            ],
-        ),
+        Variant::DistilBert => LayerNames {
+            blocks: "transformer.layer",
+            query: "attention.q_lin",
+            key: "attention.k_lin",
+            value: "attention.v_lin",
+            attention_output: "attention.out_lin",
+            attention_norm: "sa_layer_norm",
+            intermediate: "ffn.lin1",
+            output: "ffn.lin2",
+            output_norm: "output_layer_norm",
+        },
+        Variant::Bert => LayerNames {
+            blocks: "encoder.layer",
+            query: "attention.self.query",
+            key: "attention.self.key",
+            value: "attention.self.value",
+            attention_output: "attention.output.dense",
+            attention_norm: "attention.output.LayerNorm",
+            intermediate: "intermediate.dense",
+            output: "output.dense",
+            output_norm: "output.LayerNorm",
+        },
     }
 }
 
@@ -240,31 +247,19 @@ fn build(
         },
         norm: take.norm("embeddings.LayerNorm", d)?,
     };
-    let (
-        blocks,
-        [
-            q,
-            k,
-            v,
-            o,
-            attention_norm,
-            intermediate,
-            output,
-            output_norm,
-        ],
-    ) = layer_names(config.variant);
+    let names = layer_names(config.variant);
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
-        let at = |name: &str| format!("{blocks}.{i}.{name}");
+        let at = |name: &str| format!("{}.{i}.{name}", names.blocks);
         layers.push(LayerWeights {
-            query: take.linear(&at(q), d, d)?,
-            key: take.linear(&at(k), d, d)?,
-            value: take.linear(&at(v), d, d)?,
-            attention_output: take.linear(&at(o), d, d)?,
-            attention_norm: take.norm(&at(attention_norm), d)?,
-            intermediate: take.linear(&at(intermediate), d, ff)?,
-            output: take.linear(&at(output), ff, d)?,
-            output_norm: take.norm(&at(output_norm), d)?,
+            query: take.linear(&at(names.query), d, d)?,
+            key: take.linear(&at(names.key), d, d)?,
+            value: take.linear(&at(names.value), d, d)?,
+            attention_output: take.linear(&at(names.attention_output), d, d)?,
+            attention_norm: take.norm(&at(names.attention_norm), d)?,
+            intermediate: take.linear(&at(names.intermediate), d, ff)?,
+            output: take.linear(&at(names.output), ff, d)?,
+            output_norm: take.norm(&at(names.output_norm), d)?,
         });
     }
     Ok(Bert::from_weights(config, embeddings, layers))
@@ -338,29 +333,17 @@ impl Tensors {
     fn body(&mut self, bert: &Bert) {
         let variant = bert.variant();
         let body = format!("{}.", variant.prefix());
-        let (
-            blocks,
-            [
-                q,
-                k,
-                v,
-                o,
-                attention_norm,
-                intermediate,
-                output,
-                output_norm,
-            ],
-        ) = layer_names(variant);
+        let names = layer_names(variant);
         for (i, layer) in bert.layers.iter().enumerate() {
-            let at = |name: &str| format!("{body}{blocks}.{i}.{name}");
-            self.linear(at(q), &layer.attention.query);
-            self.linear(at(k), &layer.attention.key);
-            self.linear(at(v), &layer.attention.value);
-            self.linear(at(o), &layer.attention.output);
-            self.linear(at(intermediate), &layer.intermediate);
-            self.linear(at(output), &layer.output);
-            self.norm(at(attention_norm), &layer.attention_norm);
-            self.norm(at(output_norm), &layer.output_norm);
+            let at = |name: &str| format!("{body}{}.{i}.{name}", names.blocks);
+            self.linear(at(names.query), &layer.attention.query);
+            self.linear(at(names.key), &layer.attention.key);
+            self.linear(at(names.value), &layer.attention.value);
+            self.linear(at(names.attention_output), &layer.attention.output);
+            self.linear(at(names.intermediate), &layer.intermediate);
+            self.linear(at(names.output), &layer.output);
+            self.norm(at(names.attention_norm), &layer.attention_norm);
+            self.norm(at(names.output_norm), &layer.output_norm);
         }
         let e = &bert.embeddings;
         self.norm(format!("{body}embeddings.LayerNorm"), &e.layer_norm);

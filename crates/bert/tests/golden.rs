@@ -52,6 +52,22 @@ fn loss(logits: &[f32], labels: &[usize]) -> f64 {
         / labels.len() as f64
 }
 
+/// `got` within 1e-5 of `want`'s scale (f32 sums of this size differ from
+/// PyTorch's in the sixth digit).
+fn assert_near(got: &[f32], want: &[f32], entry: &str) {
+    assert_eq!(got.len(), want.len(), "{entry}");
+    let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-5 * scale,
+        "{entry}: logits differ by {worst} (scale {scale})"
+    );
+}
+
 fn load(dir: &Path) -> BertForSequenceClassification {
     hf::load_classifier(dir, 3, &Device::default()).unwrap().1
 }
@@ -64,16 +80,7 @@ fn check(model: &BertForSequenceClassification, entry: &str) {
     let got: Vec<f32> = logits.into_data().try_to_vec().unwrap();
     let expected = &golden()["models"][entry];
     let want: Vec<f32> = serde_json::from_value(expected["logits"]["data"].clone()).unwrap();
-    let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        worst < 1e-5 * scale,
-        "{entry}: logits differ by {worst} (scale {scale}): {got:?} vs {want:?}"
-    );
+    assert_near(&got, &want, entry);
     let want_loss = expected["loss"].as_f64().unwrap();
     let got_loss = loss(&got, &labels);
     assert!(
@@ -104,16 +111,7 @@ fn check_masked_lm(model: &bert::BertForMaskedLM, entry: &str) {
     let got: Vec<f32> = logits.into_data().try_to_vec().unwrap();
     let want: Vec<f32> =
         serde_json::from_value(golden()["models"][entry]["logits"]["data"].clone()).unwrap();
-    let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        worst < 1e-5 * scale,
-        "{entry}: logits differ by {worst} (scale {scale})"
-    );
+    assert_near(&got, &want, entry);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use nn::{ConfigError, LinearLayout, ModelConfig, TransformerShape};
+use nn::{ConfigError, LinearLayout, ModelConfig, TransformerShape, required_shape};
 use serde::{Deserialize, Serialize};
 
 use crate::Gpt2Error;
@@ -133,17 +133,11 @@ impl Gpt2Family {
     /// The config of a base pre-trained here: the shape given, HF's
     /// defaults for the rest.
     fn shape_config(&self) -> Result<Gpt2Config, ConfigError> {
-        let mut values = [0; 5];
-        for (value, (field, given)) in values.iter_mut().zip(self.shape()) {
-            *value = given.ok_or_else(|| {
-                ConfigError::new(
-                    field,
-                    "missing",
-                    "required without model.path (the shape of the GPT-2 lrscape \
+        let values = required_shape(
+            self.shape(),
+            "required without model.path (the shape of the GPT-2 lrscape \
                      pre-trains); or set path to a Hugging Face directory",
-                )
-            })?;
-        }
+        )?;
         let [vocab_size, n_positions, n_embd, n_layer, n_head] = values;
         Ok(Gpt2Config {
             vocab_size,

@@ -10,8 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    failure, json, last_json, lrscape, near, only_entry, python_json, root, study, succeeded,
-    trials,
+    failure, json, kept_adapters_score_their_trials, last_json, lrscape, near, only_entry,
+    peft_scores_kept_adapters, python_json, root, study, succeeded, trials,
 };
 
 const DATA: &str = "fixtures/text/genesis-labelled";
@@ -97,44 +97,22 @@ fn the_tiny_encoder_config_runs_whole_and_saves_its_heads() {
     succeeded(study("run", config, &out));
     succeeded(study("report", config, &out));
     assert!(out.join("REPORT.md").is_file());
-    let trials = trials(&out);
-    assert_eq!(trials.len(), 6);
+    assert_eq!(trials(&out).len(), 6);
     let log = std::fs::read_to_string(out.join("run_log.jsonl")).unwrap();
     assert!(
         log.contains("texts were longer than max_length = 32 tokens and were cut"),
         "{log}"
     );
-    for method in ["lora", "dora"] {
-        let member = &only_entry(&out.join("adapters").join(format!("{method}-r-4")));
-        let adapter = json(&member.join("adapter_config.json"));
-        assert_eq!(adapter["task_type"], "SEQ_CLS");
-        assert_eq!(
-            adapter["modules_to_save"],
-            serde_json::json!(["pre_classifier", "classifier"])
-        );
-        let name = member.file_name().unwrap().to_str().unwrap().to_string();
-        let trial = trials
-            .iter()
-            .find(|t| {
-                t["method"] == method
-                    && name == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap())
-            })
-            .unwrap();
-        let args = [
-            "eval",
-            "--model",
+    kept_adapters_score_their_trials(
+        &out,
+        &["lora", "dora"],
+        serde_json::json!(["pre_classifier", "classifier"]),
+        (
             "fixtures/bert/tiny-distilbert",
-            "--adapter",
-            member.to_str().unwrap(),
-            "--data",
             "fixtures/text/genesis-labelled.csv",
-            "--max-length",
             "32",
-        ];
-        let ours = last_json(lrscape(&args));
-        near(&ours["loss"], &trial["val_loss"], method);
-        assert_eq!(ours["accuracy"], trial["val_accuracy"], "{method}");
-    }
+        ),
+    );
 }
 
 /// Encoder adapters lrscape saved (their heads in `modules_to_save`), read
@@ -151,34 +129,14 @@ fn peft_loads_saved_encoder_adapters_with_the_same_score() {
         Path::new("configs/distilbert-classify-tiny.toml"),
         &out,
     ));
-    let model = "fixtures/bert/tiny-distilbert";
-    let data = "fixtures/text/genesis-labelled.csv";
-    let mut checked = 0;
-    for cell in std::fs::read_dir(out.join("adapters")).unwrap() {
-        for member in std::fs::read_dir(cell.unwrap().path()).unwrap() {
-            let member = member.unwrap().path();
-            let member = member.to_str().unwrap();
-            let args = [
-                "eval",
-                "--model",
-                model,
-                "--adapter",
-                member,
-                "--data",
-                data,
-                "--max-length",
-                "32",
-            ];
-            let ours = last_json(lrscape(&args));
-            let want = python_json(
-                "tools/golden/peft_classify_eval.py",
-                &[model, data, "32", member],
-            );
-            near(&ours["loss"], &want["loss"], member);
-            assert_eq!(ours["accuracy"], want["accuracy"], "{member}");
-            checked += 1;
-        }
-    }
+    let checked = peft_scores_kept_adapters(
+        &out,
+        (
+            "fixtures/bert/tiny-distilbert",
+            "fixtures/text/genesis-labelled.csv",
+            "32",
+        ),
+    );
     assert_eq!(checked, 2, "LoRA's and DoRA's best");
 }
 

@@ -9,8 +9,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    absolute_config, config_failure, copy_dir, failure, json, last_json, lrscape, near, only_entry,
-    python_json, root, study, succeeded, trials,
+    absolute_config, config_failure, copy_dir, failure, json, kept_adapters_score_their_trials,
+    last_json, lrscape, near, peft_scores_kept_adapters, root, study, succeeded, trials,
 };
 
 const MODEL: &str = "fixtures/gpt2/tiny-lm-classifier";
@@ -150,36 +150,17 @@ fn the_tiny_classification_config_runs_whole_and_saves_its_heads() {
     let config = Path::new("configs/gpt2-classify-tiny.toml");
     succeeded(study("run", config, &out));
     succeeded(study("report", config, &out));
-    let trials = trials(&out);
-    assert_eq!(trials.len(), 6);
-    for method in ["lora", "dora"] {
-        let member = &only_entry(&out.join("adapters").join(format!("{method}-r-4")));
-        let adapter = json(&member.join("adapter_config.json"));
-        assert_eq!(adapter["task_type"], "SEQ_CLS");
-        assert_eq!(adapter["modules_to_save"], serde_json::json!(["score"]));
-        let name = member.file_name().unwrap().to_str().unwrap().to_string();
-        let trial = trials
-            .iter()
-            .find(|t| {
-                t["method"] == method
-                    && name == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap())
-            })
-            .unwrap();
-        let args = [
-            "eval",
-            "--model",
+    assert_eq!(trials(&out).len(), 6);
+    kept_adapters_score_their_trials(
+        &out,
+        &["lora", "dora"],
+        serde_json::json!(["score"]),
+        (
             "fixtures/gpt2/tiny-lm",
-            "--adapter",
-            member.to_str().unwrap(),
-            "--data",
             "fixtures/text/genesis-labelled.csv",
-            "--max-length",
             "32",
-        ];
-        let ours = last_json(lrscape(&args));
-        near(&ours["loss"], &trial["val_loss"], method);
-        assert_eq!(ours["accuracy"], trial["val_accuracy"], "{method}");
-    }
+        ),
+    );
 }
 
 /// Classification adapters lrscape saved (their heads in
@@ -196,23 +177,10 @@ fn peft_loads_saved_classification_adapters_with_the_same_score() {
         Path::new("configs/gpt2-classify-tiny.toml"),
         &out,
     ));
-    let model = CONFIG_MODEL;
-    let data = "fixtures/text/genesis-labelled.csv";
-    let mut checked = 0;
-    for cell in std::fs::read_dir(out.join("adapters")).unwrap() {
-        for member in std::fs::read_dir(cell.unwrap().path()).unwrap() {
-            let member = member.unwrap().path();
-            let member = member.to_str().unwrap();
-            let ours = eval(model, data, Some(member));
-            let want = python_json(
-                "tools/golden/peft_classify_eval.py",
-                &[model, data, "32", member],
-            );
-            near(&ours["loss"], &want["loss"], member);
-            assert_eq!(ours["accuracy"], want["accuracy"], "{member}");
-            checked += 1;
-        }
-    }
+    let checked = peft_scores_kept_adapters(
+        &out,
+        (CONFIG_MODEL, "fixtures/text/genesis-labelled.csv", "32"),
+    );
     assert_eq!(checked, 2, "LoRA's and DoRA's best");
 }
 

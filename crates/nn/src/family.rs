@@ -31,6 +31,19 @@ impl ConfigError {
     }
 }
 
+/// The values of a `[model]` table's shape fields `(field, value)`, each
+/// required: the first one missing is an error saying it is `allowed`.
+pub fn required_shape<const N: usize>(
+    fields: [(&'static str, Option<usize>); N],
+    allowed: &str,
+) -> Result<[usize; N], ConfigError> {
+    let mut values = [0; N];
+    for (value, (field, given)) in values.iter_mut().zip(fields) {
+        *value = given.ok_or_else(|| ConfigError::new(field, "missing", allowed))?;
+    }
+    Ok(values)
+}
+
 /// The sizes of a transformer that memory estimates depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransformerShape {

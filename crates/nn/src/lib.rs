@@ -29,7 +29,7 @@ mod members;
 mod model;
 pub mod safetensors_io;
 
-pub use family::{ConfigError, ModelConfig, TrainedTokenizer, TransformerShape};
+pub use family::{ConfigError, ModelConfig, TrainedTokenizer, TransformerShape, required_shape};
 pub use flops::{FlopCount, matmul_flops, matmul_step_flops};
 pub use hook::{LinearHook, LinearSite, ModuleId, NoAdapter};
 pub use layers::{LayerNorm, PopLinear, RmsNorm};

@@ -142,3 +142,81 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A classification study's kept adapters (`save_adapters = "best"`, one
+/// seed) for `methods`: each saved for `SEQ_CLS` with `heads` in
+/// `modules_to_save`, and scoring on `model` (`lrscape eval --data`) what
+/// its trial recorded.
+pub fn kept_adapters_score_their_trials(
+    out: &Path,
+    methods: &[&str],
+    heads: serde_json::Value,
+    (model, data, max_length): (&str, &str, &str),
+) {
+    let trials = trials(out);
+    for method in methods {
+        let member = &only_entry(&out.join("adapters").join(format!("{method}-r-4")));
+        let adapter = json(&member.join("adapter_config.json"));
+        assert_eq!(adapter["task_type"], "SEQ_CLS");
+        assert_eq!(adapter["modules_to_save"], heads);
+        let name = member.file_name().unwrap().to_str().unwrap().to_string();
+        let trial = trials
+            .iter()
+            .find(|t| {
+                t["method"] == *method
+                    && name == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap())
+            })
+            .unwrap();
+        let args = [
+            "eval",
+            "--model",
+            model,
+            "--adapter",
+            member.to_str().unwrap(),
+            "--data",
+            data,
+            "--max-length",
+            max_length,
+        ];
+        let ours = last_json(lrscape(&args));
+        near(&ours["loss"], &trial["val_loss"], method);
+        assert_eq!(ours["accuracy"], trial["val_accuracy"], "{method}");
+    }
+}
+
+/// Every adapter a classification study kept, scored by `lrscape eval
+/// --data` and by `transformers` + `peft`
+/// (tools/golden/peft_classify_eval.py) on `model`: the same loss and
+/// accuracy. Returns how many were checked.
+pub fn peft_scores_kept_adapters(
+    out: &Path,
+    (model, data, max_length): (&str, &str, &str),
+) -> usize {
+    let mut checked = 0;
+    for cell in std::fs::read_dir(out.join("adapters")).unwrap() {
+        for member in std::fs::read_dir(cell.unwrap().path()).unwrap() {
+            let member = member.unwrap().path();
+            let member = member.to_str().unwrap();
+            let args = [
+                "eval",
+                "--model",
+                model,
+                "--adapter",
+                member,
+                "--data",
+                data,
+                "--max-length",
+                max_length,
+            ];
+            let ours = last_json(lrscape(&args));
+            let want = python_json(
+                "tools/golden/peft_classify_eval.py",
+                &[model, data, max_length, member],
+            );
+            near(&ours["loss"], &want["loss"], member);
+            assert_eq!(ours["accuracy"], want["accuracy"], "{member}");
+            checked += 1;
+        }
+    }
+    checked
+}
