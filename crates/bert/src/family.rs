@@ -31,8 +31,8 @@ pub const TOKENIZER: &str = "tokenizer.json";
 #[serde(deny_unknown_fields)]
 pub struct BertFamily {
     /// A Hugging Face directory: `config.json`, `model.safetensors` (or
-    /// shards), `tokenizer.json`.
-    #[serde(default)]
+    /// shards), `tokenizer.json`; empty for an encoder pre-trained here.
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub path: PathBuf,
     /// The classes of the sequence classifier: a classifier checkpoint's
     /// own count, or a new head on any other checkpoint.
@@ -62,6 +62,10 @@ pub struct BertFamily {
     /// (`distilbert-base-uncased`'s shape before).
     #[serde(skip)]
     hf: BertConfig,
+}
+
+fn is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
 }
 
 impl BertFamily {
