@@ -451,6 +451,9 @@ mod tests {
             panic!("a classifier")
         };
         assert_eq!(c.num_labels(), 7);
+        // The count from the config is the classifier's, what fine-tuning
+        // trains (and `lrscape params` counts).
+        assert_eq!(tuned.num_params() as f64, ok.parameters());
         let err = |edit: &dyn Fn(&mut BertFamily)| {
             let mut f = shape.clone();
             edit(&mut f);

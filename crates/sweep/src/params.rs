@@ -38,8 +38,11 @@ pub fn param_counts<M: ModelConfig>(
         TargetModules::List(names) => names.join(","),
     };
     let mut out = Vec::new();
-    // Trainability is only visible on an autodiff device.
-    let base = model.init(0, &device.clone().autodiff())?;
+    // Trainability is only visible on an autodiff device. Counted on the
+    // model fine-tuning trains (an encoder's classifier, not the masked
+    // LM it was pre-trained as).
+    let device = device.clone().autodiff();
+    let base = model.for_finetuning(model.init(0, &device)?, &device);
     for &method in methods {
         let ranks: &[usize] = if method.has_adapters() {
             ranks
