@@ -871,7 +871,7 @@ impl TaskConfig {
                 "model.num_labels",
                 "missing",
                 "the classes of task.kind = \"text_classification\" (a \
-                 GPT2ForSequenceClassification checkpoint gives its own)",
+                 classifier checkpoint gives its own)",
             ));
         }
         let pad_token_id = match pretrain {
