@@ -119,6 +119,7 @@ impl BertConfig {
     pub fn from_hf_json(text: &str, path: &Path) -> Result<Self, BertError> {
         let json: Value = serde_json::from_str(text)
             .map_err(|e| BertError::file(path, format!("not JSON: {e}")))?;
+        let labels = nn::hf_label_count(&json);
         let Value::Object(json) = json else {
             return Err(BertError::file(path, "not a JSON object"));
         };
@@ -210,7 +211,7 @@ impl BertConfig {
                 a.iter()
                     .any(|n| n.as_str() == Some(variant.classifier_architecture()))
             });
-        let num_labels = classifier.then(|| labels_of(&json));
+        let num_labels = classifier.then_some(labels);
         let pad = size("pad_token_id", 0)?;
         let config = Self {
             variant,
@@ -309,20 +310,6 @@ impl BertConfig {
         }
         serde_json::to_string_pretty(&Value::Object(json)).expect("JSON values serialise") + "\n"
     }
-}
-
-/// The label count `transformers` reads from a config: `id2label`'s size,
-/// else `num_labels`, else 2.
-pub fn labels_of(json: &Map<String, Value>) -> usize {
-    json.get("id2label")
-        .and_then(Value::as_object)
-        .map(|m| m.len())
-        .or_else(|| {
-            json.get("num_labels")
-                .and_then(Value::as_u64)
-                .map(|n| n as usize)
-        })
-        .unwrap_or(2)
 }
 
 #[cfg(test)]

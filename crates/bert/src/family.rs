@@ -353,12 +353,6 @@ impl ModelConfig for BertFamily {
     }
 }
 
-impl BertFamily {
-    pub fn variant(&self) -> Variant {
-        self.hf.variant
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::module::Module;

@@ -315,11 +315,11 @@ struct Tensors(BTreeMap<String, TensorData>);
 
 impl Tensors {
     fn linear(&mut self, key: String, l: &nn::PopLinear) {
-        let w = l.weight.val().narrow(0, 0, 1).squeeze_dim::<2>(0);
+        let (w, b) = l.member(0);
         self.0
             .insert(format!("{key}.weight"), w.transpose().into_data());
-        if let Some(b) = &l.bias {
-            self.0.insert(format!("{key}.bias"), vector(b.val()));
+        if let Some(b) = b {
+            self.0.insert(format!("{key}.bias"), b.into_data());
         }
     }
 

@@ -11,7 +11,9 @@
 //! [`LinearHook`](nn::LinearHook) at sites named as HF PEFT names them
 //! ([`adaptable`]). [`BertForSequenceClassification`] reads the first
 //! (`[CLS]`) position through DistilBERT's `pre_classifier` + ReLU or BERT's
-//! pooler + tanh, then `classifier`. [`hf`] reads and writes Hugging Face
+//! pooler + tanh, then `classifier`; [`BertForMaskedLM`] is what an encoder
+//! lrscape pre-trains itself learns, and [`BertModel`] either of the two
+//! behind one type. [`hf`] reads and writes Hugging Face
 //! directories (`config.json`, `model.safetensors`); [`BertFamily`] is the
 //! `[model]` table of a study of one (`family = "bert"`, `path`,
 //! `num_labels`).

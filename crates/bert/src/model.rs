@@ -239,10 +239,6 @@ impl Bert {
         self.embeddings.word_embeddings.dims()[2]
     }
 
-    pub fn vocab(&self) -> usize {
-        self.embeddings.word_embeddings.dims()[1]
-    }
-
     /// The final hidden states `[C, B, T, d]` of `tokens: [G, B, T]`,
     /// every block linear evaluated through `hook`.
     pub fn hidden_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<4> {

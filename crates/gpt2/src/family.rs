@@ -80,7 +80,7 @@ impl CheckpointHead {
             });
         let id = |key: &str| json.get(key).and_then(|v| v.as_u64()).map(|v| v as u32);
         Self {
-            labels: is_classifier.then(|| crate::hf::labels_of(json)),
+            labels: is_classifier.then(|| nn::hf_label_count(json)),
             pad_token_id: id("pad_token_id").or_else(|| id("eos_token_id")),
             eos_token_id: id("eos_token_id"),
         }

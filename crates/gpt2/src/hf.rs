@@ -47,20 +47,6 @@ fn read_dir(
     Ok((config, json, read_weights(dir)?))
 }
 
-/// A classifier config's label count: `id2label`'s entries, else
-/// `num_labels`, else `transformers`' default, 2.
-pub fn labels_of(json: &serde_json::Value) -> usize {
-    json.get("id2label")
-        .and_then(|m| m.as_object())
-        .map(|m| m.len())
-        .or_else(|| {
-            json.get("num_labels")
-                .and_then(|n| n.as_u64())
-                .map(|n| n as usize)
-        })
-        .unwrap_or(2)
-}
-
 /// Reads `dir` as a `GPT2ForSequenceClassification` checkpoint: the body,
 /// `score.weight` (`[num_labels, n_embd]`) and `pad_token_id`.
 pub fn load_classifier_dir(
@@ -69,7 +55,7 @@ pub fn load_classifier_dir(
 ) -> Result<(Gpt2Config, Gpt2ForSequenceClassification), Gpt2Error> {
     let (config, json, mut tensors) = read_dir(dir)?;
     let body = build(&config, &mut tensors, device)?;
-    let labels = labels_of(&json);
+    let labels = nn::hf_label_count(&json);
     let pad = json
         .get("pad_token_id")
         .and_then(|p| p.as_u64())

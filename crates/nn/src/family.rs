@@ -31,6 +31,20 @@ impl ConfigError {
     }
 }
 
+/// The label count `transformers` reads from a classifier's `config.json`:
+/// `id2label`'s entries, else `num_labels`, else its default, 2.
+pub fn hf_label_count(json: &serde_json::Value) -> usize {
+    json.get("id2label")
+        .and_then(|m| m.as_object())
+        .map(|m| m.len())
+        .or_else(|| {
+            json.get("num_labels")
+                .and_then(|n| n.as_u64())
+                .map(|n| n as usize)
+        })
+        .unwrap_or(2)
+}
+
 /// The values of a `[model]` table's shape fields `(field, value)`, each
 /// required: the first one missing is an error saying it is `allowed`.
 pub fn required_shape<const N: usize>(

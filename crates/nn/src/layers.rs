@@ -49,6 +49,19 @@ impl PopLinear {
         self.weight.dims()[1]
     }
 
+    /// Member `member`'s weight `[in, out]` and bias (the one copy of a
+    /// shared linear, `M = 1`, whatever `member` is): what a checkpoint or
+    /// adapter file stores of it.
+    pub fn member(&self, member: usize) -> (Tensor<2>, Option<Tensor<1>>) {
+        let at = if self.members() == 1 { 0 } else { member };
+        let weight = self.weight.val().narrow(0, at, 1).squeeze_dim::<2>(0);
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| b.val().narrow(0, at, 1).squeeze_dim::<1>(0));
+        (weight, bias)
+    }
+
     pub fn d_out(&self) -> usize {
         self.weight.dims()[2]
     }

@@ -29,7 +29,9 @@ mod members;
 mod model;
 pub mod safetensors_io;
 
-pub use family::{ConfigError, ModelConfig, TrainedTokenizer, TransformerShape, required_shape};
+pub use family::{
+    ConfigError, ModelConfig, TrainedTokenizer, TransformerShape, hf_label_count, required_shape,
+};
 pub use flops::{FlopCount, matmul_flops, matmul_step_flops};
 pub use hook::{LinearHook, LinearSite, ModuleId, NoAdapter};
 pub use layers::{LayerNorm, PopLinear, RmsNorm};

@@ -170,20 +170,10 @@ pub fn save_pretrained<M: Adaptable>(
     let mut saved = Vec::new();
     if config.train_head {
         for head in model.base.saved_heads() {
-            let at = |members: usize| if members == 1 { 0 } else { member };
-            let weight = head.linear.weight.val();
-            let weight = weight
-                .clone()
-                .narrow(0, at(weight.dims()[0]), 1)
-                .squeeze_dim::<2>(0)
-                .transpose();
-            tensors.insert(format!("{PREFIX}{}.weight", head.path), weight.into_data());
-            if let Some(bias) = &head.linear.bias {
-                let bias = bias.val();
-                let bias = bias
-                    .clone()
-                    .narrow(0, at(bias.dims()[0]), 1)
-                    .squeeze_dim::<1>(0);
+            let (weight, bias) = head.linear.member(member);
+            let weight = weight.transpose().into_data();
+            tensors.insert(format!("{PREFIX}{}.weight", head.path), weight);
+            if let Some(bias) = bias {
                 tensors.insert(format!("{PREFIX}{}.bias", head.path), bias.into_data());
             }
             saved.push(head.module.to_string());

@@ -2,7 +2,8 @@
 //!
 //! A [`TextTokenizer`] is a Hugging Face `tokenizer.json` read through the
 //! `tokenizers` crate (the library `transformers` calls, so ids match), or a
-//! byte-level BPE trained here for a model lrscape pre-trains itself.
+//! tokenizer trained here for a model lrscape pre-trains itself: GPT-2's
+//! byte-level BPE, or BERT's WordPiece ([`wordpiece`], deterministic).
 //! [`text_lm`] reads a UTF-8 file, tokenizes it whole without special
 //! tokens and cuts it into consecutive blocks of `block_size` tokens (the
 //! remainder dropped), as `transformers`' `run_clm` groups text. A block is
@@ -10,7 +11,8 @@
 //! targets: the loss is their mean cross-entropy, perplexity its `exp`.
 //! [`classification`] reads labelled texts (JSONL or CSV) as a classifier's
 //! examples; [`instruction_tuning`] Alpaca-style instructions, the loss on
-//! the response tokens only.
+//! the response tokens only; [`masked_lm`] a pre-training text as an
+//! encoder's masked-language-modelling blocks.
 
 mod answer;
 mod classify;
@@ -28,7 +30,7 @@ pub use instruction::{
     Instruction, PromptTemplate, Question, Sequences, instruction_tuning, questions,
     read_instructions,
 };
-pub use mlm::{MlmTokens, mask_position, masked_lm};
+pub use mlm::masked_lm;
 use synth_data::SequenceDataset;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
@@ -267,14 +269,16 @@ impl TextTokenizer {
     }
 
     fn ids(&self, text: &str, special: bool) -> Result<Vec<u32>, TextError> {
-        let encoding = self
-            .inner
+        Ok(self.encoding(text, special)?.get_ids().to_vec())
+    }
+
+    fn encoding(&self, text: &str, special: bool) -> Result<tokenizers::Encoding, TextError> {
+        self.inner
             .encode(text, special)
             .map_err(|e| TextError::Encode {
                 origin: self.origin.clone(),
                 message: e.to_string(),
-            })?;
-        Ok(encoding.get_ids().to_vec())
+            })
     }
 
     /// This tokenizer cutting every text to `max_length` tokens, special
@@ -296,8 +300,9 @@ impl TextTokenizer {
                 ),
             });
         }
-        let mut inner = self.inner.clone();
-        inner
+        let mut cutting = self.clone();
+        cutting
+            .inner
             .with_truncation(Some(tokenizers::TruncationParams {
                 max_length,
                 ..Default::default()
@@ -307,9 +312,8 @@ impl TextTokenizer {
                 message: e.to_string(),
             })?;
         Ok(Truncating {
-            inner,
+            tokenizer: cutting,
             special,
-            origin: self.origin.clone(),
         })
     }
 
@@ -325,21 +329,14 @@ impl TextTokenizer {
 
 /// A tokenizer that cuts texts to a length ([`TextTokenizer::truncating`]).
 pub struct Truncating {
-    inner: Tokenizer,
+    tokenizer: TextTokenizer,
     special: bool,
-    origin: String,
 }
 
 impl Truncating {
     /// The ids of `text`, cut, and whether it was cut.
     pub fn encode(&self, text: &str) -> Result<(Vec<u32>, bool), TextError> {
-        let encoding = self
-            .inner
-            .encode(text, self.special)
-            .map_err(|e| TextError::Encode {
-                origin: self.origin.clone(),
-                message: e.to_string(),
-            })?;
+        let encoding = self.tokenizer.encoding(text, self.special)?;
         Ok((
             encoding.get_ids().to_vec(),
             !encoding.get_overflowing().is_empty(),
