@@ -284,6 +284,13 @@ pub enum Command {
         text_column: String,
         #[arg(long, default_value = "label", requires = "data")]
         label_column: String,
+        /// With --data: how a .csv file lays its columns out, "header" (a
+        /// header row naming them) or "ag_news" (AG-News's CSVs: no header;
+        /// class 1-4, title, description).
+        #[arg(long, default_value = "header", requires = "data",
+              value_parser = clap::builder::ValueParser::new(
+                  |s: &str| s.parse::<sweep::eval::CsvLayout>()))]
+        csv_layout: sweep::eval::CsvLayout,
         #[command(flatten)]
         device: DeviceArg,
     },

@@ -58,6 +58,33 @@ fn classifiers_and_peft_adapters_score_labelled_text_as_transformers_does() {
     }
 }
 
+/// AG-News's CSV as distributed scores as the JSONL the Hugging Face
+/// loader's rule makes of it (tools/data/agnews.py).
+#[test]
+fn an_ag_news_csv_scores_as_its_jsonl() {
+    let model = "fixtures/bert/tiny-distilbert-classifier";
+    let score = |data: &str, layout: &[&str]| {
+        let mut args = eval_args(model, data, None);
+        args.extend(layout);
+        last_json(lrscape(&args))
+    };
+    let csv = score("fixtures/agnews/sample.csv", &["--csv-layout", "ag_news"]);
+    let jsonl = score("fixtures/agnews/sample.jsonl", &[]);
+    assert_eq!(csv, jsonl);
+    assert_eq!(csv["examples"], 4);
+    // Read with a header row, the same file is refused, naming what it lacks.
+    let err = failure(&lrscape(&eval_args(
+        model,
+        "fixtures/agnews/sample.csv",
+        None,
+    )));
+    assert!(err.contains("no column \"text\""), "{err}");
+    let mut args = eval_args(model, "fixtures/agnews/sample.csv", None);
+    args.extend(["--csv-layout", "agnews"]);
+    let err = failure(&lrscape(&args));
+    assert!(err.contains("\"agnews\": \"header\""), "{err}");
+}
+
 #[test]
 fn bad_encoder_inputs_are_named() {
     let data = format!("{DATA}.jsonl");

@@ -218,6 +218,19 @@ fn bad_classification_configs_are_named() {
         },
         "model.num_labels = 4: 3, the labels of the classifier",
     );
+    check(
+        &|t| t.replace("max_length = 32", "max_length = 32\ncsv_layout = \"tsv\""),
+        "task.csv_layout = \"tsv\": \"header\" (a header row naming the columns) or \"ag_news\"",
+    );
+    check(
+        &|t| {
+            t.replace(
+                "max_length = 32",
+                "max_length = 32\ncsv_layout = \"ag_news\"\ntext_column = \"body\"",
+            )
+        },
+        "task.text_column = set: absent with task.csv_layout = \"ag_news\"",
+    );
     check(&|t| t.replace("val = \"", "val = \"missing-"), "missing-");
     // A label the head lacks, named by file and line.
     let labels = dir.path().join("labels.jsonl");

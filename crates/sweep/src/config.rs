@@ -477,6 +477,12 @@ pub struct TaskConfig {
     /// `label` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_column: Option<String>,
+    /// `text_classification`: how a `.csv` file lays its columns out:
+    /// `header` (a header row naming them, when absent) or `ag_news`
+    /// (AG-News's CSVs as distributed: no header; class 1-4, title,
+    /// description).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_layout: Option<String>,
     /// `instruction`: the prompt made of an example, `{instruction}` and
     /// `{input}` replaced by its fields; Stanford Alpaca's two templates
     /// (with and without an input) when absent.
@@ -585,8 +591,8 @@ pub enum TaskSpec {
         train: PathBuf,
         val: PathBuf,
         max_length: usize,
-        text_column: String,
-        label_column: String,
+        /// Where each file keeps an example's text and label.
+        columns: text_data::Columns,
         /// The id padding fills a row with.
         pad_token_id: u32,
         /// The (train, val) texts an encoder pre-trained here learns as a
@@ -745,6 +751,7 @@ impl TaskConfig {
         let classification_fields = [
             ("text_column", self.text_column.is_some()),
             ("label_column", self.label_column.is_some()),
+            ("csv_layout", self.csv_layout.is_some()),
         ];
         let instruction_fields = [
             ("prompt_template", self.prompt_template.is_some()),
@@ -889,10 +896,45 @@ impl TaskConfig {
             train,
             val,
             max_length,
-            text_column: self.text_column.clone().unwrap_or_else(|| "text".into()),
-            label_column: self.label_column.clone().unwrap_or_else(|| "label".into()),
+            columns: self.columns()?,
             pad_token_id,
             pretrain,
+        })
+    }
+
+    /// `text_classification`'s columns: named ones, or AG-News's layout
+    /// (which has no names to give).
+    fn columns(&self) -> Result<text_data::Columns, ConfigError> {
+        let csv = match &self.csv_layout {
+            None => text_data::CsvLayout::Header,
+            Some(layout) => layout.parse().map_err(|_| {
+                bad(
+                    "task.csv_layout",
+                    format!("{layout:?}"),
+                    text_data::CsvLayout::ALLOWED,
+                )
+            })?,
+        };
+        if csv == text_data::CsvLayout::AgNews {
+            for (field, set) in [
+                ("task.text_column", self.text_column.is_some()),
+                ("task.label_column", self.label_column.is_some()),
+            ] {
+                if set {
+                    return Err(bad(
+                        field,
+                        "set",
+                        "absent with task.csv_layout = \"ag_news\": its columns have no \
+                         names (class 1-4, title, description)",
+                    ));
+                }
+            }
+        }
+        let defaults = text_data::Columns::default();
+        Ok(text_data::Columns {
+            text: self.text_column.clone().unwrap_or(defaults.text),
+            label: self.label_column.clone().unwrap_or(defaults.label),
+            csv,
         })
     }
 

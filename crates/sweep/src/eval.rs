@@ -5,7 +5,7 @@
 //! examples and the share whose argmax is the label.
 
 use std::path::Path;
-pub use text_data::ClassifierEncoding;
+pub use text_data::{ClassifierEncoding, Columns, CsvLayout};
 
 use anyhow::Context;
 use nn::ModelConfig;
@@ -151,7 +151,7 @@ pub fn classification<M: nn::Adaptable>(
     classifier: M,
     adapter: Option<&Path>,
     tokenizer: &Path,
-    (data, text, label): (&Path, &str, &str),
+    (data, columns): (&Path, &text_data::Columns),
     (encoding, vocab): (text_data::ClassifierEncoding, usize),
     device: &burn::tensor::Device,
 ) -> anyhow::Result<ClassScore> {
@@ -164,7 +164,7 @@ pub fn classification<M: nn::Adaptable>(
         .map(|head| head.linear.d_out())
         .context("the model is not a sequence classifier (no classification head)")?;
     let tokenizer = TextTokenizer::from_file(tokenizer)?;
-    let examples = text_data::read_labelled(data, text_data::Columns { text, label })?;
+    let examples = text_data::read_labelled(data, columns)?;
     let classified =
         text_data::classification(&tokenizer, &examples, encoding, num_labels, vocab, data)?;
     let eval = evaluate_with(classifier, adapter, &classified.data, device)?;

@@ -207,7 +207,7 @@ fn text_split<M: ModelConfig>(
 }
 
 /// Labelled datasets by (file, tokenizer, encoding, columns) digest.
-type LabelledCache = HashMap<(String, String, String, String, String), Arc<Classified>>;
+type LabelledCache = HashMap<(String, String, String, String), Arc<Classified>>;
 static LABELLED: Mutex<Option<LabelledCache>> = Mutex::new(None);
 
 /// The `text_classification` examples of `file` (a path of the config).
@@ -215,7 +215,7 @@ fn labelled_split<M: ModelConfig>(
     config: &ExperimentConfig<M>,
     file: &Path,
     (max_length, pad): (usize, u32),
-    (text, label): (&str, &str),
+    columns: &text_data::Columns,
 ) -> anyhow::Result<Arc<Classified>> {
     let path = config.path(file);
     let (tokenizer, tokenizer_key) = tokenizer(config)?;
@@ -232,11 +232,10 @@ fn labelled_split<M: ModelConfig>(
         crate::digest::file_sha256(&path),
         tokenizer_key,
         format!("{encoding:?}"),
-        text.to_string(),
-        label.to_string(),
+        format!("{columns:?}"),
     );
     cached(&LABELLED, key, || {
-        let examples = text_data::read_labelled(&path, text_data::Columns { text, label })?;
+        let examples = text_data::read_labelled(&path, columns)?;
         Ok(Arc::new(text_data::classification(
             &tokenizer,
             &examples,
@@ -268,8 +267,7 @@ pub fn data_notes<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Resul
         train,
         val,
         max_length,
-        text_column,
-        label_column,
+        columns,
         pad_token_id,
         ..
     } = config.task.spec(&config.model)?
@@ -278,12 +276,7 @@ pub fn data_notes<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyhow::Resul
     };
     let mut notes = Vec::new();
     for (split, file) in [("train", &train), ("val", &val)] {
-        let classified = labelled_split(
-            config,
-            file,
-            (max_length, pad_token_id),
-            (&text_column, &label_column),
-        )?;
+        let classified = labelled_split(config, file, (max_length, pad_token_id), &columns)?;
         if classified.truncated > 0 {
             notes.push(format!(
                 "task.{split}: {} of {} texts were longer than max_length = {max_length} \
@@ -393,18 +386,11 @@ pub fn finetune_train_len<M: ModelConfig>(config: &ExperimentConfig<M>) -> anyho
         TaskSpec::TextClassification {
             train,
             max_length,
-            text_column,
-            label_column,
+            columns,
             pad_token_id,
             ..
         } => Ok(synth_data::Dataset::len(
-            &labelled_split(
-                config,
-                &train,
-                (max_length, pad_token_id),
-                (&text_column, &label_column),
-            )?
-            .data,
+            &labelled_split(config, &train, (max_length, pad_token_id), &columns)?.data,
         )),
         TaskSpec::Instruction(spec) => Ok(synth_data::Dataset::len(&*instruction_split(
             config,
@@ -446,8 +432,7 @@ pub fn splits<M: ModelConfig>(
         train,
         val,
         max_length,
-        text_column,
-        label_column,
+        columns,
         pad_token_id,
         pretrain,
     } = t.spec(&config.model)?
@@ -470,14 +455,8 @@ pub fn splits<M: ModelConfig>(
                 masked_split(config, &val, (max_length, 1), seed.wrapping_add(1))?,
             ));
         }
-        let split = |file: &Path| {
-            labelled_split(
-                config,
-                file,
-                (max_length, pad_token_id),
-                (&text_column, &label_column),
-            )
-        };
+        let split =
+            |file: &Path| labelled_split(config, file, (max_length, pad_token_id), &columns);
         return Ok((split(&train)?.data.clone(), split(&val)?.data.clone()));
     }
     if let TaskSpec::Instruction(spec) = t.spec(&config.model)? {

@@ -12,19 +12,62 @@ use synth_data::SequenceDataset;
 
 use crate::{TextError, TextTokenizer, read_text};
 
-/// Which columns (JSONL keys, CSV header names) hold the text and the label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Columns<'a> {
-    pub text: &'a str,
-    pub label: &'a str,
+/// Where a labelled-text file keeps each example's text and label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Columns {
+    /// The JSONL key or CSV header of the text.
+    pub text: String,
+    /// The JSONL key or CSV header of the label (a class number).
+    pub label: String,
+    /// How a `.csv` file lays its columns out.
+    pub csv: CsvLayout,
 }
 
-impl Default for Columns<'_> {
+impl Default for Columns {
     /// `text` and `label`, as Hugging Face datasets name them.
     fn default() -> Self {
         Self {
-            text: "text",
-            label: "label",
+            text: "text".into(),
+            label: "label".into(),
+            csv: CsvLayout::Header,
+        }
+    }
+}
+
+/// The column layout of a labelled-text CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CsvLayout {
+    /// A header row naming the columns (`header`).
+    #[default]
+    Header,
+    /// AG-News's CSVs as distributed (`ag_news`): no header; class 1-4,
+    /// title, description. The text is the title, a space and the
+    /// description and the label the class − 1, as the Hugging Face
+    /// `ag_news` dataset builds its examples.
+    AgNews,
+}
+
+impl CsvLayout {
+    /// The spellings a config or flag takes.
+    pub const ALLOWED: &'static str = "\"header\" (a header row naming the columns) or \
+         \"ag_news\" (no header; class 1-4, title, description)";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CsvLayout::Header => "header",
+            CsvLayout::AgNews => "ag_news",
+        }
+    }
+}
+
+impl std::str::FromStr for CsvLayout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "header" => Ok(CsvLayout::Header),
+            "ag_news" => Ok(CsvLayout::AgNews),
+            other => Err(format!("{other:?}: {}", CsvLayout::ALLOWED)),
         }
     }
 }
@@ -38,11 +81,20 @@ pub struct Labelled {
 }
 
 /// The examples of `path`: JSONL (`.jsonl`, one object per line) or CSV
-/// (`.csv`, a header row naming the columns). A label is an integer ≥ 0.
-pub fn read_labelled(path: &Path, columns: Columns) -> Result<Vec<Labelled>, TextError> {
+/// (`.csv`, laid out as `columns.csv` says). A label is an integer ≥ 0.
+pub fn read_labelled(path: &Path, columns: &Columns) -> Result<Vec<Labelled>, TextError> {
     let text = read_text(path)?;
     let examples = match path.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") if columns.csv == CsvLayout::AgNews => {
+            return Err(TextError::Format {
+                path: path.to_path_buf(),
+                message: "a .jsonl file with the CSV layout \"ag_news\": that layout is a \
+                          .csv file's (class 1-4, title, description)"
+                    .into(),
+            });
+        }
         Some("jsonl") => jsonl(path, &text, columns)?,
+        Some("csv") if columns.csv == CsvLayout::AgNews => ag_news_rows(path, &text)?,
         Some("csv") => csv_rows(path, &text, columns)?,
         other => {
             return Err(TextError::Format {
@@ -88,7 +140,7 @@ fn parse_label(
     })
 }
 
-fn jsonl(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, TextError> {
+fn jsonl(path: &Path, text: &str, columns: &Columns) -> Result<Vec<Labelled>, TextError> {
     let mut examples = Vec::new();
     for (i, row) in text.lines().enumerate() {
         let line = i + 1;
@@ -106,13 +158,13 @@ fn jsonl(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, Tex
                 )
             })
         };
-        let text = field(columns.text)?
+        let text = field(&columns.text)?
             .as_str()
             .ok_or_else(|| example_error(path, line, format!("{}: a string", columns.text)))?
             .to_string();
-        let label = match field(columns.label)? {
+        let label = match field(&columns.label)? {
             serde_json::Value::Number(n) => {
-                parse_label(path, line, columns.label, &n.to_string(), &n.to_string())?
+                parse_label(path, line, &columns.label, &n.to_string(), &n.to_string())?
             }
             other => {
                 return Err(example_error(
@@ -130,7 +182,7 @@ fn jsonl(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, Tex
     Ok(examples)
 }
 
-fn csv_rows(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, TextError> {
+fn csv_rows(path: &Path, text: &str, columns: &Columns) -> Result<Vec<Labelled>, TextError> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let header = reader
         .headers()
@@ -155,7 +207,7 @@ fn csv_rows(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, 
                 ),
             })
     };
-    let (text_at, label_at) = (index(columns.text)?, index(columns.label)?);
+    let (text_at, label_at) = (index(&columns.text)?, index(&columns.label)?);
     let mut examples = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
@@ -169,10 +221,55 @@ fn csv_rows(path: &Path, text: &str, columns: Columns) -> Result<Vec<Labelled>, 
             label: parse_label(
                 path,
                 line,
-                columns.label,
+                &columns.label,
                 cell(label_at),
                 &format!("{:?}", cell(label_at)),
             )?,
+            line,
+        });
+    }
+    Ok(examples)
+}
+
+/// AG-News's layout: every row class (1-4), title, description.
+fn ag_news_rows(path: &Path, text: &str) -> Result<Vec<Labelled>, TextError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut examples = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            example_error(path, line, format!("not a CSV row: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let [class, title, description] = [0, 1, 2].map(|i| record.get(i));
+        let (Some(class), Some(title), Some(description), 3) =
+            (class, title, description, record.len())
+        else {
+            return Err(example_error(
+                path,
+                line,
+                format!(
+                    "{} columns: AG-News's layout has 3 (class 1-4, title, description)",
+                    record.len()
+                ),
+            ));
+        };
+        let label = match class.trim().parse::<usize>() {
+            Ok(class @ 1..=4) => class - 1,
+            _ => {
+                return Err(example_error(
+                    path,
+                    line,
+                    format!("class = {class:?}: AG-News's classes are 1 to 4"),
+                ));
+            }
+        };
+        examples.push(Labelled {
+            text: format!("{title} {description}"),
+            label,
             line,
         });
     }
@@ -280,8 +377,8 @@ mod tests {
             "a.csv",
             "label,text\n1,In the beginning\n0,\"a, b\"\n",
         );
-        let from_jsonl = read_labelled(&jsonl, Columns::default()).unwrap();
-        let from_csv = read_labelled(&csv, Columns::default()).unwrap();
+        let from_jsonl = read_labelled(&jsonl, &Columns::default()).unwrap();
+        let from_csv = read_labelled(&csv, &Columns::default()).unwrap();
         let pairs = |e: &[Labelled]| -> Vec<(String, usize)> {
             e.iter().map(|e| (e.text.clone(), e.label)).collect()
         };
@@ -295,11 +392,67 @@ mod tests {
         assert_eq!(from_csv.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3]);
     }
 
+    /// The AG-News reader gives the examples `tools/data/agnews.py` (the
+    /// Hugging Face `ag_news` loader's rule) wrote for the same CSV: quotes,
+    /// commas, backslashes and a line break inside a field, an empty field.
+    #[test]
+    fn ag_news_csv_reads_as_the_hugging_face_loader_builds_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/agnews");
+        let layout = Columns {
+            csv: CsvLayout::AgNews,
+            ..Columns::default()
+        };
+        let from_csv = read_labelled(&dir.join("sample.csv"), &layout).unwrap();
+        let reference = read_labelled(&dir.join("sample.jsonl"), &Columns::default()).unwrap();
+        let pairs = |e: &[Labelled]| -> Vec<(String, usize)> {
+            e.iter().map(|e| (e.text.clone(), e.label)).collect()
+        };
+        assert_eq!(pairs(&from_csv), pairs(&reference));
+        assert_eq!(from_csv.len(), 4);
+        assert_eq!(
+            from_csv.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [1, 2, 3, 5]
+        );
+    }
+
+    #[test]
+    fn ag_news_rows_out_of_layout_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Columns {
+            csv: CsvLayout::AgNews,
+            ..Columns::default()
+        };
+        let err = |name: &str, text: &str| {
+            read_labelled(&write(dir.path(), name, text), &layout)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err("a.csv", "\"1\",\"t\",\"d\"\n\"5\",\"t\",\"d\"\n")
+                .contains("a.csv:2: class = \"5\": AG-News's classes are 1 to 4")
+        );
+        assert!(err("b.csv", "\"0\",\"t\",\"d\"\n").contains("class = \"0\""));
+        let last = read_labelled(&write(dir.path(), "f.csv", "\"4\",\"t\",\"d\"\n"), &layout);
+        assert_eq!(last.unwrap()[0].label, 3);
+        // A file with a header row is not AG-News's layout.
+        assert!(
+            err("c.csv", "label,text\n1,x\n")
+                .contains("c.csv:1: 2 columns: AG-News's layout has 3")
+        );
+        assert!(err("d.csv", "\"1\",\"t\",\"d\",\"e\"\n").contains("4 columns"));
+        assert!(err("e.jsonl", "{}\n").contains("a .jsonl file with the CSV layout \"ag_news\""));
+        assert_eq!(
+            "csv".parse::<CsvLayout>().unwrap_err(),
+            format!("\"csv\": {}", CsvLayout::ALLOWED)
+        );
+        assert_eq!("ag_news".parse::<CsvLayout>(), Ok(CsvLayout::AgNews));
+    }
+
     #[test]
     fn bad_files_name_the_line_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let err = |name: &str, text: &str| {
-            read_labelled(&write(dir.path(), name, text), Columns::default())
+            read_labelled(&write(dir.path(), name, text), &Columns::default())
                 .unwrap_err()
                 .to_string()
         };

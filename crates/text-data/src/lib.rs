@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use answer::{answers_match, extract_answer};
 pub use classify::{
-    Classified, ClassifierEncoding, Columns, Labelled, classification, read_labelled,
+    Classified, ClassifierEncoding, Columns, CsvLayout, Labelled, classification, read_labelled,
 };
 pub use instruction::{
     Instruction, PromptTemplate, Question, Sequences, instruction_tuning, questions,

@@ -16,8 +16,7 @@ pub enum Scored {
     Labelled {
         data: PathBuf,
         max_length: usize,
-        text_column: String,
-        label_column: String,
+        columns: sweep::eval::Columns,
     },
     /// A language model on instructions, the loss on the responses.
     Instructions {
@@ -70,10 +69,9 @@ pub fn eval(
         Scored::Labelled {
             data,
             max_length,
-            text_column,
-            label_column,
+            columns,
         } => {
-            let columns = (data.as_path(), text_column.as_str(), label_column.as_str());
+            let columns = (data.as_path(), columns);
             let score = match crate::families::family_of_model_dir(model)? {
                 Gpt2Family::FAMILY => {
                     let mut family =
@@ -140,7 +138,7 @@ fn classify<M: ModelConfig>(
     family: &M,
     model: &Path,
     adapter: Option<&Path>,
-    columns: (&Path, &str, &str),
+    columns: (&Path, &sweep::eval::Columns),
     max_length: usize,
     selected: &backends::SelectedDevice,
 ) -> anyhow::Result<sweep::eval::ClassScore> {

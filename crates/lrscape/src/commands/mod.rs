@@ -51,6 +51,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             max_length,
             text_column,
             label_column,
+            csv_layout,
             device,
         } => {
             let scored = match (text, block_size, data, instructions, max_length) {
@@ -58,8 +59,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 (_, _, Some(data), _, Some(max_length)) => eval::Scored::Labelled {
                     data,
                     max_length,
-                    text_column,
-                    label_column,
+                    columns: sweep::eval::Columns {
+                        text: text_column,
+                        label: label_column,
+                        csv: csv_layout,
+                    },
                 },
                 (_, _, _, Some(file), Some(max_length)) => eval::Scored::Instructions {
                     file,
