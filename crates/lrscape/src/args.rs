@@ -48,8 +48,8 @@ pub struct DeviceArg {
 #[derive(clap::Args, Default)]
 pub struct GridOverrides {
     /// Override grid.methods (comma-separated): lora, rslora, loraplus,
-    /// init_ab, dora, pissa, milora, olora, full, dora_seed, pissa_seed,
-    /// milora_seed.
+    /// init_ab, dora, pissa, milora, olora, lora_ga, gralora, randlora,
+    /// full, dora_seed, pissa_seed, milora_seed.
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Override grid.ranks (comma-separated); grid.parity_rank becomes the
@@ -219,8 +219,8 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Methods (comma-separated; grid.methods if omitted): lora, rslora,
-        /// loraplus, init_ab, dora, pissa, milora, olora, full, dora_seed,
-        /// pissa_seed, milora_seed.
+        /// loraplus, init_ab, dora, pissa, milora, olora, lora_ga, gralora,
+        /// randlora, full, dora_seed, pissa_seed, milora_seed.
         #[arg(long, value_delimiter = ',')]
         methods: Option<Vec<String>>,
         /// Ranks (comma-separated; grid.ranks if omitted).

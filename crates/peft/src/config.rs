@@ -37,6 +37,15 @@ pub enum Method {
     /// The QR decomposition's first `r` columns of Q and rows of R as the
     /// adapter, residual frozen (HF PEFT `init_lora_weights = "olora"`).
     Olora,
+    /// Factors from the SVD of the loss gradient on a few fine-tuning
+    /// batches, residual frozen (HF PEFT `init_lora_weights = "lora_ga"`).
+    LoraGa,
+    /// Granular LoRA: the update cut into `gralora_k × gralora_k` blocks,
+    /// each its own rank-`r/k` LoRA (HF PEFT's `GraloraConfig`).
+    Gralora,
+    /// Random frozen bases shared by every layer, scaled per layer by
+    /// trained diagonals: full-rank updates (HF PEFT's `RandLoraConfig`).
+    Randlora,
     /// Every weight trainable: the baseline.
     Full,
     DoraSeed,
@@ -45,7 +54,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 15] = [
         Method::Lora,
         Method::Rslora,
         Method::Loraplus,
@@ -54,6 +63,9 @@ impl Method {
         Method::Pissa,
         Method::Milora,
         Method::Olora,
+        Method::LoraGa,
+        Method::Gralora,
+        Method::Randlora,
         Method::Full,
         Method::DoraSeed,
         Method::PissaSeed,
@@ -71,6 +83,9 @@ impl Method {
             Method::Pissa => "pissa",
             Method::Milora => "milora",
             Method::Olora => "olora",
+            Method::LoraGa => "lora_ga",
+            Method::Gralora => "gralora",
+            Method::Randlora => "randlora",
             Method::Full => "full",
             Method::DoraSeed => "dora_seed",
             Method::PissaSeed => "pissa_seed",
@@ -93,10 +108,19 @@ impl Method {
     }
 
     /// Whether the adapter starts as part of the base weight, which keeps
-    /// only the residual (PiSSA, MiLoRA, OLoRA): such adapters are saved
-    /// as PEFT converts them, against the untouched base.
+    /// only the residual (PiSSA, MiLoRA, OLoRA, LoRA-GA): such adapters are
+    /// saved as PEFT converts them, against the untouched base.
     pub fn replaces_base(self) -> bool {
-        matches!(self, Method::Pissa | Method::Milora | Method::Olora)
+        matches!(
+            self,
+            Method::Pissa | Method::Milora | Method::Olora | Method::LoraGa
+        )
+    }
+
+    /// Whether the initial factors need gradients of the fine-tuning loss
+    /// at the base (LoRA-GA).
+    pub fn needs_gradients(self) -> bool {
+        self == Method::LoraGa
     }
 
     /// Whether `A` is drawn at random, so that [`LoraInit`] matters (not
@@ -110,6 +134,7 @@ impl Method {
                 | Method::InitAb
                 | Method::Dora
                 | Method::DoraSeed
+                | Method::Gralora
         )
     }
 }
@@ -216,6 +241,64 @@ pub struct LoraConfig {
     /// example.
     #[serde(default = "loraplus_default")]
     pub loraplus_lr_ratio: f64,
+    /// GraLoRA: blocks per side (PEFT's `gralora_k`, default 2); must
+    /// divide `r` and every targeted linear's sizes.
+    #[serde(default = "gralora_k_default")]
+    pub gralora_k: usize,
+    /// GraLoRA: the rank of a plain LoRA added beside the blocks (PEFT's
+    /// `hybrid_r`, default 0); the scale is α / (r + hybrid_r).
+    #[serde(default)]
+    pub hybrid_r: usize,
+    /// RandLoRA: the scale's numerator, scale = `randlora_alpha / r`;
+    /// 20 × r when absent, as PEFT advises (its default 640 is 20 × its
+    /// default rank 32).
+    #[serde(default)]
+    pub randlora_alpha: Option<f64>,
+    /// RandLoRA: the seed of the shared random bases (PEFT's
+    /// `projection_prng_key`, default 0): every member and layer shares
+    /// them.
+    #[serde(default)]
+    pub projection_prng_key: u64,
+    /// LoRA-GA: PEFT's `LoraGAConfig`.
+    #[serde(default)]
+    pub lora_ga: LoraGaConfig,
+}
+
+fn gralora_k_default() -> usize {
+    2
+}
+
+/// LoRA-GA's options in PEFT's words (`LoraGAConfig`), and how many
+/// fine-tuning batches estimate the gradient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraGaConfig {
+    /// Which singular vectors of the gradient become A and B: `ArB2r`
+    /// (A the first r right vectors, B the next r left ones, PEFT's
+    /// default), `A2rBr` or `ArBr`.
+    pub direction: String,
+    /// How B is scaled: `stable` (by out^¼ / √stable_gamma, PEFT's
+    /// default), `weight_svd`, `gd_scale` or `unit`.
+    pub scale: String,
+    pub stable_gamma: f64,
+    /// Batches of the fine-tuning split whose mean gradient is decomposed.
+    pub batches: usize,
+}
+
+impl Default for LoraGaConfig {
+    fn default() -> Self {
+        Self {
+            direction: "ArB2r".into(),
+            scale: "stable".into(),
+            stable_gamma: 16.0,
+            batches: 8,
+        }
+    }
+}
+
+impl LoraGaConfig {
+    pub const DIRECTIONS: [&'static str; 3] = ["ArB2r", "A2rBr", "ArBr"];
+    pub const SCALES: [&'static str; 4] = ["stable", "weight_svd", "gd_scale", "unit"];
 }
 
 fn loraplus_default() -> f64 {
@@ -240,15 +323,24 @@ impl LoraConfig {
             use_rslora: false,
             compute: crate::layer::Compute::default(),
             loraplus_lr_ratio: loraplus_default(),
+            gralora_k: gralora_k_default(),
+            hybrid_r: 0,
+            randlora_alpha: None,
+            projection_prng_key: 0,
+            lora_ga: LoraGaConfig::default(),
         }
     }
 
-    /// The factor on `B A`: α/√r for rsLoRA (or `use_rslora`), α/r otherwise.
+    /// The factor on the update: α/√r for rsLoRA (or `use_rslora`),
+    /// α/(r + hybrid_r) for GraLoRA, randlora_alpha/r for RandLoRA, α/r
+    /// otherwise.
     pub fn scaling(&self) -> f64 {
-        if self.use_rslora || self.method == Method::Rslora {
-            self.lora_alpha / (self.r as f64).sqrt()
-        } else {
-            self.lora_alpha / self.r as f64
+        let r = self.r as f64;
+        match self.method {
+            _ if self.use_rslora || self.method == Method::Rslora => self.lora_alpha / r.sqrt(),
+            Method::Gralora => self.lora_alpha / (self.r + self.hybrid_r) as f64,
+            Method::Randlora => self.randlora_alpha.unwrap_or(20.0 * r) / r,
+            _ => self.lora_alpha / r,
         }
     }
 
@@ -283,10 +375,16 @@ impl LoraConfig {
         {
             return Err(PeftError::invalid("init.std", std, "a finite number > 0"));
         }
+        self.validate_method_options()?;
         for &module in &targets {
             let Some((d_in, d_out)) = layout.shape(module) else {
                 continue;
             };
+            self.validate_shape(module.name, d_in, d_out)?;
+            // RandLoRA's bases may outnumber a linear's sizes.
+            if self.method == Method::Randlora {
+                continue;
+            }
             let max = d_in.min(d_out);
             if self.r > max {
                 return Err(PeftError::invalid(
@@ -300,6 +398,107 @@ impl LoraConfig {
             }
         }
         Ok(targets)
+    }
+
+    /// The options of the new methods, each named by its PEFT field.
+    fn validate_method_options(&self) -> Result<(), PeftError> {
+        match self.method {
+            Method::Gralora => {
+                let k = self.gralora_k;
+                if k == 0 || !self.r.is_multiple_of(k) {
+                    return Err(PeftError::invalid(
+                        "gralora_k",
+                        k,
+                        format!("a number of blocks >= 1 that divides r = {}", self.r),
+                    ));
+                }
+            }
+            Method::Randlora => {
+                if let Some(alpha) = self.randlora_alpha
+                    && !(alpha.is_finite() && alpha > 0.0)
+                {
+                    return Err(PeftError::invalid(
+                        "randlora_alpha",
+                        alpha,
+                        "a finite number > 0 (20 × r when absent)",
+                    ));
+                }
+            }
+            Method::LoraGa => {
+                let ga = &self.lora_ga;
+                if !LoraGaConfig::DIRECTIONS.contains(&ga.direction.as_str()) {
+                    return Err(PeftError::invalid(
+                        "lora_ga.direction",
+                        format!("{:?}", ga.direction),
+                        LoraGaConfig::DIRECTIONS.join(", "),
+                    ));
+                }
+                if !LoraGaConfig::SCALES.contains(&ga.scale.as_str()) {
+                    return Err(PeftError::invalid(
+                        "lora_ga.scale",
+                        format!("{:?}", ga.scale),
+                        LoraGaConfig::SCALES.join(", "),
+                    ));
+                }
+                if !(ga.stable_gamma.is_finite() && ga.stable_gamma > 0.0) {
+                    return Err(PeftError::invalid(
+                        "lora_ga.stable_gamma",
+                        ga.stable_gamma,
+                        "a finite number > 0",
+                    ));
+                }
+                if ga.batches == 0 {
+                    return Err(PeftError::invalid(
+                        "lora_ga.batches",
+                        0,
+                        "at least 1 batch of the fine-tuning split",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if self.hybrid_r > 0 && self.method != Method::Gralora {
+            return Err(PeftError::invalid(
+                "hybrid_r",
+                self.hybrid_r,
+                "0 for a method other than gralora",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A targeted linear `d_in -> d_out` the method can adapt.
+    fn validate_shape(&self, module: &str, d_in: usize, d_out: usize) -> Result<(), PeftError> {
+        let k = self.gralora_k;
+        if self.method == Method::Gralora && (!d_in.is_multiple_of(k) || !d_out.is_multiple_of(k)) {
+            return Err(PeftError::invalid(
+                "gralora_k",
+                k,
+                format!(
+                    "a number of blocks that divides the sizes of every targeted linear \
+                     ({module}: {d_in} -> {d_out})"
+                ),
+            ));
+        }
+        if self.method == Method::LoraGa && 2 * self.r > d_in.min(d_out) {
+            return Err(PeftError::invalid(
+                "r",
+                self.r,
+                format!(
+                    "at most min(in, out) / 2 = {} for lora_ga, which takes 2r singular \
+                     vectors of the {module} linear ({d_in} -> {d_out})",
+                    d_in.min(d_out) / 2
+                ),
+            ));
+        }
+        if self.method == Method::Gralora && self.hybrid_r > d_in.min(d_out) {
+            return Err(PeftError::invalid(
+                "hybrid_r",
+                self.hybrid_r,
+                format!("at most min(in, out) of the {module} linear ({d_in} -> {d_out})"),
+            ));
+        }
+        Ok(())
     }
 }
 

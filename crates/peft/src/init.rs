@@ -122,6 +122,179 @@ pub fn svd_factors(
     })
 }
 
+/// HF PEFT's LoRA-GA init from `grad`, the mean gradient of the loss with
+/// respect to the site's weight (`[in, out]`): with `G = U S Vᵀ` in
+/// PyTorch's `[out, in]` layout, `A` takes r rows of `Vᵀ` and `B` r columns
+/// of `U S` as `config.lora_ga.direction` says, `B` is scaled as its
+/// `scale` says, and the frozen weight becomes `W - scale · B A`. The SVD is
+/// exact where PEFT's `svd_lowrank` is randomized: the factors agree up to
+/// the sign of each singular vector.
+pub fn gradient_factors(
+    linear: &PopLinear,
+    site: LinearSite,
+    grad: Tensor<2>,
+    config: &crate::LoraConfig,
+) -> Result<SvdFactors, PeftError> {
+    let (w_in_out, autodiff) = plain_weight(linear, site)?;
+    let grad = if grad.is_autodiff() {
+        grad.inner()
+    } else {
+        grad
+    };
+    if !host_f32(grad.clone()).iter().all(|v| v.is_finite()) {
+        return Err(PeftError::NonFiniteGradient(site));
+    }
+    let [d_in, d_out] = w_in_out.dims();
+    let r = config.r;
+    let (u, s, vt) = burn::linalg::svd::<2, 1>(grad.transpose(), 200);
+    let ga = &config.lora_ga;
+    let (a_from, b_from): (Vec<usize>, Vec<usize>) = match ga.direction.as_str() {
+        "A2rBr" => ((r..2 * r).collect(), (0..r).collect()),
+        "ArBr" => (
+            (0..r).map(|i| 2 * i + 1).collect(),
+            (0..r).map(|i| 2 * i).collect(),
+        ),
+        _ => ((0..r).collect(), (r..2 * r).collect()),
+    };
+    let rows = |t: &Tensor<2>, picks: &[usize], dim: usize| {
+        Tensor::cat(
+            picks.iter().map(|&i| t.clone().narrow(dim, i, 1)).collect(),
+            dim,
+        )
+    };
+    let a_torch = rows(&vt, &a_from, 0); // [r, in]
+    let s_b = rows(&s.clone().unsqueeze_dim::<2>(0), &b_from, 1); // [1, r]
+    let mut b_torch = rows(&u, &b_from, 1) * s_b.clone(); // [out, r]
+    let mut a_torch = a_torch;
+    let scale = config.scaling();
+    match ga.scale.as_str() {
+        "stable" => {
+            b_torch = b_torch.mul_scalar((d_out as f64).powf(0.25) / ga.stable_gamma.sqrt());
+        }
+        "weight_svd" => {
+            let (_, sw, _) = burn::linalg::svd::<2, 1>(w_in_out.clone().transpose(), 200);
+            let top_w = f64::from(host_f32(sw.unsqueeze_dim::<2>(0))[0]);
+            let top_b = f64::from(host_f32(s_b)[0]);
+            if top_b > 0.0 {
+                b_torch = b_torch.mul_scalar(top_w / top_b);
+            }
+        }
+        "gd_scale" => {
+            a_torch = a_torch.div_scalar(scale);
+            b_torch = b_torch.div_scalar(scale);
+        }
+        _ => {}
+    }
+    let a = a_torch.transpose(); // [in, r]
+    let b = b_torch.transpose(); // [r, out]
+    debug_assert_eq!(a.dims(), [d_in, r]);
+    let residual = w_in_out - a.clone().matmul(b.clone()).mul_scalar(scale);
+    let lift = |t: Tensor<2>| if autodiff { Tensor::from_inner(t) } else { t };
+    Ok(SvdFactors {
+        a: lift(a),
+        b: lift(b),
+        residual: lift(residual),
+    })
+}
+
+/// GraLoRA's `A` for one member, `[in, r]`: each of the `k` input blocks
+/// kaiming-uniform on PyTorch's `[r, in/k]` (so uniform in ±1/√(in/k)), as
+/// PEFT draws them block by block.
+pub fn gralora_a(
+    d_in: usize,
+    r: usize,
+    k: usize,
+    rng: &mut ParamRng,
+    device: &Device,
+) -> Tensor<2> {
+    let rows = d_in / k;
+    let blocks = (0..k)
+        .map(|_| {
+            tensor_from(rng.uniform(r * rows, linear_bound(rows)), [r, rows], device).transpose()
+        })
+        .collect();
+    Tensor::cat(blocks, 0)
+}
+
+/// RandLoRA's shared bases for the largest targeted shape `(max, min)` at
+/// rank `r`: `A` `[r, min]` kaiming-uniform (±1/√min) and `B` `[max, nb, r]`
+/// drawn as `nb` chunks `[max, 1, r]` (±1/√r), each divided by its standard
+/// deviation, as PEFT builds them from `projection_prng_key`. PEFT draws
+/// them in bfloat16 from PyTorch's generator: the same law, other numbers.
+pub struct SharedBases {
+    /// `[r, MIN]`, row-major.
+    pub a: Vec<f32>,
+    /// `[MAX, NB, r]`, row-major.
+    pub b: Vec<f32>,
+    pub r: usize,
+    pub min: usize,
+    pub max: usize,
+    pub nb: usize,
+}
+
+impl SharedBases {
+    pub fn new(key: u64, r: usize, (max, min): (usize, usize)) -> Self {
+        let mut rng = ParamRng::new(key ^ 0x5241_4e44_4c4f_5241);
+        let nb = min.div_ceil(r);
+        let a = normalized(rng.uniform(r * min, linear_bound(min)));
+        let chunks: Vec<Vec<f32>> = (0..nb)
+            .map(|_| rng.uniform(max * r, linear_bound(r)))
+            .collect();
+        // [MAX, NB, r]: row p of chunk j at (p, j).
+        let b = (0..max)
+            .flat_map(|p| {
+                chunks
+                    .iter()
+                    .flat_map(move |c| c[p * r..(p + 1) * r].iter().copied())
+            })
+            .collect();
+        Self {
+            a,
+            b: normalized(b),
+            r,
+            min,
+            max,
+            nb,
+        }
+    }
+
+    /// The slices a linear `d_in -> d_out` uses: `A[:, :min]` `[r, min]`
+    /// and `B[:max, :nb, :]` as `[max, nb·r]`, with `min`, `max` its own.
+    pub fn for_linear(&self, d_in: usize, d_out: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+        let (min, max) = (d_in.min(d_out), d_in.max(d_out));
+        let nb = min.div_ceil(self.r);
+        let a: Vec<f32> = (0..self.r)
+            .flat_map(|i| self.a[i * self.min..i * self.min + min].iter().copied())
+            .collect();
+        let b: Vec<f32> = (0..max)
+            .flat_map(|p| {
+                let row = p * self.nb * self.r;
+                self.b[row..row + nb * self.r].iter().copied()
+            })
+            .collect();
+        (
+            tensor_from(a, [self.r, min], device),
+            tensor_from(b, [max, nb * self.r], device),
+        )
+    }
+}
+
+/// `values` over their unbiased standard deviation (`x / x.std()`).
+fn normalized(values: Vec<f32>) -> Vec<f32> {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0).max(1.0);
+    let std = var.sqrt();
+    values
+        .into_iter()
+        .map(|v| (f64::from(v) / std) as f32)
+        .collect()
+}
+
 /// The reduced QR decomposition `W = Q R` of `w: [m, n]` (row-major f64),
 /// as LAPACK's `geqrf` and `orgqr` compute it (and so `torch.linalg.qr`):
 /// Householder reflections with `R`'s diagonal `-sign(α)·‖x‖`. Returns `Q`

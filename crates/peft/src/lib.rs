@@ -26,9 +26,9 @@ pub mod layer;
 pub mod model;
 pub mod pretrained;
 
-pub use config::{LoraConfig, LoraInit, Method, TargetModules};
+pub use config::{LoraConfig, LoraGaConfig, LoraInit, Method, TargetModules};
 pub use layer::{Compute, LayerKind, LoraLayer};
-pub use model::{BlockAdapters, MergedModel, PeftModel};
+pub use model::{BlockAdapters, MergedModel, PeftModel, SiteGradients};
 
 use nn::LinearSite;
 
@@ -47,6 +47,14 @@ pub enum PeftError {
         .0.module
     )]
     NonFiniteWeight(LinearSite),
+    #[error(
+        "the loss gradient at block {} linear {} holds NaN or infinite values; lora_ga needs a finite gradient",
+        .0.layer,
+        .0.module
+    )]
+    NonFiniteGradient(LinearSite),
+    #[error("lora_ga needs the loss gradient at block {} linear {} (no gradient was given)", .0.layer, .0.module)]
+    NoGradient(LinearSite),
     #[error("the model has no linear at {0} (an adapter or merged model of another model)")]
     NoSuchSite(LinearSite),
     #[error("{path}: {message}")]

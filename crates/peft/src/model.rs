@@ -4,7 +4,7 @@
 //! wrap by [`LinearSite`] (block and module id), as HF PEFT finds them by
 //! module name, and never name a model family.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
@@ -12,8 +12,14 @@ use nn::{Adaptable, LinearHook, LinearSite, ModuleId, PopLinear, PopulationModel
 
 use crate::PeftError;
 use crate::config::{LoraConfig, Method};
-use crate::init::{Components, random_a, random_b, site_rng, svd_factors};
-use crate::layer::{LayerKind, LoraLayer};
+use crate::init::{
+    Components, SharedBases, gradient_factors, gralora_a, random_a, random_b, site_rng, svd_factors,
+};
+use crate::layer::{GeneralFactors, LayerKind, LoraLayer, RandBases};
+
+/// The mean gradient of the fine-tuning loss with respect to each targeted
+/// base weight (`[in, out]`), which LoRA-GA's init decomposes.
+pub type SiteGradients = BTreeMap<LinearSite, Tensor<2>>;
 
 /// The adapters of one block: one optional layer per module of the model's
 /// [`LinearLayout`](nn::LinearLayout), in its order.
@@ -131,6 +137,17 @@ impl<M: Adaptable> PeftModel<M> {
     /// are `member_seeds` (members with equal seeds start identical). The
     /// base is frozen; trainable tensors get the member axis.
     pub fn new(base: M, config: &LoraConfig, member_seeds: &[u64]) -> Result<Self, PeftError> {
+        Self::with_gradients(base, config, member_seeds, &SiteGradients::new())
+    }
+
+    /// [`new`](Self::new) for a method whose init needs the loss gradient
+    /// at each targeted weight (LoRA-GA); other methods ignore `gradients`.
+    pub fn with_gradients(
+        base: M,
+        config: &LoraConfig,
+        member_seeds: &[u64],
+        gradients: &SiteGradients,
+    ) -> Result<Self, PeftError> {
         let layout = base.layout();
         let targets = config.validate(&layout)?;
         let members = member_seeds.len();
@@ -146,7 +163,7 @@ impl<M: Adaptable> PeftModel<M> {
             });
         }
         let mut base = base.no_grad();
-        let blocks = build_adapters(&mut base, config, &targets, member_seeds)?;
+        let blocks = build_adapters(&mut base, config, &targets, member_seeds, gradients)?;
         if config.train_head {
             base = base.unfreeze_head(members);
         }
@@ -206,7 +223,7 @@ impl<M: Adaptable> PeftModel<M> {
         for (site, adapter) in self.adapted_sites() {
             let base = site_linear(&self.base, site)?;
             let merged = adapter.merged_weight(base).detach();
-            if adapter.kind != LayerKind::Additive {
+            if adapter.kind.is_dora() {
                 norms.push((site, adapter.column_norm(base).detach()));
             }
             let copies = members / merged.dims()[0];
@@ -223,16 +240,15 @@ impl<M: Adaptable> PeftModel<M> {
         let mut model = merged.model.clone();
         for (site, adapter) in self.adapted_sites() {
             let w_merged = site_linear(&merged.model, site)?.weight.val();
-            let direction_scaled = match adapter.kind {
-                LayerKind::Additive => w_merged,
-                LayerKind::Dora | LayerKind::DoraSeed => {
-                    let (_, norm) = merged
-                        .norms
-                        .iter()
-                        .find(|(s, _)| *s == site)
-                        .ok_or(PeftError::NoSuchSite(site))?;
-                    w_merged * norm.clone() / adapter.magnitude_row()
-                }
+            let direction_scaled = if adapter.kind.is_dora() {
+                let (_, norm) = merged
+                    .norms
+                    .iter()
+                    .find(|(s, _)| *s == site)
+                    .ok_or(PeftError::NoSuchSite(site))?;
+                w_merged * norm.clone() / adapter.magnitude_row()
+            } else {
+                w_merged
             };
             let w = direction_scaled - adapter.delta_weight();
             site_linear_mut(&mut model, site)?.weight = Param::from_tensor(w.detach());
@@ -249,16 +265,33 @@ pub struct MergedModel<M> {
     pub norms: Vec<(LinearSite, Tensor<3>)>,
 }
 
-/// Initial factors of one site: `(A, B, layer kind, magnitude, residual)`.
-type SiteInit = (
-    Tensor<3>,
-    Tensor<3>,
-    LayerKind,
-    Option<Tensor<2>>,
-    Option<Tensor<2>>,
-);
+/// The initial adapter of one site, and the residual its method leaves in
+/// the frozen weight.
+struct SiteInit {
+    a: Tensor<3>,
+    b: Tensor<3>,
+    kind: LayerKind,
+    magnitude: Option<Tensor<2>>,
+    residual: Option<Tensor<2>>,
+    general: Option<(Tensor<3>, Tensor<3>)>,
+    bases: Option<(Tensor<2>, Tensor<2>)>,
+}
 
-/// Random factors (LoRA family and DoRA), one draw per member seed.
+impl SiteInit {
+    fn factors(a: Tensor<3>, b: Tensor<3>, kind: LayerKind) -> Self {
+        Self {
+            a,
+            b,
+            kind,
+            magnitude: None,
+            residual: None,
+            general: None,
+            bases: None,
+        }
+    }
+}
+
+/// Random factors (LoRA family, DoRA, GraLoRA), one draw per member seed.
 fn random_init(
     linear: &PopLinear,
     site: LinearSite,
@@ -268,16 +301,27 @@ fn random_init(
 ) -> SiteInit {
     let (d_in, d_out, r) = (linear.d_in(), linear.d_out(), config.r);
     let members = member_seeds.len();
+    let hybrid = (config.method == Method::Gralora)
+        .then_some(config.hybrid_r)
+        .filter(|&h| h > 0);
     let mut a_rows = Vec::with_capacity(members);
     let mut b_rows = Vec::with_capacity(members);
+    let mut general_a = Vec::new();
     for &seed in member_seeds {
         let mut rng = site_rng(seed, site);
-        a_rows.push(random_a(config.init, d_in, r, &mut rng, device).unsqueeze_dim::<3>(0));
+        let a = match config.method {
+            Method::Gralora => gralora_a(d_in, r, config.gralora_k, &mut rng, device),
+            _ => random_a(config.init, d_in, r, &mut rng, device),
+        };
+        a_rows.push(a.unsqueeze_dim::<3>(0));
         b_rows.push(if config.method == Method::InitAb {
             random_b(d_out, r, &mut rng, device).unsqueeze_dim::<3>(0)
         } else {
             Tensor::zeros([1, r, d_out], device)
         });
+        if let Some(h) = hybrid {
+            general_a.push(random_a(config.init, d_in, h, &mut rng, device).unsqueeze_dim::<3>(0));
+        }
     }
     let (kind, magnitude) = match config.method {
         Method::Dora => {
@@ -292,42 +336,101 @@ fn random_init(
             LayerKind::DoraSeed,
             Some(Tensor::ones([members, d_out], device)),
         ),
+        Method::Gralora => (
+            LayerKind::Gralora {
+                k: config.gralora_k,
+            },
+            None,
+        ),
         _ => (LayerKind::Additive, None),
     };
-    (
-        Tensor::cat(a_rows, 0),
-        Tensor::cat(b_rows, 0),
-        kind,
+    SiteInit {
         magnitude,
-        None,
-    )
+        general: hybrid.map(|h| {
+            (
+                Tensor::cat(general_a, 0),
+                Tensor::zeros([members, h, d_out], device),
+            )
+        }),
+        ..SiteInit::factors(Tensor::cat(a_rows, 0), Tensor::cat(b_rows, 0), kind)
+    }
+}
+
+/// RandLoRA's start, the same for every member: Λ = 0 (output unchanged),
+/// Γ = 1/max(nb, min), as PEFT sets them, over the shared bases' slices.
+fn randlora_init(
+    linear: &PopLinear,
+    bases: &SharedBases,
+    members: usize,
+    device: &Device,
+) -> SiteInit {
+    let (d_in, d_out) = (linear.d_in(), linear.d_out());
+    let (a_basis, b_basis) = bases.for_linear(d_in, d_out, device);
+    let [r, min] = a_basis.dims();
+    let nb = min.div_ceil(r);
+    let lambda = Tensor::zeros([members, r, nb], device);
+    let gamma = Tensor::ones([members, nb, min], device).div_scalar(nb.max(min) as f64);
+    SiteInit {
+        bases: Some((a_basis, b_basis)),
+        ..SiteInit::factors(lambda, gamma, LayerKind::Randlora { wide: d_in > d_out })
+    }
 }
 
 /// Factors from the base weight, the same for every member: its SVD
-/// (PiSSA, MiLoRA and their seed variants) or its QR decomposition (OLoRA);
-/// for the exact methods the frozen weight becomes the residual.
+/// (PiSSA, MiLoRA and their seed variants), its QR decomposition (OLoRA)
+/// or its loss gradient's SVD (LoRA-GA); for the exact methods the frozen
+/// weight becomes the residual.
 fn weight_init(
     linear: &PopLinear,
     site: LinearSite,
     config: &LoraConfig,
     members: usize,
+    gradients: &SiteGradients,
 ) -> Result<SiteInit, PeftError> {
     let scale = config.scaling();
     let exact = config.method.replaces_base();
-    let f = if config.method == Method::Olora {
-        crate::init::qr_factors(linear, site, config.r, scale)?
-    } else {
-        let components = match config.method {
-            Method::Pissa | Method::PissaSeed => Components::Principal,
-            _ => Components::Minor,
-        };
-        let divisor = if exact { scale } else { 1.0 };
-        svd_factors(linear, site, config.r, components, scale, divisor)?
+    let f = match config.method {
+        Method::Olora => crate::init::qr_factors(linear, site, config.r, scale)?,
+        Method::LoraGa => {
+            let grad = gradients.get(&site).ok_or(PeftError::NoGradient(site))?;
+            gradient_factors(linear, site, grad.clone(), config)?
+        }
+        _ => {
+            let components = match config.method {
+                Method::Pissa | Method::PissaSeed => Components::Principal,
+                _ => Components::Minor,
+            };
+            let divisor = if exact { scale } else { 1.0 };
+            svd_factors(linear, site, config.r, components, scale, divisor)?
+        }
     };
-    let residual = exact.then_some(f.residual);
     let a = f.a.unsqueeze_dim::<3>(0).repeat_dim(0, members);
     let b = f.b.unsqueeze_dim::<3>(0).repeat_dim(0, members);
-    Ok((a, b, LayerKind::Additive, None, residual))
+    Ok(SiteInit {
+        residual: exact.then_some(f.residual),
+        ..SiteInit::factors(a, b, LayerKind::Additive)
+    })
+}
+
+/// RandLoRA's bases for the largest targeted shape: the element-wise
+/// maximum of every targeted linear's `(out, in)`, as PEFT sizes them.
+pub(crate) fn shared_bases(layout: nn::LinearLayout, config: &LoraConfig) -> Option<SharedBases> {
+    if config.method != Method::Randlora {
+        return None;
+    }
+    let targets = config.target_modules.resolve(&layout).ok()?;
+    let (mut d_out, mut d_in) = (0, 0);
+    for module in targets {
+        if let Some((i, o)) = layout.shape(module) {
+            d_in = d_in.max(i);
+            d_out = d_out.max(o);
+        }
+    }
+    Some(SharedBases::new(
+        config.projection_prng_key,
+        config.r,
+        (d_in.max(d_out), d_in.min(d_out)),
+    ))
 }
 
 fn build_adapters<M: Adaptable>(
@@ -335,9 +438,12 @@ fn build_adapters<M: Adaptable>(
     config: &LoraConfig,
     targets: &BTreeSet<ModuleId>,
     member_seeds: &[u64],
+    gradients: &SiteGradients,
 ) -> Result<Vec<BlockAdapters>, PeftError> {
     let layout = base.layout();
     let slots = layout.modules.len();
+    let bases = shared_bases(base.layout(), config);
+    let members = member_seeds.len();
     let mut blocks = Vec::with_capacity(layout.n_layers);
     for layer in 0..layout.n_layers {
         let mut adapters = BlockAdapters {
@@ -348,21 +454,29 @@ fn build_adapters<M: Adaptable>(
             let linear = site_linear(base, site)?;
             let device: Device = linear.weight.device();
             let from_weight = config.method.uses_svd() || config.method.replaces_base();
-            let (a, b, kind, magnitude, residual) = if from_weight {
-                weight_init(linear, site, config, member_seeds.len())?
-            } else {
-                random_init(linear, site, config, member_seeds, &device)
+            let init = match &bases {
+                Some(bases) => randlora_init(linear, bases, members, &device),
+                None if from_weight => weight_init(linear, site, config, members, gradients)?,
+                None => random_init(linear, site, config, member_seeds, &device),
             };
-            if let Some(residual) = residual {
+            if let Some(residual) = init.residual {
                 site_linear_mut(base, site)?.weight =
                     Param::from_tensor(residual.unsqueeze_dim::<3>(0)).set_require_grad(false);
             }
             adapters.modules[usize::from(module.index)] = Some(LoraLayer {
-                a: trainable(a),
-                b: trainable(b),
-                magnitude: magnitude.map(trainable),
+                a: trainable(init.a),
+                b: trainable(init.b),
+                magnitude: init.magnitude.map(trainable),
+                general: init.general.map(|(a, b)| GeneralFactors {
+                    a: trainable(a),
+                    b: trainable(b),
+                }),
+                bases: init.bases.map(|(a, b)| RandBases {
+                    a: Param::from_tensor(a.unsqueeze_dim(0)).set_require_grad(false),
+                    b: Param::from_tensor(b.unsqueeze_dim(0)).set_require_grad(false),
+                }),
                 scale: config.scaling(),
-                kind,
+                kind: init.kind,
                 compute: config.compute,
             });
         }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::PeftError;
 use crate::config::{LoraConfig, Method, TargetModules};
-use crate::layer::LoraLayer;
+use crate::layer::{LayerKind, LoraLayer};
 use crate::model::PeftModel;
 
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
@@ -39,7 +39,9 @@ pub struct AdapterConfig {
     #[serde(default)]
     pub base_model_name_or_path: Option<String>,
     pub r: usize,
-    pub lora_alpha: serde_json::Number,
+    /// LoRA's α (GraLoRA's is `alpha`, RandLoRA's `randlora_alpha`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_alpha: Option<serde_json::Number>,
     pub target_modules: TargetModules,
     #[serde(default)]
     pub fan_in_fan_out: bool,
@@ -63,6 +65,9 @@ pub struct AdapterConfig {
     pub init_lora_weights: serde_json::Value,
     #[serde(default)]
     pub inference_mode: bool,
+    /// The other adapter types' own fields (`GRALORA`, `RANDLORA`).
+    #[serde(flatten, skip_serializing)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 fn none() -> String {
@@ -148,22 +153,21 @@ pub fn save_pretrained<M: Adaptable>(
         (false, _) => None,
     };
     let mut tensors: BTreeMap<String, TensorData> = BTreeMap::new();
-    let mut modules = BTreeSet::new();
+    let modules: BTreeSet<&str> = model.adapted_sites().map(|(s, _)| s.module.name).collect();
     for (site, layer) in model.adapted_sites() {
-        modules.insert(site.module.name);
         let key = format!("{PREFIX}{}", module_key(hf_blocks, site));
-        let (mut a, mut b, magnitude) = member_factors(layer, member);
-        if let Some(initial) = initial {
-            let start = initial.adapter(site).ok_or(PeftError::NoSuchSite(site))?;
-            let (a0, b0, _) = member_factors(start, 0);
-            a = Tensor::cat(vec![a, a0], 1);
-            b = Tensor::cat(vec![b, b0.neg()], 0);
+        let start = match initial {
+            Some(initial) => Some(initial.adapter(site).ok_or(PeftError::NoSuchSite(site))?),
+            None => None,
+        };
+        match layer.kind {
+            LayerKind::Gralora { k } => gralora_tensors(layer, member, k, &key, &mut tensors),
+            LayerKind::Randlora { .. } => randlora_tensors(layer, member, &key, &mut tensors),
+            _ => lora_tensors(layer, member, start, &key, &mut tensors),
         }
-        tensors.insert(format!("{key}.lora_A.weight"), a.transpose().into_data());
-        tensors.insert(format!("{key}.lora_B.weight"), b.transpose().into_data());
-        if let Some(m) = magnitude {
-            tensors.insert(format!("{key}.lora_magnitude_vector"), m.into_data());
-        }
+    }
+    if config.method == Method::Randlora {
+        shared_bases_tensors(model, config, &mut tensors);
     }
     // Heads trained beside the adapters go where PEFT keeps
     // `modules_to_save` (a classifier's head, for `SEQ_CLS`).
@@ -179,33 +183,201 @@ pub fn save_pretrained<M: Adaptable>(
             saved.push(head.module.to_string());
         }
     }
-    // Rank 2r at the same scale: α doubles, or grows by √2 under rsLoRA.
-    let (r, alpha) = match (initial.is_some(), config.use_rslora) {
+    let targets: Vec<String> = modules.iter().map(|m| m.to_string()).collect();
+    let common = AdapterCommon {
+        task_type: (!saved.is_empty()).then(|| "SEQ_CLS".to_string()),
+        base_model_name_or_path: base_name.to_string(),
+        target_modules: targets,
+        fan_in_fan_out: layout.fan_in_fan_out,
+        modules_to_save: (!saved.is_empty()).then_some(saved),
+    };
+    let json = match config.method {
+        Method::Gralora | Method::Randlora => other_adapter_config(config, common),
+        _ => serde_json::to_value(lora_adapter_config(config, initial.is_some(), common)),
+    }
+    .map_err(|e| file_error(dir, e))?;
+    write_adapter(dir, &tensors, &json)
+}
+
+/// What every adapter config of lrscape's says the same way.
+struct AdapterCommon {
+    task_type: Option<String>,
+    base_model_name_or_path: String,
+    target_modules: Vec<String>,
+    fan_in_fan_out: bool,
+    modules_to_save: Option<Vec<String>>,
+}
+
+/// PEFT's `LoraConfig` of a saved adapter; `converted` for one saved
+/// against the original weights (rank 2r at the same scale: α doubles, or
+/// grows by √2 under rsLoRA).
+fn lora_adapter_config(
+    config: &LoraConfig,
+    converted: bool,
+    common: AdapterCommon,
+) -> AdapterConfig {
+    let (r, alpha) = match (converted, config.use_rslora) {
         (false, _) => (config.r, config.lora_alpha),
         (true, false) => (2 * config.r, 2.0 * config.lora_alpha),
         (true, true) => (2 * config.r, std::f64::consts::SQRT_2 * config.lora_alpha),
     };
-    let adapter = AdapterConfig {
+    AdapterConfig {
         peft_type: "LORA".into(),
-        task_type: (!saved.is_empty()).then(|| "SEQ_CLS".to_string()),
-        base_model_name_or_path: Some(base_name.to_string()),
+        task_type: common.task_type,
+        base_model_name_or_path: Some(common.base_model_name_or_path),
         r,
-        lora_alpha: alpha_number(alpha),
-        target_modules: TargetModules::List(modules.iter().map(|m| m.to_string()).collect()),
-        fan_in_fan_out: layout.fan_in_fan_out,
+        lora_alpha: Some(alpha_number(alpha)),
+        target_modules: TargetModules::List(common.target_modules),
+        fan_in_fan_out: common.fan_in_fan_out,
         use_dora: matches!(config.method, Method::Dora),
         use_rslora: config.use_rslora,
         bias: none(),
         lora_dropout: 0.0,
-        modules_to_save: (!saved.is_empty()).then_some(saved),
+        modules_to_save: common.modules_to_save,
         rank_pattern: BTreeMap::new(),
         alpha_pattern: BTreeMap::new(),
         layers_to_transform: None,
         init_lora_weights: yes(),
         inference_mode: true,
+        other: BTreeMap::new(),
+    }
+}
+
+/// PEFT's `GraloraConfig` or `RandLoraConfig` of a saved adapter.
+fn other_adapter_config(
+    config: &LoraConfig,
+    common: AdapterCommon,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut json = serde_json::json!({
+        "task_type": common.task_type,
+        "base_model_name_or_path": common.base_model_name_or_path,
+        "r": config.r,
+        "target_modules": common.target_modules,
+        "fan_in_fan_out": common.fan_in_fan_out,
+        "bias": "none",
+        "modules_to_save": common.modules_to_save,
+        "init_weights": true,
+        "layers_to_transform": null,
+        "layers_pattern": null,
+        "inference_mode": true,
+    });
+    let extra = if config.method == Method::Gralora {
+        serde_json::json!({
+            "peft_type": "GRALORA",
+            "alpha": alpha_number(config.lora_alpha),
+            "gralora_k": config.gralora_k,
+            "hybrid_r": config.hybrid_r,
+            "gralora_dropout": 0.0,
+        })
+    } else {
+        serde_json::json!({
+            "peft_type": "RANDLORA",
+            "randlora_alpha": alpha_number(config.scaling() * config.r as f64),
+            "projection_prng_key": config.projection_prng_key,
+            "save_projection": true,
+            "sparse": false,
+            "very_sparse": false,
+            "randlora_dropout": 0.0,
+        })
     };
-    let bytes = safetensors_io::to_bytes(&tensors).map_err(|e| file_error(dir, e))?;
-    let json = serde_json::to_string_pretty(&adapter).map_err(|e| file_error(dir, e))? + "\n";
+    if let (Some(json), serde_json::Value::Object(extra)) = (json.as_object_mut(), extra) {
+        json.extend(extra);
+    }
+    Ok(json)
+}
+
+/// A LoRA layer's `lora_A.weight` `[r, in]`, `lora_B.weight` `[out, r]` (and
+/// DoRA's magnitude); with `start`, beside its initial factors negated, so
+/// it applies to the untouched base.
+fn lora_tensors(
+    layer: &LoraLayer,
+    member: usize,
+    start: Option<&LoraLayer>,
+    key: &str,
+    tensors: &mut BTreeMap<String, TensorData>,
+) {
+    let (mut a, mut b, magnitude) = member_factors(layer, member);
+    if let Some(start) = start {
+        let (a0, b0, _) = member_factors(start, 0);
+        a = Tensor::cat(vec![a, a0], 1);
+        b = Tensor::cat(vec![b, b0.neg()], 0);
+    }
+    tensors.insert(format!("{key}.lora_A.weight"), a.transpose().into_data());
+    tensors.insert(format!("{key}.lora_B.weight"), b.transpose().into_data());
+    if let Some(m) = magnitude {
+        tensors.insert(format!("{key}.lora_magnitude_vector"), m.into_data());
+    }
+}
+
+/// GraLoRA's `gralora_A` `[k, in/k, r]` and `gralora_B` `[k, r, out/k]`
+/// (and the hybrid pair's `…_general.weight`).
+fn gralora_tensors(
+    layer: &LoraLayer,
+    member: usize,
+    k: usize,
+    key: &str,
+    tensors: &mut BTreeMap<String, TensorData>,
+) {
+    let (a, b, _) = member_factors(layer, member);
+    let ([d_in, r], [_, d_out]) = (a.dims(), b.dims());
+    let a = a.reshape([k, d_in / k, r]);
+    let b = b.reshape([r, k, d_out / k]).swap_dims(0, 1);
+    tensors.insert(format!("{key}.gralora_A"), a.into_data());
+    tensors.insert(format!("{key}.gralora_B"), b.into_data());
+    if let Some(general) = &layer.general {
+        let pick = |t: Tensor<3>| t.narrow(0, member, 1).squeeze_dim::<2>(0).transpose();
+        let (a, b) = (pick(general.a.val()), pick(general.b.val()));
+        tensors.insert(format!("{key}.gralora_A_general.weight"), a.into_data());
+        tensors.insert(format!("{key}.gralora_B_general.weight"), b.into_data());
+    }
+}
+
+/// RandLoRA's Λ `randlora_lambda` `[r, nb]` and Γ `randlora_gamma` `[nb,
+/// min]`.
+fn randlora_tensors(
+    layer: &LoraLayer,
+    member: usize,
+    key: &str,
+    tensors: &mut BTreeMap<String, TensorData>,
+) {
+    let (lambda, gamma, _) = member_factors(layer, member);
+    tensors.insert(format!("{key}.randlora_lambda"), lambda.into_data());
+    tensors.insert(format!("{key}.randlora_gamma"), gamma.into_data());
+}
+
+/// RandLoRA's shared bases, whole (`[r, 1, MIN]` and `[MAX, NB, r]`), where
+/// PEFT's `save_projection` keeps them: beside every adapted linear and
+/// once for the model, so PEFT loads these bases instead of drawing its
+/// own.
+fn shared_bases_tensors<M: Adaptable>(
+    model: &PeftModel<M>,
+    config: &LoraConfig,
+    tensors: &mut BTreeMap<String, TensorData>,
+) {
+    let Some(bases) = crate::model::shared_bases(model.base.layout(), config) else {
+        return;
+    };
+    let a = TensorData::new(bases.a.clone(), [bases.r, 1, bases.min]);
+    let b = TensorData::new(bases.b.clone(), [bases.max, bases.nb, bases.r]);
+    let keys: Vec<String> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".randlora_lambda").map(str::to_string))
+        .chain(["base_model".to_string()])
+        .collect();
+    for key in keys {
+        tensors.insert(format!("{key}.randlora_A"), a.clone());
+        tensors.insert(format!("{key}.randlora_B"), b.clone());
+    }
+}
+
+/// Writes the adapter's weights and config to `dir`, whole or not at all.
+fn write_adapter(
+    dir: &Path,
+    tensors: &BTreeMap<String, TensorData>,
+    json: &serde_json::Value,
+) -> Result<(), PeftError> {
+    let bytes = safetensors_io::to_bytes(tensors).map_err(|e| file_error(dir, e))?;
+    let json = serde_json::to_string_pretty(json).map_err(|e| file_error(dir, e))? + "\n";
     // The pair is written whole or not at all: into a directory beside,
     // which then replaces `dir`, so a reader never finds a config without
     // its weights or the weights of another save.
@@ -228,15 +400,109 @@ pub fn save_pretrained<M: Adaptable>(
     std::fs::rename(&tmp, dir).map_err(|e| file_error(dir, e))
 }
 
+/// Takes a tensor of the adapter file by its suffix after the module's key,
+/// checking its shape where one is given.
+type Take<'a> = dyn FnMut(&str, Option<&[usize]>) -> Result<TensorData, PeftError> + 'a;
+
+/// LoRA's `lora_A.weight` `[r, in]`, `lora_B.weight` `[out, r]` and DoRA's
+/// magnitude.
+fn load_lora(layer: &mut LoraLayer, take: &mut Take) -> Result<(), PeftError> {
+    let [_, d_in, r] = layer.a.dims();
+    let d_out = layer.b.dims()[2];
+    let device = layer.a.device();
+    let a = Tensor::<2>::from_data(take("lora_A.weight", Some(&[r, d_in]))?, &device);
+    let b = Tensor::<2>::from_data(take("lora_B.weight", Some(&[d_out, r]))?, &device);
+    layer.a = Param::from_tensor(a.transpose().unsqueeze_dim::<3>(0));
+    layer.b = Param::from_tensor(b.transpose().unsqueeze_dim::<3>(0));
+    if layer.magnitude.is_some() {
+        // Older PEFT releases kept DoRA's magnitude in a ParameterDict.
+        let m = take("lora_magnitude_vector", Some(&[d_out]))
+            .or_else(|_| take("lora_magnitude_vector.weight", Some(&[d_out])))?;
+        let m = Tensor::<1>::from_data(m, &device);
+        layer.magnitude = Some(Param::from_tensor(m.unsqueeze_dim::<2>(0)));
+    }
+    Ok(())
+}
+
+/// GraLoRA's `gralora_A` `[k, in/k, r]`, `gralora_B` `[k, r, out/k]` and the
+/// hybrid pair.
+fn load_gralora(layer: &mut LoraLayer, k: usize, take: &mut Take) -> Result<(), PeftError> {
+    let [_, d_in, r] = layer.a.dims();
+    let d_out = layer.b.dims()[2];
+    let device = layer.a.device();
+    let a = Tensor::<3>::from_data(take("gralora_A", Some(&[k, d_in / k, r]))?, &device);
+    let b = Tensor::<3>::from_data(take("gralora_B", Some(&[k, r, d_out / k]))?, &device);
+    layer.a = Param::from_tensor(a.reshape([1, d_in, r]));
+    layer.b = Param::from_tensor(b.swap_dims(0, 1).reshape([1, r, d_out]));
+    if let Some(general) = &mut layer.general {
+        let h = general.a.dims()[2];
+        let a =
+            Tensor::<2>::from_data(take("gralora_A_general.weight", Some(&[h, d_in]))?, &device);
+        let b = Tensor::<2>::from_data(
+            take("gralora_B_general.weight", Some(&[d_out, h]))?,
+            &device,
+        );
+        general.a = Param::from_tensor(a.transpose().unsqueeze_dim::<3>(0));
+        general.b = Param::from_tensor(b.transpose().unsqueeze_dim::<3>(0));
+    }
+    Ok(())
+}
+
+/// RandLoRA's Λ `[r, nb]`, Γ `[nb, min]` and the bases the file carries
+/// (`[r, 1, MIN]`, `[MAX, NB, r]`), sliced to the linear.
+fn load_randlora(layer: &mut LoraLayer, take: &mut Take) -> Result<(), PeftError> {
+    let [_, r, nb] = layer.a.dims();
+    let min = layer.b.dims()[2];
+    let device = layer.a.device();
+    let lambda = Tensor::<2>::from_data(take("randlora_lambda", Some(&[r, nb]))?, &device);
+    let gamma = Tensor::<2>::from_data(take("randlora_gamma", Some(&[nb, min]))?, &device);
+    layer.a = Param::from_tensor(lambda.unsqueeze_dim::<3>(0));
+    layer.b = Param::from_tensor(gamma.unsqueeze_dim::<3>(0));
+    let bases = layer.bases.as_mut().expect("RandLoRA layers carry bases");
+    let max = bases.b.dims()[1];
+    // The whole bases' sizes are the file's: read them from its shapes.
+    let a_full = take("randlora_A", None)?;
+    let b_full = take("randlora_B", None)?;
+    let (a_shape, b_shape) = (a_full.shape().to_vec(), b_full.shape().to_vec());
+    if a_shape[0] != r || a_shape[2] < min || b_shape[0] < max || b_shape[1] < nb || b_shape[2] != r
+    {
+        return Err(PeftError::invalid(
+            "randlora_A/randlora_B",
+            format!("{a_shape:?}/{b_shape:?}"),
+            format!("bases of rank {r} covering a {min} x {max} linear"),
+        ));
+    }
+    let a = Tensor::<3>::from_data(a_full, &device)
+        .reshape([r, a_shape[2]])
+        .narrow(1, 0, min);
+    let b = Tensor::<3>::from_data(b_full, &device)
+        .narrow(0, 0, max)
+        .narrow(1, 0, nb)
+        .reshape([1, max, nb * r]);
+    bases.a = Param::from_tensor(a.unsqueeze_dim::<3>(0)).set_require_grad(false);
+    bases.b = Param::from_tensor(b).set_require_grad(false);
+    Ok(())
+}
+
 /// The setting an adapter config describes, refusing what lrscape cannot
 /// reproduce exactly (a bias, extra trained modules, per-layer ranks).
 fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, PeftError> {
     let refuse = |field: &str, value: String, allowed: &str| {
         Err(file_error(path, format!("{field} = {value}: {allowed}")))
     };
-    if adapter.peft_type != "LORA" {
-        return refuse("peft_type", format!("{:?}", adapter.peft_type), "\"LORA\"");
-    }
+    let method = match adapter.peft_type.as_str() {
+        "LORA" if adapter.use_dora => Method::Dora,
+        "LORA" => Method::Lora,
+        "GRALORA" => Method::Gralora,
+        "RANDLORA" => Method::Randlora,
+        other => {
+            return refuse(
+                "peft_type",
+                format!("{other:?}"),
+                "\"LORA\", \"GRALORA\" or \"RANDLORA\"",
+            );
+        }
+    };
     if adapter.bias != "none" {
         return refuse("bias", format!("{:?}", adapter.bias), "\"none\"");
     }
@@ -254,16 +520,66 @@ fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, Pe
     {
         return refuse("layers_to_transform", "set".into(), "null (every layer)");
     }
-    let alpha = adapter.lora_alpha.as_f64().unwrap_or(f64::NAN);
-    let mut config = LoraConfig::new(
-        if adapter.use_dora {
-            Method::Dora
-        } else {
-            Method::Lora
-        },
-        adapter.r,
-    );
-    config.lora_alpha = alpha;
+    let number = |field: &str, default: f64| {
+        adapter
+            .other
+            .get(field)
+            .map_or(Some(default), serde_json::Value::as_f64)
+    };
+    let mut config = LoraConfig::new(method, adapter.r);
+    match method {
+        Method::Gralora => {
+            // PEFT's defaults: alpha 64, gralora_k 2, hybrid_r 0.
+            let (Some(alpha), Some(k), Some(hybrid)) = (
+                number("alpha", 64.0),
+                number("gralora_k", 2.0),
+                number("hybrid_r", 0.0),
+            ) else {
+                return refuse("alpha/gralora_k/hybrid_r", "not numbers".into(), "numbers");
+            };
+            config.lora_alpha = alpha;
+            config.gralora_k = k as usize;
+            config.hybrid_r = hybrid as usize;
+        }
+        Method::Randlora => {
+            for field in ["sparse", "very_sparse"] {
+                if adapter
+                    .other
+                    .get(field)
+                    .is_some_and(|v| v != &serde_json::Value::Bool(false))
+                {
+                    return refuse(field, "true".into(), "false (dense bases)");
+                }
+            }
+            if adapter.other.get("save_projection") == Some(&serde_json::Value::Bool(false)) {
+                return refuse(
+                    "save_projection",
+                    "false".into(),
+                    "true: the bases PEFT would redraw come from PyTorch's generator, which \
+                     lrscape does not reproduce; the file must carry them",
+                );
+            }
+            let (Some(alpha), Some(key)) = (
+                number("randlora_alpha", 640.0),
+                number("projection_prng_key", 0.0),
+            ) else {
+                return refuse(
+                    "randlora_alpha/projection_prng_key",
+                    "not numbers".into(),
+                    "numbers",
+                );
+            };
+            config.randlora_alpha = Some(alpha);
+            config.projection_prng_key = key as u64;
+        }
+        _ => {
+            config.lora_alpha = adapter
+                .lora_alpha
+                .as_ref()
+                .and_then(serde_json::Number::as_f64)
+                .unwrap_or(f64::NAN);
+        }
+    }
     config.use_rslora = adapter.use_rslora;
     config.target_modules = adapter.target_modules.clone();
     config.train_head = false;
@@ -441,38 +757,26 @@ pub fn from_pretrained<M: Adaptable>(
     for site in sites {
         let key = module_key(hf_blocks, site);
         let layer = model.adapter_mut(site).ok_or(PeftError::NoSuchSite(site))?;
-        let [_, d_in, r] = layer.a.dims();
-        let d_out = layer.b.dims()[2];
-        let device = layer.a.device();
-        // Older PEFT releases kept DoRA's magnitude in a ParameterDict.
-        let older = !tensors.contains_key(&format!("{key}.lora_magnitude_vector"));
-        let mut take = |suffix: &str, shape: &[usize]| -> Result<TensorData, PeftError> {
+        let mut take = |suffix: &str, shape: Option<&[usize]>| -> Result<TensorData, PeftError> {
             let name = format!("{key}.{suffix}");
             let tensor = tensors.remove(&name).ok_or_else(|| {
                 file_error(
                     &weights_path,
-                    format!(
-                        "no tensor {PREFIX}{name} (target_modules \
-                    names this module)"
-                    ),
+                    format!("no tensor {PREFIX}{name} (target_modules names this module)"),
                 )
             })?;
-            Ok(tensor.take(&name, shape)?)
+            let expected = shape.map_or_else(|| tensor.shape.clone(), <[usize]>::to_vec);
+            Ok(tensor.take(&name, &expected)?)
         };
-        let a = Tensor::<2>::from_data(take("lora_A.weight", &[r, d_in])?, &device);
-        let b = Tensor::<2>::from_data(take("lora_B.weight", &[d_out, r])?, &device);
-        layer.a = Param::from_tensor(a.transpose().unsqueeze_dim::<3>(0));
-        layer.b = Param::from_tensor(b.transpose().unsqueeze_dim::<3>(0));
-        if layer.magnitude.is_some() {
-            let name = if older {
-                "lora_magnitude_vector.weight"
-            } else {
-                "lora_magnitude_vector"
-            };
-            let m = take(name, &[d_out])?;
-            let m = Tensor::<1>::from_data(m, &device);
-            layer.magnitude = Some(Param::from_tensor(m.unsqueeze_dim::<2>(0)));
+        match layer.kind {
+            LayerKind::Gralora { k } => load_gralora(layer, k, &mut take)?,
+            LayerKind::Randlora { .. } => load_randlora(layer, &mut take)?,
+            _ => load_lora(layer, &mut take)?,
         }
+    }
+    // The model-level copy of RandLoRA's bases (the layers' were read).
+    for name in ["randlora_A", "randlora_B"] {
+        tensors.remove(&format!("base_model.{name}"));
     }
     if let Some(extra) = tensors.keys().min() {
         return Err(file_error(

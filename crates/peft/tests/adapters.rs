@@ -355,3 +355,181 @@ fn compute_modes_agree() {
         );
     }
 }
+
+/// A made-up loss gradient at every linear of the tiny model (LoRA-GA's
+/// init reads one).
+fn gradients(model: &Tinyformer, device: &Device) -> peft::SiteGradients {
+    let mut rng = nn::init::ParamRng::new(77);
+    let mut out = peft::SiteGradients::new();
+    for layer in 0..2 {
+        for module in MODULES {
+            let site = LinearSite { layer, module };
+            let [_, d_in, d_out] = model.linear(site).unwrap().weight.dims();
+            let values = rng.normal(d_in * d_out, 1.0);
+            out.insert(
+                site,
+                Tensor::from_data(TensorData::new(values, [d_in, d_out]), device),
+            );
+        }
+    }
+    out
+}
+
+/// The paper's second-version methods: GraLoRA (with and without its
+/// hybrid LoRA), RandLoRA and LoRA-GA, each of `members` members.
+fn variants(members: &[u64], device: &Device) -> Vec<(String, PeftModel<Tinyformer>)> {
+    let mut out = Vec::new();
+    for (k, hybrid) in [(2, 0), (4, 2)] {
+        let mut config = LoraConfig::new(Method::Gralora, 4);
+        (config.gralora_k, config.hybrid_r) = (k, hybrid);
+        let model = PeftModel::new(base(device), &config, members).unwrap();
+        out.push((format!("gralora k={k} hybrid_r={hybrid}"), model));
+    }
+    for r in [1, 3] {
+        let model = PeftModel::new(base(device), &LoraConfig::new(Method::Randlora, r), members);
+        out.push((format!("randlora r={r}"), model.unwrap()));
+    }
+    let grads = gradients(&base(device), device);
+    let config = LoraConfig::new(Method::LoraGa, 2);
+    let model = PeftModel::with_gradients(base(device), &config, members, &grads).unwrap();
+    out.push(("lora_ga".into(), model));
+    out
+}
+
+#[test]
+fn the_new_methods_keep_the_output_at_init_and_merge_exactly() {
+    let device = device();
+    let plain = host(base(&device).forward(tokens(&device)));
+    for (name, model) in variants(&[0, 1], &device) {
+        let out = host(model.logits(tokens(&device)));
+        let worst =
+            max_diff(&out[..plain.len()], &plain).max(max_diff(&out[plain.len()..], &plain));
+        assert!(worst <= 1e-5, "{name}: output moved by {worst} at init");
+        let model = perturb(model, &device);
+        let adapted_out = host(model.logits(tokens(&device)));
+        assert!(
+            max_diff(&adapted_out, &out) > 1e-3,
+            "{name}: training moves it"
+        );
+        let merged = model.merge().unwrap();
+        let merged_out = host(merged.model.forward(tokens(&device)));
+        assert!(
+            max_diff(&adapted_out, &merged_out) <= 1e-5,
+            "{name}: merged forward"
+        );
+        let restored = model.unmerge(&merged).unwrap();
+        for layer in 0..2 {
+            for module in MODULES {
+                let site = LinearSite { layer, module };
+                let got = restored.linear(site).unwrap().weight.val();
+                let want = model
+                    .base
+                    .linear(site)
+                    .unwrap()
+                    .weight
+                    .val()
+                    .repeat_dim(0, 2);
+                assert!(
+                    max_diff(&host(got), &host(want)) <= 1e-5,
+                    "{name} {site:?}: unmerge"
+                );
+            }
+        }
+    }
+}
+
+/// Trainable counts as PEFT's: GraLoRA (r + hybrid_r)(in + out) whatever
+/// k; RandLoRA nb (r + min(in, out)) with nb = ⌈min / r⌉; LoRA-GA LoRA's.
+#[test]
+fn the_new_methods_count_as_peft_does() {
+    let device = device();
+    let c = config();
+    let head = c.d_model * c.vocab + c.vocab;
+    let io = [(8, 8), (8, 8), (8, 8), (8, 8), (8, 16), (16, 8)];
+    let per_block = |f: &dyn Fn(usize, usize) -> usize| -> usize {
+        io.iter().map(|&(i, o)| f(i, o)).sum::<usize>() * c.n_layers + head
+    };
+    let want = [
+        per_block(&|i, o| 4 * (i + o)),
+        per_block(&|i, o| 6 * (i + o)),
+        per_block(&|i, o| i.min(o) * (1 + i.min(o))),
+        per_block(&|i, o| i.min(o).div_ceil(3) * (3 + i.min(o))),
+        per_block(&|i, o| 2 * (i + o)),
+    ];
+    for ((name, model), want) in variants(&[0], &device).into_iter().zip(want) {
+        assert_eq!(model.trainable_per_member(), want, "{name}");
+    }
+}
+
+/// GraLoRA draws A per member seed; RandLoRA's bases are shared by every
+/// member and layer (Λ = 0, Γ = 1/min at the start, as PEFT's).
+#[test]
+fn members_of_the_new_methods() {
+    let device = device();
+    let all = variants(&[5, 6], &device);
+    let gralora = &all[0].1;
+    let a = host(gralora.blocks[0].get(Q).unwrap().a.val());
+    let half = a.len() / 2;
+    assert!(
+        max_diff(&a[..half], &a[half..]) > 1e-3,
+        "seeds draw their own A"
+    );
+    let randlora = &all[2].1;
+    let layer = randlora.blocks[1].get(MLP_UP).unwrap();
+    let bases = layer.bases.as_ref().unwrap();
+    assert_eq!(bases.a.dims(), [1, 1, 8], "[1, r, min]");
+    assert_eq!(bases.b.dims(), [1, 16, 8], "[1, max, nb r]");
+    let first = randlora.blocks[0].get(K).unwrap().bases.as_ref().unwrap();
+    assert_eq!(
+        host(first.a.val()),
+        host(bases.a.val()),
+        "one A for every layer"
+    );
+    assert!(host(layer.a.val()).iter().all(|&x| x == 0.0), "Λ = 0");
+    assert!(
+        host(layer.b.val()).iter().all(|&x| x == 1.0 / 8.0),
+        "Γ = 1/min"
+    );
+}
+
+#[test]
+fn bad_options_of_the_new_methods_are_named() {
+    let device = device();
+    let err = |config: LoraConfig| {
+        PeftModel::new(base(&device), &config, &[0])
+            .unwrap_err()
+            .to_string()
+    };
+    let mut c = LoraConfig::new(Method::Gralora, 4);
+    c.gralora_k = 3;
+    assert!(
+        err(c.clone()).starts_with("gralora_k = 3: a number of blocks >= 1 that divides r = 4")
+    );
+    c.gralora_k = 0;
+    assert!(err(c.clone()).starts_with("gralora_k = 0"));
+    let mut c = LoraConfig::new(Method::Gralora, 16);
+    c.gralora_k = 16;
+    assert!(
+        err(c).contains("divides the sizes of every targeted linear (q: 8 -> 8)"),
+        "a block count above the sizes"
+    );
+    let mut c = LoraConfig::new(Method::Lora, 2);
+    c.hybrid_r = 2;
+    assert!(err(c).starts_with("hybrid_r = 2: 0 for a method other than gralora"));
+    let mut c = LoraConfig::new(Method::Randlora, 2);
+    c.randlora_alpha = Some(0.0);
+    assert!(err(c).starts_with("randlora_alpha = 0: a finite number > 0"));
+    let mut c = LoraConfig::new(Method::LoraGa, 2);
+    c.lora_ga.direction = "random".into();
+    assert!(err(c.clone()).starts_with("lora_ga.direction = \"random\": ArB2r, A2rBr, ArBr"));
+    c.lora_ga.direction = "ArB2r".into();
+    c.lora_ga.scale = "big".into();
+    assert!(err(c.clone()).starts_with("lora_ga.scale = \"big\""));
+    c.lora_ga.scale = "stable".into();
+    assert_eq!(
+        err(c.clone()),
+        "lora_ga needs the loss gradient at block 0 linear q (no gradient was given)"
+    );
+    c.r = 5;
+    assert!(err(c).starts_with("r = 5: at most min(in, out) / 2 = 4 for lora_ga"));
+}

@@ -105,6 +105,9 @@ pub struct TrialRecord {
     pub lora_alpha: f64,
     /// Scale on `B A` (α/r, or α/√r for rsLoRA).
     pub scaling: f64,
+    /// LoRA+'s ratio of B's learning rate to A's; absent for other methods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loraplus_lr_ratio: Option<f64>,
     /// Init of `A` (`kaiming_uniform`, `gaussian:0.02`).
     pub init: String,
     /// Target modules (`all`, `qv`, ...).
@@ -151,6 +154,7 @@ impl TrialRecord {
             alpha_rule: if adapter { "alpha_eq_r" } else { "none" }.into(),
             lora_alpha: rank as f64,
             scaling: if adapter { 1.0 } else { 0.0 },
+            loraplus_lr_ratio: None,
             init: if adapter { "kaiming_uniform" } else { "none" }.into(),
             targets: "all".into(),
             adapter_compute: adapter.then(|| "weight_space".into()),
@@ -177,7 +181,12 @@ impl TrialRecord {
 
     /// `alpha_rule/init/targets`: how a method's adapter was set up.
     pub fn variant(&self) -> String {
-        format!("{}/{}/{}", self.alpha_rule, self.init, self.targets)
+        variant_label(
+            &self.alpha_rule,
+            &self.init,
+            &self.targets,
+            self.loraplus_lr_ratio,
+        )
     }
 
     /// `bs64/ep3`: the fine-tuning budget.
@@ -198,7 +207,17 @@ impl TrialRecord {
             epochs: self.epochs,
             lr_bits: self.lr.to_bits(),
             seed: self.seed,
+            loraplus_lr_ratio_bits: self.loraplus_lr_ratio.map(f64::to_bits),
         }
+    }
+}
+
+/// `alpha/init/targets`, and `/ratio<r>` for LoRA+: how records and figures
+/// name a cell's variant.
+pub fn variant_label(alpha: &str, init: &str, targets: &str, loraplus: Option<f64>) -> String {
+    match loraplus {
+        Some(ratio) => format!("{alpha}/{init}/{targets}/ratio{ratio}"),
+        None => format!("{alpha}/{init}/{targets}"),
     }
 }
 
@@ -247,6 +266,7 @@ pub struct TrialKey {
     pub epochs: usize,
     pub lr_bits: u64,
     pub seed: u64,
+    pub loraplus_lr_ratio_bits: Option<u64>,
 }
 
 /// `bs64/ep3`: how records and figures name a fine-tuning budget.
@@ -265,6 +285,9 @@ pub fn method_label(method: &str) -> String {
         ("pissa", "PiSSA"),
         ("milora", "MiLoRA"),
         ("olora", "OLoRA"),
+        ("lora_ga", "LoRA-GA"),
+        ("gralora", "GraLoRA"),
+        ("randlora", "RandLoRA"),
         ("full", "Full FT"),
         ("dora_seed", "DoRA (seed)"),
         ("pissa_seed", "PiSSA-like (seed)"),
@@ -286,6 +309,28 @@ mod tests {
         assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc_date(1_700_000_000), "2023-11-14 22:13 UTC");
+    }
+
+    /// LoRA+'s ratio is part of a record's key and variant; other records
+    /// are written (and read) as before, without the field.
+    #[test]
+    fn the_loraplus_ratio_names_its_trials() {
+        let plain = TrialRecord::synthetic("lora", 4, 1e-3, 0, 0.5);
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("loraplus_lr_ratio")
+        );
+        assert_eq!(plain.variant(), "alpha_eq_r/kaiming_uniform/all");
+        let mut plus = TrialRecord::synthetic("loraplus", 4, 1e-3, 0, 0.5);
+        plus.loraplus_lr_ratio = Some(16.0);
+        let back: TrialRecord =
+            serde_json::from_str(&serde_json::to_string(&plus).unwrap()).unwrap();
+        assert_eq!(back.loraplus_lr_ratio, Some(16.0));
+        assert_eq!(back.variant(), "alpha_eq_r/kaiming_uniform/all/ratio16");
+        let mut other = plus.clone();
+        other.loraplus_lr_ratio = Some(4.0);
+        assert_ne!(other.key(), plus.key());
     }
 
     /// A trial's key holds its LR's bits: reading a record back must give

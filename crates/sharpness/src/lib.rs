@@ -655,7 +655,9 @@ pub fn measure_grid<M: ModelConfig>(
         // Training orders the data by seed, so trained members all differ.
         let seed_free = seed_free && opts.after_steps == 0;
         let members: &[u64] = if seed_free { &seeds[..1] } else { &seeds };
-        let model = PeftModel::new(base.clone(), &lora, members)
+        let gradients =
+            sweep::adapters::init_gradients(&base, &lora, (&train, cell.batch_size), &device)?;
+        let model = PeftModel::with_gradients(base.clone(), &lora, members, &gradients)
             .map_err(|e| anyhow::anyhow!("cell {}: {e}", cell.label(config)))?;
         let (model, trained_lr) = if opts.after_steps > 0 {
             let lr = cell_best_lr(config, &cell, &best_lrs, opts)?;

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use nn::ModelConfig;
-use peft::PeftModel;
+use nn::{Adaptable, LinearSite, ModelConfig};
+use peft::{LoraConfig, PeftModel, SiteGradients};
 use records::TrialRecord;
+use synth_data::SequenceDataset;
 
 use crate::config::{Cell, ExperimentConfig, SaveAdapters};
 
@@ -55,19 +56,58 @@ pub fn base_name<M: ModelConfig>(config: &ExperimentConfig<M>, out: &Path) -> St
         .to_string()
 }
 
+/// What LoRA-GA's init reads: the mean loss gradient at every targeted
+/// weight of `base` over `lora.lora_ga.batches` batches of `batch_size`
+/// examples of `train`, in data seed 0's order (so every member and every
+/// population of the cell starts alike, as PiSSA's do); empty for other
+/// methods.
+pub fn init_gradients<A: Adaptable>(
+    base: &A,
+    lora: &LoraConfig,
+    (train, batch_size): (&SequenceDataset, usize),
+    device: &burn::tensor::Device,
+) -> anyhow::Result<SiteGradients> {
+    if !lora.method.needs_gradients() {
+        return Ok(SiteGradients::new());
+    }
+    let layout = base.layout();
+    let targets = lora.validate(&layout)?;
+    let sites: Vec<LinearSite> = (0..layout.n_layers)
+        .flat_map(|layer| {
+            targets
+                .iter()
+                .map(move |&module| LinearSite { layer, module })
+        })
+        .collect();
+    train::weight_gradients(
+        base,
+        &sites,
+        train,
+        (lora.lora_ga.batches, batch_size, 0),
+        device,
+    )
+    .map_err(|site| anyhow::anyhow!("{}", peft::PeftError::NoSuchSite(site)))
+}
+
 /// Writes every member of `model` that did not diverge; `base` is the
-/// frozen base the population started from.
-pub fn save_population<A: nn::Adaptable>(
+/// frozen base the population started from, `gradients` what its init
+/// read.
+pub fn save_population<A: Adaptable>(
     cell: &Cell,
     (dir, name): (&Path, &str),
     model: &PeftModel<A>,
-    base: &A,
+    (base, gradients): (&A, &SiteGradients),
     members: &[(f64, u64)],
     diverged: &[bool],
 ) -> anyhow::Result<()> {
     let lora = cell.fine_tune();
     let initial = if cell.method.replaces_base() {
-        Some(PeftModel::new(base.clone(), &lora, &[0])?)
+        Some(PeftModel::with_gradients(
+            base.clone(),
+            &lora,
+            &[0],
+            gradients,
+        )?)
     } else {
         None
     };

@@ -278,10 +278,33 @@ pub struct GridConfig {
     /// the first).
     #[serde(default)]
     pub init: OneOrMany<LoraInit>,
-    /// LoRA+ (`loraplus`): B's learning rate over A's; PEFT's example's 16
+    /// LoRA+ (`loraplus`): B's learning rate over A's, one value or a list
+    /// (an axis of the grid, each ratio its own cell); PEFT's example's 16
     /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loraplus_lr_ratio: Option<f64>,
+    pub loraplus_lr_ratio: Option<OneOrMany<f64>>,
+    /// GraLoRA (`gralora`): blocks per side, PEFT's `gralora_k`; 2 when
+    /// absent. It must divide the rank and every targeted linear's sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gralora_k: Option<usize>,
+    /// GraLoRA: the rank of a plain LoRA beside the blocks, PEFT's
+    /// `hybrid_r`; 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid_r: Option<usize>,
+    /// RandLoRA (`randlora`): its scale is `randlora_alpha / r`; 20 × r when
+    /// absent, as PEFT advises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randlora_alpha: Option<f64>,
+    /// RandLoRA: the seed of the random bases every layer and member
+    /// shares, PEFT's `projection_prng_key`; 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_prng_key: Option<u64>,
+    /// LoRA-GA (`lora_ga`): PEFT's `LoraGAConfig` (`direction`, `scale`,
+    /// `stable_gamma`) and `batches`, how many fine-tuning batches (in data
+    /// seed 0's order) estimate the gradient; PEFT's defaults and 8 batches
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_ga: Option<peft::LoraGaConfig>,
     #[serde(default)]
     pub targets: TargetModules,
     /// Seeds of adapter init and data order; one member per (lr, seed).
@@ -1156,14 +1179,23 @@ impl Cell {
         }
     }
 
-    /// `alpha/init/targets`, as records and figures name a cell's variant.
+    /// `alpha/init/targets` (and LoRA+'s ratio), as records and figures name
+    /// a cell's variant.
     pub fn variant<M: ModelConfig>(&self, config: &ExperimentConfig<M>) -> String {
-        format!(
-            "{}/{}/{}",
-            self.alpha_label(),
-            self.init_label(),
-            self.targets_label(config)
+        records::variant_label(
+            &self.alpha_label(),
+            &self.init_label(),
+            &self.targets_label(config),
+            self.loraplus_lr_ratio(),
         )
+    }
+
+    /// LoRA+'s ratio, for a LoRA+ cell.
+    pub fn loraplus_lr_ratio(&self) -> Option<f64> {
+        self.lora
+            .as_ref()
+            .filter(|l| l.method == Method::Loraplus)
+            .map(|l| l.loraplus_lr_ratio)
     }
 
     /// The adapter setting this cell trains: its `LoraConfig`, or for full
@@ -1490,9 +1522,11 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         if g.seeds.is_empty() {
             return Err(bad("grid.seeds", "[]", "at least one seed"));
         }
-        if let Some(ratio) = g.loraplus_lr_ratio
-            && !(ratio.is_finite() && ratio > 0.0)
-        {
+        let ratios = self.loraplus_ratios();
+        if ratios.is_empty() {
+            return Err(bad("grid.loraplus_lr_ratio", "[]", "at least one ratio"));
+        }
+        if let Some(ratio) = ratios.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
             return Err(bad(
                 "grid.loraplus_lr_ratio",
                 ratio,
@@ -1511,6 +1545,9 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         }
         if let Some(method) = first_repeat(g.methods.iter().map(|m| m.name())) {
             return twice("grid.methods", method.to_string());
+        }
+        if let Some(ratio) = first_repeat(ratios.iter().map(|r| r.to_bits())) {
+            return twice("grid.loraplus_lr_ratio", f64::from_bits(ratio).to_string());
         }
         // lr_sweep_results.json reports the adapters at this rank.
         if g.methods.iter().any(|m| *m != Method::Full) && !g.ranks.contains(&g.parity_rank) {
@@ -1543,12 +1580,11 @@ impl<M: ModelConfig> ExperimentConfig<M> {
                             allowed,
                         } => {
                             let field = match field {
-                                "r" => "grid.ranks",
-                                "target_modules" => "grid.targets",
-                                "init.std" => "grid.init.std",
-                                other => other,
+                                "r" => "grid.ranks".to_string(),
+                                "target_modules" => "grid.targets".to_string(),
+                                other => format!("grid.{other}"),
                             };
-                            bad(field, value, allowed)
+                            bad(&field, value, allowed)
                         }
                         other => bad("grid", cell.method.name(), other.to_string()),
                     })?;
@@ -1607,20 +1643,30 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         } else {
             &inits[..inits.len().min(1)]
         };
+        // LoRA+'s ratio is an axis of its own cells only.
+        let ratios = if method == Method::Loraplus {
+            self.loraplus_ratios()
+        } else {
+            vec![self.loraplus_ratios()[0]]
+        };
         for &alpha in &alphas {
             for &init in inits {
                 for &r in &ranks {
-                    let lora = self.lora_config(method, r, alpha, init, self.run.adapter_compute);
-                    cells.push(Cell {
-                        method,
-                        rank: r,
-                        alpha,
-                        init,
-                        batch_size,
-                        epochs,
-                        max_steps: self.finetune.max_steps,
-                        lora: Some(lora),
-                    });
+                    for &ratio in &ratios {
+                        let mut lora =
+                            self.lora_config(method, r, alpha, init, self.run.adapter_compute);
+                        lora.loraplus_lr_ratio = ratio;
+                        cells.push(Cell {
+                            method,
+                            rank: r,
+                            alpha,
+                            init,
+                            batch_size,
+                            epochs,
+                            max_steps: self.finetune.max_steps,
+                            lora: Some(lora),
+                        });
+                    }
                 }
             }
         }
@@ -1637,6 +1683,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
         init: LoraInit,
         compute: peft::Compute,
     ) -> LoraConfig {
+        let defaults = LoraConfig::new(method, r);
         LoraConfig {
             method,
             r,
@@ -1646,8 +1693,21 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             train_head: self.train_head(),
             use_rslora: matches!(alpha, AlphaRule::Rslora { .. }),
             compute,
-            loraplus_lr_ratio: self.grid.loraplus_lr_ratio.unwrap_or(16.0),
+            loraplus_lr_ratio: self.loraplus_ratios()[0],
+            gralora_k: self.grid.gralora_k.unwrap_or(defaults.gralora_k),
+            hybrid_r: self.grid.hybrid_r.unwrap_or(0),
+            randlora_alpha: self.grid.randlora_alpha,
+            projection_prng_key: self.grid.projection_prng_key.unwrap_or(0),
+            lora_ga: self.grid.lora_ga.clone().unwrap_or_default(),
         }
+    }
+
+    /// LoRA+'s ratios, the grid's axis (16 when absent).
+    pub fn loraplus_ratios(&self) -> Vec<f64> {
+        self.grid
+            .loraplus_lr_ratio
+            .as_ref()
+            .map_or_else(|| vec![16.0], OneOrMany::values)
     }
 
     /// Hash of everything that changes a trial's result besides its grid
@@ -1672,8 +1732,18 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             warmup_ratio: f64,
             #[serde(skip_serializing_if = "Option::is_none")]
             max_steps: Option<usize>,
+            // The new methods' options, where given (LoRA+'s ratio is in
+            // each record).
             #[serde(skip_serializing_if = "Option::is_none")]
-            loraplus_lr_ratio: Option<f64>,
+            gralora_k: Option<usize>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hybrid_r: Option<usize>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            randlora_alpha: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            projection_prng_key: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lora_ga: &'a Option<peft::LoraGaConfig>,
             train_head: bool,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             files: BTreeMap<String, String>,
@@ -1687,7 +1757,11 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             lr_scheduler_type: self.finetune.lr_scheduler_type,
             warmup_ratio: self.finetune.warmup_ratio,
             max_steps: self.finetune.max_steps,
-            loraplus_lr_ratio: self.grid.loraplus_lr_ratio,
+            gralora_k: self.grid.gralora_k,
+            hybrid_r: self.grid.hybrid_r,
+            randlora_alpha: self.grid.randlora_alpha,
+            projection_prng_key: self.grid.projection_prng_key,
+            lora_ga: &self.grid.lora_ga,
             train_head: self.train_head(),
             files: self.file_digests(),
         };
@@ -1842,6 +1916,8 @@ pub use family::of_toml as family_of_toml;
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use tinyformer::TinyformerConfig;
 
@@ -2349,8 +2425,9 @@ mod tests {
             peft::Compute::default(),
         );
         assert_eq!(cell.loraplus_lr_ratio, 8.0);
-        // The ratio changes LoRA+'s trials: a new study.
-        assert_ne!(config.results_hash(), quick().results_hash());
+        // The ratio is in each LoRA+ record, not the hash: a list grows
+        // the grid and a rerun resumes.
+        assert_eq!(config.results_hash(), quick().results_hash());
         let default = quick().lora_config(
             Method::Loraplus,
             4,
@@ -2359,13 +2436,111 @@ mod tests {
             peft::Compute::default(),
         );
         assert_eq!(default.loraplus_lr_ratio, 16.0);
-        let err = parse(&with("loraplus_lr_ratio = 0.0"))
+        for (lines, want) in [
+            (
+                "loraplus_lr_ratio = 0.0",
+                "grid.loraplus_lr_ratio = 0: a finite number > 0",
+            ),
+            (
+                "loraplus_lr_ratio = []",
+                "grid.loraplus_lr_ratio = []: at least one ratio",
+            ),
+            (
+                "loraplus_lr_ratio = [4.0, 4.0]",
+                "grid.loraplus_lr_ratio = 4 twice",
+            ),
+        ] {
+            let err = parse(&with(lines)).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    /// A list of ratios is an axis of LoRA+'s cells only; each cell, record
+    /// key and variant carries its ratio.
+    #[test]
+    fn loraplus_ratios_are_an_axis() {
+        let text = include_str!("../../../configs/quick.toml").replacen(
+            "[grid]",
+            "[grid]\nloraplus_lr_ratio = [2.0, 16.0]",
+            1,
+        );
+        let text = text.replace("methods = [", "methods = [\"loraplus\", ");
+        let config = ExperimentConfig::<TinyformerConfig>::from_toml_str(&text, "p.toml").unwrap();
+        let cells = config.cells();
+        let plus_cells: Vec<&Cell> = cells
+            .iter()
+            .filter(|c| c.method == Method::Loraplus)
+            .collect();
+        let per_ratio = config.grid.ranks.len();
+        assert_eq!(plus_cells.len(), 2 * per_ratio);
+        let ratios: BTreeSet<u64> = plus_cells
+            .iter()
+            .map(|c| c.loraplus_lr_ratio().unwrap().to_bits())
+            .collect();
+        assert_eq!(ratios.len(), 2);
+        let variants: BTreeSet<String> = plus_cells.iter().map(|c| c.variant(&config)).collect();
+        assert!(
+            variants
+                .iter()
+                .all(|v| v.ends_with("/ratio2") || v.ends_with("/ratio16")),
+            "{variants:?}"
+        );
+        assert_eq!(variants.len(), 2);
+        let other = cells.iter().find(|c| c.method == Method::Lora).unwrap();
+        assert_eq!(other.loraplus_lr_ratio(), None);
+        assert!(!other.variant(&config).contains("ratio"));
+        let key = |c: &Cell| crate::grid::trial_key(&config, c, 1e-3, 0);
+        assert_ne!(key(plus_cells[0]), key(plus_cells[per_ratio]));
+    }
+
+    /// The new methods' options enter the hash only when given (earlier
+    /// studies keep theirs) and are named with `grid.` when wrong.
+    #[test]
+    fn new_method_options_are_hashed_and_checked() {
+        let text = include_str!("../../../configs/quick.toml");
+        let with = |lines: &str| text.replacen("[grid]", &format!("[grid]\n{lines}"), 1);
+        let parse = |t: &str| ExperimentConfig::<TinyformerConfig>::from_toml_str(t, "p.toml");
+        for lines in [
+            "gralora_k = 4",
+            "hybrid_r = 0",
+            "randlora_alpha = 10.0",
+            "projection_prng_key = 3",
+            "lora_ga = { batches = 2 }",
+        ] {
+            let config = parse(&with(lines)).unwrap();
+            assert_ne!(config.results_hash(), quick().results_hash(), "{lines}");
+        }
+        let methods = |m: &str| with("").replace("methods = [", &format!("methods = [\"{m}\", "));
+        for (method, lines, want) in [
+            (
+                "gralora",
+                "gralora_k = 3",
+                "grid.gralora_k = 3: a number of blocks >= 1 that divides r",
+            ),
+            (
+                "randlora",
+                "randlora_alpha = -1.0",
+                "grid.randlora_alpha = -1: a finite number > 0",
+            ),
+            (
+                "lora_ga",
+                "lora_ga = { scale = \"x\" }",
+                "grid.lora_ga.scale = \"x\"",
+            ),
+            (
+                "rslora",
+                "hybrid_r = 2",
+                "grid.hybrid_r = 2: 0 for a method other than gralora",
+            ),
+        ] {
+            let text = methods(method).replacen("[grid]", &format!("[grid]\n{lines}"), 1);
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{method}: {err}");
+        }
+        let err = parse(&with("lora_ga = { batch = 2 }"))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("grid.loraplus_lr_ratio = 0: a finite number > 0"),
-            "{err}"
-        );
+        assert!(err.contains("unknown field `batch`"), "{err}");
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub fn trial_stub<M: ModelConfig>(
         alpha_rule: cell.alpha_label(),
         lora_alpha,
         scaling,
+        loraplus_lr_ratio: cell.loraplus_lr_ratio(),
         init: cell.init_label(),
         targets: cell.targets_label(config),
         adapter_compute: cell

@@ -53,6 +53,11 @@ pub fn param_counts<M: ModelConfig>(
             let mut config = LoraConfig::new(method, rank);
             config.target_modules = targets.clone();
             config.train_head = train_head;
+            // LoRA-GA's factors (from the loss gradient) have LoRA's shapes:
+            // counted without data.
+            if method.needs_gradients() {
+                config.method = Method::Lora;
+            }
             let adapted = PeftModel::new(base.clone(), &config, &[0])
                 .map_err(|e| anyhow::anyhow!("{} at rank {rank}: {e}", method.name()))?;
             let (trainable, total) = (adapted.trainable_per_member(), adapted.total_per_member());

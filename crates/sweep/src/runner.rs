@@ -605,7 +605,14 @@ fn train_population_of<M: ModelConfig>(
     let device = job.device.device.clone().autodiff();
     let seeds: Vec<u64> = members.iter().map(|&(_, seed)| seed).collect();
     let lora = cell.fine_tune();
-    let model = PeftModel::new(job.base.clone(), &lora, &seeds)
+    let gradients = crate::adapters::init_gradients(
+        job.base,
+        &lora,
+        (job.train, job.schedule.batch_size),
+        &device,
+    )
+    .map_err(|e| anyhow::anyhow!("cell {}: {e:#}", cell.label(config)))?;
+    let model = PeftModel::with_gradients(job.base.clone(), &lora, &seeds, &gradients)
         .map_err(|e| anyhow::anyhow!("cell {}: {e}", cell.label(config)))?;
     let population = crate::grid::population(config, members);
     let outcome = train_population(
@@ -627,7 +634,7 @@ fn train_population_of<M: ModelConfig>(
             cell,
             (dir, base_name),
             &outcome.model,
-            job.base,
+            (job.base, &gradients),
             members,
             &outcome.diverged,
         )?;

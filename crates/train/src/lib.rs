@@ -10,12 +10,14 @@
 
 mod device;
 pub mod generate;
+mod gradients;
 mod optim;
 pub mod pool;
 mod schedule;
 mod trainer;
 
 pub use device::SelectedDevice;
+pub use gradients::weight_gradients;
 pub use optim::{AdamWConfig, PopulationAdamW};
 pub use pool::{WorkerPools, flush_subnormals, panic_message};
 pub use schedule::{LrDecay, LrSchedule};
