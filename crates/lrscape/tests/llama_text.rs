@@ -113,6 +113,84 @@ fn the_tiny_qwen3_config_runs_whole_and_its_adapters_score_their_trials() {
     }
 }
 
+/// The paper's second-version methods on the tiny Qwen3 (LoRA-GA from the
+/// task's gradients, GraLoRA with its hybrid part, RandLoRA) and LoRA+ at
+/// two ratios: every adapter lrscape saves (PEFT's LoRA, GraLoRA and
+/// RandLoRA files) scores what its trial recorded once read back.
+#[test]
+fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = absolute_config(CONFIG).replace(
+        "methods = [\"lora\", \"dora\", \"pissa\", \"olora\"]",
+        "methods = [\"lora_ga\", \"gralora\", \"randlora\", \"loraplus\"]\n\
+             hybrid_r = 2\nloraplus_lr_ratio = [4.0, 16.0]\nlora_ga = { batches = 2 }",
+    );
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = dir.path().join("out");
+    succeeded(study("run", &config, &out));
+    let trials = trials(&out);
+    assert_eq!(trials.len(), 10, "5 cells × 2 learning rates");
+    let ratios: Vec<f64> = trials
+        .iter()
+        .filter_map(|t| t["loraplus_lr_ratio"].as_f64())
+        .collect();
+    assert_eq!(ratios.len(), 4);
+    let mut checked = Vec::new();
+    for cell in std::fs::read_dir(out.join("adapters")).unwrap() {
+        let member = only_entry(&cell.unwrap().path());
+        let adapter = json(&member.join("adapter_config.json"));
+        let method = match adapter["peft_type"].as_str().unwrap() {
+            "GRALORA" => {
+                assert_eq!(adapter["hybrid_r"], 2);
+                "gralora"
+            }
+            "RANDLORA" => {
+                assert_eq!(adapter["save_projection"], true);
+                "randlora"
+            }
+            // LoRA-GA's adapter is saved against the untouched base, as
+            // PEFT converts it: rank 2r.
+            _ if adapter["r"] == 8 => "lora_ga",
+            _ => "loraplus",
+        };
+        let lr = member.file_name().unwrap().to_str().unwrap().to_string();
+        let name = cell_name(&member);
+        let trial = trials
+            .iter()
+            .find(|t| {
+                t["method"] == method
+                    && lr == format!("lr{:.4e}-seed0", t["lr"].as_f64().unwrap())
+                    && t["loraplus_lr_ratio"]
+                        .as_f64()
+                        .is_none_or(|r| name.ends_with(&format!("ratio-{r}")))
+            })
+            .unwrap_or_else(|| panic!("no trial of {method} for {name}/{lr}"));
+        let score = eval(
+            "fixtures/llama/tiny-qwen3",
+            Some(member.to_str().unwrap()),
+            64,
+        );
+        near(&score["loss"], &trial["val_loss"], &name);
+        checked.push(method);
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        ["gralora", "lora_ga", "loraplus", "loraplus", "randlora"]
+    );
+}
+
+/// The name of the cell directory holding `member`.
+fn cell_name(member: &Path) -> String {
+    member
+        .parent()
+        .and_then(Path::file_name)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[test]
 fn adapters_of_some_layers_only_and_classifiers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,7 +262,7 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
     let text = absolute_config(CONFIG)
         .replace(
             "methods = [\"lora\", \"dora\", \"pissa\", \"olora\"]",
-            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"loraplus\", \"olora\"]",
+            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"loraplus\", \"olora\", \"lora_ga\", \"gralora\", \"randlora\"]\nhybrid_r = 2\nlora_ga = { batches = 2 }",
         )
         .replace("save_adapters = \"best\"", "save_adapters = \"all\"");
     let config = dir.path().join("c.toml");
@@ -205,5 +283,5 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 16, "8 methods × 2 learning rates");
+    assert_eq!(checked, 22, "11 methods × 2 learning rates");
 }

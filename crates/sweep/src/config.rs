@@ -1243,6 +1243,11 @@ impl Cell {
                 label.push_str(&format!(" {}", init_label(self.init)));
             }
         }
+        if let Some(ratio) = self.loraplus_lr_ratio()
+            && config.loraplus_ratios().len() > 1
+        {
+            label.push_str(&format!(" ratio={ratio}"));
+        }
         label
     }
 }
@@ -1695,7 +1700,10 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             compute,
             loraplus_lr_ratio: self.loraplus_ratios()[0],
             gralora_k: self.grid.gralora_k.unwrap_or(defaults.gralora_k),
-            hybrid_r: self.grid.hybrid_r.unwrap_or(0),
+            hybrid_r: match method {
+                Method::Gralora => self.grid.hybrid_r.unwrap_or(0),
+                _ => 0,
+            },
             randlora_alpha: self.grid.randlora_alpha,
             projection_prng_key: self.grid.projection_prng_key.unwrap_or(0),
             lora_ga: self.grid.lora_ga.clone().unwrap_or_default(),
@@ -2489,6 +2497,8 @@ mod tests {
         let other = cells.iter().find(|c| c.method == Method::Lora).unwrap();
         assert_eq!(other.loraplus_lr_ratio(), None);
         assert!(!other.variant(&config).contains("ratio"));
+        let labels: BTreeSet<String> = plus_cells.iter().map(|c| c.label(&config)).collect();
+        assert_eq!(labels.len(), plus_cells.len(), "{labels:?}");
         let key = |c: &Cell| crate::grid::trial_key(&config, c, 1e-3, 0);
         assert_ne!(key(plus_cells[0]), key(plus_cells[per_ratio]));
     }
