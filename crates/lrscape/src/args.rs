@@ -49,7 +49,7 @@ pub struct DeviceArg {
 pub struct GridOverrides {
     /// Override grid.methods (comma-separated): lora, rslora, loraplus,
     /// init_ab, dora, pissa, milora, olora, lora_ga, gralora, randlora,
-    /// full, dora_seed, pissa_seed, milora_seed.
+    /// loft, full, dora_seed, pissa_seed, milora_seed.
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Override grid.ranks (comma-separated); grid.parity_rank becomes the
@@ -220,7 +220,7 @@ pub enum Command {
         config: Option<PathBuf>,
         /// Methods (comma-separated; grid.methods if omitted): lora, rslora,
         /// loraplus, init_ab, dora, pissa, milora, olora, lora_ga, gralora,
-        /// randlora, full, dora_seed, pissa_seed, milora_seed.
+        /// randlora, loft, full, dora_seed, pissa_seed, milora_seed.
         #[arg(long, value_delimiter = ',')]
         methods: Option<Vec<String>>,
         /// Ranks (comma-separated; grid.ranks if omitted).

@@ -114,15 +114,15 @@ fn the_tiny_qwen3_config_runs_whole_and_its_adapters_score_their_trials() {
 }
 
 /// The paper's second-version methods on the tiny Qwen3 (LoRA-GA from the
-/// task's gradients, GraLoRA with its hybrid part, RandLoRA) and LoRA+ at
-/// two ratios: every adapter lrscape saves (PEFT's LoRA, GraLoRA and
+/// task's gradients, GraLoRA with its hybrid part, RandLoRA, LoFT) and LoRA+
+/// at two ratios: every adapter lrscape saves (PEFT's LoRA, GraLoRA and
 /// RandLoRA files) scores what its trial recorded once read back.
 #[test]
 fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
     let dir = tempfile::tempdir().unwrap();
     let text = absolute_config(CONFIG).replace(
         "methods = [\"lora\", \"dora\", \"pissa\", \"olora\"]",
-        "methods = [\"lora_ga\", \"gralora\", \"randlora\", \"loraplus\"]\n\
+        "methods = [\"lora_ga\", \"gralora\", \"randlora\", \"loraplus\", \"loft\"]\n\
              hybrid_r = 2\nloraplus_lr_ratio = [4.0, 16.0]\nlora_ga = { batches = 2 }",
     );
     let config = dir.path().join("c.toml");
@@ -130,7 +130,7 @@ fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
     let out = dir.path().join("out");
     succeeded(study("run", &config, &out));
     let trials = trials(&out);
-    assert_eq!(trials.len(), 10, "5 cells × 2 learning rates");
+    assert_eq!(trials.len(), 12, "6 cells × 2 learning rates");
     let ratios: Vec<f64> = trials
         .iter()
         .filter_map(|t| t["loraplus_lr_ratio"].as_f64())
@@ -140,6 +140,7 @@ fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
     for cell in std::fs::read_dir(out.join("adapters")).unwrap() {
         let member = only_entry(&cell.unwrap().path());
         let adapter = json(&member.join("adapter_config.json"));
+        let name = cell_name(&member);
         let method = match adapter["peft_type"].as_str().unwrap() {
             "GRALORA" => {
                 assert_eq!(adapter["hybrid_r"], 2);
@@ -152,10 +153,11 @@ fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
             // LoRA-GA's adapter is saved against the untouched base, as
             // PEFT converts it: rank 2r.
             _ if adapter["r"] == 8 => "lora_ga",
+            // LoFT trains a plain LoRA with its own optimizer.
+            _ if name.starts_with("loft") => "loft",
             _ => "loraplus",
         };
         let lr = member.file_name().unwrap().to_str().unwrap().to_string();
-        let name = cell_name(&member);
         let trial = trials
             .iter()
             .find(|t| {
@@ -177,8 +179,19 @@ fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
     checked.sort();
     assert_eq!(
         checked,
-        ["gralora", "lora_ga", "loraplus", "loraplus", "randlora"]
+        [
+            "gralora", "loft", "lora_ga", "loraplus", "loraplus", "randlora"
+        ]
     );
+    // LoFT's optimizer moved its factors: its trials differ from LoRA+'s.
+    let loss = |method: &str| {
+        trials
+            .iter()
+            .find(|t| t["method"] == method && t["lr"] == 3e-3)
+            .map(|t| t["val_loss"].as_f64().unwrap())
+            .unwrap()
+    };
+    assert_ne!(loss("loft"), loss("loraplus"));
 }
 
 /// The name of the cell directory holding `member`.
@@ -262,7 +275,7 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
     let text = absolute_config(CONFIG)
         .replace(
             "methods = [\"lora\", \"dora\", \"pissa\", \"olora\"]",
-            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"loraplus\", \"olora\", \"lora_ga\", \"gralora\", \"randlora\"]\nhybrid_r = 2\nlora_ga = { batches = 2 }",
+            "methods = [\"lora\", \"rslora\", \"dora\", \"pissa\", \"milora\", \"init_ab\", \"loraplus\", \"olora\", \"lora_ga\", \"gralora\", \"randlora\", \"loft\"]\nhybrid_r = 2\nlora_ga = { batches = 2 }",
         )
         .replace("save_adapters = \"best\"", "save_adapters = \"all\"");
     let config = dir.path().join("c.toml");
@@ -283,5 +296,5 @@ fn peft_loads_every_saved_adapter_with_the_same_score() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 22, "11 methods × 2 learning rates");
+    assert_eq!(checked, 24, "12 methods × 2 learning rates");
 }

@@ -21,6 +21,12 @@ pub trait PopulationModel: Module + ModuleDisplay + Clone {
         Vec::new()
     }
 
+    /// Low-rank factor pairs the optimizer steps together (LoFT's), each
+    /// other trainable parameter stepped alone.
+    fn factor_pairs(&self) -> Vec<FactorPair> {
+        Vec::new()
+    }
+
     /// Logits `[C, B × T, vocab]` of `tokens: [G, B, T]` following the
     /// `cache.len()` tokens whose keys and values `cache` holds, appending
     /// theirs: incremental decoding. `None` where the model has no cache
@@ -29,6 +35,15 @@ pub trait PopulationModel: Module + ModuleDisplay + Clone {
         let _ = (tokens, cache);
         None
     }
+}
+
+/// The two factors of one low-rank update `scale · a b`: `a` `[C, in, r]`
+/// and `b` `[C, r, out]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FactorPair {
+    pub a: ParamId,
+    pub b: ParamId,
+    pub scale: f64,
 }
 
 /// One parameter's learning rate, as a factor on its member's, and whether

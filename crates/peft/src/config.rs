@@ -46,6 +46,10 @@ pub enum Method {
     /// Random frozen bases shared by every layer, scaled per layer by
     /// trained diagonals: full-rank updates (HF PEFT's `RandLoraConfig`).
     Randlora,
+    /// LoRA stepped by LoFT's optimizer: AdamW in the full weight space
+    /// projected on one factor at a time (Tastan et al., arXiv 2505.21289;
+    /// not in PEFT).
+    Loft,
     /// Every weight trainable: the baseline.
     Full,
     DoraSeed,
@@ -54,7 +58,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 15] = [
+    pub const ALL: [Method; 16] = [
         Method::Lora,
         Method::Rslora,
         Method::Loraplus,
@@ -66,6 +70,7 @@ impl Method {
         Method::LoraGa,
         Method::Gralora,
         Method::Randlora,
+        Method::Loft,
         Method::Full,
         Method::DoraSeed,
         Method::PissaSeed,
@@ -86,6 +91,7 @@ impl Method {
             Method::LoraGa => "lora_ga",
             Method::Gralora => "gralora",
             Method::Randlora => "randlora",
+            Method::Loft => "loft",
             Method::Full => "full",
             Method::DoraSeed => "dora_seed",
             Method::PissaSeed => "pissa_seed",
@@ -135,6 +141,7 @@ impl Method {
                 | Method::Dora
                 | Method::DoraSeed
                 | Method::Gralora
+                | Method::Loft
         )
     }
 }

@@ -59,6 +59,9 @@ pub struct PeftModel<M: Adaptable> {
     /// LoRA+'s ratio of B's learning rate to A's; `None` for other methods.
     #[module(skip)]
     pub loraplus_lr_ratio: Option<f64>,
+    /// LoFT: the optimizer steps each layer's A and B together.
+    #[module(skip)]
+    pub loft: bool,
 }
 
 struct AdapterHook<'a>(&'a [BlockAdapters]);
@@ -103,6 +106,22 @@ impl<M: Adaptable> PopulationModel for PeftModel<M> {
                 .map(|id| lr(id, false)),
         );
         params
+    }
+
+    /// LoFT's pairs: every layer's `A` and `B` at its scale.
+    fn factor_pairs(&self) -> Vec<nn::FactorPair> {
+        if !self.loft {
+            return Vec::new();
+        }
+        self.blocks
+            .iter()
+            .flat_map(BlockAdapters::adapted)
+            .map(|(_, layer)| nn::FactorPair {
+                a: layer.a.id,
+                b: layer.b.id,
+                scale: layer.scale,
+            })
+            .collect()
     }
 
     fn decode(
@@ -160,6 +179,7 @@ impl<M: Adaptable> PeftModel<M> {
                 base,
                 blocks: Vec::new(),
                 loraplus_lr_ratio: None,
+                loft: false,
             });
         }
         let mut base = base.no_grad();
@@ -173,6 +193,7 @@ impl<M: Adaptable> PeftModel<M> {
             base,
             blocks,
             loraplus_lr_ratio,
+            loft: config.method == Method::Loft,
         })
     }
 

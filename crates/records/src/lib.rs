@@ -288,6 +288,7 @@ pub fn method_label(method: &str) -> String {
         ("lora_ga", "LoRA-GA"),
         ("gralora", "GraLoRA"),
         ("randlora", "RandLoRA"),
+        ("loft", "LoFT"),
         ("full", "Full FT"),
         ("dora_seed", "DoRA (seed)"),
         ("pissa_seed", "PiSSA-like (seed)"),

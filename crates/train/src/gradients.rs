@@ -23,7 +23,9 @@ pub fn weight_gradients<M: Adaptable>(
     (batches, batch_size, seed): (usize, usize, u64),
     device: &Device,
 ) -> Result<BTreeMap<LinearSite, Tensor<2>>, LinearSite> {
-    let mut model = base.clone();
+    // Only the targeted weights are tracked: a base shared with other
+    // threads must not join their autodiff graphs.
+    let mut model = base.clone().no_grad();
     let mut ids = Vec::with_capacity(sites.len());
     for &site in sites {
         let linear = model.linear_mut(site).ok_or(site)?;

@@ -11,6 +11,7 @@
 mod device;
 pub mod generate;
 mod gradients;
+mod loft;
 mod optim;
 pub mod pool;
 mod schedule;

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
@@ -55,6 +55,9 @@ pub struct PopulationAdamW {
     /// Parameters with a learning rate of their own (a factor on the
     /// member's) and whether they decay.
     param_lrs: HashMap<ParamId, (f64, bool)>,
+    /// Factor pairs stepped by LoFT's rule, and their state (by `a`'s id).
+    pairs: Vec<nn::FactorPair>,
+    loft: HashMap<ParamId, crate::loft::LoftState>,
 }
 
 impl PopulationAdamW {
@@ -77,7 +80,16 @@ impl PopulationAdamW {
             step: 0,
             moments: HashMap::new(),
             param_lrs: HashMap::new(),
+            pairs: Vec::new(),
+            loft: HashMap::new(),
         }
+    }
+
+    /// Factor pairs to step by LoFT's rule instead of AdamW's, each as one
+    /// full-space AdamW step projected on the factor that moves
+    /// ([`crate::loft`]).
+    pub fn set_factor_pairs(&mut self, pairs: &[nn::FactorPair]) {
+        self.pairs = pairs.to_vec();
     }
 
     pub fn members(&self) -> usize {
@@ -115,21 +127,92 @@ impl PopulationAdamW {
     /// Trainable parameters must carry the member axis (`C` copies).
     pub fn step<M: Module>(&mut self, module: M, mut grads: GradientsParams) -> M {
         self.step += 1;
+        let replaced = if self.pairs.is_empty() {
+            HashMap::new()
+        } else {
+            self.loft_updates(&module, &mut grads)
+        };
         let mut mapper = StepMapper {
             optim: self,
             grads: &mut grads,
+            replaced,
         };
         module.map(&mut mapper)
+    }
+
+    /// LoFT's new values of every pair's factors (`[C, ·, ·]`, inner
+    /// device), their gradients taken out of `grads`.
+    fn loft_updates<M: Module>(
+        &mut self,
+        module: &M,
+        grads: &mut GradientsParams,
+    ) -> HashMap<ParamId, Tensor<3>> {
+        struct Values<'a>(&'a [ParamId], HashMap<ParamId, Tensor<3>>);
+        impl ModuleVisitor for Values<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if self.0.contains(&param.id) {
+                    let t = param.val().inner();
+                    let d = t.dims();
+                    assert_eq!(D, 3, "a factor pair's tensors are [C, ·, ·]");
+                    self.1.insert(param.id, t.reshape([d[0], d[1], d[2]]));
+                }
+            }
+        }
+        let ids: Vec<ParamId> = self.pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+        let mut values = Values(&ids, HashMap::new());
+        module.visit(&mut values);
+        let mut out = HashMap::new();
+        for pair in self.pairs.clone() {
+            let (Some(a), Some(b)) = (values.1.remove(&pair.a), values.1.remove(&pair.b)) else {
+                continue;
+            };
+            let (Some(grad_a), Some(grad_b)) =
+                (grads.remove::<3>(pair.a), grads.remove::<3>(pair.b))
+            else {
+                continue;
+            };
+            let step = crate::loft::LoftStep {
+                a: a.clone(),
+                b: b.clone(),
+                grad_a: grad_a.inner(),
+                grad_b: grad_b.inner(),
+                scale: pair.scale,
+                lrs: self.lrs.clone(),
+                step: self.step,
+                betas: (self.config.beta1, self.config.beta2),
+                eps: self.config.eps,
+                weight_decay: self.config.weight_decay,
+            };
+            let state = self.loft.remove(&pair.a);
+            let (new_a, new_b, state) = crate::loft::loft_step(step, state);
+            self.loft.insert(pair.a, state);
+            let keep = |new: Tensor<3>, old: Tensor<3>| {
+                let dims = new.dims();
+                let stopped = self.stopped.clone().reshape([dims[0], 1, 1]).expand(dims);
+                new.mask_where(stopped, old)
+            };
+            out.insert(pair.a, keep(new_a, a));
+            out.insert(pair.b, keep(new_b, b));
+        }
+        out
     }
 }
 
 struct StepMapper<'a> {
     optim: &'a mut PopulationAdamW,
     grads: &'a mut GradientsParams,
+    /// Parameters whose new values are already computed (LoFT's pairs).
+    replaced: HashMap<ParamId, Tensor<3>>,
 }
 
 impl ModuleMapper for StepMapper<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if let Some(new) = self.replaced.remove(&param.id) {
+            return param.map(|tensor| {
+                let shape = tensor.dims();
+                Tensor::from_inner(new.reshape(shape)).require_grad()
+            });
+        }
         let Some(grad) = self.grads.remove::<D>(param.id) else {
             return param;
         };

@@ -103,6 +103,7 @@ pub fn train_population<M: PopulationModel>(
     let lrs: Vec<f64> = members.iter().map(|m| m.lr).collect();
     let mut optim = PopulationAdamW::new(adamw, &lrs, device);
     optim.set_param_lrs(&model.param_lrs());
+    optim.set_factor_pairs(&model.factor_pairs());
     let shared = members.iter().all(|m| m.data_seed == members[0].data_seed);
     let orders: Vec<EpochOrder> = if shared {
         vec![EpochOrder::new(members[0].data_seed)]
