@@ -113,13 +113,25 @@ pub fn svd_factors(
     let b_torch = u_r * s_r.unsqueeze_dim::<2>(0); // [out, r]
     let a = a_torch.transpose(); // [in, r]
     let b = b_torch.transpose(); // [r, out]
+    Ok(with_residual(w_in_out, (a, b), scale, autodiff))
+}
+
+/// The factors `a` `[in, r]`, `b` `[r, out]` with the residual `W - scale ·
+/// a b` they leave of `w_in_out`, back on the autodiff device where the
+/// weight came from one.
+fn with_residual(
+    w_in_out: Tensor<2>,
+    (a, b): (Tensor<2>, Tensor<2>),
+    scale: f64,
+    autodiff: bool,
+) -> SvdFactors {
     let residual = w_in_out - a.clone().matmul(b.clone()).mul_scalar(scale);
     let lift = |t: Tensor<2>| if autodiff { Tensor::from_inner(t) } else { t };
-    Ok(SvdFactors {
+    SvdFactors {
         a: lift(a),
         b: lift(b),
         residual: lift(residual),
-    })
+    }
 }
 
 /// HF PEFT's LoRA-GA init from `grad`, the mean gradient of the loss with
@@ -188,13 +200,7 @@ pub fn gradient_factors(
     let a = a_torch.transpose(); // [in, r]
     let b = b_torch.transpose(); // [r, out]
     debug_assert_eq!(a.dims(), [d_in, r]);
-    let residual = w_in_out - a.clone().matmul(b.clone()).mul_scalar(scale);
-    let lift = |t: Tensor<2>| if autodiff { Tensor::from_inner(t) } else { t };
-    Ok(SvdFactors {
-        a: lift(a),
-        b: lift(b),
-        residual: lift(residual),
-    })
+    Ok(with_residual(w_in_out, (a, b), scale, autodiff))
 }
 
 /// GraLoRA's `A` for one member, `[in, r]`: each of the `k` input blocks
@@ -379,13 +385,7 @@ pub fn qr_factors(
         .collect();
     let a = tensor_from(a_torch, [r, d_in], &device).transpose();
     let b = tensor_from(b_torch, [d_out, r], &device).transpose();
-    let residual = w_in_out - a.clone().matmul(b.clone()).mul_scalar(scale);
-    let lift = |t: Tensor<2>| if autodiff { Tensor::from_inner(t) } else { t };
-    Ok(SvdFactors {
-        a: lift(a),
-        b: lift(b),
-        residual: lift(residual),
-    })
+    Ok(with_residual(w_in_out, (a, b), scale, autodiff))
 }
 
 #[cfg(test)]

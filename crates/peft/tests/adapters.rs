@@ -181,31 +181,31 @@ fn merge_then_forward_equals_adapted_forward_and_unmerge_restores_w() {
         Method::Milora,
     ] {
         let model = perturb(adapted(method, 2, &[0, 1, 2], &device), &device);
-        let adapted_out = host(model.logits(tokens(&device)));
-        let merged = model.merge().unwrap();
-        let merged_out = host(merged.model.forward(tokens(&device)));
-        assert!(
-            max_diff(&adapted_out, &merged_out) <= 1e-5,
-            "{method:?}: merged forward differs"
-        );
+        merges_exactly(&model, &format!("{method:?}"), &device);
+    }
+}
 
-        let restored = model.unmerge(&merged).unwrap();
-        for layer in 0..2 {
-            for module in MODULES {
-                let site = LinearSite { layer, module };
-                let got = restored.linear(site).unwrap().weight.val();
-                let want = model
-                    .base
-                    .linear(site)
-                    .unwrap()
-                    .weight
-                    .val()
-                    .repeat_dim(0, 3);
-                assert!(
-                    max_diff(&host(got), &host(want)) <= 1e-5,
-                    "{method:?} {site:?}: unmerge"
-                );
-            }
+/// `model`'s merged weights give its output, and unmerging gives back its
+/// frozen base for every member.
+fn merges_exactly(model: &PeftModel<Tinyformer>, name: &str, device: &Device) {
+    let adapted_out = host(model.logits(tokens(device)));
+    let merged = model.merge().unwrap();
+    let merged_out = host(merged.model.forward(tokens(device)));
+    assert!(
+        max_diff(&adapted_out, &merged_out) <= 1e-5,
+        "{name}: merged forward differs"
+    );
+    let restored = model.unmerge(&merged).unwrap();
+    let members = model.members();
+    for layer in 0..2 {
+        for module in MODULES {
+            let site = LinearSite { layer, module };
+            let got = restored.linear(site).unwrap().weight.val();
+            let want = model.base.linear(site).unwrap().weight.val();
+            assert!(
+                max_diff(&host(got), &host(want.repeat_dim(0, members))) <= 1e-5,
+                "{name} {site:?}: unmerge"
+            );
         }
     }
 }
@@ -411,30 +411,7 @@ fn the_new_methods_keep_the_output_at_init_and_merge_exactly() {
             max_diff(&adapted_out, &out) > 1e-3,
             "{name}: training moves it"
         );
-        let merged = model.merge().unwrap();
-        let merged_out = host(merged.model.forward(tokens(&device)));
-        assert!(
-            max_diff(&adapted_out, &merged_out) <= 1e-5,
-            "{name}: merged forward"
-        );
-        let restored = model.unmerge(&merged).unwrap();
-        for layer in 0..2 {
-            for module in MODULES {
-                let site = LinearSite { layer, module };
-                let got = restored.linear(site).unwrap().weight.val();
-                let want = model
-                    .base
-                    .linear(site)
-                    .unwrap()
-                    .weight
-                    .val()
-                    .repeat_dim(0, 2);
-                assert!(
-                    max_diff(&host(got), &host(want)) <= 1e-5,
-                    "{name} {site:?}: unmerge"
-                );
-            }
-        }
+        merges_exactly(&model, &name, &device);
     }
 }
 

@@ -210,11 +210,7 @@ fn csv_rows(path: &Path, text: &str, columns: &Columns) -> Result<Vec<Labelled>,
     let (text_at, label_at) = (index(&columns.text)?, index(&columns.label)?);
     let mut examples = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            example_error(path, line, format!("not a CSV row: {e}"))
-        })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let (record, line) = csv_record(path, record)?;
         let cell = |at: usize| record.get(at).unwrap_or_default();
         examples.push(Labelled {
             text: cell(text_at).to_string(),
@@ -231,6 +227,19 @@ fn csv_rows(path: &Path, text: &str, columns: &Columns) -> Result<Vec<Labelled>,
     Ok(examples)
 }
 
+/// A CSV row and the line it starts on, or an error naming that line.
+fn csv_record(
+    path: &Path,
+    record: Result<csv::StringRecord, csv::Error>,
+) -> Result<(csv::StringRecord, usize), TextError> {
+    let record = record.map_err(|e| {
+        let line = e.position().map_or(0, |p| p.line() as usize);
+        example_error(path, line, format!("not a CSV row: {e}"))
+    })?;
+    let line = record.position().map_or(0, |p| p.line() as usize);
+    Ok((record, line))
+}
+
 /// AG-News's layout: every row class (1-4), title, description.
 fn ag_news_rows(path: &Path, text: &str) -> Result<Vec<Labelled>, TextError> {
     let mut reader = csv::ReaderBuilder::new()
@@ -239,11 +248,7 @@ fn ag_news_rows(path: &Path, text: &str) -> Result<Vec<Labelled>, TextError> {
         .from_reader(text.as_bytes());
     let mut examples = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            example_error(path, line, format!("not a CSV row: {e}"))
-        })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let (record, line) = csv_record(path, record)?;
         let [class, title, description] = [0, 1, 2].map(|i| record.get(i));
         let (Some(class), Some(title), Some(description), 3) =
             (class, title, description, record.len())
