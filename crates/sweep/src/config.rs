@@ -2537,11 +2537,6 @@ mod tests {
                 "lora_ga = { scale = \"x\" }",
                 "grid.lora_ga.scale = \"x\"",
             ),
-            (
-                "rslora",
-                "hybrid_r = 2",
-                "grid.hybrid_r = 2: 0 for a method other than gralora",
-            ),
         ] {
             let text = methods(method).replacen("[grid]", &format!("[grid]\n{lines}"), 1);
             let err = parse(&text).unwrap_err().to_string();

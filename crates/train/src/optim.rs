@@ -85,9 +85,10 @@ impl PopulationAdamW {
         }
     }
 
-    /// Factor pairs to step by LoFT's rule instead of AdamW's, each as one
-    /// full-space AdamW step projected on the factor that moves
-    /// ([`crate::loft`]).
+    /// Factor pairs to step by LoFT's rule instead of AdamW's: each step one
+    /// AdamW step in the full weight space, projected on the factor that
+    /// moves (B on odd steps, A on even ones), with the moments carried
+    /// from one subspace to the next (`loft.rs` has the equations).
     pub fn set_factor_pairs(&mut self, pairs: &[nn::FactorPair]) {
         self.pairs = pairs.to_vec();
     }
