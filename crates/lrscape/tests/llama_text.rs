@@ -123,7 +123,8 @@ fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
     let text = absolute_config(CONFIG).replace(
         "methods = [\"lora\", \"dora\", \"pissa\", \"olora\"]",
         "methods = [\"lora_ga\", \"gralora\", \"randlora\", \"loraplus\", \"loft\"]\n\
-             hybrid_r = 2\nloraplus_lr_ratio = [4.0, 16.0]\nlora_ga = { batches = 2 }",
+             hybrid_r = 2\nloraplus_lr_ratio = [4.0, 16.0]\nlora_ga = { batches = 2 }\n\
+             randlora_very_sparse = true",
     );
     let config = dir.path().join("c.toml");
     std::fs::write(&config, text).unwrap();
@@ -148,6 +149,7 @@ fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
             }
             "RANDLORA" => {
                 assert_eq!(adapter["save_projection"], true);
+                assert_eq!(adapter["very_sparse"], true);
                 "randlora"
             }
             // LoRA-GA's adapter is saved against the untouched base, as

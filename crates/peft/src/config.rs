@@ -266,6 +266,14 @@ pub struct LoraConfig {
     /// them.
     #[serde(default)]
     pub projection_prng_key: u64,
+    /// RandLoRA: ternary bases (−1, 0, 1; each sign with probability 1/6),
+    /// PEFT's `sparse`.
+    #[serde(default)]
+    pub randlora_sparse: bool,
+    /// RandLoRA: ternary bases with each sign at probability 1/(2√min),
+    /// PEFT's `very_sparse` (which wins over `sparse`).
+    #[serde(default)]
+    pub randlora_very_sparse: bool,
     /// LoRA-GA: PEFT's `LoraGAConfig`.
     #[serde(default)]
     pub lora_ga: LoraGaConfig,
@@ -282,7 +290,9 @@ fn gralora_k_default() -> usize {
 pub struct LoraGaConfig {
     /// Which singular vectors of the gradient become A and B: `ArB2r`
     /// (A the first r right vectors, B the next r left ones, PEFT's
-    /// default), `A2rBr` or `ArBr`.
+    /// default), `A2rBr`, `ArBr` or `random` (the same r of the first 2r
+    /// for both, drawn per site from a fixed seed where PEFT draws them
+    /// from PyTorch's generator).
     pub direction: String,
     /// How B is scaled: `stable` (by out^¼ / √stable_gamma, PEFT's
     /// default), `weight_svd`, `gd_scale` or `unit`.
@@ -304,7 +314,7 @@ impl Default for LoraGaConfig {
 }
 
 impl LoraGaConfig {
-    pub const DIRECTIONS: [&'static str; 3] = ["ArB2r", "A2rBr", "ArBr"];
+    pub const DIRECTIONS: [&'static str; 4] = ["ArB2r", "A2rBr", "ArBr", "random"];
     pub const SCALES: [&'static str; 4] = ["stable", "weight_svd", "gd_scale", "unit"];
 }
 
@@ -334,6 +344,8 @@ impl LoraConfig {
             hybrid_r: 0,
             randlora_alpha: None,
             projection_prng_key: 0,
+            randlora_sparse: false,
+            randlora_very_sparse: false,
             lora_ga: LoraGaConfig::default(),
         }
     }

@@ -166,6 +166,10 @@ pub fn gradient_factors(
             (0..r).map(|i| 2 * i + 1).collect(),
             (0..r).map(|i| 2 * i).collect(),
         ),
+        "random" => {
+            let picks = random_picks(r, &mut site_rng(0, site));
+            (picks.clone(), picks)
+        }
         _ => ((0..r).collect(), (r..2 * r).collect()),
     };
     let rows = |t: &Tensor<2>, picks: &[usize], dim: usize| {
@@ -201,6 +205,20 @@ pub fn gradient_factors(
     let b = b_torch.transpose(); // [r, out]
     debug_assert_eq!(a.dims(), [d_in, r]);
     Ok(with_residual(w_in_out, (a, b), scale, autodiff))
+}
+
+/// `r` distinct indices of `0..2r` in random order (PEFT's
+/// `torch.randperm(2r)[:r]`).
+fn random_picks(r: usize, rng: &mut ParamRng) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..2 * r).collect();
+    let draws = rng.uniform(2 * r, 1.0);
+    for i in (1..2 * r).rev() {
+        let u = (f64::from(draws[i]) + 1.0) / 2.0;
+        let j = ((u * (i + 1) as f64) as usize).min(i);
+        all.swap(i, j);
+    }
+    all.truncate(r);
+    all
 }
 
 /// GraLoRA's `A` for one member, `[in, r]`: each of the `k` input blocks
@@ -239,13 +257,31 @@ pub struct SharedBases {
 }
 
 impl SharedBases {
-    pub fn new(key: u64, r: usize, (max, min): (usize, usize)) -> Self {
+    /// `sparsity` `s` makes the bases ternary, each sign drawn with
+    /// probability 1/(2s) (PEFT's `sparse`: s = 3; `very_sparse`: s = √min).
+    pub fn new(key: u64, r: usize, (max, min): (usize, usize), sparsity: Option<f64>) -> Self {
         let mut rng = ParamRng::new(key ^ 0x5241_4e44_4c4f_5241);
         let nb = min.div_ceil(r);
-        let a = normalized(rng.uniform(r * min, linear_bound(min)));
-        let chunks: Vec<Vec<f32>> = (0..nb)
-            .map(|_| rng.uniform(max * r, linear_bound(r)))
-            .collect();
+        let mut draw = |n: usize, bound: f64| match sparsity {
+            None => rng.uniform(n, bound),
+            Some(s) => rng
+                .uniform(n, 1.0)
+                .into_iter()
+                .map(|x| {
+                    let u = (f64::from(x) + 1.0) / 2.0;
+                    let tail = 1.0 / (2.0 * s);
+                    if u < tail {
+                        -1.0
+                    } else if u > 1.0 - tail {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+        };
+        let a = normalized(draw(r * min, linear_bound(min)));
+        let chunks: Vec<Vec<f32>> = (0..nb).map(|_| draw(max * r, linear_bound(r))).collect();
         // [MAX, NB, r]: row p of chunk j at (p, j).
         let b = (0..max)
             .flat_map(|p| {

@@ -447,10 +447,17 @@ pub(crate) fn shared_bases(layout: nn::LinearLayout, config: &LoraConfig) -> Opt
             d_out = d_out.max(o);
         }
     }
+    let (max, min) = (d_in.max(d_out), d_in.min(d_out));
+    let sparsity = if config.randlora_very_sparse {
+        Some((min as f64).sqrt())
+    } else {
+        config.randlora_sparse.then_some(3.0)
+    };
     Some(SharedBases::new(
         config.projection_prng_key,
         config.r,
-        (d_in.max(d_out), d_in.min(d_out)),
+        (max, min),
+        sparsity,
     ))
 }
 

@@ -275,8 +275,8 @@ fn other_adapter_config(
             "randlora_alpha": alpha_number(config.scaling() * config.r as f64),
             "projection_prng_key": config.projection_prng_key,
             "save_projection": true,
-            "sparse": false,
-            "very_sparse": false,
+            "sparse": config.randlora_sparse,
+            "very_sparse": config.randlora_very_sparse,
             "randlora_dropout": 0.0,
         })
     };
@@ -542,15 +542,11 @@ fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, Pe
             config.hybrid_r = hybrid as usize;
         }
         Method::Randlora => {
-            for field in ["sparse", "very_sparse"] {
-                if adapter
-                    .other
-                    .get(field)
-                    .is_some_and(|v| v != &serde_json::Value::Bool(false))
-                {
-                    return refuse(field, "true".into(), "false (dense bases)");
-                }
-            }
+            // The bases come from the file whatever their law.
+            let flag =
+                |field: &str| adapter.other.get(field) == Some(&serde_json::Value::Bool(true));
+            config.randlora_sparse = flag("sparse");
+            config.randlora_very_sparse = flag("very_sparse");
             if adapter.other.get("save_projection") == Some(&serde_json::Value::Bool(false)) {
                 return refuse(
                     "save_projection",

@@ -497,8 +497,8 @@ fn bad_options_of_the_new_methods_are_named() {
     c.randlora_alpha = Some(0.0);
     assert!(err(c).starts_with("randlora_alpha = 0: a finite number > 0"));
     let mut c = LoraConfig::new(Method::LoraGa, 2);
-    c.lora_ga.direction = "random".into();
-    assert!(err(c.clone()).starts_with("lora_ga.direction = \"random\": ArB2r, A2rBr, ArBr"));
+    c.lora_ga.direction = "Ar".into();
+    assert!(err(c.clone()).starts_with("lora_ga.direction = \"Ar\": ArB2r, A2rBr, ArBr, random"));
     c.lora_ga.direction = "ArB2r".into();
     c.lora_ga.scale = "big".into();
     assert!(err(c.clone()).starts_with("lora_ga.scale = \"big\""));
@@ -509,4 +509,64 @@ fn bad_options_of_the_new_methods_are_named() {
     );
     c.r = 5;
     assert!(err(c).starts_with("r = 5: at most min(in, out) / 2 = 4 for lora_ga"));
+}
+
+/// PEFT's sparse RandLoRA bases: ternary (−1, 0, 1 before the division by
+/// their standard deviation), each sign with probability 1/(2s).
+#[test]
+fn sparse_randlora_bases_are_ternary() {
+    for (sparsity, zeros) in [(3.0, 2.0 / 3.0), (8f64.sqrt(), 1.0 - 1.0 / 8f64.sqrt())] {
+        let bases = peft::init::SharedBases::new(0, 2, (64, 32), Some(sparsity));
+        let values: Vec<f32> = bases.a.iter().chain(&bases.b).copied().collect();
+        let mut distinct: Vec<f32> = values.clone();
+        distinct.sort_by(f32::total_cmp);
+        distinct.dedup();
+        assert!(
+            distinct.len() <= 5,
+            "two bases, each {{-c, 0, c}}: {distinct:?}"
+        );
+        let share = values.iter().filter(|&&x| x == 0.0).count() as f64 / values.len() as f64;
+        assert!(
+            (share - zeros).abs() < 0.06,
+            "s = {sparsity}: {share} zeros"
+        );
+    }
+    let dense = peft::init::SharedBases::new(0, 2, (64, 32), None);
+    assert!(dense.a.iter().all(|&x| x != 0.0));
+}
+
+/// LoRA-GA's `random` direction takes the same r of the gradient's first
+/// 2r singular pairs for A and B: the update's singular values are r of
+/// the gradient's first 2r, times the `stable` factor.
+#[test]
+fn lora_ga_random_takes_r_of_the_first_2r_pairs() {
+    let device = device();
+    let grads = gradients(&base(&device), &device);
+    let mut config = LoraConfig::new(Method::LoraGa, 2);
+    config.lora_ga.direction = "random".into();
+    let model = PeftModel::with_gradients(base(&device), &config, &[0], &grads).unwrap();
+    let site = LinearSite {
+        layer: 1,
+        module: MLP_UP,
+    };
+    let grad = grads[&site].clone().inner();
+    let svd = |t: Tensor<2>| {
+        let (_, s, _) = burn::linalg::svd::<2, 1>(t, 200);
+        host(s.unsqueeze_dim::<2>(0))
+    };
+    let top = svd(grad.transpose());
+    let layer = model.adapter(site).unwrap();
+    let [_, d_in, d_out] = layer.delta_weight().dims();
+    let delta = layer.delta_weight().inner().reshape([d_in, d_out]);
+    // B is scaled by out^¼ / √16, the update by α / r = 1.
+    let factor = (d_out as f32).powf(0.25) / 4.0;
+    let got: Vec<f32> = svd(delta).into_iter().take(2).map(|s| s / factor).collect();
+    for s in &got {
+        assert!(
+            top[..4].iter().any(|t| (t - s).abs() < 1e-4 * t.max(1.0)),
+            "{s} is one of the first four singular values {:?}",
+            &top[..4]
+        );
+    }
+    assert!((got[0] - got[1]).abs() > 1e-4, "two distinct pairs");
 }

@@ -388,7 +388,7 @@ fn randlora_matches_peft() {
         b_full.shape[0],
         b_full.shape[1],
     );
-    let ours = peft::init::SharedBases::new(0, r, (16, 16));
+    let ours = peft::init::SharedBases::new(0, r, (16, 16), None);
     assert_eq!((ours.min, ours.max, ours.nb), (min_all, max_all, nb_all));
     for values in [&ours.a, &ours.b] {
         let n = values.len() as f64;

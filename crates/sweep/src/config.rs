@@ -299,6 +299,13 @@ pub struct GridConfig {
     /// shares, PEFT's `projection_prng_key`; 0 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection_prng_key: Option<u64>,
+    /// RandLoRA: ternary bases, PEFT's `sparse`; false when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randlora_sparse: Option<bool>,
+    /// RandLoRA: sparser ternary bases, PEFT's `very_sparse`; false when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randlora_very_sparse: Option<bool>,
     /// LoRA-GA (`lora_ga`): PEFT's `LoraGAConfig` (`direction`, `scale`,
     /// `stable_gamma`) and `batches`, how many fine-tuning batches (in data
     /// seed 0's order) estimate the gradient; PEFT's defaults and 8 batches
@@ -1706,6 +1713,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             },
             randlora_alpha: self.grid.randlora_alpha,
             projection_prng_key: self.grid.projection_prng_key.unwrap_or(0),
+            randlora_sparse: self.grid.randlora_sparse.unwrap_or(false),
+            randlora_very_sparse: self.grid.randlora_very_sparse.unwrap_or(false),
             lora_ga: self.grid.lora_ga.clone().unwrap_or_default(),
         }
     }
@@ -1751,6 +1760,10 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             #[serde(skip_serializing_if = "Option::is_none")]
             projection_prng_key: Option<u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            randlora_sparse: Option<bool>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            randlora_very_sparse: Option<bool>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             lora_ga: &'a Option<peft::LoraGaConfig>,
             train_head: bool,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -1769,6 +1782,8 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             hybrid_r: self.grid.hybrid_r,
             randlora_alpha: self.grid.randlora_alpha,
             projection_prng_key: self.grid.projection_prng_key,
+            randlora_sparse: self.grid.randlora_sparse,
+            randlora_very_sparse: self.grid.randlora_very_sparse,
             lora_ga: &self.grid.lora_ga,
             train_head: self.train_head(),
             files: self.file_digests(),
@@ -2515,6 +2530,8 @@ mod tests {
             "hybrid_r = 0",
             "randlora_alpha = 10.0",
             "projection_prng_key = 3",
+            "randlora_sparse = true",
+            "randlora_very_sparse = false",
             "lora_ga = { batches = 2 }",
         ] {
             let config = parse(&with(lines)).unwrap();
