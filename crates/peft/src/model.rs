@@ -208,9 +208,17 @@ impl<M: Adaptable> PeftModel<M> {
     }
 
     /// Every parameter of one member's model: frozen base plus its own
-    /// trainable tensors.
+    /// trainable tensors. RandLoRA's random bases are buffers, not
+    /// parameters, as PEFT counts them.
     pub fn total_per_member(&self) -> usize {
-        count_params(self, false) - count_params(self, true) + self.trainable_per_member()
+        let bases: usize = self
+            .blocks
+            .iter()
+            .flat_map(BlockAdapters::adapted)
+            .filter_map(|(_, layer)| layer.bases.as_ref())
+            .map(|b| count_params(b, false))
+            .sum();
+        count_params(self, false) - bases - count_params(self, true) + self.trainable_per_member()
     }
 
     /// The adapter at `site`, if it has one.

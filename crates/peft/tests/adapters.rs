@@ -433,8 +433,11 @@ fn the_new_methods_count_as_peft_does() {
         per_block(&|i, o| i.min(o).div_ceil(3) * (3 + i.min(o))),
         per_block(&|i, o| 2 * (i + o)),
     ];
+    let base_total = base(&device).num_params();
     for ((name, model), want) in variants(&[0], &device).into_iter().zip(want) {
         assert_eq!(model.trainable_per_member(), want, "{name}");
+        // The frozen base plus what trains; RandLoRA's bases are buffers.
+        assert_eq!(model.total_per_member(), base_total + want - head, "{name} total");
     }
 }
 
