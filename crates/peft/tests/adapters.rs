@@ -437,7 +437,11 @@ fn the_new_methods_count_as_peft_does() {
     for ((name, model), want) in variants(&[0], &device).into_iter().zip(want) {
         assert_eq!(model.trainable_per_member(), want, "{name}");
         // The frozen base plus what trains; RandLoRA's bases are buffers.
-        assert_eq!(model.total_per_member(), base_total + want - head, "{name} total");
+        assert_eq!(
+            model.total_per_member(),
+            base_total + want - head,
+            "{name} total"
+        );
     }
 }
 
