@@ -194,6 +194,68 @@ fn the_new_methods_run_whole_and_their_adapters_score_their_trials() {
             .unwrap()
     };
     assert_ne!(loss("loft"), loss("loraplus"));
+    let randlora = std::fs::read_dir(out.join("adapters"))
+        .unwrap()
+        .map(|cell| only_entry(&cell.unwrap().path()))
+        .find(|m| cell_name(m).starts_with("randlora"))
+        .unwrap();
+    damaged_randlora_files_are_refused(&randlora, dir.path());
+}
+
+/// A RandLoRA file whose bases are misshapen, or that leaves them out, is
+/// refused naming what is wrong (not a panic).
+fn damaged_randlora_files_are_refused(member: &Path, scratch: &Path) {
+    let bytes = std::fs::read(member.join("adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let config = json(&member.join("adapter_config.json"));
+    let write = |name: &str,
+                 tensors: Vec<(String, safetensors::tensor::TensorView)>,
+                 config: &serde_json::Value| {
+        let to = scratch.join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(to.join("adapter_config.json"), config.to_string()).unwrap();
+        std::fs::write(
+            to.join("adapter_model.safetensors"),
+            safetensors::serialize(tensors, None).unwrap(),
+        )
+        .unwrap();
+        let out = lrscape(&[
+            "eval",
+            "--model",
+            "fixtures/llama/tiny-qwen3",
+            "--text",
+            VAL,
+            "--block-size",
+            "64",
+            "--adapter",
+            to.to_str().unwrap(),
+        ]);
+        failure(&out)
+    };
+    // One layer's A basis as a matrix [r, MIN] instead of [r, 1, MIN].
+    let flat: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            if k.ends_with("layers.0.self_attn.q_proj.randlora_A") {
+                let shape = vec![v.shape()[0], v.shape()[2]];
+                let view =
+                    safetensors::tensor::TensorView::new(v.dtype(), shape, v.data()).unwrap();
+                (k, view)
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let err = write("flat", flat, &config);
+    assert!(
+        err.contains("randlora_A/randlora_B = [4, 64]/[64, 16, 4]: bases of rank 4"),
+        "{err}"
+    );
+    let mut without = config.clone();
+    without["save_projection"] = false.into();
+    let err = write("without", st.tensors(), &without);
+    assert!(err.contains("save_projection = false: true"), "{err}");
 }
 
 /// The name of the cell directory holding `member`.

@@ -415,9 +415,12 @@ fn load_lora(layer: &mut LoraLayer, take: &mut Take) -> Result<(), PeftError> {
     layer.a = Param::from_tensor(a.transpose().unsqueeze_dim::<3>(0));
     layer.b = Param::from_tensor(b.transpose().unsqueeze_dim::<3>(0));
     if layer.magnitude.is_some() {
-        // Older PEFT releases kept DoRA's magnitude in a ParameterDict.
-        let m = take("lora_magnitude_vector", Some(&[d_out]))
-            .or_else(|_| take("lora_magnitude_vector.weight", Some(&[d_out])))?;
+        // Older PEFT releases kept DoRA's magnitude in a ParameterDict: the
+        // newer key where the file has it, a misshapen one named as such.
+        let m = match take("lora_magnitude_vector", Some(&[d_out])) {
+            Err(PeftError::File { .. }) => take("lora_magnitude_vector.weight", Some(&[d_out]))?,
+            found => found?,
+        };
         let m = Tensor::<1>::from_data(m, &device);
         layer.magnitude = Some(Param::from_tensor(m.unsqueeze_dim::<2>(0)));
     }
@@ -464,8 +467,13 @@ fn load_randlora(layer: &mut LoraLayer, take: &mut Take) -> Result<(), PeftError
     let a_full = take("randlora_A", None)?;
     let b_full = take("randlora_B", None)?;
     let (a_shape, b_shape) = (a_full.shape().to_vec(), b_full.shape().to_vec());
-    if a_shape[0] != r || a_shape[2] < min || b_shape[0] < max || b_shape[1] < nb || b_shape[2] != r
-    {
+    let covers = match (a_shape.as_slice(), b_shape.as_slice()) {
+        (&[a_r, 1, a_min], &[b_max, b_nb, b_r]) => {
+            a_r == r && a_min >= min && b_max >= max && b_nb >= nb && b_r == r
+        }
+        _ => false,
+    };
+    if !covers {
         return Err(PeftError::invalid(
             "randlora_A/randlora_B",
             format!("{a_shape:?}/{b_shape:?}"),
