@@ -256,6 +256,10 @@ fn damaged_randlora_files_are_refused(member: &Path, scratch: &Path) {
     without["save_projection"] = false.into();
     let err = write("without", st.tensors(), &without);
     assert!(err.contains("save_projection = false: true"), "{err}");
+    let mut negative = config.clone();
+    negative["projection_prng_key"] = (-1).into();
+    let err = write("negative", st.tensors(), &negative);
+    assert!(err.contains("an integer >= 0"), "{err}");
 }
 
 /// The name of the cell directory holding `member`.

@@ -534,16 +534,26 @@ fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, Pe
             .get(field)
             .map_or(Some(default), serde_json::Value::as_f64)
     };
+    let integer = |field: &str, default: u64| {
+        adapter
+            .other
+            .get(field)
+            .map_or(Some(default), serde_json::Value::as_u64)
+    };
     let mut config = LoraConfig::new(method, adapter.r);
     match method {
         Method::Gralora => {
             // PEFT's defaults: alpha 64, gralora_k 2, hybrid_r 0.
             let (Some(alpha), Some(k), Some(hybrid)) = (
                 number("alpha", 64.0),
-                number("gralora_k", 2.0),
-                number("hybrid_r", 0.0),
+                integer("gralora_k", 2),
+                integer("hybrid_r", 0),
             ) else {
-                return refuse("alpha/gralora_k/hybrid_r", "not numbers".into(), "numbers");
+                return refuse(
+                    "alpha/gralora_k/hybrid_r",
+                    "not numbers".into(),
+                    "a number and two integers >= 0",
+                );
             };
             config.lora_alpha = alpha;
             config.gralora_k = k as usize;
@@ -565,16 +575,16 @@ fn lora_config_of(adapter: &AdapterConfig, path: &Path) -> Result<LoraConfig, Pe
             }
             let (Some(alpha), Some(key)) = (
                 number("randlora_alpha", 640.0),
-                number("projection_prng_key", 0.0),
+                integer("projection_prng_key", 0),
             ) else {
                 return refuse(
                     "randlora_alpha/projection_prng_key",
                     "not numbers".into(),
-                    "numbers",
+                    "a number and an integer >= 0",
                 );
             };
             config.randlora_alpha = Some(alpha);
-            config.projection_prng_key = key as u64;
+            config.projection_prng_key = key;
         }
         _ => {
             config.lora_alpha = adapter
