@@ -26,13 +26,6 @@ impl BertModel {
             Self::Classifier(c) => &c.bert,
         }
     }
-
-    fn bert_mut(&mut self) -> &mut Bert {
-        match self {
-            Self::MaskedLm(m) => &mut m.bert,
-            Self::Classifier(c) => &mut c.bert,
-        }
-    }
 }
 
 impl PopulationModel for BertModel {
@@ -46,15 +39,24 @@ impl PopulationModel for BertModel {
 
 impl Adaptable for BertModel {
     fn layout(&self) -> LinearLayout {
-        self.bert().layout()
+        match self {
+            Self::MaskedLm(m) => m.bert.layout(false),
+            Self::Classifier(c) => c.layout(),
+        }
     }
 
     fn linear(&self, site: LinearSite) -> Option<&PopLinear> {
-        self.bert().linear(site)
+        match self {
+            Self::MaskedLm(m) => m.bert.linear(site),
+            Self::Classifier(c) => c.linear(site),
+        }
     }
 
     fn linear_mut(&mut self, site: LinearSite) -> Option<&mut PopLinear> {
-        self.bert_mut().linear_mut(site)
+        match self {
+            Self::MaskedLm(m) => m.bert.linear_mut(site),
+            Self::Classifier(c) => c.linear_mut(site),
+        }
     }
 
     fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {

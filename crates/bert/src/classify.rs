@@ -6,7 +6,9 @@ use burn::module::Module;
 use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{Device, Int, Tensor};
 use nn::init::{ParamRng, tensor_from};
-use nn::{LinearHook, NoAdapter, PopLinear, PopulationModel, SavedHead, expand_members};
+use nn::{
+    LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, SavedHead, expand_members,
+};
 
 use crate::model::{Bert, LinearWeights};
 
@@ -53,13 +55,28 @@ impl BertForSequenceClassification {
         self.classifier.d_out()
     }
 
+    /// The pooler's site after the last block, where adapters may reach
+    /// it (BERT's; DistilBERT's `pre_classifier` is trained whole).
+    pub fn pooler_site(&self) -> Option<LinearSite> {
+        let (module, _) = crate::adaptable::Modules::of(self.bert.variant()).pooler?;
+        Some(LinearSite {
+            layer: self.bert.layers.len(),
+            module,
+        })
+    }
+
     /// Class logits `[C, B, num_labels]` of `tokens: [G, B, T]`, block
-    /// linears through `hook`.
+    /// linears and the pooler through `hook`.
     pub fn forward_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Tensor<3> {
         let hidden = self.bert.hidden_with(tokens, hook);
-        let [c, b, _, d] = hidden.dims();
-        let first = hidden.narrow(2, 0, 1).reshape([c, b, d]);
-        let pooled = self.pooler.forward3(first);
+        let [_, b, _, d] = hidden.dims();
+        let first = hidden.narrow(2, 0, 1);
+        let pooled = match self.pooler_site() {
+            Some(site) => hook.linear(site, &self.pooler, first),
+            None => self.pooler.forward(first),
+        };
+        let c = pooled.dims()[0];
+        let pooled = pooled.reshape([c, b, d]);
         let pooled = if self.bert.distil {
             relu(pooled)
         } else {

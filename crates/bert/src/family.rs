@@ -234,11 +234,12 @@ impl ModelConfig for BertFamily {
 
     fn linear_layout(&self) -> LinearLayout {
         let hf = &self.hf;
+        // Fine-tuning trains a classifier: its pooler is a site.
         crate::adaptable::linear_layout(
             hf.variant,
             hf.num_hidden_layers,
-            hf.hidden_size,
-            hf.intermediate_size,
+            (hf.hidden_size, hf.intermediate_size),
+            true,
         )
     }
 

@@ -245,7 +245,7 @@ fn a_population_shares_the_base_and_the_hook_reaches_every_linear() {
         let sites = hook.sites.borrow();
         assert_eq!(
             sites.len(),
-            layout.n_layers * layout.modules.len(),
+            layout.n_layers * layout.modules.len() + layout.heads.len(),
             "{name}"
         );
         for &site in sites.iter() {

@@ -38,6 +38,7 @@ pub fn linear_layout(n_layers: usize, d: usize, ff: usize) -> LinearLayout {
             ("all-linear", all),
         ],
         hf_blocks: Some("transformer.h"),
+        heads: Vec::new(),
         fan_in_fan_out: true,
     }
 }

@@ -48,6 +48,7 @@ pub fn linear_layout(n_layers: usize, d: usize, q: usize, kv: usize, ff: usize) 
             ("all-linear", all),
         ],
         hf_blocks: Some("model.layers"),
+        heads: Vec::new(),
         fan_in_fan_out: false,
     }
 }

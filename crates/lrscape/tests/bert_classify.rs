@@ -34,7 +34,9 @@ fn eval_args<'a>(model: &'a str, data: &'a str, adapter: Option<&'a str>) -> Vec
 fn classifiers_and_peft_adapters_score_labelled_text_as_transformers_does() {
     let golden = json(&root().join("fixtures/bert/text_classify_golden.json"));
     let scores = golden["scores"].as_object().unwrap();
-    assert_eq!(scores.len(), 6);
+    // Both encoders with and without adapters, and BERT's `all-linear`
+    // adapter on the classifier (its pooler adapted).
+    assert_eq!(scores.len(), 7);
     for (entry, want) in scores {
         let (model, adapter) = match entry.split_once("-adapters/") {
             Some((base, _)) => (
@@ -140,6 +142,95 @@ fn the_tiny_encoder_config_runs_whole_and_saves_its_heads() {
             "32",
         ),
     );
+}
+
+/// configs/distilbert-classify-tiny.toml on the tiny BERT classifier (its
+/// pooler in the checkpoint) with `targets = "all-linear"`, in `dir`.
+fn bert_all_linear(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("configs/distilbert-classify-tiny.toml"))
+        .unwrap()
+        .replace("../fixtures/", &format!("{}/fixtures/", root().display()))
+        .replace(
+            "fixtures/bert/tiny-distilbert\"",
+            "fixtures/bert/tiny-bert-classifier\"",
+        )
+        .replace(
+            "targets = [\"q_lin\", \"v_lin\"]",
+            "targets = \"all-linear\"",
+        )
+        .replace(
+            "methods = [\"lora\", \"dora\", \"full\"]",
+            "methods = [\"lora\", \"dora\"]",
+        );
+    assert!(text.contains("tiny-bert-classifier\"") && text.contains("all-linear"));
+    let config = dir.join("bert-all-linear.toml");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// PEFT's `all-linear` on a BERT classifier adapts the pooler: its dense
+/// gets factors (saved under `bert.pooler.dense`, named in
+/// `target_modules`), its weights stay the checkpoint's, and only
+/// `classifier` is saved whole. Each kept adapter scores its trial.
+#[test]
+fn bert_all_linear_adapts_the_pooler_as_peft_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = bert_all_linear(dir.path());
+    succeeded(study("run", &config, &out));
+    assert_eq!(trials(&out).len(), 4);
+    let model = root().join("fixtures/bert/tiny-bert-classifier");
+    let model = model.to_str().unwrap();
+    kept_adapters_score_their_trials(
+        &out,
+        &["lora", "dora"],
+        serde_json::json!(["classifier"]),
+        (model, "fixtures/text/genesis-labelled.csv", "32"),
+    );
+    let member = only_entry(&out.join("adapters/lora-r-4"));
+    let adapter = json(&member.join("adapter_config.json"));
+    let targets: Vec<&str> = adapter["target_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(targets.contains(&"pooler.dense"), "{targets:?}");
+    assert_eq!(targets.len(), 7, "{targets:?}");
+    let tensors = nn::safetensors_io::read_file(&member.join("adapter_model.safetensors")).unwrap();
+    let keys: Vec<&String> = tensors.keys().collect();
+    for key in [
+        "base_model.model.bert.pooler.dense.lora_A.weight",
+        "base_model.model.bert.pooler.dense.lora_B.weight",
+        "base_model.model.classifier.weight",
+    ] {
+        assert!(tensors.contains_key(key), "{key} not in {keys:?}");
+    }
+    assert!(
+        !keys.iter().any(|k| k.ends_with("pooler.dense.weight")),
+        "{keys:?}"
+    );
+}
+
+/// The same adapters read by `transformers` + `peft` on the checkpoint:
+/// the score `lrscape eval --data` gives them.
+#[test]
+#[ignore = "needs python with torch, transformers, peft and tokenizers"]
+fn peft_loads_bert_all_linear_adapters_with_the_same_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = bert_all_linear(dir.path());
+    succeeded(study("run", &config, &out));
+    let model = root().join("fixtures/bert/tiny-bert-classifier");
+    let checked = peft_scores_kept_adapters(
+        &out,
+        (
+            model.to_str().unwrap(),
+            "fixtures/text/genesis-labelled.csv",
+            "32",
+        ),
+    );
+    assert_eq!(checked, 2, "LoRA's and DoRA's best");
 }
 
 /// Encoder adapters lrscape saved (their heads in `modules_to_save`), read

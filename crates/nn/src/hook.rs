@@ -13,7 +13,7 @@ use burn::tensor::Tensor;
 
 use crate::layers::PopLinear;
 
-/// A kind of adaptable linear inside a block, named as HF PEFT's
+/// A kind of adaptable linear inside a block (or a head outside them), named as HF PEFT's
 /// `target_modules` names it for the model family (`q`, `c_attn`,
 /// `mlp.c_proj`, ...). `index` is its place in the family's
 /// [`LinearLayout::modules`](crate::LinearLayout) and seeds adapter inits,
@@ -36,7 +36,8 @@ impl fmt::Display for ModuleId {
     }
 }
 
-/// A linear map's place in the model: block index and module.
+/// A linear map's place in the model: block index and module (`layer` is
+/// the number of blocks for a head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinearSite {
     pub layer: usize,

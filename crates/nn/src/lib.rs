@@ -39,4 +39,6 @@ pub use loss::{
     member_correct, member_cross_entropy, member_weighted_correct, member_weighted_cross_entropy,
 };
 pub use members::{expand_members, member_count, select_member};
-pub use model::{Adaptable, FactorPair, LinearLayout, ParamLr, PopulationModel, SavedHead};
+pub use model::{
+    Adaptable, FactorPair, HeadLinear, LinearLayout, ParamLr, PopulationModel, SavedHead,
+};

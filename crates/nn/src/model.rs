@@ -57,14 +57,18 @@ pub struct ParamLr {
 
 /// The adaptable linears of a model family, known from its config before a
 /// model exists: module ids in site order, each with its `(in, out)`, the
-/// number of blocks, and named target presets (HF PEFT's per-architecture
-/// defaults and `all-linear`).
+/// number of blocks, the linears outside them, and named target presets
+/// (HF PEFT's per-architecture defaults and `all-linear`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinearLayout {
     pub n_layers: usize,
     /// `(module, in, out)` for every adaptable linear of a block; each
     /// module's `index` is its position here.
     pub modules: Vec<(ModuleId, usize, usize)>,
+    /// Adaptable linears outside the blocks, which PEFT's `all-linear`
+    /// reaches too (an encoder classifier's pooler); their indices follow
+    /// the block modules'.
+    pub heads: Vec<HeadLinear>,
     /// `(preset, module names)`.
     pub presets: Vec<(&'static str, Vec<&'static str>)>,
     /// Where the blocks sit in the Hugging Face model (`transformer.h` for
@@ -76,37 +80,106 @@ pub struct LinearLayout {
     pub fan_in_fan_out: bool,
 }
 
+/// An adaptable linear outside the blocks: its module id (the name lrscape
+/// writes in `target_modules`), its Hugging Face path and `(in, out)`. Its
+/// one site is at layer `n_layers`, after the last block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLinear {
+    pub module: ModuleId,
+    pub path: &'static str,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+/// Whether a `target_modules` entry names the module at `path`, as HF PEFT
+/// matches it: equal, or `path` ends with `.` + the entry.
+fn names(entry: &str, path: &str) -> bool {
+    path == entry
+        || path
+            .strip_suffix(entry)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
 impl LinearLayout {
-    /// The module named `name`, if the family has one.
-    pub fn module(&self, name: &str) -> Option<ModuleId> {
+    /// Every module id, block modules then heads.
+    fn all_modules(&self) -> impl Iterator<Item = (ModuleId, usize, usize)> + '_ {
         self.modules
             .iter()
-            .map(|&(m, _, _)| m)
+            .copied()
+            .chain(self.heads.iter().map(|h| (h.module, h.d_in, h.d_out)))
+    }
+
+    /// The module named `name`, if the family has one.
+    pub fn module(&self, name: &str) -> Option<ModuleId> {
+        self.all_modules()
+            .map(|(m, _, _)| m)
             .find(|m| m.name == name)
     }
 
     /// The modules a `target_modules` entry names, as HF PEFT matches it: a
     /// module whose name equals the entry or ends with `.` + the entry
-    /// (`c_proj` names both `attn.c_proj` and `mlp.c_proj`).
+    /// (`c_proj` names both `attn.c_proj` and `mlp.c_proj`); a head by its
+    /// whole path (`dense` names BERT's `bert.pooler.dense` too).
     pub fn matching(&self, entry: &str) -> Vec<ModuleId> {
-        self.modules
+        let blocks = self
+            .modules
             .iter()
             .map(|&(m, _, _)| m)
-            .filter(|m| {
-                m.name == entry
-                    || m.name
-                        .strip_suffix(entry)
-                        .is_some_and(|head| head.ends_with('.'))
-            })
-            .collect()
+            .filter(|m| names(entry, m.name));
+        let heads = self
+            .heads
+            .iter()
+            .filter(|h| names(entry, h.path) || h.module.name == entry)
+            .map(|h| h.module);
+        blocks.chain(heads).collect()
     }
 
     /// `(in, out)` of `module`.
     pub fn shape(&self, module: ModuleId) -> Option<(usize, usize)> {
-        self.modules
-            .iter()
+        self.all_modules()
             .find(|(m, _, _)| *m == module)
-            .map(|&(_, i, o)| (i, o))
+            .map(|(_, i, o)| (i, o))
+    }
+
+    /// How many module ids the layout has: blocks' and heads'.
+    pub fn slots(&self) -> usize {
+        self.modules.len() + self.heads.len()
+    }
+
+    /// The head linear of `module`, if it is one.
+    pub fn head(&self, module: ModuleId) -> Option<&HeadLinear> {
+        self.heads.iter().find(|h| h.module == module)
+    }
+
+    /// The sites of `targets`: a block module's in every block, in block
+    /// order, then each head's after the last block.
+    pub fn sites(&self, targets: &std::collections::BTreeSet<ModuleId>) -> Vec<LinearSite> {
+        let (heads, blocks): (Vec<ModuleId>, Vec<ModuleId>) =
+            targets.iter().partition(|&&m| self.head(m).is_some());
+        let mut sites: Vec<LinearSite> = (0..self.n_layers)
+            .flat_map(|layer| {
+                blocks
+                    .iter()
+                    .map(move |&module| LinearSite { layer, module })
+            })
+            .collect();
+        sites.extend(heads.into_iter().map(|module| LinearSite {
+            layer: self.n_layers,
+            module,
+        }));
+        sites
+    }
+
+    /// The Hugging Face module path of `site` (`transformer.h.0.attn.c_attn`,
+    /// `bert.pooler.dense`); `None` for a family with no HF counterpart.
+    pub fn hf_module(&self, site: LinearSite) -> Option<String> {
+        match self.head(site.module) {
+            Some(head) => Some(head.path.to_string()),
+            None => Some(format!(
+                "{}.{}.{}",
+                self.hf_blocks?, site.layer, site.module.name
+            )),
+        }
     }
 
     /// The module names of `preset`, if it is one.

@@ -198,7 +198,9 @@ impl TargetModules {
         for name in names {
             let matched = layout.matching(name);
             if matched.is_empty() {
-                let known: Vec<&str> = layout.modules.iter().map(|m| m.0.name).collect();
+                let known: Vec<&str> = (layout.modules.iter().map(|m| m.0.name))
+                    .chain(layout.heads.iter().map(|h| h.module.name))
+                    .collect();
                 let presets: Vec<&str> = layout.presets.iter().map(|p| p.0).collect();
                 return Err(PeftError::invalid(
                     "target_modules",
@@ -540,6 +542,7 @@ mod tests {
             modules: vec![(q, 128, 128), (up, 128, 512)],
             presets: vec![("all", vec!["q", "up"]), ("attn", vec!["q"])],
             hf_blocks: None,
+            heads: Vec::new(),
             fan_in_fan_out: false,
         }
     }

@@ -185,7 +185,18 @@ impl<M: Adaptable> PeftModel<M> {
         let mut base = base.no_grad();
         let blocks = build_adapters(&mut base, config, &targets, member_seeds, gradients)?;
         if config.train_head {
+            // A head linear with an adapter stays the frozen base of it, as
+            // PEFT never trains a module it adapts whole.
+            let adapted: Vec<(LinearSite, PopLinear)> = layout
+                .sites(&targets)
+                .into_iter()
+                .filter(|s| layout.head(s.module).is_some())
+                .map(|s| Ok((s, site_linear(&base, s)?.clone())))
+                .collect::<Result<_, PeftError>>()?;
             base = base.unfreeze_head(members);
+            for (site, linear) in adapted {
+                *site_linear_mut(&mut base, site)? = linear;
+            }
         }
         let loraplus_lr_ratio =
             (config.method == Method::Loraplus).then_some(config.loraplus_lr_ratio);
@@ -232,7 +243,10 @@ impl<M: Adaptable> PeftModel<M> {
 
     /// Every adapted site with its layer.
     pub fn adapted_sites(&self) -> impl Iterator<Item = (LinearSite, &LoraLayer)> {
-        let modules: Vec<ModuleId> = self.base.layout().modules.iter().map(|m| m.0).collect();
+        let layout = self.base.layout();
+        let modules: Vec<ModuleId> = (layout.modules.iter().map(|m| m.0))
+            .chain(layout.heads.iter().map(|h| h.module))
+            .collect();
         self.blocks.iter().enumerate().flat_map(move |(layer, b)| {
             let modules = modules.clone();
             b.adapted().filter_map(move |(index, adapter)| {
@@ -477,46 +491,46 @@ fn build_adapters<M: Adaptable>(
     gradients: &SiteGradients,
 ) -> Result<Vec<BlockAdapters>, PeftError> {
     let layout = base.layout();
-    let slots = layout.modules.len();
+    let slots = layout.slots();
     let bases = shared_bases(base.layout(), config);
     let members = member_seeds.len();
-    let mut blocks = Vec::with_capacity(layout.n_layers);
-    for layer in 0..layout.n_layers {
-        let mut adapters = BlockAdapters {
+    let sites = layout.sites(targets);
+    let n_blocks = sites.iter().map(|s| s.layer + 1).max().unwrap_or(0);
+    let mut blocks: Vec<BlockAdapters> = (0..n_blocks)
+        .map(|_| BlockAdapters {
             modules: (0..slots).map(|_| None).collect(),
+        })
+        .collect();
+    for site in sites {
+        let (layer, module) = (site.layer, site.module);
+        let linear = site_linear(base, site)?;
+        let device: Device = linear.weight.device();
+        let from_weight = config.method.uses_svd() || config.method.replaces_base();
+        let init = match &bases {
+            Some(bases) => randlora_init(linear, bases, members, &device),
+            None if from_weight => weight_init(linear, site, config, members, gradients)?,
+            None => random_init(linear, site, config, member_seeds, &device),
         };
-        for &module in targets {
-            let site = LinearSite { layer, module };
-            let linear = site_linear(base, site)?;
-            let device: Device = linear.weight.device();
-            let from_weight = config.method.uses_svd() || config.method.replaces_base();
-            let init = match &bases {
-                Some(bases) => randlora_init(linear, bases, members, &device),
-                None if from_weight => weight_init(linear, site, config, members, gradients)?,
-                None => random_init(linear, site, config, member_seeds, &device),
-            };
-            if let Some(residual) = init.residual {
-                site_linear_mut(base, site)?.weight =
-                    Param::from_tensor(residual.unsqueeze_dim::<3>(0)).set_require_grad(false);
-            }
-            adapters.modules[usize::from(module.index)] = Some(LoraLayer {
-                a: trainable(init.a),
-                b: trainable(init.b),
-                magnitude: init.magnitude.map(trainable),
-                general: init.general.map(|(a, b)| GeneralFactors {
-                    a: trainable(a),
-                    b: trainable(b),
-                }),
-                bases: init.bases.map(|(a, b)| RandBases {
-                    a: Param::from_tensor(a.unsqueeze_dim(0)).set_require_grad(false),
-                    b: Param::from_tensor(b.unsqueeze_dim(0)).set_require_grad(false),
-                }),
-                scale: config.scaling(),
-                kind: init.kind,
-                compute: config.compute,
-            });
+        if let Some(residual) = init.residual {
+            site_linear_mut(base, site)?.weight =
+                Param::from_tensor(residual.unsqueeze_dim::<3>(0)).set_require_grad(false);
         }
-        blocks.push(adapters);
+        blocks[layer].modules[usize::from(module.index)] = Some(LoraLayer {
+            a: trainable(init.a),
+            b: trainable(init.b),
+            magnitude: init.magnitude.map(trainable),
+            general: init.general.map(|(a, b)| GeneralFactors {
+                a: trainable(a),
+                b: trainable(b),
+            }),
+            bases: init.bases.map(|(a, b)| RandBases {
+                a: Param::from_tensor(a.unsqueeze_dim(0)).set_require_grad(false),
+                b: Param::from_tensor(b.unsqueeze_dim(0)).set_require_grad(false),
+            }),
+            scale: config.scaling(),
+            kind: init.kind,
+            compute: config.compute,
+        });
     }
     Ok(blocks)
 }

@@ -94,9 +94,9 @@ fn alpha_number(alpha: f64) -> serde_json::Number {
     }
 }
 
-/// The HF module name of `site` under `hf_blocks`.
-fn module_key(hf_blocks: &str, site: LinearSite) -> String {
-    format!("{hf_blocks}.{}.{}", site.layer, site.module.name)
+/// The HF module name of `site` (under `hf_blocks`, or a head's path).
+fn module_key(layout: &nn::LinearLayout, site: LinearSite) -> Result<String, PeftError> {
+    layout.hf_module(site).ok_or(PeftError::NoSuchSite(site))
 }
 
 /// Member `member`'s factors `(A [in, r], B [r, out], magnitude [out])`.
@@ -125,7 +125,7 @@ pub fn save_pretrained<M: Adaptable>(
     dir: &Path,
 ) -> Result<(), PeftError> {
     let layout = model.base.layout();
-    let hf_blocks = layout.hf_blocks.ok_or_else(|| {
+    layout.hf_blocks.ok_or_else(|| {
         PeftError::invalid(
             "save_adapters",
             "a model family without a Hugging Face counterpart",
@@ -155,7 +155,7 @@ pub fn save_pretrained<M: Adaptable>(
     let mut tensors: BTreeMap<String, TensorData> = BTreeMap::new();
     let modules: BTreeSet<&str> = model.adapted_sites().map(|(s, _)| s.module.name).collect();
     for (site, layer) in model.adapted_sites() {
-        let key = format!("{PREFIX}{}", module_key(hf_blocks, site));
+        let key = format!("{PREFIX}{}", module_key(&layout, site)?);
         let start = match initial {
             Some(initial) => Some(initial.adapter(site).ok_or(PeftError::NoSuchSite(site))?),
             None => None,
@@ -171,9 +171,17 @@ pub fn save_pretrained<M: Adaptable>(
     }
     // Heads trained beside the adapters go where PEFT keeps
     // `modules_to_save` (a classifier's head, for `SEQ_CLS`).
+    // A head carrying an adapter (a pooler under `all-linear`) is not.
     let mut saved = Vec::new();
+    let adapted_heads: BTreeSet<String> = model
+        .adapted_sites()
+        .filter_map(|(site, _)| Some(layout.head(site.module)?.path.to_string()))
+        .collect();
     if config.train_head {
         for head in model.base.saved_heads() {
+            if adapted_heads.contains(head.path) {
+                continue;
+            }
             let (weight, bias) = head.linear.member(member);
             let weight = weight.transpose().into_data();
             tensors.insert(format!("{PREFIX}{}.weight", head.path), weight);
@@ -730,6 +738,43 @@ fn per_module_targets(
     Ok(TargetModules::List(names))
 }
 
+/// `targets` less the heads `modules_to_save` names: PEFT adapts no
+/// module inside one it saves whole (`dense` with `modules_to_save =
+/// ["pooler", ...]` leaves BERT's pooler to be saved).
+fn without_saved_heads<M: Adaptable>(
+    targets: &TargetModules,
+    base: &M,
+    adapter: &AdapterConfig,
+) -> Result<TargetModules, PeftError> {
+    let layout = base.layout();
+    let saved = adapter.modules_to_save.clone().unwrap_or_default();
+    let saved_paths: Vec<&str> = base
+        .saved_heads()
+        .iter()
+        .filter(|h| saved.iter().any(|n| n == h.module))
+        .map(|h| h.path)
+        .collect();
+    let resolved = targets.resolve(&layout)?;
+    if !resolved.iter().any(|&m| {
+        layout
+            .head(m)
+            .is_some_and(|h| saved_paths.contains(&h.path))
+    }) {
+        return Ok(targets.clone());
+    }
+    Ok(TargetModules::List(
+        resolved
+            .into_iter()
+            .filter(|&m| {
+                !layout
+                    .head(m)
+                    .is_some_and(|h| saved_paths.contains(&h.path))
+            })
+            .map(|m| m.name.to_string())
+            .collect(),
+    ))
+}
+
 /// Reads a PEFT adapter directory onto `base` (one member): the setting it
 /// describes and the model with its factors. Missing, extra or misshapen
 /// tensors are errors naming the key.
@@ -753,6 +798,7 @@ pub fn from_pretrained<M: Adaptable>(
     let mut config = config;
     config.target_modules = per_module_targets(&adapter.target_modules, &layout, hf_blocks)
         .map_err(|why| file_error(&config_path, why))?;
+    config.target_modules = without_saved_heads(&config.target_modules, &base, &adapter)?;
     let mut model = PeftModel::new(base, &config, &[0])?;
     let weights_path = dir.join(ADAPTER_WEIGHTS);
     let mut tensors: HashMap<String, HostTensor> = safetensors_io::read_file(&weights_path)
@@ -769,7 +815,7 @@ pub fn from_pretrained<M: Adaptable>(
     )?;
     let sites: Vec<LinearSite> = model.adapted_sites().map(|(site, _)| site).collect();
     for site in sites {
-        let key = module_key(hf_blocks, site);
+        let key = module_key(&layout, site)?;
         let layer = model.adapter_mut(site).ok_or(PeftError::NoSuchSite(site))?;
         let mut take = |suffix: &str, shape: Option<&[usize]>| -> Result<TensorData, PeftError> {
             let name = format!("{key}.{suffix}");

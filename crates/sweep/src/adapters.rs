@@ -72,13 +72,7 @@ pub fn init_gradients<A: Adaptable>(
     }
     let layout = base.layout();
     let targets = lora.validate(&layout)?;
-    let sites: Vec<LinearSite> = (0..layout.n_layers)
-        .flat_map(|layer| {
-            targets
-                .iter()
-                .map(move |&module| LinearSite { layer, module })
-        })
-        .collect();
+    let sites: Vec<LinearSite> = layout.sites(&targets);
     train::weight_gradients(
         base,
         &sites,

@@ -1766,9 +1766,26 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             #[serde(skip_serializing_if = "Option::is_none")]
             lora_ga: &'a Option<peft::LoraGaConfig>,
             train_head: bool,
+            // Heads the targets adapt (an encoder classifier's pooler under
+            // `all-linear`), where any: such a pooler was trained whole
+            // before it was a site.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            adapted_heads: Vec<&'static str>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             files: BTreeMap<String, String>,
         }
+        let layout = self.model.linear_layout();
+        let adapted_heads = self
+            .grid
+            .targets
+            .resolve(&layout)
+            .map(|targets| {
+                (targets.into_iter())
+                    .filter(|&m| layout.head(m).is_some())
+                    .map(|m| m.name)
+                    .collect()
+            })
+            .unwrap_or_default();
         let key = Key {
             task: &self.task,
             family: M::FAMILY,
@@ -1786,6 +1803,7 @@ impl<M: ModelConfig> ExperimentConfig<M> {
             randlora_very_sparse: self.grid.randlora_very_sparse,
             lora_ga: &self.grid.lora_ga,
             train_head: self.train_head(),
+            adapted_heads,
             files: self.file_digests(),
         };
         let json = serde_json::to_string(&key).expect("plain structs serialize");

@@ -81,7 +81,10 @@ pub fn estimate<M: ModelConfig>(config: &ExperimentConfig<M>) -> MemoryEstimate 
                     .iter()
                     .map(|&(_, i, o)| (cell.rank * (i + o) + o) as f64)
                     .sum();
-                per_block * layout.n_layers as f64
+                let heads: f64 = (layout.heads.iter())
+                    .map(|h| (cell.rank * (h.d_in + h.d_out) + h.d_out) as f64)
+                    .sum();
+                per_block * layout.n_layers as f64 + heads
             } else {
                 params
             };

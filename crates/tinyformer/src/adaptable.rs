@@ -46,6 +46,7 @@ impl TinyformerConfig {
                 ("all-linear", all),
             ],
             hf_blocks: None,
+            heads: Vec::new(),
             fan_in_fan_out: false,
         }
     }
