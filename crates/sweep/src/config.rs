@@ -2027,8 +2027,16 @@ mod tests {
         fn causal(&self) -> bool {
             self.0.causal
         }
+        /// Tinyformer's linears and a head site that no preset names.
         fn linear_layout(&self) -> nn::LinearLayout {
-            self.0.linear_layout()
+            let mut layout = self.0.linear_layout();
+            layout.heads.push(nn::HeadLinear {
+                module: nn::ModuleId::new(6, "pooler.dense"),
+                path: "model.pooler.dense",
+                d_in: self.0.d_model,
+                d_out: self.0.d_model,
+            });
+            layout
         }
         fn parameters(&self) -> f64 {
             self.0.parameters()
@@ -2043,6 +2051,25 @@ mod tests {
         ) -> Result<Self::Model, nn::ConfigError> {
             self.0.init(seed, device)
         }
+    }
+
+    /// Targets that reach a head (a BERT pooler) enter the results hash:
+    /// such a head was trained whole before it was a site. Other targets
+    /// are in each record, not the hash.
+    #[test]
+    fn targets_that_adapt_a_head_change_the_results_hash() {
+        let text = include_str!("../../../configs/quick.toml")
+            .replace("[model]", "[model]\nfamily = \"other\"");
+        let with = |targets: &str| {
+            let text = text.replace("targets = \"all\"", &format!("targets = {targets}"));
+            assert!(text.contains(targets));
+            ExperimentConfig::<Other>::from_toml_str(&text, "o.toml")
+                .unwrap()
+                .results_hash()
+        };
+        assert_eq!(with("\"all\""), with("[\"q\", \"v\"]"));
+        assert_ne!(with("[\"q\", \"dense\"]"), with("[\"q\"]"));
+        assert_eq!(with("[\"q\", \"dense\"]"), with("[\"pooler.dense\"]"));
     }
 
     #[test]
