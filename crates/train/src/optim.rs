@@ -264,7 +264,13 @@ impl PopulationAdamW {
             self.lrs.clone().mul_scalar(scale)
         };
         let weight_decay = if decays { weight_decay } else { 0.0 };
-        let decayed = theta.clone() - theta.clone().mul(lr.clone()).mul_scalar(weight_decay);
+        // Without decay, three passes over the parameter that leave it as
+        // it is (θ − θ·lr·0 = θ) are skipped.
+        let decayed = if weight_decay == 0.0 {
+            theta.clone()
+        } else {
+            theta.clone() - theta.clone().mul(lr.clone()).mul_scalar(weight_decay)
+        };
         let denom = v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(eps);
         let updated = decayed - m.clone().div(denom).mul(lr).div_scalar(bias1);
         let shape = updated.dims();
