@@ -1,7 +1,8 @@
 //! `exp` on the CPU backend against f64 `exp`. The CPU backend evaluates it
 //! with a polynomial instead of libm (vendor/burn-flex/LRSCAPE-PATCH.md);
 //! softmax and GELU's backward pass use it, so this bounds it everywhere a
-//! model can reach: normal results, denormal results, overflow and NaN.
+//! model can reach: normal results, denormal results, overflow and NaN;
+//! sigmoid, built on it, likewise.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -76,4 +77,56 @@ fn exp_underflows_overflows_and_keeps_nan_like_f32() {
         }
     }
     assert!(flex_exp(&[f32::NAN])[0].is_nan(), "exp(NaN) is NaN");
+}
+
+fn flex_sigmoid(x: &[f32]) -> Vec<f32> {
+    let device = Device::flex();
+    let t = Tensor::<1>::from_data(TensorData::new(x.to_vec(), [x.len()]), &device);
+    burn::tensor::activation::sigmoid(t)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// Sigmoid, evaluated on the same polynomial `exp` (GPT-2's `gelu_new`
+/// goes through it), against f64: within 3 ulp wherever the result is a
+/// normal f32, and exact 0, 1, ½ and NaN where f32 has them.
+#[test]
+fn sigmoid_is_within_three_ulp_and_saturates_exactly() {
+    let mut x: Vec<f32> = (-106_496..=106_496).map(|i| i as f32 / 1024.0).collect();
+    x.extend((0..20_000).map(|i| -30.0 + i as f32 * 0.003_001_7));
+    let got = flex_sigmoid(&x);
+    let mut worst = (0.0, 0.0f32);
+    for (&x, &g) in x.iter().zip(&got) {
+        let exact = 1.0 / (1.0 + (-(x as f64)).exp());
+        if (exact as f32).is_subnormal() || exact as f32 == 0.0 {
+            let tol = 2.0 * f32::MIN_POSITIVE as f64 * f32::EPSILON as f64;
+            assert!(
+                (g as f64 - exact).abs() <= tol,
+                "sigmoid({x}) = {g}, exact {exact}"
+            );
+            continue;
+        }
+        let err = ulps(g, exact);
+        assert!(
+            err <= 3.0,
+            "sigmoid({x}) = {g}, exact {exact}: {err:.2} ulp"
+        );
+        if err > worst.0 {
+            worst = (err, x);
+        }
+    }
+    println!("largest error {:.2} ulp at x = {}", worst.0, worst.1);
+    let ends = flex_sigmoid(&[
+        f32::NEG_INFINITY,
+        -1000.0,
+        0.0,
+        -0.0,
+        1000.0,
+        f32::INFINITY,
+        f32::NAN,
+    ]);
+    assert_eq!(ends[..6], [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]);
+    assert!(ends[6].is_nan(), "sigmoid(NaN) is NaN");
 }
