@@ -25,25 +25,23 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json
-import pathlib
 import shutil
+import sys
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures"
-ROOT = FIXTURES / "bert"
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from bert_golden import ROOT, examples, scored  # noqa: E402
+
 BASE = ROOT / "tiny-bert-classifier"
 OUT = ROOT / "tiny-bert-classifier-adapters" / "all_linear"
-LABELLED = FIXTURES / "text" / "genesis-labelled.jsonl"
-MAX_LENGTH = 16
 
 
 def main():
     tokenizer = AutoTokenizer.from_pretrained(BASE)
-    rows = [json.loads(line) for line in LABELLED.read_text().splitlines() if line.strip()]
-    texts, labels = [r["text"] for r in rows], torch.tensor([r["label"] for r in rows])
+    texts, labels = examples()
     model = BertForSequenceClassification.from_pretrained(BASE).eval()
     lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules="all-linear")
     peft_model = get_peft_model(model, lora)
@@ -58,16 +56,10 @@ def main():
     peft_model.save_pretrained(OUT)
     fresh = BertForSequenceClassification.from_pretrained(BASE).eval()
     loaded = PeftModel.from_pretrained(fresh, OUT).eval()
-    enc = tokenizer(texts, truncation=True, max_length=MAX_LENGTH, padding=True,
-                    return_tensors="pt")
-    with torch.no_grad():
-        out = loaded(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                     labels=labels)
-    accuracy = (out.logits.argmax(-1) == labels).float().mean().item()
     golden_path = ROOT / "text_classify_golden.json"
     golden = json.loads(golden_path.read_text())
-    golden["scores"]["tiny-bert-classifier-adapters/all_linear"] = {
-        "loss": out.loss.item(), "accuracy": accuracy, "examples": len(texts)}
+    golden["scores"]["tiny-bert-classifier-adapters/all_linear"] = scored(
+        loaded, tokenizer, texts, labels)
     golden_path.write_text(json.dumps(golden, indent=1) + "\n")
 
 
