@@ -5,7 +5,7 @@
 
 use burn::tensor::{Int, Tensor};
 use nn::attention::KvCache;
-use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, ModuleId, PopLinear};
+use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, ModuleId, PopLinear, SplitHead};
 
 use crate::model::Gpt2;
 
@@ -85,6 +85,10 @@ impl Adaptable for Gpt2 {
         cache: &mut KvCache,
     ) -> Option<Tensor<3>> {
         Some(Gpt2::decode_with(self, tokens, hook, cache))
+    }
+
+    fn split_head_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Option<SplitHead> {
+        Gpt2::split_head_with(self, tokens, hook)
     }
 
     /// The language-model head is the token embedding, which PEFT leaves

@@ -5,7 +5,10 @@
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 use nn::attention::KvCache;
-use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, PopLinear, PopulationModel, SavedHead};
+use nn::{
+    Adaptable, LinearHook, LinearLayout, LinearSite, PopLinear, PopulationModel, SavedHead,
+    SplitHead,
+};
 
 use crate::classify::Gpt2ForSequenceClassification;
 use crate::model::Gpt2;
@@ -43,6 +46,13 @@ impl PopulationModel for Gpt2Model {
             Self::Classifier(_) => None,
         }
     }
+
+    fn split_head(&self, tokens: Tensor<3, Int>) -> Option<SplitHead> {
+        match self {
+            Self::Lm(m) => m.split_head(tokens),
+            Self::Classifier(_) => None,
+        }
+    }
 }
 
 impl Adaptable for Gpt2Model {
@@ -76,6 +86,13 @@ impl Adaptable for Gpt2Model {
     ) -> Option<Tensor<3>> {
         match self {
             Self::Lm(m) => Adaptable::decode_with(m, tokens, hook, cache),
+            Self::Classifier(_) => None,
+        }
+    }
+
+    fn split_head_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Option<SplitHead> {
+        match self {
+            Self::Lm(m) => Adaptable::split_head_with(m, tokens, hook),
             Self::Classifier(_) => None,
         }
     }

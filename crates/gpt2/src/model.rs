@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last, tied_head};
 use nn::init::{ParamRng, tensor_from};
-use nn::{LayerNorm, LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel};
+use nn::{LayerNorm, LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, SplitHead};
 
 use crate::Gpt2Error;
 use crate::adaptable::{ATTN_C_PROJ, C_ATTN, MLP_C_FC, MLP_C_PROJ};
@@ -285,6 +285,20 @@ impl Gpt2 {
         self.head(self.hidden_with(tokens, hook))
     }
 
+    /// [`forward_with`](Self::forward_with) stopped before the tied head;
+    /// `None` where the head (the token embedding) trains.
+    pub fn split_head_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+    ) -> Option<SplitHead> {
+        let table = self.wte.val();
+        if table.is_require_grad() {
+            return None;
+        }
+        Some(SplitHead::tied(self.hidden_with(tokens, hook), table))
+    }
+
     /// Logits `[C, B × T, vocab]` of hidden states `[C, B, T, d]` through
     /// the tied head.
     fn head(&self, x: Tensor<4>) -> Tensor<3> {
@@ -299,5 +313,9 @@ impl PopulationModel for Gpt2 {
 
     fn decode(&self, tokens: Tensor<3, Int>, cache: &mut KvCache) -> Option<Tensor<3>> {
         Some(self.decode_with(tokens, &NoAdapter, cache))
+    }
+
+    fn split_head(&self, tokens: Tensor<3, Int>) -> Option<SplitHead> {
+        self.split_head_with(tokens, &NoAdapter)
     }
 }

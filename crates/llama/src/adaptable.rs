@@ -5,7 +5,7 @@
 
 use burn::tensor::{Int, Tensor};
 use nn::attention::KvCache;
-use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, ModuleId, PopLinear};
+use nn::{Adaptable, LinearHook, LinearLayout, LinearSite, ModuleId, PopLinear, SplitHead};
 
 use crate::model::Llama;
 
@@ -107,6 +107,10 @@ impl Adaptable for Llama {
         cache: &mut KvCache,
     ) -> Option<Tensor<3>> {
         Some(Llama::decode_with(self, tokens, hook, cache))
+    }
+
+    fn split_head_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Option<SplitHead> {
+        Llama::split_head_with(self, tokens, hook)
     }
 
     /// A causal language model's head stays frozen under adapters, as PEFT

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use nn::attention::{KvCache, causal_bias_after, lookup, softmax_last, tied_head};
 use nn::init::{ParamRng, tensor_from};
-use nn::{LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, RmsNorm};
+use nn::{LinearHook, LinearSite, NoAdapter, PopLinear, PopulationModel, RmsNorm, SplitHead};
 
 use crate::LlamaError;
 use crate::adaptable::{DOWN_PROJ, GATE_PROJ, K_PROJ, O_PROJ, Q_PROJ, UP_PROJ, V_PROJ};
@@ -327,6 +327,34 @@ impl Llama {
         self.head(self.hidden_with(tokens, hook))
     }
 
+    /// [`forward_with`](Self::forward_with) stopped before the head; `None`
+    /// where the head trains or has a bias.
+    pub fn split_head_with(
+        &self,
+        tokens: Tensor<3, Int>,
+        hook: &impl LinearHook,
+    ) -> Option<SplitHead> {
+        match &self.lm_head {
+            Some(head) => {
+                let weight = head.weight.val();
+                if weight.is_require_grad() || head.bias.is_some() {
+                    return None;
+                }
+                Some(SplitHead {
+                    hidden: self.hidden_with(tokens, hook),
+                    weight,
+                })
+            }
+            None => {
+                let table = self.embed_tokens.val();
+                if table.is_require_grad() {
+                    return None;
+                }
+                Some(SplitHead::tied(self.hidden_with(tokens, hook), table))
+            }
+        }
+    }
+
     /// Logits `[C, B × T, vocab]` of hidden states `[C, B, T, d]`.
     fn head(&self, x: Tensor<4>) -> Tensor<3> {
         match &self.lm_head {
@@ -346,5 +374,9 @@ impl PopulationModel for Llama {
 
     fn decode(&self, tokens: Tensor<3, Int>, cache: &mut KvCache) -> Option<Tensor<3>> {
         Some(self.decode_with(tokens, &NoAdapter, cache))
+    }
+
+    fn split_head(&self, tokens: Tensor<3, Int>) -> Option<SplitHead> {
+        self.split_head_with(tokens, &NoAdapter)
     }
 }

@@ -46,9 +46,14 @@ pub fn lookup(table: Tensor<3>, tokens: Tensor<3, Int>) -> Tensor<4> {
 /// Logits `[C, B × T, vocab]` of hidden states `x: [C, B, T, d]` through a
 /// head tied to the token embedding `table: [M, vocab, d]`.
 pub fn tied_head(x: Tensor<4>, table: Tensor<3>) -> Tensor<3> {
+    head_product(x, table.swap_dims(1, 2))
+}
+
+/// Logits `[C, B × T, vocab]` of hidden states `[C, B, T, d]` through a
+/// head's weight `[M, d, vocab]`.
+pub fn head_product(x: Tensor<4>, head: Tensor<3>) -> Tensor<3> {
     let [c, b, t, d] = x.dims();
-    let [m, vocab, _] = table.dims();
-    let head = table.swap_dims(1, 2);
+    let [m, _, vocab] = head.dims();
     if m == 1 && c > 1 {
         // One shared head: one product over every member's rows.
         x.reshape([1, c * b * t, d])

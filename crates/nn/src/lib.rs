@@ -36,9 +36,10 @@ pub use flops::{FlopCount, matmul_flops, matmul_step_flops};
 pub use hook::{LinearHook, LinearSite, ModuleId, NoAdapter};
 pub use layers::{LayerNorm, PopLinear, RmsNorm};
 pub use loss::{
-    member_correct, member_cross_entropy, member_weighted_correct, member_weighted_cross_entropy,
+    HeadLoss, member_correct, member_cross_entropy, member_weighted_correct,
+    member_weighted_cross_entropy,
 };
 pub use members::{expand_members, member_count, select_member};
 pub use model::{
-    Adaptable, FactorPair, HeadLinear, LinearLayout, ParamLr, PopulationModel, SavedHead,
+    Adaptable, FactorPair, HeadLinear, LinearLayout, ParamLr, PopulationModel, SavedHead, SplitHead,
 };

@@ -1,7 +1,10 @@
 //! Per-member classification loss and accuracy.
 
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Bool, IndexingUpdateOp, Int, Tensor};
+
+use crate::SplitHead;
+use crate::attention::head_product;
 
 fn labels_for(labels: Tensor<2, Int>, members: usize) -> Tensor<2, Int> {
     if labels.dims()[0] < members {
@@ -67,6 +70,100 @@ pub fn member_weighted_correct(
     let predicted = logits.argmax(2).reshape([c, b]);
     let right = predicted.equal(labels).float();
     (right * weights_for(weights, c)).sum_dim(1).reshape([c])
+}
+
+/// Each member's cross-entropy through a frozen head ([`SplitHead`]),
+/// with the head's backward pass formed here rather than by autodiff:
+/// `∂loss/∂logits = coef · (softmax − onehot)` and one product back through
+/// the head, so the graph ends at the hidden states and none of its
+/// `[C, B × T, vocab]` tensors are kept. The losses are
+/// [`member_cross_entropy`]'s (with weights, [`member_weighted_cross_entropy`]'s)
+/// to rounding.
+pub struct HeadLoss {
+    hidden: Tensor<4>,
+    /// The head's weight, the probabilities `[C, N, vocab]`, the labels
+    /// `[C, N, 1]`, each row's share of its member's loss `[C, N]` and the
+    /// losses `[C]`: all off the autodiff graph.
+    weight: Tensor<3>,
+    probs: Tensor<3>,
+    labels: Tensor<3, Int>,
+    coef: Tensor<2>,
+    losses: Tensor<1>,
+}
+
+impl HeadLoss {
+    /// `labels` `[G, B × T]` and `weights` (1 scores a target, 0 ignores
+    /// it) `[G, B × T]`, `G` in {1, C}, as [`member_weighted_cross_entropy`]
+    /// takes them.
+    pub fn new(split: SplitHead, labels: Tensor<2, Int>, weights: Option<Tensor<2>>) -> Self {
+        let [c, b, t, _] = split.hidden.dims();
+        let n = b * t;
+        let weight = split.weight.inner();
+        let logits = head_product(split.hidden.clone().inner(), weight.clone());
+        let labels = labels_for(labels.inner(), c).unsqueeze_dim::<3>(2);
+        let picked = logits.clone().gather(2, labels.clone()).reshape([c, n]);
+        let max = logits.clone().max_dim(2).reshape([c, n]);
+        let probs = softmax(logits, 2);
+        // The largest probability is exp(0) / Σ exp(z − max z), so this is
+        // log Σ exp(z − max z) without another pass over the logits.
+        let log_sum = probs.clone().max_dim(2).reshape([c, n]).log().neg();
+        let nll = max - picked + log_sum;
+        let (losses, coef) = match weights {
+            None => {
+                let coef = nll.ones_like().div_scalar(n as f64);
+                (nll.mean_dim(1).reshape([c]), coef)
+            }
+            Some(w) => {
+                let w = weights_for(w.inner(), c);
+                let count = w.clone().sum_dim(1).clamp_min(1.0);
+                let losses = (nll * w.clone()).sum_dim(1).div(count.clone());
+                (losses.reshape([c]), w.div(count))
+            }
+        };
+        Self {
+            hidden: split.hidden,
+            weight,
+            probs,
+            labels,
+            coef,
+            losses,
+        }
+    }
+
+    /// Each member's loss `[C]`, on the hidden states' device, untracked.
+    pub fn losses(&self) -> Tensor<1> {
+        let losses = self.losses.clone();
+        if self.hidden.is_autodiff() {
+            losses.autodiff()
+        } else {
+            losses
+        }
+    }
+
+    /// A scalar whose gradient is that of the sum of the losses of the
+    /// members not `stopped` (`[C]`): `Σ hidden · ∂loss/∂hidden`, the
+    /// second factor held constant.
+    pub fn objective(self, stopped: Tensor<1, Bool>) -> Tensor<1> {
+        let [c, b, t, d] = self.hidden.dims();
+        let [_, n, _] = self.probs.dims();
+        let minus_one = self.labels.clone().float().zeros_like().sub_scalar(1.0);
+        let dlogits = self
+            .probs
+            .scatter(2, self.labels, minus_one, IndexingUpdateOp::Add);
+        let [m, _, vocab] = self.weight.dims();
+        let back = self.weight.swap_dims(1, 2);
+        let dhidden = if m == 1 && c > 1 {
+            dlogits
+                .reshape([1, c * n, vocab])
+                .matmul(back)
+                .reshape([c, n, d])
+        } else {
+            dlogits.matmul(back)
+        };
+        let stopped = stopped.inner().reshape([c, 1, 1]).expand([c, n, d]);
+        let dhidden = (dhidden * self.coef.unsqueeze_dim::<3>(2)).mask_fill(stopped, 0.0);
+        (self.hidden * dhidden.reshape([c, b, t, d])).sum()
+    }
 }
 
 #[cfg(test)]

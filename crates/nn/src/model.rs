@@ -35,6 +35,40 @@ pub trait PopulationModel: Module + ModuleDisplay + Clone {
         let _ = (tokens, cache);
         None
     }
+
+    /// [`logits`](Self::logits) stopped before a frozen head: the final
+    /// hidden states and the head's weight, for [`HeadLoss`](crate::HeadLoss),
+    /// which forms the head's gradient itself instead of through autodiff's
+    /// graph of `[C, B × T, vocab]` tensors. `None` (the default) where the
+    /// head trains or is more than one product.
+    fn split_head(&self, tokens: Tensor<3, Int>) -> Option<SplitHead> {
+        let _ = tokens;
+        None
+    }
+}
+
+/// A model's output before its head: `logits = hidden · weight`.
+#[derive(Debug, Clone)]
+pub struct SplitHead {
+    /// `[C, B, T, d]`.
+    pub hidden: Tensor<4>,
+    /// `[M, d, vocab]`, `M` in {1, C}, frozen.
+    pub weight: Tensor<3>,
+}
+
+impl SplitHead {
+    /// A tied head: the token embedding `table` `[M, vocab, d]`.
+    pub fn tied(hidden: Tensor<4>, table: Tensor<3>) -> Self {
+        Self {
+            hidden,
+            weight: table.swap_dims(1, 2),
+        }
+    }
+
+    /// The logits `[C, B × T, vocab]`.
+    pub fn logits(self) -> Tensor<3> {
+        crate::attention::head_product(self.hidden, self.weight)
+    }
 }
 
 /// The two factors of one low-rank update `scale · a b`: `a` `[C, in, r]`
@@ -211,6 +245,12 @@ pub trait Adaptable: PopulationModel {
         cache: &mut KvCache,
     ) -> Option<Tensor<3>> {
         let _ = (tokens, hook, cache);
+        None
+    }
+    /// [`PopulationModel::split_head`] with every adaptable linear
+    /// evaluated through `hook`.
+    fn split_head_with(&self, tokens: Tensor<3, Int>, hook: &impl LinearHook) -> Option<SplitHead> {
+        let _ = (tokens, hook);
         None
     }
     /// Gives the head (what fine-tuning trains beside the adapters) `members`

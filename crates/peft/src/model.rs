@@ -132,6 +132,11 @@ impl<M: Adaptable> PopulationModel for PeftModel<M> {
         self.base
             .decode_with(tokens, &AdapterHook(&self.blocks), cache)
     }
+
+    fn split_head(&self, tokens: Tensor<3, Int>) -> Option<nn::SplitHead> {
+        self.base
+            .split_head_with(tokens, &AdapterHook(&self.blocks))
+    }
 }
 
 /// A new trainable parameter (gradients activate on an autodiff device).

@@ -130,3 +130,46 @@ fn sigmoid_is_within_three_ulp_and_saturates_exactly() {
     assert_eq!(ends[..6], [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]);
     assert!(ends[6].is_nan(), "sigmoid(NaN) is NaN");
 }
+
+/// Rows of `len` values spread over `[-spread, spread]`, softmax on the
+/// CPU backend against f64's.
+fn check_softmax(len: usize, spread: f32) {
+    let rows = 3;
+    let x: Vec<f32> = (0..rows * len)
+        .map(|i| spread * ((i as f32 * 0.618_034).fract() * 2.0 - 1.0))
+        .collect();
+    let device = Device::flex();
+    let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, len]), &device);
+    let got: Vec<f32> = burn::tensor::activation::softmax(t, 1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data");
+    for (row, (x, got)) in x.chunks(len).zip(got.chunks(len)).enumerate() {
+        let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+        for (i, (&v, &g)) in x.iter().zip(got).enumerate() {
+            let exact = (v as f64 - max).exp() / sum;
+            let err = (g as f64 - exact).abs();
+            // A few ulp, the rounding of `x − max` in f32 (half an ulp of
+            // it) and of the sum over 16 lanes, which an f32 softmax carries.
+            let half_ulp = f64::from(f32::EPSILON) / 2.0;
+            let shift = (v as f64 - max).abs() * half_ulp;
+            let summed = (len as f64 / 16.0 + 16.0) * half_ulp;
+            assert!(
+                err <= (4e-7 + shift + summed) * exact + 1e-44,
+                "len {len}, row {row}, element {i}: softmax {g}, exact {exact}"
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_is_within_a_few_ulp_of_f64_at_every_row_length() {
+    // Lengths below one SIMD vector, around it, and a GPT-2 vocabulary.
+    for len in [1, 3, 15, 16, 17, 33, 100, 50_257] {
+        check_softmax(len, 20.0);
+    }
+    // A spread whose smallest terms underflow to 0 in f32.
+    check_softmax(1000, 120.0);
+}

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use nn::{
-    PopulationModel, member_correct, member_cross_entropy, member_weighted_correct,
+    HeadLoss, PopulationModel, member_correct, member_cross_entropy, member_weighted_correct,
     member_weighted_cross_entropy,
 };
 use synth_data::{EpochOrder, SequenceBatch, SequenceDataset};
@@ -141,11 +141,11 @@ pub fn train_population<M: PopulationModel>(
                 optim.set_lr_factor(schedule.lr.factor(steps, total_steps));
             }
             let batch = SequenceBatch::gather(data, &rows, device);
-            let losses = batch_loss(model.logits(batch.tokens), batch.targets, batch.weights);
+            let loss = StepLoss::new(&model, batch);
+            let losses = loss.losses.clone();
             optim.stop_members(losses.clone().is_finite().bool_not());
-            let stopped = optim.stopped();
-            losses_this_epoch.push(losses.clone().inner());
-            let total = losses.mask_fill(stopped, 0.0).sum();
+            losses_this_epoch.push(losses.inner());
+            let total = loss.objective(optim.stopped());
             let grads = GradientsParams::from_grads(total.backward(), &model);
             model = optim.step(model, grads);
             steps += 1;
@@ -174,6 +174,40 @@ pub fn train_population<M: PopulationModel>(
         diverged,
         steps,
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// A training step's loss: through autodiff's graph from the logits, or
+/// from the hidden states where the model's head is frozen ([`HeadLoss`]).
+struct StepLoss {
+    /// Each member's loss `[C]`: on the graph unless `head` is set.
+    losses: Tensor<1>,
+    head: Option<HeadLoss>,
+}
+
+impl StepLoss {
+    fn new<M: PopulationModel>(model: &M, batch: SequenceBatch) -> Self {
+        match model.split_head(batch.tokens.clone()) {
+            Some(split) => {
+                let head = HeadLoss::new(split, batch.targets, batch.weights);
+                Self {
+                    losses: head.losses(),
+                    head: Some(head),
+                }
+            }
+            None => Self {
+                losses: batch_loss(model.logits(batch.tokens), batch.targets, batch.weights),
+                head: None,
+            },
+        }
+    }
+
+    /// The scalar whose gradient trains the members not `stopped`.
+    fn objective(self, stopped: Tensor<1, burn::tensor::Bool>) -> Tensor<1> {
+        match self.head {
+            Some(head) => head.objective(stopped),
+            None => self.losses.mask_fill(stopped, 0.0).sum(),
+        }
     }
 }
 

@@ -374,14 +374,23 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
         }
     }
 
-    // Pass 2: compute exp(x - max), store in output, accumulate sum.
-    // Scalar exp (no SIMD exp in macerator). This pass is the one that
-    // actually does memory reads + writes on the whole row, so scalar
-    // here still lands us at memory bandwidth.
-    let mut sum = 0.0f32;
-    for idx in 0..len {
-        let e = (input[idx] - max_val).exp();
-        output[idx] = e;
+    // Pass 2 (lrscape patch 7): exp(x - max) through the branch-free
+    // `exp_f32`, so the loop vectorises, then the sum in SIMD lanes.
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = crate::ops::unary::exp_f32(x - max_val);
+    }
+    let mut sum = if simd_len >= lanes {
+        let mut acc = unsafe { vload_unaligned::<S, _>(output.as_ptr()) };
+        let mut j = lanes;
+        while j < simd_len {
+            acc = acc + unsafe { vload_unaligned::<S, _>(output.as_ptr().add(j)) };
+            j += lanes;
+        }
+        acc.reduce_add()
+    } else {
+        0.0
+    };
+    for &e in &output[tail_start..] {
         sum += e;
     }
 
