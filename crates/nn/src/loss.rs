@@ -150,16 +150,12 @@ impl HeadLoss {
         let dlogits = self
             .probs
             .scatter(2, self.labels, minus_one, IndexingUpdateOp::Add);
-        let [m, _, vocab] = self.weight.dims();
-        let back = self.weight.swap_dims(1, 2);
-        let dhidden = if m == 1 && c > 1 {
-            dlogits
-                .reshape([1, c * n, vocab])
-                .matmul(back)
-                .reshape([c, n, d])
-        } else {
-            dlogits.matmul(back)
-        };
+        // Back through the head: its transpose `[M, vocab, d]` as a head.
+        let vocab = dlogits.dims()[2];
+        let dhidden = head_product(
+            dlogits.reshape([c, n, 1, vocab]),
+            self.weight.swap_dims(1, 2),
+        );
         let stopped = stopped.inner().reshape([c, 1, 1]).expand([c, n, d]);
         let dhidden = (dhidden * self.coef.unsqueeze_dim::<3>(2)).mask_fill(stopped, 0.0);
         (self.hidden * dhidden.reshape([c, b, t, d])).sum()

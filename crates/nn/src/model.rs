@@ -64,11 +64,6 @@ impl SplitHead {
             weight: table.swap_dims(1, 2),
         }
     }
-
-    /// The logits `[C, B × T, vocab]`.
-    pub fn logits(self) -> Tensor<3> {
-        crate::attention::head_product(self.hidden, self.weight)
-    }
 }
 
 /// The two factors of one low-rank update `scale · a b`: `a` `[C, in, r]`

@@ -6,14 +6,19 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-fn flex_exp(x: &[f32]) -> Vec<f32> {
+/// `op` on `x` on the CPU backend.
+fn on_flex(x: &[f32], op: impl Fn(Tensor<1>) -> Tensor<1>) -> Vec<f32> {
     let device = Device::flex();
     let t = Tensor::<1>::from_data(TensorData::new(x.to_vec(), [x.len()]), &device);
-    t.exp()
+    op(t)
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("f32 data")
+}
+
+fn flex_exp(x: &[f32]) -> Vec<f32> {
+    on_flex(x, Tensor::exp)
 }
 
 /// Distance in units in the last place between an f32 and the exact value.
@@ -80,13 +85,7 @@ fn exp_underflows_overflows_and_keeps_nan_like_f32() {
 }
 
 fn flex_sigmoid(x: &[f32]) -> Vec<f32> {
-    let device = Device::flex();
-    let t = Tensor::<1>::from_data(TensorData::new(x.to_vec(), [x.len()]), &device);
-    burn::tensor::activation::sigmoid(t)
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data")
+    on_flex(x, burn::tensor::activation::sigmoid)
 }
 
 /// Sigmoid, evaluated on the same polynomial `exp` (GPT-2's `gelu_new`
