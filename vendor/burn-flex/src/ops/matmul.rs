@@ -267,12 +267,11 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let parallelism = get_parallelism(m, n, k);
 
     unsafe {
-        gemm_call(
+        gemm_call_split(
             m,
             n,
             k,
             out_data.as_mut_ptr(),
-            1,
             n as isize,
             lhs_ptr,
             lhs_col_stride,
@@ -340,6 +339,204 @@ unsafe fn gemm_call<T: GemmScalar>(
     }
 }
 
+/// Narrowest block of output columns one thread takes, and the multiple
+/// blocks are rounded to: gemm computes a row-major output as its
+/// transpose, so output columns are the rows of its widest micro-kernel
+/// (4 AVX-512 registers of f32).
+#[cfg(feature = "rayon")]
+const SPLIT_COLUMNS: usize = 64;
+
+/// Narrowest block of output rows one thread takes.
+#[cfg(feature = "rayon")]
+const SPLIT_ROWS: usize = 16;
+
+/// Raw pointers of one product, shared by the threads that each write a
+/// disjoint block of its output.
+#[cfg(feature = "rayon")]
+struct SplitPtrs<T> {
+    out: *mut T,
+    lhs: *const T,
+    rhs: *const T,
+}
+
+#[cfg(feature = "rayon")]
+unsafe impl<T> Send for SplitPtrs<T> {}
+#[cfg(feature = "rayon")]
+unsafe impl<T> Sync for SplitPtrs<T> {}
+
+/// A product into a row-major output (`out_cs = 1`). Where `parallelism`
+/// asks for threads, each of rayon's threads computes one contiguous block
+/// of the output's columns on its own (or of its rows, where there are
+/// too few columns), single-threaded, instead of gemm dividing the work
+/// itself: gemm 0.19's own division keeps two threads from gaining much
+/// on a product with few rows (one 64-token sequence through a weight),
+/// and each block stays a large product of its own.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_call_split<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: *mut T,
+    out_rs: isize,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    parallelism: gemm::Parallelism,
+) {
+    #[cfg(feature = "rayon")]
+    if let gemm::Parallelism::Rayon(_) = parallelism {
+        use rayon::prelude::*;
+        let threads = rayon::current_num_threads();
+        let by_columns = n >= threads * SPLIT_COLUMNS;
+        if threads > 1 && (by_columns || m >= threads * SPLIT_ROWS) {
+            let (len, multiple) = if by_columns {
+                (n, SPLIT_COLUMNS)
+            } else {
+                (m, SPLIT_ROWS)
+            };
+            let block = len.div_ceil(threads).next_multiple_of(multiple);
+            let ptrs = SplitPtrs { out, lhs, rhs };
+            (0..len.div_ceil(block)).into_par_iter().for_each(|i| {
+                let ptrs = &ptrs;
+                let start = i * block;
+                let width = block.min(len - start);
+                // Safety: the blocks are disjoint and inside the output;
+                // the inputs are only read.
+                unsafe {
+                    if by_columns {
+                        gemm_block(
+                            m,
+                            width,
+                            k,
+                            ptrs.out.add(start),
+                            out_rs,
+                            ptrs.lhs,
+                            lhs_cs,
+                            lhs_rs,
+                            ptrs.rhs.offset(start as isize * rhs_cs),
+                            rhs_cs,
+                            rhs_rs,
+                            gemm::Parallelism::None,
+                        );
+                    } else {
+                        gemm_block(
+                            width,
+                            n,
+                            k,
+                            ptrs.out.offset(start as isize * out_rs),
+                            out_rs,
+                            ptrs.lhs.offset(start as isize * lhs_rs),
+                            lhs_cs,
+                            lhs_rs,
+                            ptrs.rhs,
+                            rhs_cs,
+                            rhs_rs,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            });
+            return;
+        }
+    }
+    unsafe {
+        gemm_block(
+            m,
+            n,
+            k,
+            out,
+            out_rs,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            parallelism,
+        );
+    }
+}
+
+/// Most rows for which a product with a column-major rhs is computed into
+/// a column-major buffer and transposed into place (`gemm_block`).
+const FEW_ROWS: usize = 256;
+
+/// Least depth, in multiples of the rows, for which it is: the buffer's
+/// transpose costs as much as the rows, packing the rhs as the depth.
+const DEEP: usize = 2;
+
+/// A product into a row-major output (`out_cs = 1`). gemm computes a
+/// row-major output as its transpose, so a column-major rhs (a weight read
+/// transposed, `x · Wᵀ`) becomes a row-major operand that it packs in
+/// full, every call: with few rows, packing the weight costs about as
+/// much as the product. With few rows, a deep product and a column-major
+/// rhs the product goes into a column-major buffer instead, where gemm
+/// packs only the small lhs and reads the rhs in place, and the buffer is
+/// transposed into the output.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: *mut T,
+    out_rs: isize,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    parallelism: gemm::Parallelism,
+) {
+    let column_major_rhs = rhs_rs == 1 && rhs_cs.unsigned_abs() != 1;
+    if !(column_major_rhs && m <= FEW_ROWS && k >= DEEP * m && n > 1) {
+        unsafe {
+            gemm_call(
+                m, n, k, out, 1, out_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, parallelism,
+            );
+        }
+        return;
+    }
+    let mut buffer: Vec<T> = Vec::with_capacity(checked_size(m, n));
+    unsafe {
+        gemm_call(
+            m,
+            n,
+            k,
+            buffer.as_mut_ptr(),
+            m as isize,
+            1,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            parallelism,
+        );
+        // gemm wrote all m·n elements (read_dst = false).
+        buffer.set_len(m * n);
+    }
+    // buffer[j·m + i] → out[i·out_rs + j], in tiles that stay in L1.
+    const TILE: usize = 32;
+    for j0 in (0..n).step_by(TILE) {
+        for i0 in (0..m).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(n) {
+                let column = &buffer[j * m..(j + 1) * m];
+                for i in i0..(i0 + TILE).min(m) {
+                    // Safety: (i, j) lies inside the m × n output.
+                    unsafe { *out.offset(i as isize * out_rs + j as isize) = column[i] };
+                }
+            }
+        }
+    }
+}
+
 /// Batched matmul: [B..., M, K] x [B..., K, N] -> [B..., M, N]
 /// Supports broadcasting on batch dimensions and strided (non-contiguous) inputs.
 fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
@@ -392,12 +589,11 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         let lhs_off = lhs_start + batch_elem_offset(b, &broadcast_shape, &lhs_batch_strides);
         let rhs_off = rhs_start + batch_elem_offset(b, &broadcast_shape, &rhs_batch_strides);
         unsafe {
-            gemm_call::<T>(
+            gemm_call_split::<T>(
                 m,
                 n,
                 k,
                 out_ptr,
-                1,
                 n as isize,
                 lhs_data.as_ptr().offset(lhs_off),
                 lhs_col_stride,
@@ -411,7 +607,7 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     };
 
     // Strategy:
-    // 1. Large matrices: let gemm parallelize internally
+    // 1. Large matrices: all threads, each on a block of the output
     // 2. Small matrices, large batch: parallelize batch loop
     // 3. Small total work: single-threaded
     #[cfg(feature = "rayon")]
