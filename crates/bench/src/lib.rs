@@ -952,6 +952,20 @@ pub(crate) fn time_gemm(device: &Device, n: usize, reps: usize) -> GemmResult {
     }
 }
 
+/// A reference script of `tools/bench/`: under the working directory when
+/// run from a checkout, else in the checkout this binary was built from,
+/// so that `lrscape bench` finds it from anywhere on the build machine.
+pub fn bench_script(name: &str) -> PathBuf {
+    let here = Path::new("tools/bench").join(name);
+    if here.is_file() {
+        return here;
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/bench")
+        .join(name);
+    if built.is_file() { built } else { here }
+}
+
 /// Runs the PyTorch reference script, or says why not.
 pub fn run_torch(
     script: &Path,
@@ -1172,6 +1186,20 @@ pub fn write_outputs(report: &BenchReport, out: &Path) -> anyhow::Result<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bench_scripts_are_found_outside_the_checkout_root() {
+        // Tests run in crates/bench, where tools/bench/ is not.
+        assert!(!Path::new("tools/bench/gpt2_peft_step.py").exists());
+        for name in ["gpt2_peft_step.py", "torch_step.py", "gemm_shapes.py"] {
+            let path = bench_script(name);
+            assert!(path.is_file(), "{name}: {}", path.display());
+        }
+        assert_eq!(
+            bench_script("absent.py"),
+            Path::new("tools/bench/absent.py")
+        );
+    }
 
     #[test]
     fn cases_cover_the_spec() {

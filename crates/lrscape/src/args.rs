@@ -451,9 +451,11 @@ pub struct BenchArgs {
     /// Directory for BENCH.md and bench.json.
     #[arg(long, default_value = "results/bench")]
     pub out: PathBuf,
-    /// The PyTorch reference script.
-    #[arg(long, default_value = "tools/bench/torch_step.py")]
-    pub torch_script: PathBuf,
+    /// The PyTorch reference script; default: `tools/bench/torch_step.py`
+    /// under the working directory, else in the checkout lrscape was built
+    /// from.
+    #[arg(long)]
+    pub torch_script: Option<PathBuf>,
     /// `torch.set_num_threads` values to time PyTorch at (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "2,1")]
     pub torch_threads: Vec<usize>,

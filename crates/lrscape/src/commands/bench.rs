@@ -73,7 +73,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         rank: args.rank,
         workers,
         child_exe,
-        torch_script: (!args.no_torch).then_some(args.torch_script),
+        torch_script: (!args.no_torch).then(|| {
+            args.torch_script
+                .unwrap_or_else(|| bench::bench_script("torch_step.py"))
+        }),
         torch_threads: args.torch_threads,
         torch_device: args
             .torch_device
@@ -217,8 +220,12 @@ fn torch_gpt2(args: &BenchArgs) -> Result<TorchGpt2, String> {
     if args.no_torch {
         return Err("not run (--no-torch)".into());
     }
+    let script = bench::bench_script("gpt2_peft_step.py");
+    if !script.is_file() {
+        return Err(format!("not run (script not found: {})", script.display()));
+    }
     let out = std::process::Command::new("python3")
-        .arg("tools/bench/gpt2_peft_step.py")
+        .arg(&script)
         .args(["--seq", "64", "--batch", "1"])
         .arg(format!("--rank={}", args.rank))
         .arg(format!("--steps={}", args.steps))
@@ -235,7 +242,7 @@ fn torch_gpt2(args: &BenchArgs) -> Result<TorchGpt2, String> {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .map_err(|e| format!("tools/bench/gpt2_peft_step.py printed no result: {e}"))
+        .map_err(|e| format!("{} printed no result: {e}", script.display()))
 }
 
 /// `--gpt2-memory`, `--qwen3-memory`: every configuration in a child
