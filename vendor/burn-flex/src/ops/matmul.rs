@@ -404,40 +404,32 @@ unsafe fn gemm_call_split<T: GemmScalar>(
                 let ptrs = &ptrs;
                 let start = i * block;
                 let width = block.min(len - start);
+                // A block of columns reads every row of lhs and its
+                // columns of rhs; a block of rows its rows of lhs and all
+                // of rhs.
+                let (rows, cols, out_off, lhs_off, rhs_off) = if by_columns {
+                    (m, width, start as isize, 0, start as isize * rhs_cs)
+                } else {
+                    let s = start as isize;
+                    (width, n, s * out_rs, s * lhs_rs, 0)
+                };
                 // Safety: the blocks are disjoint and inside the output;
                 // the inputs are only read.
                 unsafe {
-                    if by_columns {
-                        gemm_block(
-                            m,
-                            width,
-                            k,
-                            ptrs.out.add(start),
-                            out_rs,
-                            ptrs.lhs,
-                            lhs_cs,
-                            lhs_rs,
-                            ptrs.rhs.offset(start as isize * rhs_cs),
-                            rhs_cs,
-                            rhs_rs,
-                            gemm::Parallelism::None,
-                        );
-                    } else {
-                        gemm_block(
-                            width,
-                            n,
-                            k,
-                            ptrs.out.offset(start as isize * out_rs),
-                            out_rs,
-                            ptrs.lhs.offset(start as isize * lhs_rs),
-                            lhs_cs,
-                            lhs_rs,
-                            ptrs.rhs,
-                            rhs_cs,
-                            rhs_rs,
-                            gemm::Parallelism::None,
-                        );
-                    }
+                    gemm_block(
+                        rows,
+                        cols,
+                        k,
+                        ptrs.out.offset(out_off),
+                        out_rs,
+                        ptrs.lhs.offset(lhs_off),
+                        lhs_cs,
+                        lhs_rs,
+                        ptrs.rhs.offset(rhs_off),
+                        rhs_cs,
+                        rhs_rs,
+                        gemm::Parallelism::None,
+                    );
                 }
             });
             return;
